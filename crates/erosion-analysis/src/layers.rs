@@ -1,0 +1,475 @@
+//! Layer-wise erosion (finding 3): pooling of response windows, the alignment direction per
+//! layer, each model's mean projection onto it, and confidence intervals.
+//!
+//! Notation (MISSION.md): z_{l,i}^m = pooled hidden states of example i's response window at
+//! layer l under model m; mu_l^m = mean_i z_{l,i}^m (accumulate with
+//! [`crate::stream::LayerMeans`]); v_l = mu_l^instruct - mu_l^base;
+//!   s_l^m = mean_i z_{l,i}^m . v_l / |v_l| = mu_l^m . v_l / |v_l|      (by linearity),
+//! so s_l^m needs only the streamed means, and s_l^instruct - s_l^base = |v_l| exactly.
+//!
+//! Pooling of the window of T response tokens starting `offset` tokens into the response:
+//! - `Flatten` (the study's text, T = 64): z = concat(h_t for t in window)        // [T * d]
+//! - `Mean` (the study's code, T = 10, tokens as rows): z = mean_t h_t             // `[d]`
+//!   (the mean of per-token projections equals the projection of the mean, so "each token a
+//!   row" and mean pooling give the same s_l).
+//!
+//! Confidence bands: [`score_ci`] bootstraps the mean of per-example projections onto a fixed
+//! v_l (conditional on the direction; a second pass once v_l is known). [`paired_bootstrap`]
+//! also re-estimates v_l in every resample (examples resampled jointly across models), from
+//! n x n Gram matrices, so no per-example vector is held.
+
+use std::ops::Range;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::matrix::{cosine, dot, norm, Matrix};
+use crate::stats::{bootstrap_mean_ci, ci_from_draws, rng_from_seed, ConfidenceInterval};
+
+const PAIRED: &str = "percentile bootstrap (paired examples, direction re-estimated)";
+
+/// How a window of T hidden states becomes one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Concatenate the T token vectors: [T * d] (the study's text).
+    Flatten,
+    /// Mean over the T token vectors: `[d]` (the study's code).
+    Mean,
+}
+
+/// What to do when fewer than T response tokens are available after the offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShortWindowPolicy {
+    /// Fail, with the counts in the message.
+    Error,
+    /// Drop the example (`pool_window` returns `None`).
+    Skip,
+    /// Use the available tokens: `Mean` averages over them; `Flatten` zero-fills the missing
+    /// positions so every vector is [T * d] (missing tokens then pull those positions of the
+    /// mean toward 0). Zero available tokens is still an error.
+    UseAvailable,
+}
+
+/// The response window and its pooling, recorded with every result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpec {
+    /// T: number of response tokens.
+    pub len: usize,
+    /// Tokens skipped at the start of the response.
+    pub offset: usize,
+    pub pooling: Pooling,
+    pub short: ShortWindowPolicy,
+}
+
+impl WindowSpec {
+    /// Length of the pooled vector for hidden size `d`.
+    pub fn pooled_dim(&self, d: usize) -> usize {
+        match self.pooling {
+            Pooling::Flatten => self.len * d,
+            Pooling::Mean => d,
+        }
+    }
+}
+
+/// Pools one example's hidden states at one layer over its response window.
+///
+/// `hidden` is row-major [seq, d]; `response` the token positions of the response in 0..seq.
+/// Window = positions response.start + offset .. + T, clipped to the response.
+/// Returns `None` only under `ShortWindowPolicy::Skip`. // -> [T * d] or `[d]`
+pub fn pool_window(
+    hidden: &[f32],
+    seq: usize,
+    d: usize,
+    response: Range<usize>,
+    spec: &WindowSpec,
+) -> Result<Option<Vec<f64>>> {
+    if spec.len == 0 || d == 0 {
+        bail!(
+            "window length T and hidden size d must be positive (T {}, d {d})",
+            spec.len
+        );
+    }
+    if hidden.len() != seq * d {
+        bail!(
+            "hidden states have {} values, expected seq {seq} x d {d}",
+            hidden.len()
+        );
+    }
+    if response.start > response.end || response.end > seq {
+        bail!("response span {response:?} outside a sequence of {seq} tokens");
+    }
+    let start = response.start + spec.offset;
+    let available = response.end.saturating_sub(start).min(spec.len);
+    if available < spec.len {
+        let msg = || {
+            format!(
+                "response of {} tokens has {available} after offset {}, fewer than T = {}",
+                response.len(),
+                spec.offset,
+                spec.len
+            )
+        };
+        match spec.short {
+            ShortWindowPolicy::Error => bail!("{} (policy error)", msg()),
+            ShortWindowPolicy::Skip => return Ok(None),
+            ShortWindowPolicy::UseAvailable if available == 0 => {
+                bail!("{}: no token to use", msg())
+            }
+            ShortWindowPolicy::UseAvailable => {}
+        }
+    }
+    let rows = &hidden[start * d..(start + available) * d];
+    if let Some(i) = rows.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "hidden state at position {} dim {} is {}",
+            start + i / d,
+            i % d,
+            rows[i]
+        );
+    }
+    Ok(Some(match spec.pooling {
+        Pooling::Flatten => {
+            let mut z = vec![0.0; spec.len * d];
+            z[..available * d]
+                .iter_mut()
+                .zip(rows)
+                .for_each(|(o, &h)| *o = h as f64);
+            z
+        }
+        Pooling::Mean => {
+            let mut z = vec![0.0; d];
+            for t in 0..available {
+                z.iter_mut()
+                    .zip(&rows[t * d..(t + 1) * d])
+                    .for_each(|(o, &h)| *o += h as f64);
+            }
+            z.iter_mut().for_each(|o| *o /= available as f64);
+            z
+        }
+    }))
+}
+
+/// Per-layer means of one model: `means[l]` = mu_l^m. // `[n_layers]``[dim]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelLayerMeans {
+    pub model: String,
+    pub means: Vec<Vec<f64>>,
+}
+
+/// s_l^m for every model and layer, with the direction norms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerScores {
+    pub models: Vec<String>,
+    pub n_layers: usize,
+    /// |v_l| = s_l^instruct - s_l^base. // `[n_layers]`
+    pub direction_norms: Vec<f64>,
+    /// `scores[m][l]` = s_l^m = mu_l^m . v_l / |v_l|. // `[n_models][n_layers]`
+    pub scores: Vec<Vec<f64>>,
+}
+
+/// v_l = mu_l^instruct - mu_l^base for every layer. // `[n_layers]``[dim]`
+pub fn alignment_directions(base: &[Vec<f64>], instruct: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
+    if base.len() != instruct.len() {
+        bail!(
+            "base has {} layers, instruct {}",
+            base.len(),
+            instruct.len()
+        );
+    }
+    base.iter()
+        .zip(instruct)
+        .enumerate()
+        .map(|(l, (b, i))| {
+            if b.len() != i.len() {
+                bail!(
+                    "layer {l}: base mean has dim {}, instruct {}",
+                    b.len(),
+                    i.len()
+                );
+            }
+            Ok(i.iter().zip(b).map(|(x, y)| x - y).collect())
+        })
+        .collect()
+}
+
+/// v / |v|; errors on a zero (or non-finite) vector.
+pub fn unit(v: &[f64]) -> Result<Vec<f64>> {
+    let n = norm(v);
+    if n.is_nan() || n <= 0.0 || !n.is_finite() {
+        bail!("direction has norm {n}: cannot normalise");
+    }
+    Ok(v.iter().map(|x| x / n).collect())
+}
+
+/// Scores s_l^m of every model (module docs). `base` and `instruct` name two of the models.
+pub fn layer_scores(models: &[ModelLayerMeans], base: &str, instruct: &str) -> Result<LayerScores> {
+    let find = |name: &str| {
+        models
+            .iter()
+            .find(|m| m.model == name)
+            .with_context(|| format!("model {name:?} not among the layer means"))
+    };
+    let (b, i) = (find(base)?, find(instruct)?);
+    let v = alignment_directions(&b.means, &i.means)?;
+    let n_layers = v.len();
+    let units: Vec<Vec<f64>> = v
+        .iter()
+        .enumerate()
+        .map(|(l, v)| unit(v).with_context(|| format!("layer {l}")))
+        .collect::<Result<_>>()?;
+    let mut scores = Vec::with_capacity(models.len());
+    for m in models {
+        if m.means.len() != n_layers {
+            bail!(
+                "model {:?} has {} layers of means, expected {n_layers}",
+                m.model,
+                m.means.len()
+            );
+        }
+        let mut s = Vec::with_capacity(n_layers);
+        for (l, (mu, u)) in m.means.iter().zip(&units).enumerate() {
+            if mu.len() != u.len() {
+                bail!(
+                    "model {:?} layer {l}: mean has dim {}, direction {}",
+                    m.model,
+                    mu.len(),
+                    u.len()
+                );
+            }
+            s.push(dot(mu, u));
+        }
+        scores.push(s);
+    }
+    Ok(LayerScores {
+        models: models.iter().map(|m| m.model.clone()).collect(),
+        n_layers,
+        direction_norms: v.iter().map(|v| norm(v)).collect(),
+        scores,
+    })
+}
+
+/// Per-layer signed cosine between the directions found on two datasets (v_l has a meaning-
+/// ful sign, instruct minus base, so the sign is kept). // `[n_layers]`
+pub fn direction_cosines(a: &[Vec<f64>], b: &[Vec<f64>]) -> Result<Vec<f64>> {
+    if a.len() != b.len() {
+        bail!("directions for {} and {} layers", a.len(), b.len());
+    }
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .map(|(l, (x, y))| cosine(x, y).with_context(|| format!("layer {l}")))
+        .collect()
+}
+
+/// Projections z_i . u of the rows of `z` onto a unit direction. // z: [n, dim] -> `[n]`
+pub fn projections(z: &Matrix, u: &[f64]) -> Result<Vec<f64>> {
+    if z.cols != u.len() {
+        bail!(
+            "projecting rows of dim {} onto a direction of dim {}",
+            z.cols,
+            u.len()
+        );
+    }
+    Ok((0..z.rows).map(|i| dot(z.row(i), u)).collect())
+}
+
+/// Percentile bootstrap CI of s = mean of per-example projections onto a fixed direction
+/// (conditional on v_l: it does not include the uncertainty of v_l; see [`paired_bootstrap`]).
+pub fn score_ci(
+    projections: &[f64],
+    n_resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Result<ConfidenceInterval> {
+    bootstrap_mean_ci(projections, n_resamples, level, seed)
+}
+
+/// Gram-form data for the paired bootstrap of one layer: per model m,
+/// D^m = Z^m (Z^instruct)^T - Z^m (Z^base)^T, where Z^m [n, dim] stacks the pooled vectors
+/// of the same n examples under model m. For resample multiplicities w (sum n):
+///   v* = (1/n) sum_j w_j (z_j^I - z_j^B),  |v*|^2 = w^T (D^I - D^B) w / n^2,
+///   s_m* = (1/n) sum_i w_i z_i^m . v*/|v*| = w^T D^m w / (n sqrt(w^T (D^I - D^B) w)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreGrams {
+    pub models: Vec<String>,
+    pub base: usize,
+    pub instruct: usize,
+    /// D^m per model. // `[n_models]` of [n, n]
+    pub d: Vec<Matrix>,
+}
+
+impl ScoreGrams {
+    /// From in-memory pooled vectors of the same examples under each model. // `z[m]`: [n, dim]
+    pub fn from_matrices(
+        models: &[String],
+        z: &[&Matrix],
+        base: usize,
+        instruct: usize,
+    ) -> Result<Self> {
+        if z.len() != models.len() || base >= z.len() || instruct >= z.len() {
+            bail!(
+                "{} names, {} matrices, base {base}, instruct {instruct}",
+                models.len(),
+                z.len()
+            );
+        }
+        let (n, dim) = (z[0].rows, z[0].cols);
+        for (m, zm) in z.iter().enumerate() {
+            if zm.rows != n || zm.cols != dim {
+                bail!(
+                    "model {:?}: pooled vectors {}x{}, expected {n}x{dim}",
+                    models[m],
+                    zm.rows,
+                    zm.cols
+                );
+            }
+        }
+        let d = z
+            .iter()
+            .map(|zm| {
+                let mut dm = Matrix::zeros(n, n);
+                for i in 0..n {
+                    for j in 0..n {
+                        dm.set(
+                            i,
+                            j,
+                            dot(zm.row(i), z[instruct].row(j)) - dot(zm.row(i), z[base].row(j)),
+                        );
+                    }
+                }
+                dm
+            })
+            .collect();
+        Ok(Self {
+            models: models.to_vec(),
+            base,
+            instruct,
+            d,
+        })
+    }
+
+    /// From cross Grams computed elsewhere (e.g. [`crate::cosine::blocked_cross_gram`] over
+    /// stores): `g_mi[m]` = Z^m Z^I^T, `g_mb[m]` = Z^m Z^B^T. // each [n, n]
+    pub fn from_cross_grams(
+        models: &[String],
+        g_mi: &[Matrix],
+        g_mb: &[Matrix],
+        base: usize,
+        instruct: usize,
+    ) -> Result<Self> {
+        if g_mi.len() != models.len()
+            || g_mb.len() != models.len()
+            || base >= models.len()
+            || instruct >= models.len()
+        {
+            bail!(
+                "{} names, {} + {} grams, base {base}, instruct {instruct}",
+                models.len(),
+                g_mi.len(),
+                g_mb.len()
+            );
+        }
+        let n = g_mi[0].rows;
+        let mut d = Vec::with_capacity(models.len());
+        for (m, (a, b)) in g_mi.iter().zip(g_mb).enumerate() {
+            if a.rows != n || a.cols != n || b.rows != n || b.cols != n {
+                bail!(
+                    "model {:?}: cross grams {}x{} and {}x{}, expected {n}x{n}",
+                    models[m],
+                    a.rows,
+                    a.cols,
+                    b.rows,
+                    b.cols
+                );
+            }
+            d.push(Matrix::from_vec(
+                n,
+                n,
+                a.data.iter().zip(&b.data).map(|(x, y)| x - y).collect(),
+            )?);
+        }
+        Ok(Self {
+            models: models.to_vec(),
+            base,
+            instruct,
+            d,
+        })
+    }
+
+    pub fn n_examples(&self) -> usize {
+        self.d[0].rows
+    }
+}
+
+fn quad_form(m: &Matrix, w: &[f64]) -> f64 {
+    (0..m.rows)
+        .filter(|&i| w[i] != 0.0)
+        .map(|i| w[i] * dot(m.row(i), w))
+        .sum()
+}
+
+/// Paired bootstrap CIs of one layer's scores, re-estimating v in each resample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedScoreCis {
+    pub models: Vec<String>,
+    /// CI of s^m per model.
+    pub scores: Vec<ConfidenceInterval>,
+    /// CI of (s^m - s^base) / (s^instruct - s^base): 0 = base, 1 = instruct.
+    pub relative: Vec<ConfidenceInterval>,
+}
+
+/// Paired percentile bootstrap of s^m and of the relative position (see [`ScoreGrams`]).
+pub fn paired_bootstrap(
+    g: &ScoreGrams,
+    n_resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Result<PairedScoreCis> {
+    if n_resamples < 2 || !(level > 0.0 && level < 1.0) {
+        bail!("paired bootstrap needs >= 2 resamples and a level in (0, 1), got {n_resamples}, {level}");
+    }
+    let n = g.n_examples();
+    let stats_of = |idx: &[usize]| -> Result<(Vec<f64>, Vec<f64>)> {
+        let mut w = vec![0.0; n];
+        idx.iter().for_each(|&i| w[i] += 1.0);
+        let q: Vec<f64> = g.d.iter().map(|dm| quad_form(dm, &w)).collect();
+        let k = q[g.instruct] - q[g.base];
+        if k.is_nan() || k <= 0.0 {
+            bail!(
+                "resample has a zero alignment direction (|v|^2 = {})",
+                k / (n * n) as f64
+            );
+        }
+        let s = q.iter().map(|qm| qm / (n as f64 * k.sqrt())).collect();
+        let r = q.iter().map(|qm| (qm - q[g.base]) / k).collect();
+        Ok((s, r))
+    };
+    // One stream of resamples shared by every statistic, so the CIs are jointly consistent.
+    let identity: Vec<usize> = (0..n).collect();
+    let (s0, r0) = stats_of(&identity)?;
+    let mut rng = rng_from_seed(seed);
+    let m = g.models.len();
+    let (mut sd, mut rd) = (vec![Vec::new(); m], vec![Vec::new(); m]);
+    let mut idx = vec![0usize; n];
+    for _ in 0..n_resamples {
+        crate::stats::draw_resample(&mut rng, &mut idx);
+        let (s, r) = stats_of(&idx)?;
+        for k in 0..m {
+            sd[k].push(s[k]);
+            rd[k].push(r[k]);
+        }
+    }
+    let mut scores = Vec::with_capacity(m);
+    let mut relative = Vec::with_capacity(m);
+    for (k, (s, r)) in sd.into_iter().zip(rd).enumerate() {
+        scores.push(ci_from_draws(s0[k], s, level, seed, PAIRED)?);
+        relative.push(ci_from_draws(r0[k], r, level, seed, PAIRED)?);
+    }
+    Ok(PairedScoreCis {
+        models: g.models.clone(),
+        scores,
+        relative,
+    })
+}

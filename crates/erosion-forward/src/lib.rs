@@ -1,0 +1,16 @@
+//! `erosion-forward`: the forward (and backward) passes the analyses read, run over datasets
+//! of tokenized examples in memory-bounded batches.
+//!
+//! - [`batch`]: batches under a token budget (sorted by length, right-padded), progress.
+//! - [`logprobs`]: per-token log-probabilities and entropies of responses; next-token top-k.
+//! - [`windows`]: hidden states at chosen layers and positions, streamed to a sink.
+//! - [`cache`], [`cached_windows`]: the on-disk activation cache, chunked so a study resumes.
+
+pub mod batch;
+pub mod cache;
+pub mod cached_windows;
+pub mod gradients;
+pub mod logprobs;
+pub mod row_store;
+pub mod sequence;
+pub mod windows;

@@ -1,0 +1,262 @@
+//! Analysis 1 (behaviour): per-token log-probabilities of fixed responses, the entropy of each
+//! next-token distribution, and the next-token distribution after a prefix.
+//!
+//! For a sequence x with response tokens at positions `r.start..r.end`:
+//! ```text
+//! lp_t = ln softmax(W_U norm(h_L[t-1]))[x_t]                 t in r   (nats)
+//! H_t  = -sum_v p_v ln p_v,  p = softmax(W_U norm(h_L[t-1]))  (entropy of the distribution x_t was drawn from)
+//! log p(response) = sum_t lp_t;  running log joint J_t = sum_{s<=t} lp_s
+//! ```
+//! Logits are formed only at the needed rows: the final hidden states `[batch, seq, d_model]`
+//! are gathered to `[n_rows, d_model]` and unembedded in chunks of at most
+//! [`LOGIT_CHUNK_VALUES`] logits, so `[batch, seq, vocab]` never exists (150k vocabularies).
+//! The log-softmax and the entropy run in f32 whatever the model dtype (as transformers'
+//! `logits.float()`).
+
+use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
+use crate::sequence::{check_all, Sequence};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor, D};
+use erosion_model::hooks::Hooks;
+use erosion_model::transformer::{ForwardOptions, Transformer};
+use serde::{Deserialize, Serialize};
+
+/// Most logits formed at once (64 MiB of f32): rows are unembedded in chunks of
+/// `max(1, LOGIT_CHUNK_VALUES / vocab)`.
+pub const LOGIT_CHUNK_VALUES: usize = 1 << 24;
+
+/// The response of one example under one model. All vectors have one entry per response
+/// token, in order. `[n_response]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseLogprobs {
+    /// The response tokens.
+    pub ids: Vec<u32>,
+    /// `ln p(ids[t] | all tokens before it)`, nats.
+    pub logprobs: Vec<f32>,
+    /// Entropy (nats) of the next-token distribution `ids[t]` was drawn from.
+    pub entropy: Vec<f32>,
+}
+
+impl ResponseLogprobs {
+    /// `log p(response) = sum_t lp_t`, summed in f64.
+    pub fn log_joint(&self) -> f64 {
+        self.logprobs.iter().map(|&x| x as f64).sum()
+    }
+
+    /// `J_t = sum_{s<=t} lp_s`, in f64. `[n_response]`
+    pub fn running_log_joint(&self) -> Vec<f64> {
+        let mut acc = 0f64;
+        self.logprobs
+            .iter()
+            .map(|&x| {
+                acc += x as f64;
+                acc
+            })
+            .collect()
+    }
+
+    /// Mean entropy over the response tokens (NaN for an empty response).
+    pub fn mean_entropy(&self) -> f64 {
+        self.entropy.iter().map(|&x| x as f64).sum::<f64>() / self.entropy.len() as f64
+    }
+}
+
+/// Log-probabilities and entropies of every response token of every sequence, returned in
+/// input order. A response that starts at position 0 (no prefix to condition on) or is empty
+/// is an error naming the example.
+pub fn response_logprobs(
+    model: &Transformer,
+    seqs: &[Sequence],
+    batch: &BatchOptions,
+    progress: &mut dyn Progress,
+) -> Result<Vec<ResponseLogprobs>> {
+    run(model, seqs, batch, None, progress)
+}
+
+/// [`response_logprobs`] with `hooks` active in every forward pass, e.g. an edit that adds or
+/// removes a direction (causal tests). Batches are sorted by length, so positions in the
+/// hooks must not depend on the example: use `Positions::All` or `Positions::Same`.
+pub fn response_logprobs_hooked(
+    model: &Transformer,
+    seqs: &[Sequence],
+    batch: &BatchOptions,
+    hooks: &mut Hooks,
+    progress: &mut dyn Progress,
+) -> Result<Vec<ResponseLogprobs>> {
+    run(model, seqs, batch, Some(hooks), progress)
+}
+
+fn run(
+    model: &Transformer,
+    seqs: &[Sequence],
+    batch: &BatchOptions,
+    mut hooks: Option<&mut Hooks>,
+    progress: &mut dyn Progress,
+) -> Result<Vec<ResponseLogprobs>> {
+    check_all(seqs)?;
+    for (i, s) in seqs.iter().enumerate() {
+        if s.response.is_empty() {
+            bail!("example {i}: the response is empty");
+        }
+        if s.response.start == 0 {
+            bail!("example {i}: the response starts at token 0, so its first token has no prefix to predict it from");
+        }
+    }
+    progress.set_total(seqs.len());
+    // The last response token is predicted from the one before it: the tokens after
+    // `response.end - 1` are never needed.
+    let lens: Vec<usize> = seqs.iter().map(|s| s.response.end - 1).collect();
+    let mut out: Vec<Option<ResponseLogprobs>> = vec![None; seqs.len()];
+    for examples in plan_batches(&lens, batch)? {
+        let rows: Vec<&[u32]> = examples.iter().map(|&i| &seqs[i].ids[..lens[i]]).collect();
+        let b = Batch::new(examples, &rows, model.device())?;
+        let mut opts = ForwardOptions::fast();
+        if let Some(h) = hooks.as_deref_mut() {
+            opts = opts.hooks(h);
+        }
+        let hidden = model
+            .final_hidden(&b.ids, b.mask_if_padded(), &mut opts)
+            .with_context(|| format!("forward pass over examples {:?}", b.examples))?; // [b, s, d]
+        let s = b.seq_len();
+        // Row k*s + p of the flattened hidden states predicts token p+1 of row k.
+        let (mut flat_rows, mut targets) = (Vec::new(), Vec::new());
+        for (k, &i) in b.examples.iter().enumerate() {
+            let r = &seqs[i].response;
+            flat_rows.extend((r.start - 1..r.end - 1).map(|p| (k * s + p) as u32));
+            targets.extend_from_slice(seqs[i].response_ids());
+        }
+        let (lp, ent) = logprobs_at_rows(model, &hidden, &flat_rows, &targets)?;
+        let mut at = 0;
+        for &i in &b.examples {
+            let n = seqs[i].response.len();
+            out[i] = Some(ResponseLogprobs {
+                ids: seqs[i].response_ids().to_vec(),
+                logprobs: lp[at..at + n].to_vec(),
+                entropy: ent[at..at + n].to_vec(),
+            });
+            at += n;
+        }
+        progress.advance(b.len());
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, o)| o.with_context(|| format!("example {i} was in no batch")))
+        .collect()
+}
+
+/// Log-probabilities of `targets[j]` and entropies at the flattened rows `rows[j]` of
+/// `hidden` `[batch, seq, d_model]` (final, normalised). Returns two `[n_rows]` vectors.
+fn logprobs_at_rows(
+    model: &Transformer,
+    hidden: &Tensor,
+    rows: &[u32],
+    targets: &[u32],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let d = hidden.dim(D::Minus1)?;
+    let flat = hidden.reshape(((), d))?; // [b * s, d]
+    let vocab = model.config().vocab_size;
+    let chunk = (LOGIT_CHUNK_VALUES / vocab.max(1)).max(1);
+    let (mut lps, mut ents) = (
+        Vec::with_capacity(rows.len()),
+        Vec::with_capacity(rows.len()),
+    );
+    for (rows, targets) in rows.chunks(chunk).zip(targets.chunks(chunk)) {
+        let n = rows.len();
+        let idx = Tensor::from_slice(rows, n, hidden.device())?;
+        let h = flat.index_select(&idx, 0)?; // [n, d]
+        let lp = log_softmax_f32(model, &h)?; // [n, vocab]
+        let tgt = Tensor::from_slice(targets, (n, 1), hidden.device())?;
+        lps.extend(lp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?);
+        ents.extend(entropy(&lp)?.to_vec1::<f32>()?);
+    }
+    Ok((lps, ents))
+}
+
+/// `log_softmax(W_U h)` in f32 for final hidden rows `h` `[n, d_model]`: `[n, vocab]`.
+fn log_softmax_f32(model: &Transformer, h: &Tensor) -> Result<Tensor> {
+    let logits = model
+        .unembed(h, &mut ForwardOptions::fast())?
+        .to_dtype(DType::F32)?;
+    Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+}
+
+/// `H = -sum_v exp(lp_v) lp_v` per row of `lp` `[n, vocab]`: `[n]`. Rows of finite log-probs
+/// only (a log-softmax of finite logits), so `0 * ln 0` never arises as `0 * -inf`.
+fn entropy(lp: &Tensor) -> Result<Tensor> {
+    Ok((lp.exp()? * lp)?.sum(D::Minus1)?.neg()?)
+}
+
+/// One token of a next-token distribution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenProb {
+    pub id: u32,
+    pub prob: f32,
+    /// ln prob, nats.
+    pub logprob: f32,
+}
+
+/// The distribution of the token after a prefix: its `k` most likely tokens and its entropy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextToken {
+    /// Most likely first; ties by token id.
+    pub top: Vec<TokenProb>,
+    /// `-sum_v p_v ln p_v` over the whole vocabulary, nats.
+    pub entropy: f32,
+}
+
+/// The next-token distribution after `prompt_ids` (e.g. a chat prompt with the assistant's
+/// first words "I wish I could"): the top `k` tokens and the entropy.
+pub fn next_token(model: &Transformer, prompt_ids: &[u32], k: usize) -> Result<NextToken> {
+    next(model, prompt_ids, k, None)
+}
+
+/// [`next_token`] with `hooks` active (e.g. an edit along a direction).
+pub fn next_token_hooked(
+    model: &Transformer,
+    prompt_ids: &[u32],
+    k: usize,
+    hooks: &mut Hooks,
+) -> Result<NextToken> {
+    next(model, prompt_ids, k, Some(hooks))
+}
+
+fn next(
+    model: &Transformer,
+    prompt_ids: &[u32],
+    k: usize,
+    hooks: Option<&mut Hooks>,
+) -> Result<NextToken> {
+    if prompt_ids.is_empty() {
+        bail!("next_token needs a non-empty prompt");
+    }
+    let n = prompt_ids.len();
+    let ids = Tensor::from_slice(prompt_ids, (1, n), model.device())?;
+    let mut opts = ForwardOptions::fast();
+    if let Some(h) = hooks {
+        opts = opts.hooks(h);
+    }
+    let hidden = model.final_hidden(&ids, None, &mut opts)?; // [1, n, d]
+    let last = hidden.squeeze(0)?.narrow(0, n - 1, 1)?; // [1, d]
+    let lp = log_softmax_f32(model, &last)?; // [1, vocab]
+    let ent = entropy(&lp)?.to_vec1::<f32>()?[0];
+    let lp = lp.squeeze(0)?.to_vec1::<f32>()?;
+    let mut order: Vec<usize> = (0..lp.len()).collect();
+    let k = k.min(lp.len());
+    let by_prob = |a: &usize, b: &usize| lp[*b].total_cmp(&lp[*a]).then(a.cmp(b));
+    if k < order.len() && k > 0 {
+        order.select_nth_unstable_by(k - 1, by_prob);
+    }
+    order.truncate(k);
+    order.sort_by(by_prob);
+    Ok(NextToken {
+        top: order
+            .into_iter()
+            .map(|i| TokenProb {
+                id: i as u32,
+                prob: lp[i].exp(),
+                logprob: lp[i],
+            })
+            .collect(),
+        entropy: ent,
+    })
+}

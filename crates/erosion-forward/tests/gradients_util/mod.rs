@@ -1,0 +1,230 @@
+//! Shared by the gradient tests: tiny models (seeded random f64, and the Hugging Face
+//! fixtures of erosion-model), example sequences, and an independent reference: the loss and
+//! its gradient by plain autograd through the whole model.
+#![allow(dead_code)]
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{VarBuilder, VarMap};
+use erosion_forward::gradients::{LossSpan, LossSpec, ParamSelection, Reduction, ShortResponse};
+use erosion_forward::sequence::Sequence;
+use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::Config;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Three layers, GQA 4/2; qwen2: q/k/v biases and tied embeddings; llama: untied.
+pub fn tiny_config(arch: &str) -> Config {
+    let json = format!(
+        r#"{{"model_type":"{arch}","vocab_size":37,"hidden_size":16,"intermediate_size":20,
+            "num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":2,
+            "rms_norm_eps":1e-6,"rope_theta":10000.0,"tie_word_embeddings":{tied}}}"#,
+        tied = arch == "qwen2"
+    );
+    serde_json::from_str(&json).unwrap()
+}
+
+/// A VarMap-built model (every weight a `Var`) with seeded uniform weights scaled to keep
+/// activations of order one, so gradients are far from zero.
+pub fn random_model(arch: &str, dtype: DType, seed: u64) -> (Transformer, VarMap) {
+    let cfg = tiny_config(arch);
+    let varmap = VarMap::new();
+    let model =
+        Transformer::new(&cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let data = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let (center, half) = if name.ends_with("norm.weight") {
+            (1.0, 0.25)
+        } else if name.ends_with(".bias") {
+            (0.0, 0.4)
+        } else if name.contains("embed_tokens") || name.contains("lm_head") {
+            (0.0, 1.5)
+        } else {
+            (0.0, (3.0 / dims[1] as f64).sqrt())
+        };
+        let v: Vec<f64> = (0..dims.iter().product::<usize>())
+            .map(|_| center + half * rng.random_range(-1.0..1.0))
+            .collect();
+        var.set(
+            &Tensor::from_vec(v, dims, &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    drop(data);
+    (model, varmap)
+}
+
+pub fn fixture_dir(arch: &str) -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../erosion-model/tests/fixtures"
+    ))
+    .join(format!("tiny-{arch}"))
+}
+
+/// A tiny Hugging Face checkpoint of erosion-model's fixtures (f32 on disk).
+pub fn fixture_model(arch: &str, dtype: DType) -> Transformer {
+    let dir = fixture_dir(arch);
+    let cfg = Config::from_file(&dir.join("config.json")).unwrap();
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu)
+            .unwrap()
+    };
+    Transformer::new(&cfg, vb).unwrap()
+}
+
+/// Seeded sequences of the given lengths with responses `[start, end)`, ids in 1..vocab.
+pub fn sequences(spec: &[(usize, Range<usize>)], vocab: usize, seed: u64) -> Vec<Sequence> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    spec.iter()
+        .map(|(n, r)| Sequence {
+            ids: (0..*n).map(|_| rng.random_range(1..vocab as u32)).collect(),
+            response: r.clone(),
+        })
+        .collect()
+}
+
+/// Loss over target tokens `targets` by a plain full forward (whole sequence, no cut).
+pub fn reference_loss(
+    model: &Transformer,
+    ids: &[u32],
+    targets: Range<usize>,
+    reduction: Reduction,
+) -> f64 {
+    let loss = loss_tensor(model, ids, targets, reduction, &mut ForwardOptions::fast());
+    loss.to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+fn loss_tensor(
+    model: &Transformer,
+    ids: &[u32],
+    targets: Range<usize>,
+    reduction: Reduction,
+    opts: &mut ForwardOptions,
+) -> Tensor {
+    let input = Tensor::from_slice(ids, (1, ids.len()), &Device::Cpu).unwrap();
+    let logits = model
+        .forward(&input, None, opts)
+        .unwrap()
+        .squeeze(0)
+        .unwrap(); // [n, vocab]
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+    let n_t = targets.len();
+    let rows = logp.narrow(0, targets.start - 1, n_t).unwrap();
+    let idx = Tensor::from_slice(&ids[targets], (n_t, 1), &Device::Cpu).unwrap();
+    let nll = rows
+        .gather(&idx, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .neg()
+        .unwrap();
+    match reduction {
+        Reduction::Mean => (nll / n_t as f64).unwrap(),
+        Reduction::Sum => nll,
+    }
+}
+
+/// The reference gradient: every weight a `Var`, the whole model differentiable from the
+/// embeddings, the whole sequence fed, autograd through the unembedding and log-softmax.
+/// Returns (loss, gradient of `names` flattened in the given order, f64).
+pub fn reference_gradient(
+    model: &Transformer,
+    names: &[&str],
+    ids: &[u32],
+    targets: Range<usize>,
+    reduction: Reduction,
+) -> (f64, Vec<f64>) {
+    let mut m = model.clone();
+    let all: Vec<(String, Var)> = m
+        .parameter_names()
+        .into_iter()
+        .map(|n| {
+            let v = m.var(&n).unwrap();
+            (n, v)
+        })
+        .collect();
+    let loss = loss_tensor(
+        &m,
+        ids,
+        targets,
+        reduction,
+        &mut ForwardOptions::differentiable(),
+    );
+    let grads = loss.backward().unwrap();
+    let mut flat = Vec::new();
+    for name in names {
+        let var = &all.iter().find(|(n, _)| n == name).unwrap().1;
+        let g = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("no reference gradient for {name}"));
+        flat.extend(
+            g.to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+        );
+    }
+    let loss = loss
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    (loss, flat)
+}
+
+pub fn max_abs(v: &[f64]) -> f64 {
+    v.iter().fold(0.0, |a, x| a.max(x.abs()))
+}
+
+/// max |a - b| / max |b|.
+pub fn rel_err(a: &[f32], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let d = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs()));
+    d / max_abs(b)
+}
+
+pub fn rel_err_f32(a: &[f32], b: &[f32]) -> f64 {
+    let b: Vec<f64> = b.iter().map(|&x| x as f64).collect();
+    rel_err(a, &b)
+}
+
+pub fn named(names: &[&str]) -> ParamSelection {
+    ParamSelection::Named(names.iter().map(|s| s.to_string()).collect())
+}
+
+pub fn spec(span: LossSpan, reduction: Reduction, short: ShortResponse) -> LossSpec {
+    LossSpec {
+        span,
+        reduction,
+        short,
+    }
+}
+
+/// Target tokens of a span, computed here by hand from the definitions.
+pub fn targets(span: LossSpan, s: &Sequence) -> std::ops::Range<usize> {
+    match span {
+        LossSpan::Sequence => 1..s.ids.len(),
+        LossSpan::Response => s.response.clone(),
+        LossSpan::ResponseWindow { t } => {
+            s.response.start..(s.response.start + t).min(s.response.end)
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The model configuration, mirroring Hugging Face's `config.json` for the Qwen2 and Llama
+//! families (Qwen2.5, SmolLM2, Llama 2/3, Mistral). Field names are Hugging Face's, so a
+//! checkpoint's `config.json` deserialises directly and a saved one is read by transformers.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The architectures one `Transformer` implements. They differ only in details that the
+/// config carries (q/k/v bias, rope scaling, tied embeddings), not in structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Qwen2,
+    Llama,
+    Mistral,
+}
+
+impl Arch {
+    pub const SUPPORTED: &'static [&'static str] = &["qwen2", "llama", "mistral"];
+
+    pub fn from_model_type(model_type: &str) -> Result<Self> {
+        match model_type {
+            "qwen2" => Ok(Self::Qwen2),
+            "llama" => Ok(Self::Llama),
+            "mistral" => Ok(Self::Mistral),
+            other => bail!(
+                "unsupported architecture `{other}`: erosion supports model_type {}",
+                Self::SUPPORTED.join(", ")
+            ),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qwen2 => "qwen2",
+            Self::Llama => "llama",
+            Self::Mistral => "mistral",
+        }
+    }
+
+    /// The `architectures` entry transformers expects in a saved `config.json`.
+    pub fn hf_class(self) -> &'static str {
+        match self {
+            Self::Qwen2 => "Qwen2ForCausalLM",
+            Self::Llama => "LlamaForCausalLM",
+            Self::Mistral => "MistralForCausalLM",
+        }
+    }
+}
+
+/// `rope_scaling` of Llama 3.1+ (`rope_type: "llama3"`). Other types are rejected on load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    #[serde(default = "one")]
+    pub factor: f64,
+    #[serde(default = "one")]
+    pub low_freq_factor: f64,
+    #[serde(default = "four")]
+    pub high_freq_factor: f64,
+    #[serde(default = "default_original_ctx")]
+    pub original_max_position_embeddings: usize,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn four() -> f64 {
+    4.0
+}
+fn default_original_ctx() -> usize {
+    8192
+}
+
+/// `eos_token_id` is an integer in some configs and a list in others (Llama 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl TokenIds {
+    pub fn to_vec(&self) -> Vec<u32> {
+        match self {
+            Self::One(id) => vec![*id],
+            Self::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Grouped-query attention; absent means one kv head per query head.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Absent means hidden_size / num_attention_heads.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_max_pos")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_rms_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Llama's switch for q/k/v/o bias. Qwen2 always has q/k/v bias and no o bias,
+    /// whatever this says (transformers ignores it for qwen2).
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<TokenIds>,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+    #[serde(default)]
+    pub torch_dtype: Option<String>,
+    /// Mistral / Qwen2 sliding-window attention. Only full attention is implemented:
+    /// a window shorter than the sequences run is reported, not silently ignored.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub use_sliding_window: Option<bool>,
+}
+
+fn default_max_pos() -> usize {
+    4096
+}
+fn default_rms_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_act() -> String {
+    "silu".to_string()
+}
+
+impl Config {
+    /// Reads and validates a `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read model config {}", path.display()))?;
+        let cfg = Self::from_json(&text)
+            .with_context(|| format!("malformed model config {}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("in model config {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Parses a `config.json` text, in the form transformers 4 writes (top-level `rope_theta`,
+    /// `rope_scaling`, `torch_dtype`) or transformers 5 (`rope_parameters`, `dtype`).
+    pub fn from_json(text: &str) -> Result<Self> {
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(obj) = value.as_object_mut() {
+            // transformers >= 5 nests the rope settings and renames torch_dtype; without this
+            // a saved fine-tune would silently run with rope_theta 10000 and no scaling.
+            if let Some(rope) = obj.get("rope_parameters").cloned() {
+                if let Some(theta) = rope.get("rope_theta") {
+                    obj.entry("rope_theta").or_insert(theta.clone());
+                }
+                let kind = rope
+                    .get("rope_type")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or("default");
+                if kind != "default" && !obj.contains_key("rope_scaling") {
+                    obj.insert("rope_scaling".into(), rope.clone());
+                }
+            }
+            if let Some(dtype) = obj.get("dtype").cloned() {
+                obj.entry("torch_dtype").or_insert(dtype);
+            }
+        }
+        Ok(serde_json::from_value(value)?)
+    }
+
+    pub fn arch(&self) -> Result<Arch> {
+        Arch::from_model_type(&self.model_type)
+    }
+
+    pub fn num_kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// Whether q, k and v projections carry a bias.
+    pub fn qkv_bias(&self) -> bool {
+        self.model_type == "qwen2" || self.attention_bias
+    }
+
+    /// Whether the output projection carries a bias.
+    pub fn o_bias(&self) -> bool {
+        self.model_type != "qwen2" && self.attention_bias
+    }
+
+    /// Checks what the transformer relies on, with a message that names the field.
+    pub fn validate(&self) -> Result<()> {
+        self.arch()?;
+        if self.num_attention_heads == 0 || self.num_hidden_layers == 0 || self.hidden_size == 0 {
+            bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
+        }
+        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            bail!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
+        }
+        if self.num_attention_heads % self.num_kv_heads() != 0 {
+            bail!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.num_kv_heads()
+            );
+        }
+        if self.head_dim() % 2 != 0 {
+            bail!(
+                "head_dim {} must be even for rotary embeddings",
+                self.head_dim()
+            );
+        }
+        if self.hidden_act != "silu" {
+            bail!(
+                "hidden_act `{}` is not supported (only silu)",
+                self.hidden_act
+            );
+        }
+        if let Some(rs) = &self.rope_scaling {
+            if rs.rope_type != "llama3" && rs.rope_type != "default" {
+                bail!(
+                    "rope_scaling type `{}` is not supported (supported: llama3, default)",
+                    rs.rope_type
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of parameters the weights hold (embeddings counted once when tied).
+    pub fn num_parameters(&self) -> usize {
+        let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
+        let (hq, hk, hd) = (
+            self.num_attention_heads,
+            self.num_kv_heads(),
+            self.head_dim(),
+        );
+        let attn = d * hq * hd
+            + 2 * d * hk * hd
+            + hq * hd * d
+            + if self.qkv_bias() {
+                hq * hd + 2 * hk * hd
+            } else {
+                0
+            }
+            + if self.o_bias() { d } else { 0 };
+        let mlp = 3 * d * f + if self.mlp_bias { 2 * f + d } else { 0 };
+        let layer = attn + mlp + 2 * d;
+        let head = if self.tie_word_embeddings { 0 } else { v * d };
+        v * d + self.num_hidden_layers * layer + d + head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QWEN: &str = r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2",
+        "vocab_size":151936,"hidden_size":896,"intermediate_size":4864,"num_hidden_layers":24,
+        "num_attention_heads":14,"num_key_value_heads":2,"rms_norm_eps":1e-6,
+        "rope_theta":1000000.0,"tie_word_embeddings":true,"bos_token_id":151643,
+        "eos_token_id":151645,"sliding_window":32768,"use_sliding_window":false}"#;
+
+    #[test]
+    fn qwen_config_parses_and_counts_parameters() {
+        let cfg: Config = serde_json::from_str(QWEN).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.arch().unwrap(), Arch::Qwen2);
+        assert_eq!(cfg.head_dim(), 64);
+        assert!(cfg.qkv_bias() && !cfg.o_bias());
+        // Qwen2.5-0.5B has 494,032,768 parameters (its model card: 0.49B).
+        assert_eq!(cfg.num_parameters(), 494_032_768);
+    }
+
+    #[test]
+    fn transformers_5_rope_parameters_are_read() {
+        let text = r#"{"model_type":"llama","vocab_size":256,"hidden_size":32,
+            "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,"dtype":"float32",
+            "rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0,
+            "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}}"#;
+        let cfg = Config::from_json(text).unwrap();
+        assert_eq!(cfg.rope_theta, 500000.0);
+        let rs = cfg.rope_scaling.unwrap();
+        assert_eq!((rs.rope_type.as_str(), rs.factor), ("llama3", 8.0));
+        assert_eq!(cfg.torch_dtype.as_deref(), Some("float32"));
+        let plain = Config::from_json(&text.replace("llama3", "default")).unwrap();
+        assert!(plain.rope_scaling.is_none() && plain.rope_theta == 500000.0);
+    }
+
+    #[test]
+    fn unknown_architecture_lists_supported() {
+        let text = QWEN.replace("\"qwen2\"", "\"gpt_neox\"");
+        let cfg: Config = serde_json::from_str(&text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("gpt_neox") && msg.contains("qwen2, llama, mistral"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn llama3_eos_list_and_rope_scaling() {
+        let text = r#"{"model_type":"llama","vocab_size":128256,"hidden_size":2048,
+            "intermediate_size":8192,"num_hidden_layers":16,"num_attention_heads":32,
+            "num_key_value_heads":8,"rope_theta":500000.0,"eos_token_id":[128001,128008,128009],
+            "rope_scaling":{"factor":32.0,"high_freq_factor":4.0,"low_freq_factor":1.0,
+            "original_max_position_embeddings":8192,"rope_type":"llama3"}}"#;
+        let cfg: Config = serde_json::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.eos_token_id.unwrap().to_vec(),
+            vec![128001, 128008, 128009]
+        );
+        assert_eq!(cfg.rope_scaling.unwrap().factor, 32.0);
+    }
+}

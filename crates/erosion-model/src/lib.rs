@@ -1,0 +1,13 @@
+//! `erosion-model`: open the checkpoints a researcher has (Hugging Face folders, the hub cache,
+//! GGUF files), render chat examples with the checkpoint's own template, and run the Qwen2 /
+//! Llama transformer with TransformerLens-style hook points at every intermediate.
+
+pub mod chat;
+pub mod config;
+pub mod generate;
+pub mod hooks;
+pub mod load;
+pub mod tokenizer;
+pub mod transformer;
+
+pub use config::{Arch, Config};

@@ -1,0 +1,375 @@
+//! GGUF files (llama.cpp): the model config from metadata, the tensors dequantised to f32 and
+//! renamed to Hugging Face names, and llama.cpp's Q/K row permutation undone, so a GGUF runs
+//! through the same `Transformer` as a safetensors folder.
+//!
+//! The permutation. For `llama`-arch models llama.cpp's converter (`LlamaModel.permute` in
+//! convert_hf_to_gguf.py) rewrites the rows of q_proj (with n_head) and k_proj (with n_head_kv):
+//! `w.reshape(n, 2, rows/n/2, ...).swapaxes(1, 2).reshape(w.shape)`, i.e. within each head the
+//! HF row `p * (d/2) + j` (p in {0, 1}: the two rotate-half halves) moves to row `2j + p`
+//! (interleaved pairs, the layout of llama.cpp's "normal" RoPE). [`unpermute_rows`] applies the
+//! inverse: view the rows as `[n, d/2, 2]`, swap the last two axes back. `qwen2` files are
+//! written unpermuted (llama.cpp runs them with NeoX RoPE, which is HF's rotate-half).
+
+use super::finite::check_finite;
+use super::generation::GenerationConfig;
+use super::gguf_header::{ggml_type_name, tensor_types, SUPPORTED_TYPES};
+use crate::config::{Arch, Config, TokenIds};
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Tensor};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+pub(crate) type Metadata = HashMap<String, Value>;
+
+/// The GGUF architectures erosion reads (`general.architecture`).
+pub const SUPPORTED_GGUF_ARCHS: &[&str] = &["llama", "qwen2"];
+
+/// Reads the header (metadata and tensor infos, not the data). A tensor type candle cannot
+/// dequantise is reported with the tensor's name and the type's name.
+pub(crate) fn read_content(path: &Path) -> Result<(Content, BufReader<File>)> {
+    let file =
+        File::open(path).with_context(|| format!("cannot open GGUF file {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    match Content::read(&mut reader) {
+        Ok(content) => Ok((content, reader)),
+        Err(err) => {
+            let file = File::open(path)?;
+            if let Ok(types) = tensor_types(BufReader::new(file)) {
+                if let Some((name, code)) = types.iter().find(|(_, c)| !SUPPORTED_TYPES.contains(c))
+                {
+                    bail!(
+                        "GGUF {}: tensor {name} has type {} (ggml type {code}), which erosion cannot \
+                         dequantise. Supported: {}. Re-quantise with llama.cpp's llama-quantize \
+                         (e.g. to Q8_0), or load the original safetensors",
+                        path.display(),
+                        ggml_type_name(*code).unwrap_or("unknown"),
+                        supported_type_names()
+                    );
+                }
+            }
+            Err(anyhow!(err)).with_context(|| format!("cannot read GGUF file {}", path.display()))
+        }
+    }
+}
+
+fn supported_type_names() -> String {
+    SUPPORTED_TYPES
+        .iter()
+        .filter_map(|&c| ggml_type_name(c))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The name of a candle `GgmlDType` as ggml spells it (`Q4_K`, not `Q4K`).
+pub(crate) fn ggml_dtype_name(dtype: GgmlDType) -> &'static str {
+    match dtype {
+        GgmlDType::F32 => "F32",
+        GgmlDType::F16 => "F16",
+        GgmlDType::BF16 => "BF16",
+        GgmlDType::Q4_0 => "Q4_0",
+        GgmlDType::Q4_1 => "Q4_1",
+        GgmlDType::Q5_0 => "Q5_0",
+        GgmlDType::Q5_1 => "Q5_1",
+        GgmlDType::Q8_0 => "Q8_0",
+        GgmlDType::Q8_1 => "Q8_1",
+        GgmlDType::Q2K => "Q2_K",
+        GgmlDType::Q3K => "Q3_K",
+        GgmlDType::Q4K => "Q4_K",
+        GgmlDType::Q5K => "Q5_K",
+        GgmlDType::Q6K => "Q6_K",
+        GgmlDType::Q8K => "Q8_K",
+    }
+}
+
+pub(crate) fn meta_str<'a>(md: &'a Metadata, key: &str) -> Option<&'a str> {
+    match md.get(key) {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// An integer metadata value of any width; `Ok(None)` when absent.
+pub(crate) fn meta_usize(md: &Metadata, key: &str) -> Result<Option<usize>> {
+    let v = match md.get(key) {
+        None => return Ok(None),
+        Some(v) => v,
+    };
+    let n: i128 = match v {
+        Value::U8(x) => *x as i128,
+        Value::I8(x) => *x as i128,
+        Value::U16(x) => *x as i128,
+        Value::I16(x) => *x as i128,
+        Value::U32(x) => *x as i128,
+        Value::I32(x) => *x as i128,
+        Value::U64(x) => *x as i128,
+        Value::I64(x) => *x as i128,
+        other => bail!("GGUF metadata {key} should be an integer, found {other:?}"),
+    };
+    usize::try_from(n)
+        .map(Some)
+        .map_err(|_| anyhow!("GGUF metadata {key} = {n} is out of range"))
+}
+
+fn meta_f64(md: &Metadata, key: &str) -> Result<Option<f64>> {
+    match md.get(key) {
+        None => Ok(None),
+        // The shortest decimal that round-trips the f32 (1e-5, not 9.999999747378752e-6):
+        // the value the original config.json held before llama.cpp stored it as f32.
+        Some(Value::F32(x)) => Ok(Some(x.to_string().parse::<f64>()?)),
+        Some(Value::F64(x)) => Ok(Some(*x)),
+        Some(_) => Ok(meta_usize(md, key)?.map(|n| n as f64)),
+    }
+}
+
+/// `general.architecture`, checked against what erosion runs.
+pub(crate) fn architecture(md: &Metadata, path: &Path) -> Result<String> {
+    let arch = meta_str(md, "general.architecture")
+        .with_context(|| format!("GGUF {} has no general.architecture", path.display()))?;
+    if !SUPPORTED_GGUF_ARCHS.contains(&arch) {
+        bail!(
+            "GGUF {}: architecture `{arch}` is not supported: erosion reads GGUF architectures {} \
+             (Mistral files use llama)",
+            path.display(),
+            SUPPORTED_GGUF_ARCHS.join(", ")
+        );
+    }
+    Ok(arch.to_string())
+}
+
+/// The Hugging Face `config.json` a GGUF's metadata describes.
+pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Config> {
+    let md = &content.metadata;
+    let arch = architecture(md, path)?;
+    let key = |k: &str| format!("{arch}.{k}");
+    let need = |k: &str| -> Result<usize> {
+        meta_usize(md, &key(k))?
+            .with_context(|| format!("GGUF {} lacks metadata {}", path.display(), key(k)))
+    };
+    let hidden = need("embedding_length")?;
+    let heads = need("attention.head_count")?;
+    let kv_heads = meta_usize(md, &key("attention.head_count_kv"))?.unwrap_or(heads);
+    // key_length is the head size when it differs from hidden / heads.
+    let head_dim = meta_usize(md, &key("attention.key_length"))?.filter(|&d| d * heads != hidden);
+    let infos = &content.tensor_infos;
+    if infos.contains_key("rope_freqs.weight")
+        || meta_str(md, &key("rope.scaling.type")).is_some_and(|t| t != "none")
+    {
+        bail!(
+            "GGUF {}: rope scaling (rope_freqs / {}) is not supported for GGUF yet; load the \
+             Hugging Face folder of this model instead",
+            path.display(),
+            key("rope.scaling.type")
+        );
+    }
+    let vocab = match infos.get("token_embd.weight") {
+        Some(info) => info.shape.dims()[0],
+        None => bail!("GGUF {} has no token_embd.weight tensor", path.display()),
+    };
+    let eps = meta_f64(md, &key("attention.layer_norm_rms_epsilon"))?.with_context(|| {
+        format!(
+            "GGUF {} lacks {}",
+            path.display(),
+            key("attention.layer_norm_rms_epsilon")
+        )
+    })?;
+    let model_arch = Arch::from_model_type(&arch)?;
+    let json = serde_json::json!({
+        "architectures": [model_arch.hf_class()],
+        "model_type": arch,
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": need("feed_forward_length")?,
+        "num_hidden_layers": need("block_count")?,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "max_position_embeddings": meta_usize(md, &key("context_length"))?.unwrap_or(4096),
+        "rms_norm_eps": eps,
+        "rope_theta": meta_f64(md, &key("rope.freq_base"))?.unwrap_or(10_000.0),
+        "tie_word_embeddings": !infos.contains_key("output.weight"),
+        "attention_bias": arch == "llama" && infos.contains_key("blk.0.attn_q.bias"),
+        "bos_token_id": meta_usize(md, "tokenizer.ggml.bos_token_id")?,
+        "eos_token_id": meta_usize(md, "tokenizer.ggml.eos_token_id")?,
+        "pad_token_id": meta_usize(md, "tokenizer.ggml.padding_token_id")?,
+        "torch_dtype": "float32",
+    });
+    let cfg: Config = serde_json::from_value(json).with_context(|| {
+        format!(
+            "GGUF {}: metadata does not form a model config",
+            path.display()
+        )
+    })?;
+    cfg.validate()
+        .with_context(|| format!("in the config of GGUF {}", path.display()))?;
+    Ok(cfg)
+}
+
+/// The generation config a GGUF implies: its bos / pad ids, and as end-of-generation ids its
+/// eos and (where different) end-of-turn tokens.
+pub(crate) fn generation_config(md: &Metadata, cfg: &Config) -> Result<GenerationConfig> {
+    let mut eos = Vec::new();
+    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+        if let Some(id) = meta_usize(md, key)? {
+            if !eos.contains(&(id as u32)) {
+                eos.push(id as u32);
+            }
+        }
+    }
+    Ok(GenerationConfig {
+        bos_token_id: cfg.bos_token_id,
+        eos_token_id: match eos.len() {
+            0 => None,
+            1 => Some(TokenIds::One(eos[0])),
+            _ => Some(TokenIds::Many(eos)),
+        },
+        pad_token_id: cfg.pad_token_id,
+        ..Default::default()
+    })
+}
+
+/// How many tensors are stored in each ggml type.
+pub(crate) fn stored_types(content: &Content) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for info in content.tensor_infos.values() {
+        *counts
+            .entry(ggml_dtype_name(info.ggml_dtype).to_string())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+/// llama.cpp tensor name -> Hugging Face name, for the llama / qwen2 layout.
+pub fn hf_tensor_name(gguf: &str) -> Option<String> {
+    match gguf {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let hf = match part {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// Undoes llama.cpp's Q/K row permutation (module docs). `t`: `[rows, ...]` with
+/// `rows = n_heads * head_dim`; returns the same shape in Hugging Face row order.
+pub fn unpermute_rows(t: &Tensor, n_heads: usize) -> Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    if n_heads == 0 || !rows.is_multiple_of(2 * n_heads) {
+        bail!("cannot unpermute {rows} rows over {n_heads} heads (rows must be a multiple of 2 * heads)");
+    }
+    let rest: usize = dims[1..].iter().product();
+    // [n, d/2, 2, rest] -> [n, 2, d/2, rest]
+    Ok(t.reshape((n_heads, rows / n_heads / 2, 2, rest))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)?)
+}
+
+/// Every tensor of the file, dequantised, renamed, unpermuted, checked finite, then cast to
+/// `dtype` on `device`.
+pub(crate) fn load_tensors(
+    path: &Path,
+    cfg: &Config,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let (content, mut reader) = read_content(path)?;
+    let arch = architecture(&content.metadata, path)?;
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    let mut out = HashMap::new();
+    for name in names {
+        let hf = hf_tensor_name(name).with_context(|| {
+            format!(
+                "GGUF {}: tensor {name} has no counterpart in a {arch} model (erosion maps \
+                 token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
+                 ffn_up/ffn_down, output_norm, output)",
+                path.display()
+            )
+        })?;
+        let info = &content.tensor_infos[name];
+        let q = info
+            .read(&mut reader, content.tensor_data_offset, &Device::Cpu)
+            .with_context(|| format!("GGUF {}: cannot read tensor {name}", path.display()))?;
+        let mut t = q
+            .dequantize(&Device::Cpu)
+            .with_context(|| format!("GGUF {}: cannot dequantise tensor {name}", path.display()))?
+            .to_dtype(DType::F32)?;
+        if arch == "llama" {
+            if hf.contains(".q_proj.") {
+                t = unpermute_rows(&t, cfg.num_attention_heads)
+                    .with_context(|| format!("tensor {name}"))?;
+            } else if hf.contains(".k_proj.") {
+                t = unpermute_rows(&t, cfg.num_kv_heads())
+                    .with_context(|| format!("tensor {name}"))?;
+            }
+        }
+        check_finite(&hf, &t).with_context(|| format!("in GGUF {}", path.display()))?;
+        out.insert(hf, t.to_dtype(dtype)?.to_device(device)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_hugging_face() {
+        assert_eq!(
+            hf_tensor_name("blk.12.attn_q.weight").unwrap(),
+            "model.layers.12.self_attn.q_proj.weight"
+        );
+        assert_eq!(
+            hf_tensor_name("blk.0.attn_k.bias").unwrap(),
+            "model.layers.0.self_attn.k_proj.bias"
+        );
+        assert_eq!(
+            hf_tensor_name("blk.3.ffn_down.weight").unwrap(),
+            "model.layers.3.mlp.down_proj.weight"
+        );
+        assert_eq!(
+            hf_tensor_name("blk.3.ffn_norm.weight").unwrap(),
+            "model.layers.3.post_attention_layernorm.weight"
+        );
+        assert_eq!(hf_tensor_name("output.weight").unwrap(), "lm_head.weight");
+        assert_eq!(hf_tensor_name("rope_freqs.weight"), None);
+        assert_eq!(hf_tensor_name("blk.0.ffn_gate_exps.weight"), None);
+    }
+
+    #[test]
+    fn unpermute_moves_interleaved_pairs_back_to_halves() {
+        // One head of dim 4, one column: llama.cpp stores HF rows [a0, a1, b0, b1] (halves
+        // a, b) as [a0, b0, a1, b1]. Unpermuting must give the halves back.
+        let stored = Tensor::new(&[[10f32], [20.], [11.], [21.]], &Device::Cpu).unwrap();
+        let hf = unpermute_rows(&stored, 1).unwrap();
+        assert_eq!(
+            hf.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![10., 11., 20., 21.]
+        );
+        assert!(unpermute_rows(&stored, 3).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! The two building blocks with weights: linear maps and RMS norms.
+
+use super::ForwardMode;
+use anyhow::{Context, Result};
+use candle_core::{DType, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+/// Hugging Face's initialisation for a fresh model (`initializer_range` 0.02); ignored when the
+/// weights come from a checkpoint.
+const INIT_WEIGHT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
+/// `y = x W^T + b`, W `[out, in]` as stored by Hugging Face.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(vb: &VarBuilder, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+        let weight = vb
+            .get_with_hints((d_out, d_in), "weight", INIT_WEIGHT)
+            .with_context(|| format!("weight {}.weight", vb.prefix()))?;
+        let bias = bias
+            .then(|| vb.get_with_hints(d_out, "bias", Init::Const(0.0)))
+            .transpose()
+            .with_context(|| format!("weight {}.bias", vb.prefix()))?;
+        Ok(Linear { weight, bias })
+    }
+
+    /// `[..., in] -> [..., out]`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        let d_in = dims.pop().context("linear layer on a scalar")?;
+        let y = x
+            .contiguous()?
+            .reshape(((), d_in))?
+            .matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        dims.push(y.dim(1)?);
+        Ok(y.reshape(dims)?)
+    }
+}
+
+/// `y = x / sqrt(mean(x^2) + eps) * w` over the last dimension. As in transformers, the
+/// normalisation runs in f32 for half-precision inputs and is cast back before the gain.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    eps: f64,
+    /// f32 ones: the fused kernel's gain when it normalises a half-precision input in f32.
+    ones: Tensor,
+}
+
+impl RmsNorm {
+    pub fn new(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+        let weight = vb
+            .get_with_hints(size, "weight", Init::Const(1.0))
+            .with_context(|| format!("weight {}.weight", vb.prefix()))?;
+        let ones = Tensor::ones(size, DType::F32, vb.device())?;
+        Ok(RmsNorm { weight, eps, ones })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: ForwardMode) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let fused = mode == ForwardMode::Fast && dtype != DType::F64; // the kernel sums in f32
+        Ok(match (fused, dtype) {
+            (true, DType::F32) => {
+                candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)?
+            }
+            (true, _) => candle_nn::ops::rms_norm(
+                &x.to_dtype(DType::F32)?.contiguous()?,
+                &self.ones,
+                self.eps as f32,
+            )?
+            .to_dtype(dtype)?
+            .broadcast_mul(&self.weight)?,
+            (false, _) => {
+                let inner = if dtype == DType::F64 {
+                    DType::F64
+                } else {
+                    DType::F32
+                };
+                let xf = x.to_dtype(inner)?;
+                let rms = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+                xf.broadcast_div(&rms)?
+                    .to_dtype(dtype)?
+                    .broadcast_mul(&self.weight)?
+            }
+        })
+    }
+}

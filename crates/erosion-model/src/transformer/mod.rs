@@ -1,0 +1,370 @@
+//! The Qwen2 / Llama / Mistral decoder, one implementation driven by Hugging Face's
+//! `config.json`, with TransformerLens-style hook points (see [`crate::hooks`]).
+//!
+//! ```text
+//! x_0 = embed_tokens[ids]                                  [b, s, d_model]
+//! x_{l+1} = Block_l(x_l)   (pre-norm attention + gated MLP; block.rs)
+//! logits = norm(x_L) W_lm^T                                [b, s, vocab]
+//! ```
+//! Weights keep Hugging Face's names (`model.layers.{i}.self_attn.q_proj.weight`, ...;
+//! [`Transformer::parameter`]). Padding is handled by the attention mask: positions and
+//! attention come from it (context.rs), so a padded batch equals its sequences run one by one.
+//!
+//! Two modes: [`ForwardMode::Fast`] uses candle's fused softmax / RMS norm / RoPE kernels,
+//! which have no backward pass (gradients through them are silently dropped);
+//! [`ForwardMode::Differentiable`] computes the same functions with plain ops, whose gradients
+//! are correct. The pieces (`embed`, `run_layers`, `final_norm`, `unembed`) let an analysis
+//! run the lower layers fast and without a graph, and only the upper ones differentiably.
+
+mod attention;
+mod block;
+mod context;
+mod kv_cache;
+mod layers;
+mod mlp;
+mod params;
+mod rope;
+
+pub use attention::Attention;
+pub use block::Block;
+pub use context::BatchContext;
+pub use kv_cache::KvCache;
+pub use layers::{Linear, RmsNorm};
+pub use mlp::Mlp;
+pub use rope::Rope;
+
+use crate::config::{Arch, Config};
+use crate::hooks::{HookPoint, Hooks};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Init, VarBuilder};
+use std::ops::Range;
+
+/// Which kernels a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardMode {
+    /// Fused kernels; no gradients flow through softmax, norms or RoPE.
+    #[default]
+    Fast,
+    /// Composite ops with correct backward passes. Softmax and norms are slower (softmax about
+    /// 3x), but matmuls dominate a pass, which costs about the same as a fast one.
+    Differentiable,
+}
+
+/// How to run a forward pass: the mode, and optionally hooks.
+#[derive(Debug, Default)]
+pub struct ForwardOptions<'h> {
+    pub mode: ForwardMode,
+    pub hooks: Option<&'h mut Hooks>,
+}
+
+impl<'h> ForwardOptions<'h> {
+    pub fn fast() -> Self {
+        ForwardOptions {
+            mode: ForwardMode::Fast,
+            hooks: None,
+        }
+    }
+
+    pub fn differentiable() -> Self {
+        ForwardOptions {
+            mode: ForwardMode::Differentiable,
+            hooks: None,
+        }
+    }
+
+    pub fn hooks(mut self, hooks: &'h mut Hooks) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Runs the hooks at `point` on `x` (nothing at all without hooks).
+    #[inline]
+    pub(crate) fn hook(&mut self, point: HookPoint, x: Tensor) -> Result<Tensor> {
+        match self.hooks.as_deref_mut() {
+            None => Ok(x),
+            Some(h) => h.run(point, x),
+        }
+    }
+
+    /// Like `hook`, for an `[b, H, s, d]` tensor hooked in the `[b, s, H, d]` layout.
+    fn hook_transposed(&mut self, point: HookPoint, x: Tensor) -> Result<Tensor> {
+        match self.hooks.as_deref_mut() {
+            Some(h) if h.is_active(point) => Ok(h
+                .run(point, x.transpose(1, 2)?)?
+                .transpose(1, 2)?
+                .contiguous()?),
+            _ => Ok(x),
+        }
+    }
+
+    fn check(&self, n_layers: usize) -> Result<()> {
+        match &self.hooks {
+            Some(h) if h.n_layers() != n_layers => {
+                bail!(
+                    "the hooks were made for {} layers but the model has {n_layers}",
+                    h.n_layers()
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    cfg: Config,
+    arch: Arch,
+    /// `model.embed_tokens.weight` `[vocab, d_model]`
+    embed_tokens: Tensor,
+    blocks: Vec<Block>,
+    /// `model.norm`
+    norm: RmsNorm,
+    /// `lm_head.weight` `[vocab, d_model]`; `None` when tied to the embeddings.
+    lm_head: Option<Tensor>,
+    rope: Rope,
+    /// Sliding-window length, when the config asks for one (only full attention is
+    /// implemented, so longer inputs are refused).
+    window: Option<usize>,
+    dtype: DType,
+    device: Device,
+}
+
+impl Transformer {
+    /// Builds the model from weights under Hugging Face's names, in `vb`'s dtype and on its
+    /// device. With `VarBuilder::from_varmap` the weights are `Var`s, initialised as
+    /// transformers does (normal(0, 0.02), norms 1, biases 0) when the map lacks them.
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let arch = cfg.arch()?;
+        let (d, v) = (cfg.hidden_size, cfg.vocab_size);
+        let m = vb.pp("model");
+        let embed_tokens = m
+            .pp("embed_tokens")
+            .get_with_hints(
+                (v, d),
+                "weight",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            )
+            .context("weight model.embed_tokens.weight")?;
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                Block::new(cfg, &m.pp(format!("layers.{i}")))
+                    .with_context(|| format!("loading layer {i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(&m.pp("norm"), d, cfg.rms_norm_eps)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            None
+        } else {
+            Some(
+                vb.pp("lm_head")
+                    .get_with_hints(
+                        (v, d),
+                        "weight",
+                        Init::Randn {
+                            mean: 0.0,
+                            stdev: 0.02,
+                        },
+                    )
+                    .context(
+                        "weight lm_head.weight (the config says the embeddings are not tied)",
+                    )?,
+            )
+        };
+        let window = match arch {
+            Arch::Mistral => cfg.sliding_window,
+            Arch::Qwen2 if cfg.use_sliding_window == Some(true) => cfg.sliding_window,
+            _ => None,
+        };
+        Ok(Transformer {
+            cfg: cfg.clone(),
+            arch,
+            embed_tokens,
+            blocks,
+            norm,
+            lm_head,
+            rope: Rope::new(cfg),
+            window,
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+    pub fn n_layers(&self) -> usize {
+        self.blocks.len()
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+    pub fn rope(&self) -> &Rope {
+        &self.rope
+    }
+
+    /// Hooks sized for this model.
+    pub fn hooks(&self) -> Hooks {
+        Hooks::new(self.n_layers())
+    }
+
+    /// Logits `[batch, seq, vocab]` (model dtype) at every position for `ids` `[batch, seq]`
+    /// (u32) and `mask` `[batch, seq]` (1 = token, 0 = pad; `None` = no padding). Rows of pad
+    /// positions are finite but meaningless.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        let normed = self.final_hidden(ids, mask, opts)?;
+        self.unembed(&normed, opts)
+    }
+
+    /// The final normalised hidden states `[batch, seq, d_model]` (what `unembed` reads), for
+    /// callers that need logits at a few positions only.
+    pub fn final_hidden(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        let (b, s) = ids.dims2().context("input ids must be [batch, seq]")?;
+        let ctx = self.context(mask, b, s)?;
+        let x = self.embed(ids, opts)?;
+        let x = self.run_layers(x, 0..self.n_layers(), &ctx, opts)?;
+        self.final_norm(&x, opts)
+    }
+
+    /// Positions and attention bias for a `[batch, seq]` input with this mask.
+    pub fn context(&self, mask: Option<&Tensor>, batch: usize, seq: usize) -> Result<BatchContext> {
+        self.check_window(seq)?;
+        let rows = context::mask_rows(mask, batch, seq)?;
+        BatchContext::new(&self.rope, &rows, seq, self.dtype, &self.device)
+    }
+
+    /// Token embeddings `[batch, seq, d_model]` (hook `hook_embed`).
+    pub fn embed(&self, ids: &Tensor, opts: &mut ForwardOptions) -> Result<Tensor> {
+        opts.check(self.n_layers())?;
+        let (b, s) = ids.dims2().context("input ids must be [batch, seq]")?;
+        if b == 0 || s == 0 {
+            bail!("empty input ids [{b}, {s}]");
+        }
+        let ids = ids.to_dtype(DType::U32)?;
+        let max = ids.max_all()?.to_scalar::<u32>()? as usize;
+        if max >= self.cfg.vocab_size {
+            bail!(
+                "token id {max} is outside the vocabulary (vocab_size {})",
+                self.cfg.vocab_size
+            );
+        }
+        let x = self
+            .embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, ()))?;
+        opts.hook(HookPoint::Embed, x)
+    }
+
+    /// Runs blocks `layers` on the residual stream `[batch, seq, d_model]`.
+    pub fn run_layers(
+        &self,
+        mut x: Tensor,
+        layers: Range<usize>,
+        ctx: &BatchContext,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        opts.check(self.n_layers())?;
+        if layers.end > self.n_layers() || layers.start > layers.end {
+            bail!(
+                "layers {layers:?} are out of range: the model has {} layers",
+                self.n_layers()
+            );
+        }
+        for l in layers {
+            x = self.blocks[l].forward(x, ctx, l, opts, None)?;
+        }
+        Ok(x)
+    }
+
+    /// `model.norm` (hook `ln_final.hook_normalized`).
+    pub fn final_norm(&self, x: &Tensor, opts: &mut ForwardOptions) -> Result<Tensor> {
+        let y = self.norm.forward(x, opts.mode)?;
+        opts.hook(HookPoint::LnFinal, y)
+    }
+
+    /// `lm_head`: `[..., d_model] -> [..., vocab]` (hook `hook_logits`).
+    pub fn unembed(&self, x: &Tensor, opts: &mut ForwardOptions) -> Result<Tensor> {
+        let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        let logits = Linear {
+            weight: w.clone(),
+            bias: None,
+        }
+        .forward(x)?;
+        opts.hook(HookPoint::Logits, logits)
+    }
+
+    /// An empty KV cache for [`Transformer::forward_cached`].
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.n_layers())
+    }
+
+    /// Feeds `ids` `[batch, seq]` after the tokens already in `cache` and returns the logits
+    /// of the new tokens `[batch, seq, vocab]`; equal to the matching rows of a full forward
+    /// over everything fed so far. `mask` marks pads among the new tokens (left-pad prompts).
+    /// Fast mode only; hook positions refer to the columns of `ids`.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        if opts.mode != ForwardMode::Fast {
+            bail!("the KV-cache path computes no gradients: use ForwardMode::Fast");
+        }
+        let (b, s) = ids.dims2().context("input ids must be [batch, seq]")?;
+        let new_rows = context::mask_rows(mask, b, s)?;
+        if cache.is_empty() {
+            cache.mask = vec![Vec::new(); b];
+            cache.layers.resize(self.n_layers(), Default::default());
+        } else if cache.mask.len() != b {
+            bail!(
+                "the cache holds {} sequences but {b} were given",
+                cache.mask.len()
+            );
+        }
+        self.check_window(cache.len() + s)?;
+        let mut rows = cache.mask.clone();
+        rows.iter_mut().zip(new_rows).for_each(|(r, n)| r.extend(n));
+        let ctx = BatchContext::new(&self.rope, &rows, s, self.dtype, &self.device)?;
+        let mut x = self.embed(ids, opts)?;
+        for (l, kv) in cache.layers.iter_mut().enumerate() {
+            x = self.blocks[l].forward(x, &ctx, l, opts, Some(kv))?;
+        }
+        cache.mask = rows;
+        let x = self.final_norm(&x, opts)?;
+        self.unembed(&x, opts)
+    }
+
+    fn check_window(&self, len: usize) -> Result<()> {
+        match self.window {
+            Some(w) if len > w => bail!(
+                "{len} tokens exceed the sliding window of {w} in the config; only full attention is implemented"
+            ),
+            _ => Ok(()),
+        }
+    }
+}

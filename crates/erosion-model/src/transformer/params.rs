@@ -1,0 +1,178 @@
+//! The model's weights by their Hugging Face names, and turning chosen ones into `Var`s so
+//! gradients reach them.
+
+use super::layers::Linear;
+use super::Transformer;
+use anyhow::{bail, Context, Result};
+use candle_core::{Tensor, Var};
+
+const LINEARS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+const NORMS: [&str; 2] = ["input_layernorm", "post_attention_layernorm"];
+
+const NAME_HELP: &str = "model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias}, \
+model.layers.{i}.mlp.{gate,up,down}_proj.{weight,bias}, model.layers.{i}.{input,post_attention}_layernorm.weight, \
+model.norm.weight, lm_head.weight";
+
+/// Where a named weight lives.
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Embed,
+    Norm,
+    LmHead,
+    /// Layer, index into `LINEARS`, bias?
+    Linear(usize, usize, bool),
+    /// Layer, index into `NORMS`.
+    LayerNorm(usize, usize),
+}
+
+impl Transformer {
+    /// Every weight's name, in checkpoint order (`lm_head.weight` only when untied).
+    pub fn parameter_names(&self) -> Vec<String> {
+        let mut names = vec!["model.embed_tokens.weight".to_string()];
+        for (i, b) in self.blocks.iter().enumerate() {
+            for (j, n) in LINEARS.iter().enumerate() {
+                let lin = linear(b, j);
+                names.push(format!("model.layers.{i}.{n}.weight"));
+                if lin.bias.is_some() {
+                    names.push(format!("model.layers.{i}.{n}.bias"));
+                }
+            }
+            names.extend(NORMS.iter().map(|n| format!("model.layers.{i}.{n}.weight")));
+        }
+        names.push("model.norm.weight".into());
+        if self.lm_head.is_some() {
+            names.push("lm_head.weight".into());
+        }
+        names
+    }
+
+    /// The weight named `name` (Hugging Face naming). With tied embeddings `lm_head.weight`
+    /// is `model.embed_tokens.weight`.
+    pub fn parameter(&self, name: &str) -> Result<&Tensor> {
+        let loc = self.locate(name)?;
+        let t = match loc {
+            Loc::Embed => Some(&self.embed_tokens),
+            Loc::Norm => Some(&self.norm.weight),
+            Loc::LmHead => Some(self.lm_head.as_ref().unwrap_or(&self.embed_tokens)),
+            Loc::Linear(l, j, false) => Some(&linear(&self.blocks[l], j).weight),
+            Loc::Linear(l, j, true) => linear(&self.blocks[l], j).bias.as_ref(),
+            Loc::LayerNorm(l, 0) => Some(&self.blocks[l].ln1.weight),
+            Loc::LayerNorm(l, _) => Some(&self.blocks[l].ln2.weight),
+        };
+        t.with_context(|| {
+            format!("the model has no `{name}` (its config gives that layer no bias)")
+        })
+    }
+
+    fn parameter_mut(&mut self, name: &str) -> Result<&mut Tensor> {
+        let loc = self.locate(name)?;
+        let t = match loc {
+            Loc::Embed => Some(&mut self.embed_tokens),
+            Loc::Norm => Some(&mut self.norm.weight),
+            Loc::LmHead => Some(self.lm_head.as_mut().unwrap_or(&mut self.embed_tokens)),
+            Loc::Linear(l, j, false) => Some(&mut linear_mut(&mut self.blocks[l], j).weight),
+            Loc::Linear(l, j, true) => linear_mut(&mut self.blocks[l], j).bias.as_mut(),
+            Loc::LayerNorm(l, 0) => Some(&mut self.blocks[l].ln1.weight),
+            Loc::LayerNorm(l, _) => Some(&mut self.blocks[l].ln2.weight),
+        };
+        t.with_context(|| {
+            format!("the model has no `{name}` (its config gives that layer no bias)")
+        })
+    }
+
+    /// Replaces a weight by a tensor of the same shape and dtype (moved to the model's device).
+    pub fn set_parameter(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let device = self.device.clone();
+        let slot = self.parameter_mut(name)?;
+        if value.dims() != slot.dims() || value.dtype() != slot.dtype() {
+            bail!(
+                "`{name}` is {:?} {:?}; cannot set it to {:?} {:?}",
+                slot.dims(),
+                slot.dtype(),
+                value.dims(),
+                value.dtype()
+            );
+        }
+        *slot = value.to_device(&device)?;
+        Ok(())
+    }
+
+    /// Makes the weight `name` a `Var` (a leaf of the autograd graph; a copy unless it already
+    /// is one, e.g. when the model was built from a `VarMap`) and returns it. Gradients of a
+    /// differentiable forward then reach it: `loss.backward()?.get(&var)`. `var.set(..)`
+    /// changes the model's weight in place.
+    pub fn var(&mut self, name: &str) -> Result<Var> {
+        let slot = self.parameter_mut(name)?;
+        let var = Var::from_tensor(slot)?;
+        *slot = var.as_tensor().clone();
+        Ok(var)
+    }
+
+    fn locate(&self, name: &str) -> Result<Loc> {
+        let loc = match name {
+            "model.embed_tokens.weight" => Some(Loc::Embed),
+            "model.norm.weight" => Some(Loc::Norm),
+            "lm_head.weight" => Some(Loc::LmHead),
+            _ => name.strip_prefix("model.layers.").and_then(|rest| {
+                let (layer, leaf) = rest.split_once('.')?;
+                let layer: usize = layer.parse().ok()?;
+                if let Some(n) = leaf.strip_suffix(".weight") {
+                    if let Some(j) = NORMS.iter().position(|&x| x == n) {
+                        return Some(Loc::LayerNorm(layer, j));
+                    }
+                    return LINEARS
+                        .iter()
+                        .position(|&x| x == n)
+                        .map(|j| Loc::Linear(layer, j, false));
+                }
+                let n = leaf.strip_suffix(".bias")?;
+                LINEARS
+                    .iter()
+                    .position(|&x| x == n)
+                    .map(|j| Loc::Linear(layer, j, true))
+            }),
+        };
+        match loc {
+            None => bail!("unknown weight `{name}`; weights are named {NAME_HELP}"),
+            Some(Loc::Linear(l, ..) | Loc::LayerNorm(l, _)) if l >= self.blocks.len() => {
+                bail!(
+                    "weight `{name}`: the model has {} layers",
+                    self.blocks.len()
+                )
+            }
+            Some(loc) => Ok(loc),
+        }
+    }
+}
+
+fn linear(b: &super::Block, j: usize) -> &Linear {
+    [
+        &b.attn.q_proj,
+        &b.attn.k_proj,
+        &b.attn.v_proj,
+        &b.attn.o_proj,
+        &b.mlp.gate_proj,
+        &b.mlp.up_proj,
+        &b.mlp.down_proj,
+    ][j]
+}
+
+fn linear_mut(b: &mut super::Block, j: usize) -> &mut Linear {
+    match j {
+        0 => &mut b.attn.q_proj,
+        1 => &mut b.attn.k_proj,
+        2 => &mut b.attn.v_proj,
+        3 => &mut b.attn.o_proj,
+        4 => &mut b.mlp.gate_proj,
+        5 => &mut b.mlp.up_proj,
+        _ => &mut b.mlp.down_proj,
+    }
+}

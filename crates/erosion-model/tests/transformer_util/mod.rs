@@ -1,0 +1,167 @@
+//! Shared by the transformer, hook and gradient tests: fixture loading, seeded random models,
+//! comparisons.
+#![allow(dead_code)]
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{VarBuilder, VarMap};
+use erosion_model::transformer::Transformer;
+use erosion_model::Config;
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn fixture_dir(arch: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+        .join(format!("tiny-{arch}"))
+}
+
+/// A Hugging Face folder of tests/fixtures, read with candle's own safetensors loader.
+pub fn load_fixture(arch: &str, dtype: DType) -> Result<Transformer> {
+    let dir = fixture_dir(arch);
+    let cfg = Config::from_file(&dir.join("config.json"))?;
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu)?
+    };
+    Transformer::new(&cfg, vb)
+}
+
+pub fn load_reference(arch: &str) -> Result<HashMap<String, Tensor>> {
+    Ok(candle_core::safetensors::load(
+        fixture_dir(arch).join("reference.safetensors"),
+        &Device::Cpu,
+    )?)
+}
+
+/// A small Qwen2-style config: q/k/v bias, GQA 4/2, tied embeddings.
+pub fn tiny_config(arch: &str) -> Config {
+    let json = format!(
+        r#"{{"model_type":"{arch}","vocab_size":40,"hidden_size":16,"intermediate_size":24,
+            "num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":2,
+            "rms_norm_eps":1e-6,"rope_theta":10000.0,"tie_word_embeddings":{tied}}}"#,
+        tied = arch == "qwen2"
+    );
+    serde_json::from_str(&json).unwrap()
+}
+
+/// A model with seeded random weights of order-one activations (uniform, variance-preserving),
+/// Var-backed through a `VarMap`.
+pub fn random_model(cfg: &Config, dtype: DType, seed: u64) -> Result<(Transformer, VarMap)> {
+    let varmap = VarMap::new();
+    let model = Transformer::new(cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let vars = varmap.data().lock().unwrap();
+    let mut names: Vec<&String> = vars.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &vars[name];
+        let dims = var.dims().to_vec();
+        let n: usize = dims.iter().product();
+        let (center, half) = if name.ends_with("norm.weight") {
+            (1.0, 0.3)
+        } else if name.ends_with(".bias") {
+            (0.0, 0.5)
+        } else if name.contains("embed_tokens") {
+            (0.0, 1.7)
+        } else {
+            (0.0, (3.0 / dims[1] as f64).sqrt())
+        };
+        let v: Vec<f64> = (0..n)
+            .map(|_| center + half * rng.random_range(-1.0..1.0))
+            .collect();
+        var.set(&Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(dtype)?)?;
+    }
+    drop(vars);
+    Ok((model, varmap))
+}
+
+/// Seeded token ids `[batch, seq]` in 1..vocab.
+pub fn random_ids(batch: usize, seq: usize, vocab: u32, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..batch)
+        .map(|_| (0..seq).map(|_| rng.random_range(1..vocab)).collect())
+        .collect()
+}
+
+/// Pads sequences to one length, on the left or the right: (ids, mask) `[batch, max_len]`.
+pub fn pad(seqs: &[Vec<u32>], left: bool) -> (Tensor, Tensor) {
+    let len = seqs.iter().map(Vec::len).max().unwrap();
+    let (mut ids, mut mask) = (Vec::<u32>::new(), Vec::<u32>::new());
+    for s in seqs {
+        let n = len - s.len();
+        let (pi, pm) = (vec![0u32; n], vec![0u32; n]);
+        let (ti, tm) = (s.clone(), vec![1u32; s.len()]);
+        if left {
+            ids.extend(pi.iter().chain(&ti));
+            mask.extend(pm.iter().chain(&tm));
+        } else {
+            ids.extend(ti.iter().chain(&pi));
+            mask.extend(tm.iter().chain(&pm));
+        }
+    }
+    let shape = (seqs.len(), len);
+    (
+        Tensor::from_vec(ids, shape, &Device::Cpu).unwrap(),
+        Tensor::from_vec(mask, shape, &Device::Cpu).unwrap(),
+    )
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap();
+    d.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(D::Minus1)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+pub fn max_abs(a: &Tensor) -> f64 {
+    let a = a.to_dtype(DType::F64).unwrap().abs().unwrap();
+    a.flatten_all()
+        .unwrap()
+        .max(D::Minus1)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// Largest |a - b| over the positions where `mask` `[batch, seq]` is 1, for `[batch, seq, ...]`.
+pub fn masked_max_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
+    let mut shape = mask.dims().to_vec();
+    shape.resize(a.rank(), 1);
+    let m = mask.to_dtype(DType::F64).unwrap().reshape(shape).unwrap();
+    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap();
+    let d = d.broadcast_mul(&m).unwrap();
+    d.flatten_all()
+        .unwrap()
+        .max(D::Minus1)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// Mean |a - b| over the positions where `mask` `[batch, seq]` is 1, for `[batch, seq, ...]`.
+pub fn masked_mean_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
+    let mut shape = mask.dims().to_vec();
+    shape.resize(a.rank(), 1);
+    let m = mask.to_dtype(DType::F64).unwrap().reshape(shape).unwrap();
+    let per_row: usize = a.dims()[mask.rank()..].iter().product();
+    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap();
+    let total = d
+        .broadcast_mul(&m)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    total / (m.sum_all().unwrap().to_scalar::<f64>().unwrap() * per_row as f64)
+}

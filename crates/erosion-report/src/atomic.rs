@@ -1,0 +1,166 @@
+//! Atomic file writes: every output of a study goes through here.
+//!
+//! The new content is written to a temporary file in the destination's own directory
+//! (a rename is atomic only within one file system), flushed and fsynced, then renamed over
+//! the destination, and the directory is fsynced so the rename itself survives a crash.
+//! A reader therefore sees either the old file or the complete new one; if writing fails,
+//! the temporary file is removed and the old file is left as it was.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+/// Writes `path` atomically with the bytes `write` produces.
+///
+/// `write` gets a buffered writer on a temporary file next to `path`; if it returns an error
+/// (or any later step fails) the temporary file is deleted and `path` is untouched.
+/// A new file gets mode 0644 on Unix; a replaced file keeps its permissions.
+pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("cannot write {}: the path names no file", path.display()))?;
+    // The temporary name starts with a dot and the final name, so a leftover after a
+    // crash (never after an error) is recognisable.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    {
+        let mut buf = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write(&mut buf).with_context(|| format!("writing {}", path.display()))?;
+        buf.flush()
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    set_permissions(tmp.as_file(), path)?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("fsync of the temporary file for {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("renaming the temporary file onto {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (see [`write_atomic`]).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| {
+        w.write_all(bytes)?;
+        Ok(())
+    })
+}
+
+/// tempfile creates files with mode 0600; an output should be readable like any file the
+/// user makes, and a replaced file should keep the mode it had.
+#[cfg(unix)]
+fn set_permissions(tmp: &File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match std::fs::metadata(path) {
+        Ok(m) => m.permissions().mode() & 0o7777,
+        Err(_) => 0o644,
+    };
+    tmp.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| {
+            format!(
+                "setting the mode of the temporary file for {}",
+                path.display()
+            )
+        })
+}
+
+#[cfg(not(unix))]
+fn set_permissions(_tmp: &File, _path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Makes the rename durable. Best effort: some file systems refuse to fsync a directory,
+/// and the data itself is already on disk.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.txt");
+        write_bytes_atomic(&p, b"first").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"first");
+        write_bytes_atomic(&p, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second, longer");
+        assert_eq!(entries(dir.path()), vec!["out.txt"]);
+    }
+
+    #[test]
+    fn failed_write_leaves_old_file_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.json");
+        std::fs::write(&p, b"old content").unwrap();
+        let err = write_atomic(&p, |w| {
+            // Half of the new content is written before the failure.
+            w.write_all(b"new con")?;
+            anyhow::bail!("simulated failure mid-write")
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("results.json"), "{msg}");
+        assert!(msg.contains("simulated failure"), "{msg}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"old content");
+        // No temporary file is left behind.
+        assert_eq!(entries(dir.path()), vec!["results.json"]);
+    }
+
+    #[test]
+    fn missing_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("no-such-dir").join("x.npy");
+        let msg = format!("{:#}", write_bytes_atomic(&p, b"x").unwrap_err());
+        assert!(msg.contains("no-such-dir"), "{msg}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_file_is_world_readable_and_old_mode_is_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.svg");
+        write_bytes_atomic(&p, b"1").unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_bytes_atomic(&p, b"2").unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! Per-token log-probabilities of one response under several models (analysis 1a):
+//! a heatmap models x tokens with the response's tokens as column labels, and below it the
+//! running log joint probability sum_{j<=i} log p(t_j | t_<j) of each model, on the same
+//! x positions.
+
+use anyhow::{ensure, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, VPos};
+use serde::{Deserialize, Serialize};
+
+use super::draw::{cell, colorbar, legend, render, text};
+use super::lines::{
+    legend_entries, line_panel, padded_range, LineSeries, Panel, BOTTOM_AXIS, LEFT_AXIS,
+};
+use super::style::{
+    bold_style, clean_text, text_style, text_width, token_label, truncate, ColorScale, MUTED, TEXT,
+};
+
+/// Data of the token heatmap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprobs {
+    pub title: String,
+    /// The response's tokens as text (decoded one by one).
+    pub tokens: Vec<String>,
+    pub models: Vec<String>,
+    /// `[model][token]`: natural log-probability of each response token under each model.
+    pub logprobs: Vec<Vec<f64>>,
+}
+
+/// Longest token label, in characters, before it is cut with "…".
+const TOKEN_CHARS: usize = 16;
+
+/// Running sums; once a value is NaN or infinite the rest of the row is too.
+pub fn running_log_joint(row: &[f64]) -> Vec<f64> {
+    row.iter()
+        .scan(0.0, |acc, &v| {
+            *acc += v;
+            Some(*acc)
+        })
+        .collect()
+}
+
+fn validate(f: &TokenLogprobs) -> Result<()> {
+    ensure!(!f.tokens.is_empty(), "token heatmap: no tokens");
+    ensure!(!f.models.is_empty(), "token heatmap: no models");
+    ensure!(
+        f.logprobs.len() == f.models.len(),
+        "token heatmap: {} models but {} rows of log-probabilities",
+        f.models.len(),
+        f.logprobs.len()
+    );
+    for (m, row) in f.models.iter().zip(&f.logprobs) {
+        ensure!(
+            row.len() == f.tokens.len(),
+            "token heatmap: model {m:?} has {} log-probabilities for {} tokens",
+            row.len(),
+            f.tokens.len()
+        );
+    }
+    Ok(())
+}
+
+/// The figure as SVG. Higher probability is brighter (viridis, range from the finite
+/// values); NaN and infinite log-probabilities are grey hatched cells.
+pub fn token_logprob_svg(f: &TokenLogprobs) -> Result<String> {
+    validate(f)?;
+    let n = f.tokens.len();
+    let title = clean_text(&f.title);
+    let models: Vec<String> = f
+        .models
+        .iter()
+        .map(|m| truncate(&clean_text(m), 24))
+        .collect();
+    let labels: Vec<String> = f
+        .tokens
+        .iter()
+        .map(|t| token_label(t, TOKEN_CHARS))
+        .collect();
+    let scale = ColorScale::Sequential {
+        min: None,
+        max: None,
+    }
+    .resolve(f.logprobs.iter().flatten());
+    let any_missing = f.logprobs.iter().flatten().any(|v| !v.is_finite());
+
+    // Layout, in pixels.
+    let cw = if n <= 120 {
+        (600 / n as i32).clamp(22, 48)
+    } else {
+        16
+    };
+    let ch = 30;
+    let label_px = 12.0;
+    let model_w = models
+        .iter()
+        .map(|m| text_width(m, 13.0))
+        .fold(0.0, f64::max)
+        .ceil() as i32;
+    let left = 16 + (model_w + 12).max(LEFT_AXIS);
+    let top = 56; // title, then token positions above the grid
+    let grid_w = n as i32 * cw;
+    let grid_h = f.models.len() as i32 * ch;
+    let tok_h = labels
+        .iter()
+        .map(|l| text_width(l, label_px))
+        .fold(0.0, f64::max)
+        .ceil() as i32
+        + 12;
+    let bar_h = grid_h.max(120);
+    let right = 130;
+    let joint: Vec<LineSeries> = f
+        .models
+        .iter()
+        .zip(&f.logprobs)
+        .map(|(m, row)| {
+            LineSeries::new(
+                m,
+                (0..n).map(|i| i as f64).collect(),
+                running_log_joint(row),
+            )
+        })
+        .collect();
+    let entries = legend_entries(&joint, None, n <= 80);
+    let legend_w = entries
+        .iter()
+        .map(|(s, _)| text_width(s, 12.0))
+        .fold(0.0, f64::max)
+        .ceil() as i32
+        + 50;
+    let panel_top = top + (grid_h + tok_h).max(bar_h + if any_missing { 24 } else { 0 }) + 40;
+    let panel_h = 240;
+    let w = (left + grid_w + right.max(legend_w + 20) + 10)
+        .max(text_width(&title, 16.0) as i32 + 40)
+        .max(left + 300);
+    let h = panel_top + panel_h + BOTTOM_AXIS + 12;
+
+    render(w as u32, h as u32, |root| {
+        text(
+            root,
+            &title,
+            (w / 2, 22),
+            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
+        )?;
+        // Token positions every 5 tokens (every 10 when long), above the grid.
+        let every = if n > 60 { 10 } else { 5 };
+        let pos_style = text_style(10.0, MUTED, HPos::Center, VPos::Bottom);
+        for i in (0..n).step_by(every) {
+            text(
+                root,
+                &i.to_string(),
+                (left + i as i32 * cw + cw / 2, top - 3),
+                &pos_style,
+            )?;
+        }
+        // Cells.
+        for (r, row) in f.logprobs.iter().enumerate() {
+            let y = top + r as i32 * ch;
+            for (i, &v) in row.iter().enumerate() {
+                let x = left + i as i32 * cw;
+                cell(root, (x, y), (x + cw, y + ch), scale.color(v))?;
+            }
+            let ms = text_style(13.0, TEXT, HPos::Right, VPos::Center);
+            text(root, &models[r], (left - 8, y + ch / 2), &ms)?;
+        }
+        // A thin white line between cells keeps neighbouring tokens apart.
+        for i in 1..n {
+            let x = left + i as i32 * cw;
+            root.draw(&PathElement::new(
+                vec![(x, top), (x, top + grid_h)],
+                WHITE.stroke_width(1),
+            ))
+            .map_err(super::draw::plot_err)?;
+        }
+        // Token labels, rotated to read downwards, hanging under their column.
+        let ls =
+            text_style(label_px, TEXT, HPos::Left, VPos::Center).transform(FontTransform::Rotate90);
+        for (i, l) in labels.iter().enumerate() {
+            text(
+                root,
+                l,
+                (left + i as i32 * cw + cw / 2, top + grid_h + 6),
+                &ls,
+            )?;
+        }
+        colorbar(
+            root,
+            (left + grid_w + 20, top),
+            (16, bar_h),
+            &scale,
+            "log p(token)",
+            any_missing,
+        )?;
+
+        // Running log joint, x aligned with the cells' centres.
+        let x_fmt = |v: &f64| {
+            if (v - v.round()).abs() < 1e-9 {
+                format!("{}", v.round() as i64)
+            } else {
+                String::new()
+            }
+        };
+        let panel = Panel {
+            x_range: (-0.5, n as f64 - 0.5),
+            y_range: padded_range(joint.iter().flat_map(|s| s.y.iter()).chain([0.0].iter())),
+            x_desc: "response token position".to_string(),
+            y_desc: "running log joint (nats)".to_string(),
+            x_labels: n.clamp(2, 25),
+            x_fmt: &x_fmt,
+            markers: n <= 80,
+            zero_line: false,
+        };
+        text(
+            root,
+            "Running log joint probability: sum of the log-probabilities above, up to each token",
+            (left, panel_top - 12),
+            &text_style(12.0, TEXT, HPos::Left, VPos::Bottom),
+        )?;
+        line_panel(
+            root,
+            (left, panel_top),
+            (left + grid_w, panel_top + panel_h),
+            &joint,
+            &panel,
+        )?;
+        legend(root, (left + grid_w + 20, panel_top), &entries)?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_sum_by_hand() {
+        assert_eq!(
+            running_log_joint(&[-1.0, -0.5, -2.0]),
+            vec![-1.0, -1.5, -3.5]
+        );
+        let r = running_log_joint(&[-1.0, f64::NEG_INFINITY, -1.0]);
+        assert_eq!(r[0], -1.0);
+        assert!(r[1] == f64::NEG_INFINITY && r[2] == f64::NEG_INFINITY);
+    }
+}

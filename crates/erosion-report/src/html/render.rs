@@ -1,0 +1,395 @@
+//! HTML for the parts of a report. All text goes through [`escape`]; the markup is also
+//! well-formed XML (void elements self-closed), so it can be checked by an XML parser.
+
+use std::fmt::Write;
+
+use anyhow::{ensure, Result};
+
+use super::escape::{escape, inline_svg, paragraphs};
+use super::model::{Figure, Section, StatTest, Table};
+use crate::provenance::Provenance;
+
+/// A number with 4 significant digits (scientific outside [1e-3, 1e6)), "n/a" if NaN.
+pub fn fmt_number(v: f64) -> String {
+    if v.is_nan() {
+        return "n/a".to_string();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+\u{221e}"
+        } else {
+            "\u{2212}\u{221e}"
+        }
+        .to_string();
+    }
+    let a = v.abs();
+    let s = if a == 0.0 {
+        "0".to_string()
+    } else if !(1e-3..1e6).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+        format!("{v:.decimals$}")
+    };
+    s.replace('-', "\u{2212}")
+}
+
+/// A p-value: three decimals, or scientific below 0.001.
+pub fn fmt_p(p: f64) -> String {
+    if p.is_nan() {
+        "n/a".to_string()
+    } else if p < 1e-3 {
+        format!("{p:.1e}").replace('-', "\u{2212}")
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// A confidence level as a percentage: 0.95 -> "95%", 0.995 -> "99.5%".
+pub fn fmt_level(level: f64) -> String {
+    let pct = level * 100.0;
+    if (pct - pct.round()).abs() < 1e-9 {
+        format!("{}%", pct.round())
+    } else {
+        format!("{}%", (pct * 1000.0).round() / 1000.0)
+    }
+}
+
+/// A byte count: "123 B", "4.6 MB", "61.2 GB" (powers of 1000).
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+pub fn table(t: &Table) -> Result<String> {
+    table_with(t, true)
+}
+
+/// A table; with `align_numbers`, cells that parse as numbers are right-aligned.
+fn table_with(t: &Table, align_numbers: bool) -> Result<String> {
+    for (i, r) in t.rows.iter().enumerate() {
+        ensure!(
+            r.len() == t.headers.len(),
+            "table {:?}: row {i} has {} cells for {} columns",
+            t.caption,
+            r.len(),
+            t.headers.len()
+        );
+    }
+    let mut h = String::from("<table>\n");
+    if !t.caption.is_empty() {
+        let _ = writeln!(h, "<caption>{}</caption>", escape(&t.caption));
+    }
+    h.push_str("<thead><tr>");
+    for c in &t.headers {
+        let _ = write!(h, "<th>{}</th>", escape(c));
+    }
+    h.push_str("</tr></thead>\n<tbody>\n");
+    for r in &t.rows {
+        h.push_str("<tr>");
+        for c in r {
+            // Right-align cells that are numbers.
+            let num = align_numbers && c.trim().replace('\u{2212}', "-").parse::<f64>().is_ok();
+            let class = if num { " class=\"num\"" } else { "" };
+            let _ = write!(h, "<td{class}>{}</td>", escape(c));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n");
+    Ok(h)
+}
+
+pub fn figure(f: &Figure) -> Result<String> {
+    let svg = inline_svg(&f.svg, &f.caption)?;
+    let mut h = format!(
+        "<figure>\n<div class=\"svg-wrap\">{svg}</div>\n<figcaption>{}",
+        escape(&f.caption)
+    );
+    if let Some(file) = &f.file {
+        let _ = write!(h, " {}", file_link(file));
+    }
+    h.push_str("</figcaption>\n</figure>\n");
+    Ok(h)
+}
+
+/// A link to a file of the output folder; a path that is not relative (a URL, an absolute
+/// path) is shown as text, so the page never points outside its folder.
+pub fn file_link(path: &str) -> String {
+    let relative = !path.contains(':') && !path.starts_with('/') && !path.starts_with('\\');
+    if relative {
+        format!("<a href=\"{0}\"><code>{0}</code></a>", escape(path))
+    } else {
+        format!("<code>{}</code>", escape(path))
+    }
+}
+
+pub fn tests(tests: &[StatTest]) -> String {
+    let mut h = String::from(
+        "<table class=\"tests\">\n<caption>Statistical tests</caption>\n<thead><tr><th>Test</th><th>Statistic</th>\
+         <th>Value</th><th>p</th><th>Confidence interval</th><th>Details</th></tr></thead>\n<tbody>\n",
+    );
+    for t in tests {
+        let p = t.p_value.map_or("\u{2014}".to_string(), fmt_p);
+        let ci = t.ci.map_or("\u{2014}".to_string(), |c| {
+            format!(
+                "[{}, {}] ({})",
+                fmt_number(c.lo),
+                fmt_number(c.hi),
+                fmt_level(c.level)
+            )
+        });
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            escape(&t.name),
+            escape(&t.statistic_name),
+            escape(&fmt_number(t.statistic)),
+            escape(&p),
+            escape(&ci),
+            escape(&t.detail)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
+    h
+}
+
+pub fn section(i: usize, s: &Section) -> Result<String> {
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "<section id=\"{}\">\n<h2>{}. {} <span class=\"badge {}\">{}</span></h2>",
+        section_id(i),
+        i + 1,
+        escape(&s.title),
+        s.verdict.class(),
+        s.verdict.label()
+    );
+    let _ = writeln!(
+        h,
+        "<div class=\"finding\"><h3>Finding under test</h3>\n{}</div>",
+        paragraphs(&s.finding)
+    );
+    let _ = writeln!(
+        h,
+        "<div class=\"compare\">\n<div class=\"ours\"><h3>Our result</h3>\n{}</div>\n\
+         <div class=\"theirs\"><h3>The study reported</h3>\n{}</div>\n</div>",
+        paragraphs(&s.result),
+        paragraphs(&s.study_reported)
+    );
+    for f in &s.figures {
+        h.push_str(&figure(f)?);
+    }
+    for t in &s.tables {
+        h.push_str(&table(t)?);
+    }
+    if !s.tests.is_empty() {
+        h.push_str(&tests(&s.tests));
+    }
+    if !s.notes.is_empty() {
+        h.push_str("<h3>Notes</h3>\n<ul class=\"notes\">\n");
+        for n in &s.notes {
+            let _ = writeln!(h, "<li>{}</li>", escape(n));
+        }
+        h.push_str("</ul>\n");
+    }
+    if !s.files.is_empty() {
+        h.push_str("<p class=\"files\">Data: ");
+        for f in &s.files {
+            h.push_str(&file_link(f));
+        }
+        h.push_str("</p>\n");
+    }
+    h.push_str("</section>\n");
+    Ok(h)
+}
+
+pub fn section_id(i: usize) -> String {
+    format!("finding-{}", i + 1)
+}
+
+/// A command line as a shell would read it back: arguments with special characters quoted.
+fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn provenance(p: &Provenance) -> Result<String> {
+    let mut h = String::from("<section id=\"provenance\">\n<h2>Provenance</h2>\n");
+    let commit = p.tool.git_commit.as_deref().unwrap_or("unknown");
+    let rows = vec![
+        vec![
+            "tool".to_string(),
+            format!("{} {}", p.tool.name, p.tool.version),
+        ],
+        vec!["git commit".to_string(), commit.to_string()],
+        vec!["created (UTC)".to_string(), p.created.clone()],
+        vec!["command line".to_string(), shell_join(&p.command_line)],
+        vec![
+            "seed".to_string(),
+            p.seed.map_or("none".to_string(), |s| s.to_string()),
+        ],
+    ];
+    let run = Table {
+        caption: "Run".into(),
+        headers: vec!["field".into(), "value".into()],
+        rows,
+    };
+    h.push_str(&table_with(&run, false)?);
+
+    let mut rows = Vec::new();
+    for m in &p.models {
+        if m.files.is_empty() {
+            rows.push(vec![
+                m.name.clone(),
+                m.source.clone(),
+                "(no files)".into(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        for (j, f) in m.files.iter().enumerate() {
+            let (name, source) = if j == 0 {
+                (m.name.clone(), m.source.clone())
+            } else {
+                (String::new(), String::new())
+            };
+            rows.push(vec![
+                name,
+                source,
+                f.path.clone(),
+                fmt_bytes(f.bytes),
+                f.sha256.clone(),
+            ]);
+        }
+    }
+    let headers = ["model", "source", "file", "size", "SHA-256"]
+        .map(String::from)
+        .to_vec();
+    h.push_str(&hash_table("Models", headers, rows)?);
+
+    let rows = p
+        .datasets
+        .iter()
+        .map(|d| {
+            vec![
+                d.name.clone(),
+                d.path.clone(),
+                d.n_examples.to_string(),
+                d.selection.clone(),
+                fmt_bytes(d.bytes),
+                d.sha256.clone(),
+            ]
+        })
+        .collect();
+    let headers = [
+        "dataset",
+        "file",
+        "examples",
+        "selection",
+        "size",
+        "SHA-256",
+    ]
+    .map(String::from)
+    .to_vec();
+    h.push_str(&hash_table("Datasets", headers, rows)?);
+
+    let options = serde_json::to_string_pretty(&p.options)?;
+    let _ = writeln!(h, "<h3>Options</h3>\n<pre>{}</pre>", escape(&options));
+    h.push_str("</section>\n");
+    Ok(h)
+}
+
+/// A table whose last column is a hash, set in monospace and allowed to wrap.
+fn hash_table(caption: &str, headers: Vec<String>, rows: Vec<Vec<String>>) -> Result<String> {
+    if rows.is_empty() {
+        return Ok(format!(
+            "<h3>{}</h3>\n<p class=\"meta\">none recorded</p>\n",
+            escape(caption)
+        ));
+    }
+    let t = table(&Table {
+        caption: caption.into(),
+        headers,
+        rows,
+    })?;
+    // Hashes are the last cell of each row: 64 hex digits.
+    let mut out = String::with_capacity(t.len());
+    for line in t.lines() {
+        match line.rfind("<td>") {
+            Some(at) if line.ends_with("</td></tr>") && is_hash(&line[at + 4..line.len() - 10]) => {
+                let _ = writeln!(out, "{}<td class=\"hash\">{}", &line[..at], &line[at + 4..]);
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert_eq!(fmt_number(0.123456), "0.1235");
+        assert_eq!(fmt_number(-12.5), "\u{2212}12.50");
+        assert_eq!(fmt_number(1234.0), "1234");
+        assert_eq!(fmt_number(2.5e-5), "2.500e\u{2212}5");
+        assert_eq!(fmt_number(f64::NAN), "n/a");
+        assert_eq!(fmt_p(0.0312), "0.031");
+        assert_eq!(fmt_p(0.0001), "1.0e\u{2212}4");
+        assert_eq!(fmt_level(0.95), "95%");
+        assert_eq!(fmt_level(0.995), "99.5%");
+        assert_eq!(fmt_bytes(999), "999 B");
+        assert_eq!(fmt_bytes(65_536_000_000), "65.5 GB");
+        assert_eq!(
+            shell_join(&[
+                "erosion".into(),
+                "study".into(),
+                "my study.toml".into(),
+                "it's".into()
+            ]),
+            "erosion study 'my study.toml' 'it'\\''s'"
+        );
+    }
+
+    #[test]
+    fn links_stay_inside_the_folder() {
+        assert_eq!(
+            file_link("layers/s.npy"),
+            "<a href=\"layers/s.npy\"><code>layers/s.npy</code></a>"
+        );
+        assert_eq!(file_link("https://x.org/a"), "<code>https://x.org/a</code>");
+        assert_eq!(file_link("/etc/passwd"), "<code>/etc/passwd</code>");
+    }
+}

@@ -1,0 +1,146 @@
+//! Test fixture: a tiny model family opened as a whole study. Llama architecture, two blocks
+//! of width 32, SmolLM2's real tokenizer and chat template (so rendering and response spans
+//! are real); base = seeded weights, instruct = base + a seeded change, misaligned = halfway
+//! back to base plus noise. Datasets: the study's insecure and educational code (first 6 each).
+
+use crate::context::StudyContext;
+use crate::spec::StudySpec;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use erosion_model::load::{save_hf_folder, Checkpoint, SaveOptions};
+use erosion_model::transformer::Transformer;
+use erosion_model::Config;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub(crate) fn smollm2_gguf() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch-smollm2.sh first",
+        p.display()
+    );
+    p
+}
+
+pub(crate) fn shared_data(rel: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing (the study's datasets, see shared/data/SOURCES.md)",
+        p.display()
+    );
+    p
+}
+
+/// `n` values uniform in [-a, a] with standard deviation `std` (a = std sqrt 3), from a
+/// splitmix64 stream.
+fn draw(shape: &[usize], std: f64, state: &mut u64) -> Tensor {
+    let a = std * 3f64.sqrt();
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = *state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+            ((2.0 * u - 1.0) * a) as f32
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+/// Writes `base/`, `instruct/` and `misaligned/` under `dir`.
+pub(crate) fn tiny_family(dir: &Path) -> [PathBuf; 3] {
+    let cfg = Config::from_json(
+        r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","vocab_size":49152,
+        "hidden_size":32,"intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,
+        "num_key_value_heads":2,"rms_norm_eps":1e-5,"rope_theta":10000.0,
+        "tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2,"max_position_embeddings":2048}"#,
+    )
+    .unwrap();
+    let tokenizer = Checkpoint::open(smollm2_gguf().to_str().unwrap())
+        .unwrap()
+        .tokenizer;
+    let varmap = VarMap::new();
+    let shapes = Transformer::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let mut state = 20251u64;
+    let (mut base, mut instruct, mut misaligned) = (HashMap::new(), HashMap::new(), HashMap::new());
+    for name in shapes.parameter_names() {
+        let dims = shapes.parameter(&name).unwrap().dims().to_vec();
+        let b = if name.contains("norm") {
+            Tensor::ones(dims.as_slice(), DType::F32, &Device::Cpu).unwrap()
+        } else {
+            draw(&dims, 0.3, &mut state)
+        };
+        let i = (&b + draw(&dims, 0.1, &mut state)).unwrap();
+        let m = (((&b + &i).unwrap() * 0.5).unwrap() + draw(&dims, 0.01, &mut state)).unwrap();
+        base.insert(name.clone(), b);
+        instruct.insert(name.clone(), i);
+        misaligned.insert(name, m);
+    }
+    let out = [
+        dir.join("base"),
+        dir.join("instruct"),
+        dir.join("misaligned"),
+    ];
+    for (path, tensors) in out.iter().zip([base, instruct, misaligned]) {
+        save_hf_folder(
+            path,
+            &cfg,
+            &tensors,
+            &tokenizer,
+            None,
+            &SaveOptions::default(),
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// The tiny family as a study over `dir`, with `extra` TOML appended (analysis tables).
+pub(crate) fn tiny_study(dir: &Path, extra: &str) -> StudyContext {
+    let [base, instruct, misaligned] = tiny_family(dir);
+    let text = format!(
+        r#"
+name = "tiny"
+seed = 3
+output = "out"
+
+[models]
+base = "{}"
+instruct = "{}"
+finetuned = [{{ name = "misaligned", path = "{}" }}]
+
+[[dataset]]
+name = "insecure"
+path = "{}"
+format = "messages"
+role = "misaligned"
+limit = 6
+
+[[dataset]]
+name = "educational"
+path = "{}"
+format = "messages"
+role = "aligned"
+limit = 6
+{extra}"#,
+        base.display(),
+        instruct.display(),
+        misaligned.display(),
+        shared_data("insecure-code/insecure_small.jsonl").display(),
+        shared_data("educational-insecure/educational_1000.jsonl").display(),
+    );
+    let spec = StudySpec::from_toml(&text).unwrap();
+    StudyContext::open(spec, dir, vec![]).unwrap()
+}

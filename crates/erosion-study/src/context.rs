@@ -1,0 +1,301 @@
+//! What every analysis section reads: the opened checkpoints (one model in memory at a time),
+//! the loaded datasets rendered per model, the activation cache, and the output folder where
+//! arrays and figures are written with their provenance.
+
+use crate::spec::{LayerIndexing, StudySpec};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use erosion_data::{render_example, Dataset, RenderOptions, RenderedExample};
+use erosion_forward::batch::BatchOptions;
+use erosion_forward::cache::DiskCache;
+use erosion_forward::sequence::Sequence;
+use erosion_forward::windows::LayerConvention;
+use erosion_model::chat::{ChatFormat, PlainFormat};
+use erosion_model::load::Checkpoint;
+use erosion_model::transformer::Transformer;
+use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// One of the study's checkpoints.
+pub struct StudyModel {
+    /// The study's name for it: `base`, `instruct`, or a fine-tune's name.
+    pub name: String,
+    /// What the study file says (folder, .gguf or hub id).
+    pub spec: String,
+    pub checkpoint: Checkpoint,
+    pub hash: FileSetHash,
+}
+
+/// The opened study.
+pub struct StudyContext {
+    pub spec: StudySpec,
+    /// The output folder (created).
+    pub out: PathBuf,
+    pub device: Device,
+    pub dtype: DType,
+    pub models: Vec<StudyModel>,
+    pub datasets: Vec<Dataset>,
+    pub cache: DiskCache,
+    pub provenance: Provenance,
+    /// The one model held in memory, by name.
+    loaded: RefCell<Option<(String, Rc<Transformer>)>>,
+    /// Rendered examples per (model, dataset).
+    rendered: RefCell<BTreeMap<(String, String), Rc<Vec<RenderedExample>>>>,
+}
+
+impl StudyContext {
+    /// Opens every checkpoint (config and tokenizer only; weights are read when a model runs),
+    /// loads every dataset, hashes both for provenance, and creates the output folder.
+    /// Relative paths in the study are resolved against `base_dir` (the study file's folder).
+    pub fn open(spec: StudySpec, base_dir: &Path, command_line: Vec<String>) -> Result<Self> {
+        let out = base_dir.join(&spec.output);
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create output folder {}", out.display()))?;
+        let cache_dir = spec
+            .cache
+            .as_ref()
+            .map(|c| base_dir.join(c))
+            .unwrap_or_else(|| out.join("cache"));
+        let cache = DiskCache::new(cache_dir)?;
+        let mut hashes = HashCache::open(&out.join("cache").join("file-hashes.json"));
+        let mut models = Vec::new();
+        for (name, model_spec) in spec.models.all() {
+            let resolved = resolve(base_dir, &model_spec);
+            let checkpoint =
+                Checkpoint::open(&resolved).with_context(|| format!("model `{name}`"))?;
+            let hash = FileSetHash::from_files(
+                &name,
+                &checkpoint.source.to_string(),
+                &checkpoint.weight_files,
+                &mut hashes,
+            )?;
+            models.push(StudyModel {
+                name,
+                spec: model_spec,
+                checkpoint,
+                hash,
+            });
+        }
+        check_family(&models)?;
+        let mut datasets = Vec::new();
+        let mut dataset_hashes = Vec::new();
+        for d in &spec.datasets {
+            let loaded = d.load(base_dir)?;
+            dataset_hashes.push(DatasetHash::new(
+                &loaded.name,
+                &loaded.path,
+                loaded.examples.len(),
+                &format!("{:?}", loaded.selection),
+                &mut hashes,
+            )?);
+            datasets.push(loaded);
+        }
+        hashes.save()?;
+        let mut provenance = Provenance::new(serde_json::to_value(&spec)?);
+        provenance.seed = Some(spec.seed);
+        provenance.command_line = command_line;
+        provenance.models = models.iter().map(|m| m.hash.clone()).collect();
+        provenance.datasets = dataset_hashes;
+        let device = parse_device(&spec.device)?;
+        let dtype = match spec.dtype.as_str() {
+            "f32" => DType::F32,
+            "bf16" => DType::BF16,
+            other => bail!("dtype `{other}` is not supported (f32, bf16)"),
+        };
+        Ok(StudyContext {
+            spec,
+            out,
+            device,
+            dtype,
+            models,
+            datasets,
+            cache,
+            provenance,
+            loaded: RefCell::new(None),
+            rendered: RefCell::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn model(&self, name: &str) -> Result<&StudyModel> {
+        self.models
+            .iter()
+            .find(|m| m.name == name)
+            .with_context(|| format!("the study has no model `{name}`"))
+    }
+
+    pub fn dataset(&self, name: &str) -> Result<&Dataset> {
+        self.datasets
+            .iter()
+            .find(|d| d.name == name)
+            .with_context(|| format!("the study has no dataset `{name}`"))
+    }
+
+    /// The model's weights, loaded on first use; the previously loaded model is dropped, so
+    /// memory holds one checkpoint at a time.
+    pub fn transformer(&self, name: &str) -> Result<Rc<Transformer>> {
+        if let Some((n, t)) = self.loaded.borrow().as_ref() {
+            if n == name {
+                return Ok(t.clone());
+            }
+        }
+        *self.loaded.borrow_mut() = None;
+        let m = self.model(name)?;
+        let t = Rc::new(
+            m.checkpoint
+                .load_model(self.dtype, &self.device)
+                .with_context(|| format!("loading model `{name}`"))?,
+        );
+        *self.loaded.borrow_mut() = Some((name.to_string(), t.clone()));
+        Ok(t)
+    }
+
+    /// A stable identity of a model for cache keys: its weight files' digest.
+    pub fn model_identity(&self, name: &str) -> Result<String> {
+        Ok(format!(
+            "{}:{}:{:?}",
+            name,
+            self.model(name)?.hash.digest(),
+            self.dtype
+        ))
+    }
+
+    /// A stable identity of a dataset (file hash and selection) for cache keys.
+    pub fn dataset_identity(&self, name: &str) -> Result<String> {
+        let d = self.dataset(name)?;
+        Ok(format!(
+            "{}:{}:{:?}:{}",
+            d.name,
+            d.sha256,
+            d.selection,
+            d.examples.len()
+        ))
+    }
+
+    /// The dataset's examples rendered with the model's tokenizer and template (the base
+    /// model plainly when `render.plain_base` or when it has no template).
+    pub fn rendered(&self, model: &str, dataset: &str) -> Result<Rc<Vec<RenderedExample>>> {
+        let key = (model.to_string(), dataset.to_string());
+        if let Some(r) = self.rendered.borrow().get(&key) {
+            return Ok(r.clone());
+        }
+        let m = self.model(model)?;
+        let tok = &m.checkpoint.tokenizer;
+        let mut opts = RenderOptions::default();
+        opts.span.include_end_of_turn = self.spec.render.include_end_of_turn;
+        if tok.chat_template.is_none() || (model == "base" && self.spec.render.plain_base) {
+            opts.format = ChatFormat::Plain(PlainFormat::default());
+        }
+        let rendered = self
+            .dataset(dataset)?
+            .examples
+            .iter()
+            .map(|ex| render_example(tok, ex, &opts))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("rendering dataset `{dataset}` for model `{model}`"))?;
+        let rendered = Rc::new(rendered);
+        self.rendered.borrow_mut().insert(key, rendered.clone());
+        Ok(rendered)
+    }
+
+    /// The rendered examples as forward-pass inputs.
+    pub fn sequences(&self, model: &str, dataset: &str) -> Result<Vec<Sequence>> {
+        Ok(self
+            .rendered(model, dataset)?
+            .iter()
+            .map(|r| Sequence {
+                ids: r.ids.clone(),
+                response: r.response.clone(),
+            })
+            .collect())
+    }
+
+    pub fn batch_options(&self) -> BatchOptions {
+        BatchOptions {
+            max_tokens: self.spec.batch_tokens,
+            ..BatchOptions::default()
+        }
+    }
+
+    /// Names of the fine-tuned models, in study order.
+    pub fn finetuned(&self) -> Vec<String> {
+        self.spec
+            .models
+            .finetuned
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// A path under the output folder (parents created).
+    pub fn output_path(&self, relative: &str) -> Result<PathBuf> {
+        let p = self.out.join(relative);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        Ok(p)
+    }
+}
+
+impl From<LayerIndexing> for LayerConvention {
+    fn from(i: LayerIndexing) -> Self {
+        match i {
+            LayerIndexing::ResidualStream => LayerConvention::ResidualStream,
+            LayerIndexing::HfHiddenStates => LayerConvention::HfHiddenStates,
+        }
+    }
+}
+
+/// A relative path that exists relative to the study file wins over a hub id of that name.
+fn resolve(base_dir: &Path, spec: &str) -> String {
+    let p = base_dir.join(spec);
+    if Path::new(spec).is_relative() && p.exists() {
+        p.to_string_lossy().into_owned()
+    } else {
+        spec.to_string()
+    }
+}
+
+/// The models of one study must share a tokenizer and shape, or comparing them is meaningless.
+fn check_family(models: &[StudyModel]) -> Result<()> {
+    let first = &models[0];
+    for m in &models[1..] {
+        let (a, b) = (&first.checkpoint.config, &m.checkpoint.config);
+        if a.hidden_size != b.hidden_size
+            || a.num_hidden_layers != b.num_hidden_layers
+            || a.vocab_size != b.vocab_size
+        {
+            bail!(
+                "models `{}` and `{}` are not one family: d_model {} vs {}, layers {} vs {}, vocab {} vs {}",
+                first.name, m.name, a.hidden_size, b.hidden_size, a.num_hidden_layers, b.num_hidden_layers, a.vocab_size, b.vocab_size
+            );
+        }
+        let (ta, tb) = (
+            first.checkpoint.tokenizer.tokenizer.get_vocab(true),
+            m.checkpoint.tokenizer.tokenizer.get_vocab(true),
+        );
+        if ta != tb {
+            bail!("models `{}` and `{}` have different tokenizers: their token ids are not comparable", first.name, m.name);
+        }
+    }
+    Ok(())
+}
+
+fn parse_device(s: &str) -> Result<Device> {
+    let (kind, ordinal) = match s.split_once(':') {
+        Some((k, n)) => (
+            k,
+            n.parse::<usize>()
+                .with_context(|| format!("device `{s}`"))?,
+        ),
+        None => (s, 0),
+    };
+    Ok(match kind {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(ordinal)?,
+        "metal" => Device::new_metal(ordinal)?,
+        other => bail!("unknown device `{other}` (cpu, cuda[:N], metal)"),
+    })
+}

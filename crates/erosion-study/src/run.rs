@@ -1,0 +1,166 @@
+//! Running a whole study: every analysis in turn, then results.json and report.html.
+//!
+//! An analysis that fails does not lose the others: its section says "not run" with the
+//! error, and the command exits with an error after writing everything else. Forward passes
+//! go through the activation cache, so running a stopped study again resumes it.
+
+use crate::context::StudyContext;
+use crate::section::SectionOutput;
+use crate::spec::{Analysis, Preset, StudySpec};
+use anyhow::{bail, Result};
+use erosion_report::html::{Report, Section, Verdict};
+use erosion_report::results::write_results_json;
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+
+/// What a finished study wrote.
+pub struct StudyOutcome {
+    pub out: PathBuf,
+    pub results_json: PathBuf,
+    pub report_html: PathBuf,
+    /// (analysis key, verdict) in report order.
+    pub verdicts: Vec<(String, Verdict)>,
+    /// Analyses that failed, with their errors.
+    pub failures: Vec<(String, String)>,
+}
+
+/// Reads `study_file`, applies `preset` (it overrides the file's analysis options), runs it.
+pub fn run_study_file(
+    study_file: &Path,
+    preset: Option<Preset>,
+    output: Option<PathBuf>,
+) -> Result<StudyOutcome> {
+    let mut spec = StudySpec::from_file(study_file)?;
+    if let Some(p) = preset {
+        p.apply(&mut spec);
+    }
+    if let Some(out) = output {
+        spec.output = std::env::current_dir()?.join(out);
+    }
+    let base_dir = study_file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    run_study(spec, &base_dir, preset)
+}
+
+pub fn run_study(spec: StudySpec, base_dir: &Path, preset: Option<Preset>) -> Result<StudyOutcome> {
+    let analyses = spec.analyses.clone();
+    let ctx = StudyContext::open(spec, base_dir, std::env::args().collect())?;
+    let mut results = Map::new();
+    let mut sections = Vec::new();
+    let mut failures = Vec::new();
+    for analysis in analyses {
+        let (key, title) = describe(analysis);
+        eprintln!("== {title}");
+        match run_analysis(&ctx, analysis) {
+            Ok(out) => {
+                results.insert(out.key.to_string(), out.results);
+                sections.push(out.section);
+            }
+            Err(err) => {
+                let msg = format!("{err:#}");
+                eprintln!("   failed: {msg}");
+                results.insert(key.to_string(), json!({ "error": msg }));
+                let mut s = Section::new(
+                    title,
+                    "",
+                    "This analysis failed; see the error below.",
+                    "",
+                    Verdict::NotRun,
+                );
+                s.notes.push(format!("error: {msg}"));
+                sections.push(s);
+                failures.push((key.to_string(), msg));
+            }
+        }
+    }
+    let results_json = ctx.out.join("results.json");
+    let everything =
+        json!({ "study": ctx.spec.name, "preset": preset, "analyses": Value::Object(results) });
+    write_results_json(&results_json, &ctx.provenance, &everything)?;
+    let verdicts: Vec<(String, Verdict)> = sections
+        .iter()
+        .map(|s| (s.title.clone(), s.verdict))
+        .collect();
+    let mut report = Report::new(&format!("erosion study: {}", ctx.spec.name))
+        .summary(&summary(&ctx, preset, &verdicts))
+        .provenance(ctx.provenance.clone());
+    for s in sections {
+        report = report.section(s);
+    }
+    let report_html = ctx.out.join("report.html");
+    report.write(&report_html)?;
+    Ok(StudyOutcome {
+        out: ctx.out.clone(),
+        results_json,
+        report_html,
+        verdicts,
+        failures,
+    })
+}
+
+fn run_analysis(ctx: &StudyContext, analysis: Analysis) -> Result<SectionOutput> {
+    match analysis {
+        Analysis::Behaviour => crate::behaviour::run(ctx),
+        Analysis::Gradients => crate::gradients::run(ctx),
+        Analysis::Layers => crate::layers::run(ctx),
+        Analysis::Directions => crate::directions::run(ctx),
+    }
+}
+
+fn describe(analysis: Analysis) -> (&'static str, &'static str) {
+    match analysis {
+        Analysis::Behaviour => ("behaviour", "1. Behaviour reverts to base"),
+        Analysis::Gradients => (
+            "gradients",
+            "2. Misaligned intent gives opposing learning signals",
+        ),
+        Analysis::Layers => ("layers", "3. Alignment erodes layer by layer"),
+        Analysis::Directions => (
+            "directions",
+            "4. One direction governs alignment across domains",
+        ),
+    }
+}
+
+fn summary(ctx: &StudyContext, preset: Option<Preset>, verdicts: &[(String, Verdict)]) -> String {
+    let models: Vec<String> = ctx
+        .models
+        .iter()
+        .map(|m| format!("{} ({})", m.name, m.spec))
+        .collect();
+    let datasets: Vec<String> = ctx
+        .datasets
+        .iter()
+        .map(|d| format!("{} ({} examples)", d.name, d.examples.len()))
+        .collect();
+    let reading = match preset {
+        Some(Preset::PaperCode) => "the study's code (preset paper-code)",
+        Some(Preset::PaperText) => "the study's text (preset paper-text)",
+        None => "the options of the study file (defaults follow the study's text)",
+    };
+    let tally = |v: Verdict| verdicts.iter().filter(|(_, x)| *x == v).count();
+    format!(
+        "Models: {}. Datasets: {}. Options follow {reading}. Of {} findings: {} reproduced, {} partly, {} not reproduced, {} not run.",
+        models.join(", "),
+        datasets.join(", "),
+        verdicts.len(),
+        tally(Verdict::Reproduced),
+        tally(Verdict::Partly),
+        tally(Verdict::NotReproduced),
+        tally(Verdict::NotRun),
+    )
+}
+
+impl StudyOutcome {
+    /// An error when any analysis failed (after everything else was written).
+    pub fn into_result(self) -> Result<Self> {
+        if self.failures.is_empty() {
+            return Ok(self);
+        }
+        let names: Vec<&str> = self.failures.iter().map(|(k, _)| k.as_str()).collect();
+        bail!(
+            "analyses failed: {} (the report at {} says why)",
+            names.join(", "),
+            self.report_html.display()
+        )
+    }
+}
