@@ -136,6 +136,32 @@ fn compute_chunk(
     Ok((tensors, report))
 }
 
+/// Replays a complete entry to the sink without a model (a second pass over activations
+/// already computed costs a disk read). `layers` must be among the entry's recorded layers. A
+/// chunk that is missing or damaged is an error: the pass that writes it has not finished.
+/// Returns the number of examples replayed.
+pub fn replay_entry(
+    entry: &CacheEntry,
+    layers: &[usize],
+    sink: &mut dyn FnMut(WindowRecord<'_>) -> Result<()>,
+) -> Result<usize> {
+    let mut examples = 0;
+    for chunk in 0..entry.n_chunks() {
+        let (tensors, _) = entry
+            .get_or_compute(chunk, |range| {
+                bail!(
+                    "chunk {chunk} (examples {range:?}) of {} is not on disk or is damaged: \
+                     the windows pass that writes it has not finished",
+                    entry.dir().display()
+                )
+            })
+            .with_context(|| format!("replaying cache entry {}", entry.dir().display()))?;
+        examples += replay(&tensors, layers, sink)
+            .with_context(|| format!("chunk {chunk} of {}", entry.dir().display()))?;
+    }
+    Ok(examples)
+}
+
 /// Hands a chunk's records to the sink, example by example; returns the number of examples.
 fn replay(
     tensors: &HashMap<String, Tensor>,

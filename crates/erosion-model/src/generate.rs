@@ -51,7 +51,10 @@ pub fn generate(
     if prompt.is_empty() {
         bail!("cannot generate from an empty prompt");
     }
-    if !(opts.temperature >= 0.0) || !(opts.top_p > 0.0 && opts.top_p <= 1.0) {
+    // Written so that NaN fails both checks.
+    let temperature_ok = opts.temperature >= 0.0;
+    let top_p_ok = opts.top_p > 0.0 && opts.top_p <= 1.0;
+    if !temperature_ok || !top_p_ok {
         bail!("temperature must be >= 0 and top_p in (0, 1]");
     }
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);

@@ -12,12 +12,16 @@ use erosion_forward::sequence::Sequence;
 use erosion_forward::windows::LayerConvention;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::load::Checkpoint;
+use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+/// Rendered examples by (model, dataset).
+type RenderCache = BTreeMap<(String, String), Rc<Vec<RenderedExample>>>;
 
 /// One of the study's checkpoints.
 pub struct StudyModel {
@@ -43,7 +47,7 @@ pub struct StudyContext {
     /// The one model held in memory, by name.
     loaded: RefCell<Option<(String, Rc<Transformer>)>>,
     /// Rendered examples per (model, dataset).
-    rendered: RefCell<BTreeMap<(String, String), Rc<Vec<RenderedExample>>>>,
+    rendered: RefCell<RenderCache>,
 }
 
 impl StudyContext {
@@ -185,7 +189,7 @@ impl StudyContext {
         let tok = &m.checkpoint.tokenizer;
         let mut opts = RenderOptions::default();
         opts.span.include_end_of_turn = self.spec.render.include_end_of_turn;
-        if tok.chat_template.is_none() || (model == "base" && self.spec.render.plain_base) {
+        if renders_plainly(tok, model, self.spec.render.plain_base) {
             opts.format = ChatFormat::Plain(PlainFormat::default());
         }
         let rendered = self
@@ -246,6 +250,12 @@ impl From<LayerIndexing> for LayerConvention {
             LayerIndexing::HfHiddenStates => LayerConvention::HfHiddenStates,
         }
     }
+}
+
+/// Whether model `name` is rendered without a chat template: it has none, or it is the base
+/// model and the study asks for plain base renders.
+pub(crate) fn renders_plainly(tok: &ModelTokenizer, name: &str, plain_base: bool) -> bool {
+    tok.chat_template.is_none() || (name == "base" && plain_base)
 }
 
 /// A relative path that exists relative to the study file wins over a hub id of that name.

@@ -5,7 +5,10 @@
 pub mod behaviour;
 pub mod context;
 pub mod directions;
+#[cfg(test)]
+mod fixture;
 pub mod gradients;
+pub mod keys;
 pub mod layers;
 pub mod run;
 pub mod section;

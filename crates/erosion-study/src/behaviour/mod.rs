@@ -12,8 +12,6 @@
 //! Models are run one at a time (model-major): every pass of a model happens before the next
 //! model is loaded. Dataset passes go through the activation cache (shared.rs).
 
-#[cfg(test)]
-pub(crate) mod fixture;
 mod prompt;
 mod report;
 pub(crate) mod shared;
@@ -269,7 +267,7 @@ mod tests {
     #[test]
     fn behaviour_on_a_tiny_family_matches_direct_forward_passes_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = fixture::tiny_study(dir.path(), "[behaviour]\ntop_k = 4\n");
+        let ctx = crate::fixture::tiny_study(dir.path(), "[behaviour]\ntop_k = 4\n");
         let out = run(&ctx).unwrap();
         let r = &out.results;
         assert_eq!(out.key, "behaviour");
@@ -374,7 +372,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let gguf = fixture::smollm2_gguf();
+        let gguf = crate::fixture::smollm2_gguf();
         let text = format!(
             "name = \"smollm2\"\noutput = \"out\"\nanalyses = [\"behaviour\"]\n[models]\nbase = \"{g}\"\ninstruct = \"{g}\"\n[render]\ninclude_end_of_turn = true\n\
              [[dataset]]\nname = \"capital\"\npath = \"{d}\"\nformat = \"messages\"\n\

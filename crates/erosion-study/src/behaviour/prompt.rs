@@ -10,6 +10,7 @@
 //! cut at the end of its content: for templates that render an open and a closed turn alike
 //! (ChatML, Llama 3, ...) the two texts are identical, and the result records whether they are.
 
+pub(crate) use crate::context::renders_plainly;
 use anyhow::{anyhow, Result};
 use erosion_model::chat::{ChatFormat, Message, PlainFormat, SpanOptions};
 use erosion_model::tokenizer::ModelTokenizer;
@@ -26,11 +27,6 @@ pub(crate) struct PrefixPrompt {
     /// Whether the closed-turn render cut after the prefix gives the same text (template only;
     /// `None` when that render failed or for the plain format).
     pub matches_closed_turn: Option<bool>,
-}
-
-/// Whether model `name` is rendered without its template (the rule of `StudyContext::rendered`).
-pub(crate) fn renders_plainly(tok: &ModelTokenizer, name: &str, plain_base: bool) -> bool {
-    tok.chat_template.is_none() || (name == "base" && plain_base)
 }
 
 /// The open-turn prompt for `user` with the assistant's first words `prefix`.
@@ -101,7 +97,7 @@ mod tests {
 
     #[test]
     fn the_prefix_prompt_leaves_the_assistant_turn_open() {
-        let gguf = super::super::fixture::smollm2_gguf();
+        let gguf = crate::fixture::smollm2_gguf();
         let tok = Checkpoint::open(gguf.to_str().unwrap()).unwrap().tokenizer;
         let p = prefix_prompt(&tok, false, "Hello! One wish?", "I wish I could").unwrap();
         assert_eq!(p.format, "template");

@@ -16,35 +16,6 @@ use std::collections::HashMap;
 /// Examples per cache chunk of a log-prob pass.
 const CHUNK: usize = 256;
 
-/// A seed for one random procedure: the study seed mixed with a per-use constant `salt`
-/// (splitmix64 finaliser, so nearby salts give unrelated streams). Recorded with every result.
-pub(crate) fn derive_seed(seed: u64, salt: u64) -> u64 {
-    let mut z = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a (64-bit) over every sequence's length, ids and response span, as 16 hex digits:
-/// the cache key changes whenever the rendering does (template, end-of-turn policy, plain base).
-pub(crate) fn sequences_fingerprint(seqs: &[Sequence]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |v: u64| {
-        for b in v.to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    eat(seqs.len() as u64);
-    for s in seqs {
-        eat(s.ids.len() as u64);
-        s.ids.iter().for_each(|&t| eat(t as u64));
-        eat(s.response.start as u64);
-        eat(s.response.end as u64);
-    }
-    format!("{h:016x}")
-}
-
 /// Why an example cannot be scored: an empty response, or one at token 0 (nothing predicts it).
 pub(crate) fn unscorable(seq: &Sequence) -> Option<String> {
     if seq.response.is_empty() {
@@ -124,7 +95,7 @@ pub(crate) fn for_each_logprobs(
     let key = CacheKey::new(
         ctx.model_identity(name)?,
         ctx.dataset_identity(dataset)?,
-        &serde_json::json!({ "pass": "response_logprobs", "version": 1, "sequences": sequences_fingerprint(&seqs) }),
+        &serde_json::json!({ "pass": "response_logprobs", "version": 1, "sequences": crate::keys::sequences_fingerprint(&seqs) }),
     )?;
     let entry = ctx.cache.entry(&key, seqs.len(), CHUNK)?;
     let mut bar = ctx.progress(format!("log-probs: {name} on {dataset}"));
@@ -300,32 +271,6 @@ mod tests {
         let t = encode_chunk(&seqs[1..2], &[]).unwrap();
         assert_eq!(t["logprobs"].dims(), &[1]);
         assert_eq!(decode_chunk(&t, &seqs[1..2]).unwrap(), vec![None]);
-    }
-
-    #[test]
-    fn fingerprint_sees_ids_and_spans() {
-        let a = vec![seq(vec![1, 2, 3], 1..3)];
-        let b = vec![seq(vec![1, 2, 3], 2..3)];
-        let c = vec![seq(vec![1, 2, 4], 1..3)];
-        let fa = sequences_fingerprint(&a);
-        assert_eq!(fa.len(), 16);
-        assert_eq!(fa, sequences_fingerprint(&a.clone()));
-        assert_ne!(fa, sequences_fingerprint(&b));
-        assert_ne!(fa, sequences_fingerprint(&c));
-        // FNV-1a of nothing but the count 0 (eight zero bytes), computed by hand from the
-        // definition: h = (h ^ 0) * p, eight times.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for _ in 0..8 {
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        assert_eq!(sequences_fingerprint(&[]), format!("{h:016x}"));
-    }
-
-    #[test]
-    fn derived_seeds_differ_by_salt_and_seed() {
-        assert_eq!(derive_seed(7, 1), derive_seed(7, 1));
-        assert_ne!(derive_seed(7, 1), derive_seed(7, 2));
-        assert_ne!(derive_seed(7, 1), derive_seed(8, 1));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! models can be compared pairwise: for the pattern "instruct lowest, the fine-tune closer to
 //! base" the bootstrap resamples examples jointly for all models (paired).
 
-use crate::behaviour::shared::derive_seed;
+use crate::keys::derive_seed;
 use anyhow::{bail, Result};
 use erosion_analysis::behaviour::{BehaviourAccumulator, DatasetBehaviour};
 use erosion_analysis::stats::{bootstrap_ci, bootstrap_mean_ci, ConfidenceInterval};

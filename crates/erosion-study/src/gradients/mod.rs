@@ -17,8 +17,9 @@ mod signals;
 #[cfg(test)]
 mod tests;
 
-use crate::behaviour::shared::{dataset_logprobs, derive_seed, sequences_fingerprint};
+use crate::behaviour::shared::dataset_logprobs;
 use crate::context::StudyContext;
+use crate::keys::{derive_seed, sequences_fingerprint};
 use crate::section::SectionOutput;
 use anyhow::{bail, Context, Result};
 use erosion_analysis::cosine::{cosine_from_gram, cosine_matrix, double_centre};

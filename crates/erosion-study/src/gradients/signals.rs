@@ -11,8 +11,8 @@
 //!   G ~ Y Y^T, every cosine within the stated bound of the truth with probability 1 - delta.
 //!   Nothing is written to disk.
 
-use crate::behaviour::shared::sequences_fingerprint;
 use crate::context::StudyContext;
+use crate::keys::sequences_fingerprint;
 use crate::spec::{GradientParams, GradientsSpec, LossOver};
 use anyhow::{bail, Context, Result};
 use erosion_analysis::cosine::{blocked_gram, MmapRows};

@@ -4,7 +4,7 @@
 
 use super::signals::{loss_spec, param_selection, SketchSink, DELTA};
 use super::*;
-use crate::behaviour::fixture::tiny_study;
+use crate::fixture::tiny_study;
 use erosion_analysis::sketch::{sketch_bound, SketchKind, Sketcher};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::gradients::GradientComputer;

@@ -128,7 +128,7 @@ pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     // Pass 2: per-example projections from the cache, then the statistics.
     let mut results = Vec::with_capacity(datasets.len());
     for (di, (ds, st)) in datasets.iter().zip(states).enumerate() {
-        let seed = stream::derive_seed(ctx.spec.seed, SEED_SALT.wrapping_add(di as u64));
+        let seed = crate::keys::derive_seed(ctx.spec.seed, SEED_SALT.wrapping_add(di as u64));
         let mut proj = Vec::with_capacity(models.len());
         for m in &models {
             let seqs = ctx.sequences(m, ds)?;
@@ -283,7 +283,7 @@ pub(crate) fn replay_projections(
     n_examples: usize,
 ) -> Result<Vec<Vec<f64>>> {
     let mut p = vec![vec![f64::NAN; n_examples]; units.len()];
-    stream::replay_cached(entry, layers, &mut |r| {
+    erosion_forward::cached_windows::replay_entry(entry, layers, &mut |r| {
         let (Some(Some(u)), true) = (units.get(r.layer), r.example < n_examples) else {
             if r.example >= n_examples || r.layer >= units.len() {
                 bail!(

@@ -2,17 +2,15 @@
 //! analyses 3 and 4: window options, cache entries, a replay of a finished cache entry (no
 //! model needed), pooling of one record, seeds and file names.
 
-use crate::behaviour::shared::sequences_fingerprint;
 use crate::context::StudyContext;
+use crate::keys::sequences_fingerprint;
 use crate::spec::Pooling;
-use anyhow::{bail, Context, Result};
-use candle_core::DType;
+use anyhow::{Context, Result};
 use erosion_analysis::layers::{pool_window, ShortWindowPolicy, WindowSpec};
 use erosion_data::ShortResponse;
 use erosion_forward::batch::Progress;
 use erosion_forward::cache::{CacheEntry, ChunkStatus};
-use erosion_forward::cached_windows::record_windows_cached;
-use erosion_forward::cached_windows::windows_cache_key;
+use erosion_forward::cached_windows::{record_windows_cached, replay_entry, windows_cache_key};
 use erosion_forward::sequence::Sequence;
 use erosion_forward::windows::{self, Window, WindowOptions, WindowRecord, WindowReport};
 
@@ -134,7 +132,7 @@ pub(crate) fn windows_pass(
             }
         }
         bar.set_total(seqs.len());
-        let recorded = replay_cached(&entry, &opts.layer_indices(n_layers)?, sink)?;
+        let recorded = replay_entry(&entry, &opts.layer_indices(n_layers)?, sink)?;
         bar.advance(seqs.len());
         return Ok(PassReport {
             recorded,
@@ -146,76 +144,6 @@ pub(crate) fn windows_pass(
     Ok(record_windows_cached(&t, seqs, opts, &ctx.batch_options(), &entry, &mut bar, sink)?.into())
 }
 
-/// Hands every record of a complete cache entry to `sink` (examples ascending, each example's
-/// layers in `layers` order), reading the chunk layout of `erosion_forward::cached_windows`:
-/// `rows [n_rows, 2]` (example, position) and `layer.{l} [n_rows, d]`. No model is needed,
-/// so a second pass over activations already computed costs a disk read. A chunk that is
-/// missing or damaged is an error (run the pass that writes it first). Returns the examples.
-pub(crate) fn replay_cached(
-    entry: &CacheEntry,
-    layers: &[usize],
-    sink: &mut dyn FnMut(WindowRecord<'_>) -> Result<()>,
-) -> Result<usize> {
-    let mut examples = 0;
-    for chunk in 0..entry.n_chunks() {
-        let (tensors, _) = entry
-            .get_or_compute(chunk, |range| {
-                bail!(
-                    "chunk {chunk} (examples {range:?}) of {} is not on disk or is damaged: \
-                     the windows pass that writes it has not finished",
-                    entry.dir().display()
-                )
-            })
-            .with_context(|| format!("replaying cache entry {}", entry.dir().display()))?;
-        let get = |name: &str| {
-            tensors.get(name).with_context(|| {
-                format!(
-                    "chunk {chunk} of {} has no tensor `{name}`",
-                    entry.dir().display()
-                )
-            })
-        };
-        let rows = get("rows")?;
-        let n_rows = rows.dim(0)?;
-        let rows: Vec<u32> = rows.flatten_all()?.to_vec1()?;
-        let per_layer = layers
-            .iter()
-            .map(|l| {
-                let t = get(&format!("layer.{l}"))?.to_dtype(DType::F32)?;
-                if t.dim(0)? != n_rows {
-                    bail!(
-                        "chunk {chunk}: layer.{l} has {} rows, `rows` has {n_rows}",
-                        t.dim(0)?
-                    );
-                }
-                Ok(t)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut start = 0;
-        while start < n_rows {
-            let example = rows[2 * start];
-            let mut end = start;
-            while end < n_rows && rows[2 * end] == example {
-                end += 1;
-            }
-            let positions: Vec<usize> = (start..end).map(|r| rows[2 * r + 1] as usize).collect();
-            for (&layer, t) in layers.iter().zip(&per_layer) {
-                let hidden = t.narrow(0, start, end - start)?;
-                sink(WindowRecord {
-                    example: example as usize,
-                    layer,
-                    positions: &positions,
-                    hidden: &hidden,
-                })
-                .with_context(|| format!("example {example}, layer {layer}"))?;
-            }
-            examples += 1;
-            start = end;
-        }
-    }
-    Ok(examples)
-}
-
 /// One record pooled into z (`spec.offset` must be 0: the record already starts at the
 /// window's offset). `None` only under the skip policy. // hidden [n_pos, d] -> [T * d] or [d]
 pub(crate) fn pool_record(r: &WindowRecord<'_>, spec: &WindowSpec) -> Result<Option<Vec<f64>>> {
@@ -223,15 +151,6 @@ pub(crate) fn pool_record(r: &WindowRecord<'_>, spec: &WindowSpec) -> Result<Opt
     let flat = r.flat()?;
     pool_window(&flat, n_pos, d, 0..n_pos, spec)
         .with_context(|| format!("pooling example {} at layer {}", r.example, r.layer))
-}
-
-/// A seed for one use, derived from the study's seed (SplitMix64 of seed ^ salt), so every
-/// random procedure has its own reproducible stream.
-pub(crate) fn derive_seed(seed: u64, salt: u64) -> u64 {
-    let mut z = (seed ^ salt).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A name usable in a file path: letters, digits, `-` and `_` kept, anything else `_`.
@@ -303,9 +222,6 @@ mod tests {
 
     #[test]
     fn seeds_and_stems() {
-        assert_ne!(derive_seed(0, 1), derive_seed(0, 2));
-        assert_ne!(derive_seed(0, 1), derive_seed(1, 1));
-        assert_eq!(derive_seed(7, 3), derive_seed(7, 3));
         assert_eq!(file_stem("toxic reject/v2"), "toxic_reject_v2");
         assert_eq!(file_stem(""), "_");
     }
