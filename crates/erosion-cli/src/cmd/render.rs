@@ -47,7 +47,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         let dataset = spec.load(&base_dir)?;
         println!(
-            "# dataset {} ({} of {} records, {}; sha256 {})",
+            "=== dataset {} ({} of {} records, {}; sha256 {})",
             dataset.name,
             dataset.examples.len(),
             dataset.records,
@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<()> {
             let r = render_example(&ck.tokenizer, example, &opts)?;
             let (a, b) = (r.response_text.start, r.response_text.end);
             println!(
-                "\n## {} : {} tokens, response tokens {}..{} ({} tokens)",
+                "\n=== example {}: {} tokens, response tokens {}..{} ({} tokens)",
                 example.source,
                 r.ids.len(),
                 r.response.start,
