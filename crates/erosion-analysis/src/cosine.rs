@@ -255,9 +255,32 @@ pub fn gram_dense_f32(n: usize, dim: usize, data: &[f32]) -> Result<Matrix> {
     Ok(g)
 }
 
-/// Adds the Gram tile of two row blocks, column chunk by column chunk (cache-friendly for
-/// long rows), in the same order as [`dot_f32`]. // a: [na, dim], b: [nb, dim], acc: [na, nb]
+/// acc[i, j] = a_i . b_j for a tile, on every core: the rows of `a` are split among threads.
+/// Each entry is summed in the same order whatever the split, so results stay bit-identical.
 fn tile_products(a: &[f32], na: usize, b: &[f32], nb: usize, dim: usize, acc: &mut [f64]) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Below about a million multiply-adds a thread costs more than it saves.
+    let threads = if na * nb * dim < 1 << 20 {
+        1
+    } else {
+        cores.min(na)
+    };
+    if threads <= 1 {
+        return tile_rows(a, na, b, nb, dim, acc);
+    }
+    let per = na.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (t, out) in acc[..na * nb].chunks_mut(per * nb).enumerate() {
+            let rows = out.len() / nb;
+            let a = &a[t * per * dim..(t * per + rows) * dim];
+            scope.spawn(move || tile_rows(a, rows, b, nb, dim, out));
+        }
+    });
+}
+
+/// The Gram tile of two row blocks, column chunk by column chunk (cache-friendly for long
+/// rows), in the same order as [`dot_f32`]. // a: [na, dim], b: [nb, dim], acc: [na, nb]
+fn tile_rows(a: &[f32], na: usize, b: &[f32], nb: usize, dim: usize, acc: &mut [f64]) {
     acc.iter_mut().for_each(|v| *v = 0.0);
     let mut c0 = 0;
     while c0 < dim {

@@ -144,3 +144,14 @@ fn blocked_cosine_with_centring_matches_explicit_centring() {
     let explicit = cosine_matrix(&centred, false).unwrap();
     assert!(blocked.max_abs_diff(&explicit).unwrap() < 1e-12);
 }
+
+#[test]
+fn threaded_tiles_equal_single_threaded_ones_bit_for_bit() {
+    // 33 x 33 x 1500 multiply-adds: a whole-matrix tile runs on several threads, a 4-row block
+    // on one; the entries must be identical either way.
+    let (n, d) = (33, 1500);
+    let data = f32_rows(&gaussian_matrix(n, d, 2));
+    let threaded = blocked_gram(&mut InMemoryRows::new(n, d, data.clone()).unwrap(), n).unwrap();
+    let single = blocked_gram(&mut InMemoryRows::new(n, d, data).unwrap(), 4).unwrap();
+    assert_eq!(threaded.data, single.data);
+}

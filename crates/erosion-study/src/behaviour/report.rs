@@ -20,6 +20,9 @@ use erosion_report::figures::{
 use erosion_report::html::{Section, Table};
 use serde_json::json;
 
+/// Most response tokens drawn in the per-token heatmap.
+const FIGURE_TOKENS: usize = 64;
+
 const TITLE: &str = "Behaviour reverts to base";
 const FINDING: &str = "After narrow fine-tuning, the model's behaviour drifts back toward its base model: responses the \
 instruct model finds improbable (harmful or misaligned ones) are probable under the base and the fine-tuned model, token \
@@ -74,10 +77,23 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
         "Per-token log-probability of example {} of `{}` under each model",
         ex.index, ex.dataset
     );
+    // A long response would make an unreadable strip: the figure shows the first tokens, the
+    // arrays and JSON keep all of them.
+    let shown = nt.min(FIGURE_TOKENS);
+    let cut = if shown < nt {
+        format!(" First {shown} of {nt} response tokens shown; the arrays hold all.")
+    } else {
+        String::new()
+    };
     figures.push(ctx.save_figure(
         "behaviour_example",
-        &format!("{ex_title} (nats; bottom: running log joint probability). Tokens as the instruct model's tokenizer renders the response."),
-        token_logprob_svg(&TokenLogprobs { title: ex_title.clone(), tokens: ex.tokens.clone(), models: c.models.clone(), logprobs: lp.clone() })?,
+        &format!("{ex_title} (nats; bottom: running log joint probability). Tokens as the instruct model's tokenizer renders the response.{cut}"),
+        token_logprob_svg(&TokenLogprobs {
+            title: ex_title.clone(),
+            tokens: ex.tokens[..shown].to_vec(),
+            models: c.models.clone(),
+            logprobs: lp.iter().map(|row| row[..shown].to_vec()).collect(),
+        })?,
     )?);
     let final_joint: Vec<f64> = running
         .iter()
