@@ -1,6 +1,6 @@
 //! Device and dtype selection shared by every command.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use candle_core::{DType, Device};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -15,23 +15,10 @@ pub struct DeviceArgs {
 
 impl DeviceArgs {
     pub fn device(&self) -> Result<Device> {
-        let (kind, ordinal) = match self.device.split_once(':') {
-            Some((k, n)) => (k, n.parse::<usize>()?),
-            None => (self.device.as_str(), 0),
-        };
-        Ok(match kind {
-            "cpu" => Device::Cpu,
-            "cuda" => Device::new_cuda(ordinal)?,
-            "metal" => Device::new_metal(ordinal)?,
-            other => bail!("unknown device `{other}` (cpu, cuda[:N], metal)"),
-        })
+        erosion_model::device::parse_device(&self.device)
     }
 
     pub fn dtype(&self) -> Result<DType> {
-        Ok(match self.dtype.as_str() {
-            "f32" => DType::F32,
-            "bf16" => DType::BF16,
-            other => bail!("unsupported dtype `{other}` (f32, bf16)"),
-        })
+        erosion_model::device::parse_dtype(&self.dtype)
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod device;
 pub mod generate;
 pub mod hooks;
 pub mod load;

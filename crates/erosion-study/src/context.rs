@@ -11,6 +11,7 @@ use erosion_forward::cache::DiskCache;
 use erosion_forward::sequence::Sequence;
 use erosion_forward::windows::LayerConvention;
 use erosion_model::chat::{ChatFormat, PlainFormat};
+use erosion_model::device::{parse_device, parse_dtype};
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -104,11 +105,7 @@ impl StudyContext {
         provenance.models = models.iter().map(|m| m.hash.clone()).collect();
         provenance.datasets = dataset_hashes;
         let device = parse_device(&spec.device)?;
-        let dtype = match spec.dtype.as_str() {
-            "f32" => DType::F32,
-            "bf16" => DType::BF16,
-            other => bail!("dtype `{other}` is not supported (f32, bf16)"),
-        };
+        let dtype = parse_dtype(&spec.dtype)?;
         Ok(StudyContext {
             spec,
             out,
@@ -291,21 +288,4 @@ fn check_family(models: &[StudyModel]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn parse_device(s: &str) -> Result<Device> {
-    let (kind, ordinal) = match s.split_once(':') {
-        Some((k, n)) => (
-            k,
-            n.parse::<usize>()
-                .with_context(|| format!("device `{s}`"))?,
-        ),
-        None => (s, 0),
-    };
-    Ok(match kind {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(ordinal)?,
-        "metal" => Device::new_metal(ordinal)?,
-        other => bail!("unknown device `{other}` (cpu, cuda[:N], metal)"),
-    })
 }
