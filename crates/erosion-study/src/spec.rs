@@ -523,6 +523,15 @@ format = "messages"
     }
 
     #[test]
+    fn the_shipped_study_file_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../studies/qwen-coder.toml");
+        let spec = StudySpec::from_file(&path).unwrap();
+        assert_eq!(spec.datasets.len(), 7);
+        assert_eq!(spec.models.all().len(), 3);
+    }
+
+    #[test]
     fn references_to_unknown_names_are_caught() {
         let bad = MINIMAL.replace(
             "[[dataset]]\nname = \"educational\"",
