@@ -1,0 +1,182 @@
+"""The peer side of the benchmark: PyTorch + transformers on the same model and inputs.
+
+Run by bench/run.sh, one task per process (so peak memory is the task's own):
+    python bench/peer.py --task forward --inputs out/bench/inputs.json --dir out/bench
+Writes peer-<task>.json with the same fields as erosion's result (see
+crates/erosion-bench/src/measure.rs). Threads: torch.set_num_threads(--threads).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+
+def peak_rss_mb():
+    """VmHWM of this process, MiB (as erosion's side)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("/proc/self/status has no VmHWM line")
+
+
+def best_of(reps, f):
+    """One untimed warm-up, then `reps` timed runs; returns (times, last output)."""
+    out = f()
+    times = []
+    for _ in range(max(1, reps)):
+        t0 = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - t0)
+    return times, out
+
+
+def plan_batches(lens, max_tokens, max_batch=64):
+    """erosion's plan: longest first (ties in input order), greedy under batch * longest <= max_tokens."""
+    order = sorted((i for i in range(len(lens)) if lens[i] > 0), key=lambda i: (-lens[i], i))
+    batches, cur = [], []
+    for i in order:
+        longest = lens[cur[0]] if cur else lens[i]
+        if cur and ((len(cur) + 1) * longest > max_tokens or len(cur) >= max_batch):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def padded(rows):
+    """Right-padded ids and attention mask, [batch, seq]."""
+    n = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), n), dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[k, : len(r)] = 1
+    return ids, mask
+
+
+def result(task, times, tokens, extra=None):
+    return {
+        "side": "peer",
+        "task": task,
+        "wall_s": min(times),
+        "runs_s": times,
+        "tokens": tokens,
+        "peak_rss_mb": peak_rss_mb(),
+        "extra": extra or {},
+    }
+
+
+def task_matmul(reps):
+    n, inner = 1024, 10
+    a, b = torch.randn(n, n), torch.randn(n, n)
+
+    def run():
+        with torch.inference_mode():
+            c = a @ b
+            for _ in range(inner - 1):
+                c = a @ b
+            return c
+
+    times, _ = best_of(reps, run)
+    return result("matmul", times, 0, {"gflops": 2.0 * n**3 * inner / min(times) / 1e9})
+
+
+def task_forward(inputs, reps):
+    """(a) hidden states of every layer (output_hidden_states=True), batch by batch."""
+    model = AutoModel.from_pretrained(inputs["model"], dtype=torch.float32).eval()
+    rows = [e["ids"] for e in inputs["examples"]]
+    plan = plan_batches([len(r) for r in rows], inputs["max_tokens"])
+    batches = [padded([rows[i] for i in b]) for b in plan]
+
+    def run():
+        kept = 0
+        with torch.inference_mode():
+            for ids, mask in batches:
+                out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+                kept += len(out.hidden_states)
+        return kept
+
+    times, _ = best_of(reps, run)
+    return result("forward", times, sum(len(r) for r in rows))
+
+
+def task_logprobs(inputs, reps, erosion_values):
+    """(b) full logits, log_softmax, gather at the response positions (as the study's code)."""
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32).eval()
+    ex = inputs["examples"]
+    rows = [e["ids"][: e["response"]["end"] - 1] for e in ex]
+    plan = plan_batches([len(r) for r in rows], inputs["max_tokens"])
+    batches = [(b, *padded([rows[i] for i in b])) for b in plan]
+
+    def run():
+        out = [None] * len(ex)
+        with torch.inference_mode():
+            for members, ids, mask in batches:
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
+                lp = torch.log_softmax(logits, dim=-1)  # [b, s, vocab]
+                for k, i in enumerate(members):
+                    s, e = ex[i]["response"]["start"], ex[i]["response"]["end"]
+                    targets = torch.tensor(ex[i]["ids"][s:e], dtype=torch.long)
+                    out[i] = lp[k, s - 1 : e - 1].gather(-1, targets[:, None])[:, 0]
+        return out
+
+    times, out = best_of(reps, run)
+    diff = 0.0
+    if erosion_values is not None:
+        for mine, theirs in zip(out, erosion_values):
+            d = (mine - torch.tensor(theirs)).abs().max().item()
+            diff = max(diff, d)
+    return result("logprobs", times, sum(len(r) for r in rows), {"max_abs_diff": diff})
+
+
+def ids_match(inputs):
+    """Renders every example with the tokenizer's chat template and compares with erosion's ids."""
+    tok = AutoTokenizer.from_pretrained(inputs["model"])
+    bad = []
+    for k, e in enumerate(inputs["examples"]):
+        ids = tok.apply_chat_template(e["messages"], tokenize=True)
+        if hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
+            ids = ids["input_ids"]
+        if list(ids) != e["ids"]:
+            bad.append(k)
+    return bad
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs"])
+    ap.add_argument("--inputs", required=True)
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "2")))
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    with open(a.inputs) as f:
+        inputs = json.load(f)
+    if a.task == "matmul":
+        r = task_matmul(a.reps)
+    elif a.task == "forward":
+        r = task_forward(inputs, a.reps)
+    else:
+        path = os.path.join(a.dir, "erosion-logprobs-values.json")
+        values = json.load(open(path)) if os.path.exists(path) else None
+        r = task_logprobs(inputs, a.reps, values)
+        # Checked after timing, in the same process: the tokenizer does not count in the
+        # forward task's memory, and its cost here is small next to the model's.
+        bad = ids_match(inputs)
+        r["extra"]["ids_match"] = not bad
+        if bad:
+            r["extra"]["ids_mismatch_examples"] = bad
+    with open(os.path.join(a.dir, f"peer-{a.task}.json"), "w") as f:
+        json.dump(r, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

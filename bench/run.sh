@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmark: erosion against PyTorch + transformers on SmolLM2-135M-Instruct (f32), same
+# weights and inputs, one process per side and task. Prints one table. See bench/README.md.
+#   bench/run.sh                 # 16 examples, 2 threads, best of 3
+#   BENCH_N=32 BENCH_THREADS=4 bench/run.sh
+#   EROSION_REF_VENV=/work/refvenv bench/run.sh   # reuse a ready venv
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+n="${BENCH_N:-16}"
+threads="${BENCH_THREADS:-2}"
+reps="${BENCH_REPS:-3}"
+data="${BENCH_DATA:-../shared/data/insecure-code/insecure_small.jsonl}"
+out="$root/out/bench"
+hf="$root/models/smollm2-hf"
+mkdir -p "$out"
+
+scripts/fetch-smollm2.sh
+venv="${EROSION_REF_VENV:-$root/.venv}"
+if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
+  py="$venv/bin/python"
+else
+  py="$(EROSION_REF_VENV="$venv" scripts/reference/setup-venv.sh | tail -n 1)"
+fi
+
+cargo build --release -q -p erosion-bench
+bin="${CARGO_TARGET_DIR:-$root/target}/release/erosion-bench"
+"$bin" convert --src models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --out "$hf"
+"$bin" prepare --model "$hf" --data "$data" --n "$n" --out "$out/inputs.json"
+rm -f "$out"/erosion-*.json "$out"/peer-*.json
+
+# Same thread count on both sides: candle reads RAYON/CANDLE_NUM_THREADS, torch set_num_threads.
+export RAYON_NUM_THREADS="$threads" CANDLE_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" BENCH_THREADS="$threads"
+for task in matmul forward logprobs; do
+  echo "running $task (erosion, then peer)..." >&2
+  "$bin" run --task "$task" --inputs "$out/inputs.json" --dir "$out" --reps "$reps"
+  "$py" bench/peer.py --task "$task" --inputs "$out/inputs.json" --dir "$out" --reps "$reps" --threads "$threads"
+done
+echo
+echo "SmolLM2-135M-Instruct f32, $n examples of $data, $threads threads, best of $reps; $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+"$bin" table --inputs "$out/inputs.json" --dir "$out"
