@@ -72,13 +72,25 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Convert { src, out } => tasks::convert(&src, &out),
-        Cmd::Prepare { model, data, n, max_tokens, out } => {
-            tasks::prepare(&model, &data, n, max_tokens, &out)
-        }
-        Cmd::Run { task, inputs, dir, reps } => {
+        Cmd::Prepare {
+            model,
+            data,
+            n,
+            max_tokens,
+            out,
+        } => tasks::prepare(&model, &data, n, max_tokens, &out),
+        Cmd::Run {
+            task,
+            inputs,
+            dir,
+            reps,
+        } => {
             let (name, r) = match task {
                 Task::Matmul => ("matmul", tasks::matmul(reps)?),
-                Task::Forward => ("forward", tasks::forward(&tasks::Inputs::read(&inputs)?, reps)?),
+                Task::Forward => (
+                    "forward",
+                    tasks::forward(&tasks::Inputs::read(&inputs)?, reps)?,
+                ),
                 Task::Logprobs => (
                     "logprobs",
                     tasks::logprobs(

@@ -20,7 +20,9 @@ use crate::tasks::Inputs;
 /// Nominal FLOPs of a forward pass over sequences of `lens` tokens (no unembedding).
 pub fn forward_flops(cfg: &Config, lens: &[usize]) -> f64 {
     let d = cfg.hidden_size as f64;
-    let hd = cfg.head_dim.unwrap_or(cfg.hidden_size / cfg.num_attention_heads) as f64;
+    let hd = cfg
+        .head_dim
+        .unwrap_or(cfg.hidden_size / cfg.num_attention_heads) as f64;
     let q = cfg.num_attention_heads as f64 * hd;
     let kv = cfg.num_key_value_heads.unwrap_or(cfg.num_attention_heads) as f64 * hd;
     let ff = cfg.intermediate_size as f64;
@@ -54,16 +56,27 @@ pub fn print(dir: &Path, inputs: &Inputs) -> Result<()> {
         for (k, r) in [&e, &p].into_iter().enumerate() {
             let gflops = match task {
                 "matmul" => {
-                    let g = r.extra.get("gflops").and_then(|v| v.as_f64()).context("matmul result has no gflops")?;
+                    let g = r
+                        .extra
+                        .get("gflops")
+                        .and_then(|v| v.as_f64())
+                        .context("matmul result has no gflops")?;
                     ceiling[k] = g;
                     g
                 }
                 "forward" => forward_flops(&cfg, &fwd_lens) / r.wall_s / 1e9,
                 _ => (forward_flops(&cfg, &lp_lens) + unembed) / r.wall_s / 1e9,
             };
-            let tps = if r.tokens == 0 { String::from("-") } else { format!("{:.0}", r.tokens as f64 / r.wall_s) };
+            let tps = if r.tokens == 0 {
+                String::from("-")
+            } else {
+                format!("{:.0}", r.tokens as f64 / r.wall_s)
+            };
             let (t, m) = if k == 0 {
-                (format!("{:.2}", e.wall_s / p.wall_s), format!("{:.2}", e.peak_rss_mb / p.peak_rss_mb))
+                (
+                    format!("{:.2}", e.wall_s / p.wall_s),
+                    format!("{:.2}", e.peak_rss_mb / p.peak_rss_mb),
+                )
             } else {
                 (String::new(), String::new())
             };
@@ -73,7 +86,12 @@ pub fn print(dir: &Path, inputs: &Inputs) -> Result<()> {
             );
         }
         if task == "logprobs" {
-            let get = |k: &str| p.extra.get(k).map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+            let get = |k: &str| {
+                p.extra
+                    .get(k)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "?".into())
+            };
             println!(
                 "checks: same token ids on both sides: {}; max |logprob erosion - peer| = {} (tolerance 1e-3)",
                 get("ids_match"),
@@ -84,7 +102,10 @@ pub fn print(dir: &Path, inputs: &Inputs) -> Result<()> {
             }
             match p.extra.get("max_abs_diff").and_then(|v| v.as_f64()) {
                 Some(d) if d <= 1e-3 => {}
-                _ => failed.push(format!("log-probs differ by more than 1e-3 ({})", get("max_abs_diff"))),
+                _ => failed.push(format!(
+                    "log-probs differ by more than 1e-3 ({})",
+                    get("max_abs_diff")
+                )),
             }
         }
     }

@@ -68,7 +68,11 @@ pub fn convert(src: &Path, out: &Path) -> Result<()> {
     let files = ckpt
         .save_hf(out, DType::F32, &Default::default())
         .with_context(|| format!("saving {} as a Hugging Face folder", out.display()))?;
-    println!("converted {spec} -> {} ({} files)", out.display(), files.len());
+    println!(
+        "converted {spec} -> {} ({} files)",
+        out.display(),
+        files.len()
+    );
     Ok(())
 }
 
@@ -80,7 +84,11 @@ pub fn prepare(model: &Path, data: &Path, n: usize, max_tokens: usize, out: &Pat
     spec.limit = Some(n);
     let ds = spec.load(Path::new("."))?;
     if ds.examples.len() < n {
-        bail!("{} has {} examples, fewer than the {n} asked for", data.display(), ds.examples.len());
+        bail!(
+            "{} has {} examples, fewer than the {n} asked for",
+            data.display(),
+            ds.examples.len()
+        );
     }
     let mut examples = Vec::with_capacity(n);
     for ex in &ds.examples {
@@ -88,9 +96,18 @@ pub fn prepare(model: &Path, data: &Path, n: usize, max_tokens: usize, out: &Pat
         if r.response.start == 0 || r.response.is_empty() {
             bail!("{}: empty response or no prompt", ex.source);
         }
-        examples.push(Input { messages: ex.messages.clone(), ids: r.ids, response: r.response });
+        examples.push(Input {
+            messages: ex.messages.clone(),
+            ids: r.ids,
+            response: r.response,
+        });
     }
-    let inputs = Inputs { model: model.to_path_buf(), data: data.to_path_buf(), max_tokens, examples };
+    let inputs = Inputs {
+        model: model.to_path_buf(),
+        data: data.to_path_buf(),
+        max_tokens,
+        examples,
+    };
     std::fs::write(out, serde_json::to_string(&inputs)?)
         .with_context(|| format!("writing {}", out.display()))
 }
@@ -135,20 +152,30 @@ pub fn forward(inputs: &Inputs, reps: usize) -> Result<TaskResult> {
     let (runs, kept) = best_of(reps, || {
         let mut kept = 0usize;
         for examples in &plan {
-            let rows: Vec<&[u32]> = examples.iter().map(|&i| inputs.examples[i].ids.as_slice()).collect();
+            let rows: Vec<&[u32]> = examples
+                .iter()
+                .map(|&i| inputs.examples[i].ids.as_slice())
+                .collect();
             let b = Batch::new(examples.clone(), &rows, model.device())?;
             let mut hooks = model.hooks();
             for i in 0..=n_layers {
                 hooks.record(HookPoint::hf_hidden_state(i, n_layers)?, Positions::All)?;
             }
-            model.final_hidden(&b.ids, b.mask_if_padded(), &mut ForwardOptions::fast().hooks(&mut hooks))?;
+            model.final_hidden(
+                &b.ids,
+                b.mask_if_padded(),
+                &mut ForwardOptions::fast().hooks(&mut hooks),
+            )?;
             // The peer holds its batch's hidden states too; count them so neither is dead work.
             kept += hooks.take_cache().len();
         }
         Ok(kept)
     })?;
     if kept != plan.len() * (n_layers + 1) {
-        bail!("recorded {kept} hidden states, expected {}", plan.len() * (n_layers + 1));
+        bail!(
+            "recorded {kept} hidden states, expected {}",
+            plan.len() * (n_layers + 1)
+        );
     }
     result("forward", runs, lens.iter().sum())
 }
@@ -163,7 +190,9 @@ pub fn logprobs(inputs: &Inputs, reps: usize, logprobs_out: &Path) -> Result<Tas
         .map(|e| Sequence::new(e.ids.clone(), e.response.clone()))
         .collect::<Result<Vec<_>>>()?;
     let opts = batch_options(inputs);
-    let (runs, out) = best_of(reps, || response_logprobs(&model, &seqs, &opts, &mut NoProgress))?;
+    let (runs, out) = best_of(reps, || {
+        response_logprobs(&model, &seqs, &opts, &mut NoProgress)
+    })?;
     let lps: Vec<&Vec<f32>> = out.iter().map(|r| &r.logprobs).collect();
     std::fs::write(logprobs_out, serde_json::to_string(&lps)?)
         .with_context(|| format!("writing {}", logprobs_out.display()))?;
@@ -172,7 +201,10 @@ pub fn logprobs(inputs: &Inputs, reps: usize, logprobs_out: &Path) -> Result<Tas
 }
 
 fn batch_options(inputs: &Inputs) -> BatchOptions {
-    BatchOptions { max_tokens: inputs.max_tokens, max_batch: 64 }
+    BatchOptions {
+        max_tokens: inputs.max_tokens,
+        max_batch: 64,
+    }
 }
 
 fn result(task: &str, runs: Vec<f64>, tokens: usize) -> Result<TaskResult> {
