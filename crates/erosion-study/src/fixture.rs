@@ -109,11 +109,18 @@ pub(crate) fn tiny_family(dir: &Path) -> [PathBuf; 3] {
 
 /// The tiny family as a study over `dir`, with `extra` TOML appended (analysis tables).
 pub(crate) fn tiny_study(dir: &Path, extra: &str) -> StudyContext {
+    let spec = StudySpec::from_toml(&tiny_study_toml(dir, 3, 6, extra)).unwrap();
+    StudyContext::open(spec, dir, vec![]).unwrap()
+}
+
+/// The study file of the tiny family over `dir`: the insecure and educational datasets (first
+/// `limit` examples each), then `extra` (more `[[dataset]]`s, analysis tables).
+pub(crate) fn tiny_study_toml(dir: &Path, seed: u64, limit: usize, extra: &str) -> String {
     let [base, instruct, misaligned] = tiny_family(dir);
-    let text = format!(
+    format!(
         r#"
 name = "tiny"
-seed = 3
+seed = {seed}
 output = "out"
 
 [models]
@@ -126,21 +133,19 @@ name = "insecure"
 path = "{}"
 format = "messages"
 role = "misaligned"
-limit = 6
+limit = {limit}
 
 [[dataset]]
 name = "educational"
 path = "{}"
 format = "messages"
 role = "aligned"
-limit = 6
+limit = {limit}
 {extra}"#,
         base.display(),
         instruct.display(),
         misaligned.display(),
         shared_data("insecure-code/insecure_small.jsonl").display(),
         shared_data("educational-insecure/educational_1000.jsonl").display(),
-    );
-    let spec = StudySpec::from_toml(&text).unwrap();
-    StudyContext::open(spec, dir, vec![]).unwrap()
+    )
 }

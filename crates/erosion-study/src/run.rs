@@ -173,67 +173,37 @@ mod tests {
     use super::*;
 
     fn study_toml(dir: &std::path::Path) -> std::path::PathBuf {
-        let [base, instruct, misaligned] = crate::fixture::tiny_family(dir);
-        let text = format!(
+        let toxic = crate::fixture::shared_data("toxic-lat-harmful/lat_harmful.jsonl");
+        let extra = format!(
             r#"
-    name = "tiny end-to-end"
-    seed = 7
-    output = "out"
+[[dataset]]
+name = "toxic"
+path = "{}"
+format = "messages"
+role = "misaligned"
+limit = 8
 
-    [models]
-    base = "{base}"
-    instruct = "{instruct}"
-    finetuned = [{{ name = "misaligned", path = "{misaligned}" }}]
+[behaviour]
+top_k = 5
 
-    [[dataset]]
-    name = "insecure"
-    path = "{insecure}"
-    format = "messages"
-    role = "misaligned"
-    limit = 8
+[gradients]
+window = 16
+permutations = 99
 
-    [[dataset]]
-    name = "educational"
-    path = "{educational}"
-    format = "messages"
-    role = "aligned"
-    limit = 8
+[layers]
+window = 8
+bootstrap = 50
 
-    [[dataset]]
-    name = "toxic"
-    path = "{toxic}"
-    format = "messages"
-    role = "misaligned"
-    limit = 8
-
-    [behaviour]
-    top_k = 5
-
-    [gradients]
-    window = 16
-    permutations = 99
-
-    [layers]
-    window = 8
-    bootstrap = 50
-
-    [directions]
-    datasets = ["insecure", "toxic"]
-    k = 3
-    baseline_samples = 200
-    bootstrap = 20
-    "#,
-            base = base.display(),
-            instruct = instruct.display(),
-            misaligned = misaligned.display(),
-            insecure = crate::fixture::shared_data("insecure-code/insecure_small.jsonl").display(),
-            educational =
-                crate::fixture::shared_data("educational-insecure/educational_1000.jsonl")
-                    .display(),
-            toxic = crate::fixture::shared_data("toxic-lat-harmful/lat_harmful.jsonl").display(),
+[directions]
+datasets = ["insecure", "toxic"]
+k = 3
+baseline_samples = 200
+bootstrap = 20
+"#,
+            toxic.display()
         );
         let path = dir.join("study.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, crate::fixture::tiny_study_toml(dir, 7, 8, &extra)).unwrap();
         path
     }
 
