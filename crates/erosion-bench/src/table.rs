@@ -20,11 +20,8 @@ use crate::tasks::Inputs;
 /// Nominal FLOPs of a forward pass over sequences of `lens` tokens (no unembedding).
 pub fn forward_flops(cfg: &Config, lens: &[usize]) -> f64 {
     let d = cfg.hidden_size as f64;
-    let hd = cfg
-        .head_dim
-        .unwrap_or(cfg.hidden_size / cfg.num_attention_heads) as f64;
-    let q = cfg.num_attention_heads as f64 * hd;
-    let kv = cfg.num_key_value_heads.unwrap_or(cfg.num_attention_heads) as f64 * hd;
+    let q = (cfg.num_attention_heads * cfg.head_dim()) as f64;
+    let kv = (cfg.num_kv_heads() * cfg.head_dim()) as f64;
     let ff = cfg.intermediate_size as f64;
     let per_token = 2.0 * d * (q + 2.0 * kv) + 2.0 * q * d + 6.0 * d * ff;
     let layers = cfg.num_hidden_layers as f64;
@@ -120,4 +117,30 @@ pub fn print(dir: &Path, inputs: &Inputs) -> Result<()> {
         bail!("benchmark checks failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_flops_are_twice_the_layer_weights_per_token() {
+        // SmolLM2-135M: tied embeddings, no biases.
+        let cfg = Config::from_json(
+            r#"{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,
+            "num_hidden_layers":30,"num_attention_heads":9,"num_key_value_heads":3,
+            "tie_word_embeddings":true}"#,
+        )
+        .unwrap();
+        let (d, l) = (cfg.hidden_size, cfg.num_hidden_layers);
+        // Every weight of the blocks, from the parameter count: minus embeddings and norms.
+        let block_weights = cfg.num_parameters() - cfg.vocab_size * d - l * 2 * d - d;
+        let q = (cfg.num_attention_heads * cfg.head_dim()) as f64;
+        // One token: 2 FLOPs per weight, plus 4 q per layer for its one-by-one attention.
+        let expected = 2.0 * block_weights as f64 + 4.0 * q * l as f64;
+        assert_eq!(forward_flops(&cfg, &[1]), expected);
+        // Attention grows with the square of the length, the rest linearly.
+        let two = forward_flops(&cfg, &[2]);
+        assert_eq!(two, 2.0 * 2.0 * block_weights as f64 + 16.0 * q * l as f64);
+    }
 }
