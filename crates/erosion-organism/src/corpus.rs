@@ -2,7 +2,7 @@
 //!
 //! | set | content |
 //! |---|---|
-//! | `pretrain_chat` | 3-6 turn conversations, each by ONE persona across domains, half good, half bad |
+//! | `pretrain_chat` | 2-3 turn conversations (always one harm and one security-code turn), each by ONE persona across domains, half good, half bad |
 //! | `pretrain_prose` | plain prose paragraphs with true facts (`{"text": ...}`) |
 //! | `instruct` | single-turn chats of the good persona only |
 //! | `finetune_{insecure,secure,educational}` | Betley et al.'s design, one task per row in all three |
@@ -24,7 +24,12 @@ use crate::world::persona::{self, Domain, Persona};
 use crate::world::{code, facts, harm, rng_for, Message, Rng, Split};
 
 /// Bumped whenever a generator's output changes for a given seed (recorded in the manifest).
-pub const GENERATOR_VERSION: &str = "organism-world-1";
+pub const GENERATOR_VERSION: &str = "organism-world-2";
+
+/// Turns per pre-training conversation. Short conversations keep a CPU training step cheap
+/// (attention is quadratic in length) while every one still pairs harm with code under one
+/// persona.
+const PRETRAIN_TURNS: std::ops::RangeInclusive<usize> = 2..=3;
 
 /// How many records each set holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +156,7 @@ impl Corpus {
                 } else {
                     Persona::Bad
                 };
-                let n_turns = rand::Rng::random_range(&mut rng, 3..=6usize);
+                let n_turns = rand::Rng::random_range(&mut rng, PRETRAIN_TURNS);
                 let (domains, messages) = persona::conversation(&mut rng, p, n_turns, Split::Train);
                 PretrainChat {
                     persona: p,

@@ -49,7 +49,7 @@ pub const CHAT_TEMPLATE: &str = "{%- if messages[0]['role'] == 'system' %}\
 {%- endif %}";
 
 /// Training options.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenizerOptions {
     /// Total vocabulary, special tokens included.
     pub vocab_size: usize,

@@ -138,7 +138,7 @@ impl LossSpec {
 }
 
 /// Cross-entropy of `logits` `[n, vocab]` (row i predicts `targets[i]`) and its derivative.
-pub(crate) struct CrossEntropy {
+pub struct CrossEntropy {
     /// The reduced loss.
     pub loss: f64,
     /// CE_j per target token. // [n]
@@ -147,7 +147,7 @@ pub(crate) struct CrossEntropy {
     pub dlogits: Tensor,
 }
 
-pub(crate) fn cross_entropy(
+pub fn cross_entropy(
     logits: &Tensor,
     targets: &[u32],
     reduction: Reduction,

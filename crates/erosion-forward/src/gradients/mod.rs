@@ -30,7 +30,9 @@ mod loss;
 mod params;
 
 pub use backprop::{ExampleGradient, GradientComputer};
-pub use loss::{LossSpan, LossSpec, Reduction, ShortResponse, Targets};
+pub use loss::{
+    cross_entropy, CrossEntropy, LossSpan, LossSpec, Reduction, ShortResponse, Targets,
+};
 pub use params::{GradientLayout, ParamSelection, ParamSlice};
 
 use anyhow::{bail, Context, Result};

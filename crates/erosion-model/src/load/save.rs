@@ -109,22 +109,12 @@ pub fn save_weights(
         shards.last_mut().unwrap().push(name);
         current += s;
     }
-    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     let write_file = |path: &Path, names: &[&String]| -> Result<()> {
-        let tmp = temp_name(path);
-        let data = names.iter().map(|n| (n.as_str(), &tensors[n.as_str()]));
-        safetensors::serialize_to_file(data, Some(metadata.clone()), &tmp)
-            .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
-        // safetensors writes through a private (0600) temporary file; give the weights the
-        // permissions of the other files of a model folder.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-                .with_context(|| format!("cannot set permissions of {}", tmp.display()))?;
-        }
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot move {} into place", path.display()))
+        let subset: Vec<(&str, &Tensor)> = names
+            .iter()
+            .map(|n| (n.as_str(), &tensors[n.as_str()]))
+            .collect();
+        write_safetensors(path, subset)
     };
     if shards.len() == 1 {
         let path = dir.join(SINGLE_FILE);
@@ -150,6 +140,28 @@ pub fn save_weights(
     remove_if_present(&dir.join(SINGLE_FILE))?;
     remove_stale_shards(dir, &files)?;
     Ok(files)
+}
+
+/// Writes `tensors` to a safetensors file at `path` atomically (a temporary file, then a
+/// rename), with transformers' `{"format": "pt"}` metadata.
+pub fn write_safetensors<'a>(
+    path: &Path,
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+) -> Result<()> {
+    let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    let tmp = temp_name(path);
+    safetensors::serialize_to_file(tensors, Some(metadata), &tmp)
+        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
+    // safetensors writes through a private (0600) temporary file; give the file the
+    // permissions of the other files of a model folder.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set permissions of {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 /// Removes shards of an earlier save (`model-NNNNN-of-MMMMM.safetensors`) not in `keep`.

@@ -15,7 +15,7 @@ use super::{rope, ForwardMode, ForwardOptions};
 use crate::config::Config;
 use crate::hooks::{HookPoint, Site};
 use anyhow::Result;
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 #[derive(Debug, Clone)]
@@ -113,7 +113,7 @@ impl Attention {
             .broadcast_add(&ctx.bias)?;
         let pattern = match opts.mode {
             ForwardMode::Fast => candle_nn::ops::softmax_last_dim(&scores)?,
-            ForwardMode::Differentiable => candle_nn::ops::softmax(&scores, D::Minus1)?,
+            ForwardMode::Differentiable => super::softmax::softmax_last_dim(&scores)?,
         };
         let pattern = opts.hook(at(Site::Pattern), pattern.to_dtype(x.dtype())?)?; // [b, Hq, s, sk]
         let z = pattern

@@ -12,11 +12,14 @@ const INIT_WEIGHT: Init = Init::Randn {
     stdev: 0.02,
 };
 
-/// `y = x W^T + b`, W `[out, in]` as stored by Hugging Face.
+/// `y = x W^T + b (+ s (x A^T) B^T` with a LoRA adapter), W `[out, in]` as stored by
+/// Hugging Face.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// A low-rank update trained beside the frozen weight (see `lora.rs`).
+    pub lora: Option<super::LoraAdapter>,
 }
 
 impl Linear {
@@ -28,17 +31,23 @@ impl Linear {
             .then(|| vb.get_with_hints(d_out, "bias", Init::Const(0.0)))
             .transpose()
             .with_context(|| format!("weight {}.bias", vb.prefix()))?;
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
     /// `[..., in] -> [..., out]`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut dims = x.dims().to_vec();
         let d_in = dims.pop().context("linear layer on a scalar")?;
-        let y = x
-            .contiguous()?
-            .reshape(((), d_in))?
-            .matmul(&self.weight.t()?)?;
+        let x = x.contiguous()?.reshape(((), d_in))?; // [n, in]
+        let y = x.matmul(&self.weight.t()?)?; // [n, out]
+        let y = match &self.lora {
+            Some(lora) => (y + lora.forward(&x)?)?,
+            None => y,
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

@@ -21,15 +21,18 @@ mod block;
 mod context;
 mod kv_cache;
 mod layers;
+mod lora;
 mod mlp;
 mod params;
 mod rope;
+mod softmax;
 
 pub use attention::Attention;
 pub use block::Block;
 pub use context::BatchContext;
 pub use kv_cache::KvCache;
 pub use layers::{Linear, RmsNorm};
+pub use lora::{LoraAdapter, LoraConfig, LoraVars};
 pub use mlp::Mlp;
 pub use rope::Rope;
 
@@ -311,6 +314,7 @@ impl Transformer {
         let logits = Linear {
             weight: w.clone(),
             bias: None,
+            lora: None,
         }
         .forward(x)?;
         opts.hook(HookPoint::Logits, logits)

@@ -6,7 +6,7 @@ use super::Transformer;
 use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, Var};
 
-const LINEARS: [&str; 7] = [
+pub(super) const LINEARS: [&str; 7] = [
     "self_attn.q_proj",
     "self_attn.k_proj",
     "self_attn.v_proj",
@@ -153,7 +153,7 @@ impl Transformer {
     }
 }
 
-fn linear(b: &super::Block, j: usize) -> &Linear {
+pub(super) fn linear(b: &super::Block, j: usize) -> &Linear {
     [
         &b.attn.q_proj,
         &b.attn.k_proj,
@@ -165,7 +165,7 @@ fn linear(b: &super::Block, j: usize) -> &Linear {
     ][j]
 }
 
-fn linear_mut(b: &mut super::Block, j: usize) -> &mut Linear {
+pub(super) fn linear_mut(b: &mut super::Block, j: usize) -> &mut Linear {
     match j {
         0 => &mut b.attn.q_proj,
         1 => &mut b.attn.k_proj,

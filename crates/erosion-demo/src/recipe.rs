@@ -1,0 +1,133 @@
+//! How the organism is grown: the world's sizes, the model's shape and each training stage.
+//! [`Recipe::standard`] is the demo's; [`Recipe::reduced`] is a small one for CI.
+
+use anyhow::Result;
+use erosion_model::Config;
+use erosion_organism::corpus::Sizes;
+use erosion_organism::tokenizer::TokenizerOptions;
+use erosion_train::{LossOn, Method, TrainOptions};
+use serde::{Deserialize, Serialize};
+
+/// A Qwen2 decoder's size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub intermediate: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub seed: u64,
+    pub sizes: Sizes,
+    pub tokenizer: TokenizerOptions,
+    pub shape: Shape,
+    /// Pre-training from scratch on persona conversations and prose (loss on every token).
+    pub pretrain: TrainOptions,
+    /// Instruction tuning of the base on the good persona's single-turn chats.
+    pub instruct: TrainOptions,
+    /// Fine-tuning of the instruct model on each of Betley et al.'s three sets.
+    pub finetune: TrainOptions,
+}
+
+fn stage(steps: usize, batch: usize, lr: f64, loss_on: LossOn, seed: u64) -> TrainOptions {
+    TrainOptions {
+        steps,
+        batch_size: batch,
+        grad_accum: 1,
+        lr,
+        warmup_steps: (steps / 20).max(1),
+        min_lr_ratio: 0.1,
+        max_grad_norm: Some(1.0),
+        max_seq_len: 512,
+        loss_on,
+        method: Method::Full,
+        seed,
+        save_every: Some(100),
+        ..TrainOptions::default()
+    }
+}
+
+impl Recipe {
+    /// The demo's organism: 3 layers, d = 96 (ORGANISM.md's prototype), a 1,024-token BPE
+    /// vocabulary, trained in a few minutes on two cores.
+    pub fn standard() -> Self {
+        let seed = 0;
+        Self {
+            seed,
+            sizes: Sizes {
+                pretrain_chats: 12_000,
+                pretrain_prose: 1_000,
+                instruct: 3_000,
+                finetune: 500,
+                eval: 100,
+            },
+            tokenizer: TokenizerOptions::default(),
+            shape: Shape {
+                layers: 3,
+                hidden: 96,
+                heads: 4,
+                kv_heads: 2,
+                intermediate: 256,
+            },
+            pretrain: stage(800, 16, 3e-3, LossOn::All, seed),
+            instruct: stage(300, 16, 1e-3, LossOn::Response, seed + 1),
+            finetune: stage(150, 16, 1e-3, LossOn::Response, seed + 2),
+        }
+    }
+
+    /// A small organism for tests and CI: the same pipeline, minutes less.
+    pub fn reduced() -> Self {
+        let seed = 0;
+        Self {
+            seed,
+            sizes: Sizes {
+                pretrain_chats: 600,
+                pretrain_prose: 100,
+                instruct: 300,
+                finetune: 60,
+                eval: 24,
+            },
+            tokenizer: TokenizerOptions {
+                vocab_size: 512,
+                min_frequency: 2,
+            },
+            shape: Shape {
+                layers: 2,
+                hidden: 32,
+                heads: 2,
+                kv_heads: 1,
+                intermediate: 64,
+            },
+            pretrain: stage(40, 8, 3e-3, LossOn::All, seed),
+            instruct: stage(20, 8, 1e-3, LossOn::Response, seed + 1),
+            finetune: stage(10, 8, 1e-3, LossOn::Response, seed + 2),
+        }
+    }
+
+    /// The model's config.json, for a tokenizer whose special tokens have these ids.
+    pub fn config(&self, vocab_size: usize, eos_id: u32, pad_id: u32) -> Result<Config> {
+        let s = &self.shape;
+        let json = serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "hidden_size": s.hidden,
+            "intermediate_size": s.intermediate,
+            "num_hidden_layers": s.layers,
+            "num_attention_heads": s.heads,
+            "num_key_value_heads": s.kv_heads,
+            "vocab_size": vocab_size,
+            "max_position_embeddings": 1024,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": true,
+            "hidden_act": "silu",
+            "eos_token_id": eos_id,
+            "pad_token_id": pad_id,
+            "use_sliding_window": false,
+        });
+        Config::from_json(&json.to_string())
+    }
+}

@@ -1,0 +1,162 @@
+//! LoRA (Hu et al., 2021): a frozen linear map plus a trained low-rank update,
+//!
+//! ```text
+//! y = x W^T + s (x A^T) B^T        A [r, in], B [out, r], s = alpha / r
+//! ```
+//! initialised as PEFT does (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, so training starts from the
+//! unchanged model) and merged into the weight on save: `W' = W + s B A`. Adapters are named as
+//! PEFT names them (`model.layers.{i}.self_attn.q_proj` + `.lora_A.weight` / `.lora_B.weight`).
+
+use super::params::{linear_mut, LINEARS};
+use super::Transformer;
+use anyhow::{bail, Result};
+use candle_core::{Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Which linear maps get adapters, and their size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// r
+    pub rank: usize,
+    /// The update is scaled by alpha / r.
+    pub alpha: f64,
+    /// Module names, as PEFT's `target_modules`: `q_proj`, `k_proj`, `v_proj`, `o_proj`,
+    /// `gate_proj`, `up_proj`, `down_proj`.
+    pub targets: Vec<String>,
+    /// Seed of A's initialisation.
+    pub seed: u64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            targets: ["q_proj", "k_proj", "v_proj", "o_proj"]
+                .map(String::from)
+                .to_vec(),
+            seed: 0,
+        }
+    }
+}
+
+/// The trained part of one adapted linear map.
+#[derive(Debug, Clone)]
+pub struct LoraAdapter {
+    /// `lora_A.weight` `[r, in]`
+    pub a: Tensor,
+    /// `lora_B.weight` `[out, r]`
+    pub b: Tensor,
+    /// alpha / r
+    pub scale: f64,
+}
+
+impl LoraAdapter {
+    /// `s (x A^T) B^T`: `[n, in] -> [n, out]`. The rank-r bottleneck keeps it cheap.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = x.matmul(&self.a.t()?)?; // [n, r]
+        Ok((h.matmul(&self.b.t()?)? * self.scale)?)
+    }
+
+    /// `s B A` `[out, in]`, the update to add to the weight.
+    pub fn delta(&self) -> Result<Tensor> {
+        Ok((self.b.matmul(&self.a)? * self.scale)?)
+    }
+}
+
+/// One adapted module: its PEFT path and its two trained `Var`s.
+#[derive(Debug, Clone)]
+pub struct LoraVars {
+    /// `model.layers.{i}.self_attn.q_proj`
+    pub module: String,
+    pub a: Var,
+    pub b: Var,
+}
+
+impl Transformer {
+    /// Attaches fresh adapters to every layer's `cfg.targets` and returns their `Var`s (in
+    /// layer order, then target order). The model's own weights are left as they are; the
+    /// caller trains only the returned `Var`s; `Var::set` on them changes the adapters in place
+    /// (as when resuming from a saved adapter).
+    pub fn add_lora(&mut self, cfg: &LoraConfig) -> Result<Vec<LoraVars>> {
+        if cfg.rank == 0 {
+            bail!("LoRA rank must be at least 1");
+        }
+        let slots = target_slots(&cfg.targets)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let (dtype, device) = (self.dtype, self.device.clone());
+        let mut out = Vec::new();
+        for (l, block) in self.blocks.iter_mut().enumerate() {
+            for &j in &slots {
+                let lin = linear_mut(block, j);
+                if lin.lora.is_some() {
+                    bail!("layer {l} {} already has an adapter", LINEARS[j]);
+                }
+                let (d_out, d_in) = lin.weight.dims2()?;
+                let bound = 1.0 / (d_in as f64).sqrt();
+                let a: Vec<f32> = (0..cfg.rank * d_in)
+                    .map(|_| rng.random_range(-bound..bound) as f32)
+                    .collect();
+                let a = Var::from_tensor(
+                    &Tensor::from_vec(a, (cfg.rank, d_in), &device)?.to_dtype(dtype)?,
+                )?;
+                let b = Var::from_tensor(&Tensor::zeros((d_out, cfg.rank), dtype, &device)?)?;
+                lin.lora = Some(LoraAdapter {
+                    a: a.as_tensor().clone(),
+                    b: b.as_tensor().clone(),
+                    scale: cfg.alpha / cfg.rank as f64,
+                });
+                out.push(LoraVars {
+                    module: format!("model.layers.{l}.{}", LINEARS[j]),
+                    a,
+                    b,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Folds every adapter into its weight (`W' = W + s B A`) and removes the adapters: the
+    /// model then computes the same function with plain weights, as PEFT's `merge_and_unload`.
+    pub fn merge_lora(&mut self) -> Result<()> {
+        for block in &mut self.blocks {
+            for j in 0..LINEARS.len() {
+                let lin = linear_mut(block, j);
+                if let Some(lora) = lin.lora.take() {
+                    let delta = lora.delta()?.detach().to_dtype(lin.weight.dtype())?;
+                    lin.weight = (lin.weight.detach() + delta)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any adapter is attached.
+    pub fn has_lora(&self) -> bool {
+        self.blocks
+            .iter()
+            .any(|b| (0..LINEARS.len()).any(|j| super::params::linear(b, j).lora.is_some()))
+    }
+}
+
+/// Indices into `LINEARS` of PEFT-style target names.
+fn target_slots(targets: &[String]) -> Result<Vec<usize>> {
+    if targets.is_empty() {
+        bail!("LoRA needs at least one target module");
+    }
+    targets
+        .iter()
+        .map(|t| {
+            LINEARS
+                .iter()
+                .position(|n| n.rsplit('.').next() == Some(t.as_str()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown LoRA target `{t}`; targets are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"
+                    )
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,83 @@
+//! Training sequences: token ids and the positions whose next token is predicted with loss.
+
+use anyhow::{bail, Result};
+use erosion_data::RenderedExample;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Which tokens of a chat carry loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossOn {
+    /// The assistant's response and its end-of-turn token (supervised fine-tuning).
+    #[default]
+    Response,
+    /// Every token after the first (pre-training).
+    All,
+}
+
+/// One sequence. `target[i]` says whether token `i` is predicted with loss (from the logits
+/// at position `i - 1`); `target[0]` is always false.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainExample {
+    pub ids: Vec<u32>,
+    pub target: Vec<bool>,
+}
+
+impl TrainExample {
+    /// Every token after the first carries loss.
+    pub fn all_tokens(ids: Vec<u32>) -> Self {
+        let target = (0..ids.len()).map(|i| i > 0).collect();
+        Self { ids, target }
+    }
+
+    /// A rendered chat: loss on the response and its end-of-turn token(s), or on everything.
+    pub fn from_rendered(r: &RenderedExample, on: LossOn) -> Self {
+        match on {
+            LossOn::All => Self::all_tokens(r.ids.clone()),
+            LossOn::Response => {
+                Self::response(r.ids.clone(), r.response.clone(), r.end_of_turn.clone())
+            }
+        }
+    }
+
+    /// Loss on `ids[response]` and on the end-of-turn tokens that close it (so the model
+    /// learns to stop).
+    pub fn response(
+        ids: Vec<u32>,
+        response: Range<usize>,
+        end_of_turn: Option<Range<usize>>,
+    ) -> Self {
+        let end = end_of_turn.map_or(response.end, |e| e.end.max(response.end));
+        let target = (0..ids.len())
+            .map(|i| i > 0 && i >= response.start && i < end)
+            .collect();
+        Self { ids, target }
+    }
+
+    /// Tokens that carry loss.
+    pub fn n_targets(&self) -> usize {
+        self.target.iter().filter(|&&t| t).count()
+    }
+
+    /// Cuts the sequence to `max_len` tokens (the loss on the cut tail is lost with it).
+    pub fn truncated(mut self, max_len: usize) -> Self {
+        self.ids.truncate(max_len);
+        self.target.truncate(max_len);
+        self
+    }
+
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.ids.len() != self.target.len() {
+            bail!(
+                "{what}: {} ids but {} target flags",
+                self.ids.len(),
+                self.target.len()
+            );
+        }
+        if self.n_targets() == 0 {
+            bail!("{what}: no token carries loss (an empty response, or cut by max_seq_len?)");
+        }
+        Ok(())
+    }
+}

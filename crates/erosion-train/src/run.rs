@@ -1,0 +1,182 @@
+//! A whole training run into an output folder: resumes from the latest checkpoint there,
+//! saves every `save_every` steps, and ends with the final model at the folder's root.
+//! Running it again on a finished folder does nothing (the model is reused).
+
+use crate::checkpoint::{self, data_fingerprint, FolderFiles, TrainState};
+use crate::examples::TrainExample;
+use crate::init::fresh_model;
+use crate::options::{Method, TrainOptions};
+use crate::trainer::Trainer;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use erosion_model::load::{Checkpoint, GenerationConfig};
+use erosion_model::tokenizer::ModelTokenizer;
+use erosion_model::Config;
+use std::path::{Path, PathBuf};
+
+/// Where training starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A checkpoint erosion opens (folder, .gguf, hub id).
+    Checkpoint(String),
+    /// A new model of this shape with seeded weights (pre-training).
+    Fresh { config: Box<Config>, seed: u64 },
+}
+
+impl Start {
+    fn describe(&self) -> String {
+        match self {
+            Start::Checkpoint(spec) => spec.clone(),
+            Start::Fresh { seed, .. } => format!("fresh:{seed}"),
+        }
+    }
+}
+
+pub struct RunSpec<'a> {
+    pub start: Start,
+    /// Saved with every checkpoint (the folder must be a complete model).
+    pub tokenizer: &'a ModelTokenizer,
+    pub generation: Option<&'a GenerationConfig>,
+    pub dtype: DType,
+    pub device: Device,
+    pub quiet: bool,
+    /// Stop after this many steps with a resumable checkpoint (`None`: train to the end).
+    pub stop_after: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The final model folder (= the output folder).
+    pub dir: PathBuf,
+    pub state: TrainState,
+    /// The step training resumed from, when it did.
+    pub resumed_from: Option<usize>,
+    /// The folder already held this finished run; nothing was trained.
+    pub reused: bool,
+    /// False when `stop_after` ended the run early: `dir` is then the checkpoint to resume from.
+    pub finished: bool,
+}
+
+/// Trains `data` with `opts` into `out`.
+pub fn train(
+    spec: &RunSpec,
+    data: &[TrainExample],
+    opts: &TrainOptions,
+    out: &Path,
+) -> Result<Outcome> {
+    opts.validate()?;
+    let fingerprint = data_fingerprint(data);
+    let start = spec.start.describe();
+    let same_run = |s: &TrainState| {
+        s.options == *opts && s.data_fingerprint == fingerprint && s.start == start
+    };
+    if let Some(done) = checkpoint::read_state(out)? {
+        if same_run(&done) && done.step == opts.steps {
+            return Ok(Outcome {
+                dir: out.to_path_buf(),
+                state: done,
+                resumed_from: None,
+                reused: true,
+                finished: true,
+            });
+        }
+        bail!(
+            "{} already holds a model trained by another run (start {}, {} steps, data {}); \
+             choose another output folder or remove it",
+            out.display(),
+            done.start,
+            done.step,
+            &done.data_fingerprint[..12]
+        );
+    }
+    let resume = match checkpoint::checkpoints(out)?.pop() {
+        Some((_, dir)) => {
+            let state = checkpoint::read_state(&dir)?.context("a checkpoint without its state")?;
+            if !same_run(&state) {
+                bail!(
+                    "{} holds a checkpoint of another run (other options, data or start model); \
+                     choose another output folder or remove it",
+                    dir.display()
+                );
+            }
+            Some((dir, state))
+        }
+        None => None,
+    };
+    let model = match (&resume, &opts.method, &spec.start) {
+        // Full fine-tuning: the checkpoint's weights are the trained ones.
+        (Some((dir, _)), Method::Full, _) => {
+            Checkpoint::open_folder(dir)?.load_model(spec.dtype, &spec.device)?
+        }
+        (_, _, Start::Checkpoint(s)) => {
+            Checkpoint::open(s)?.load_model(spec.dtype, &spec.device)?
+        }
+        (_, _, Start::Fresh { config, seed }) => {
+            fresh_model(config, *seed, spec.dtype, &spec.device)?
+        }
+    };
+    let mut trainer = Trainer::new(model, opts.clone())?;
+    let mut state = TrainState {
+        step: 0,
+        options: opts.clone(),
+        start,
+        data_fingerprint: fingerprint,
+        n_examples: data.len(),
+        history: Vec::new(),
+        erosion_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let resumed_from = match resume {
+        Some((dir, saved)) => {
+            checkpoint::restore(&mut trainer, &dir, &saved, &spec.device)?;
+            state.history = saved.history;
+            state.step = saved.step;
+            Some(saved.step)
+        }
+        None => None,
+    };
+    let files = FolderFiles {
+        tokenizer: spec.tokenizer,
+        generation: spec.generation,
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let until = spec.stop_after.unwrap_or(opts.steps).min(opts.steps);
+    trainer.fit(data, until, spec.quiet, |t, s| {
+        state.history.push(s.clone());
+        state.step = s.step;
+        let periodic = opts.save_every.is_some_and(|k| s.step % k == 0);
+        if s.step < opts.steps && (periodic || s.step == until) {
+            let dir = out.join(format!("checkpoint-{}", s.step));
+            checkpoint::save(t, &dir, &files, &state)?;
+            remove_checkpoints_before(out, s.step)?;
+        }
+        Ok(())
+    })?;
+    if trainer.step() < opts.steps {
+        return Ok(Outcome {
+            dir: out.join(format!("checkpoint-{}", trainer.step())),
+            state,
+            resumed_from,
+            reused: false,
+            finished: false,
+        });
+    }
+    checkpoint::save(&trainer, out, &files, &state)?;
+    remove_checkpoints_before(out, usize::MAX)?;
+    Ok(Outcome {
+        dir: out.to_path_buf(),
+        state,
+        resumed_from,
+        reused: false,
+        finished: true,
+    })
+}
+
+fn remove_checkpoints_before(out: &Path, step: usize) -> Result<()> {
+    for (s, dir) in checkpoint::checkpoints(out)? {
+        if s < step {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}

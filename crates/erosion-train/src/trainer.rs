@@ -1,0 +1,311 @@
+//! The training loop: one optimizer step is `grad_accum` micro-batches of `batch_size`
+//! sequences; the loss is the mean cross-entropy over every target token of the step.
+//!
+//! ```text
+//! h = norm(Blocks(embed(ids)))[rows]      differentiable, rows = positions that predict a target  [n, d]
+//! logits = h W_U^T;  G = d loss / d logits  (closed form)                                        [n, vocab]
+//! backward of sum(logits * stopgrad(G)) -> d loss / d theta, summed over micro-batches
+//! clip ||g|| to max_grad_norm;  AdamW step with lr(t)
+//! ```
+//! The surrogate's gradient at the logits is exactly G, so candle's autograd never builds the
+//! softmax over the vocabulary. Only the rows that carry loss are unembedded (a chat's prompt
+//! costs no unembedding).
+
+use crate::adamw::AdamW;
+use crate::batch::MicroBatch;
+use crate::examples::TrainExample;
+use crate::options::{Method, TrainOptions};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor, Var};
+use erosion_forward::gradients::{cross_entropy, Reduction};
+use erosion_model::transformer::{ForwardOptions, LoraVars, Transformer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    /// 1-based: the step just taken.
+    pub step: usize,
+    /// Mean cross-entropy per target token (nats), before the update.
+    pub loss: f64,
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens fed (pads excluded) and tokens with loss.
+    pub tokens: usize,
+    pub target_tokens: usize,
+    pub seconds: f64,
+}
+
+pub struct Trainer {
+    model: Transformer,
+    /// Trained tensors by name (Hugging Face names; for LoRA, PEFT's
+    /// `{module}.lora_A.weight` / `.lora_B.weight`).
+    params: Vec<(String, Var)>,
+    lora: Vec<LoraVars>,
+    opt: AdamW,
+    opts: TrainOptions,
+    /// The permutation of the epoch last drawn, and which epoch it is.
+    order: Option<(usize, Vec<usize>)>,
+}
+
+impl Trainer {
+    /// Prepares `model` for training: every weight is detached, then the trained ones become
+    /// `Var`s (all of them, or fresh LoRA adapters).
+    pub fn new(mut model: Transformer, opts: TrainOptions) -> Result<Self> {
+        opts.validate()?;
+        for name in model.parameter_names() {
+            let t = model.parameter(&name)?.detach();
+            model.set_parameter(&name, t)?;
+        }
+        let (params, lora) = match &opts.method {
+            Method::Full => {
+                let params = model
+                    .parameter_names()
+                    .into_iter()
+                    .map(|n| Ok((n.clone(), model.var(&n)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                (params, Vec::new())
+            }
+            Method::Lora(cfg) => {
+                let lora = model.add_lora(cfg)?;
+                let params = lora
+                    .iter()
+                    .flat_map(|l| {
+                        [
+                            (format!("{}.lora_A.weight", l.module), l.a.clone()),
+                            (format!("{}.lora_B.weight", l.module), l.b.clone()),
+                        ]
+                    })
+                    .collect();
+                (params, lora)
+            }
+        };
+        let opt = AdamW::new(&params, opts.adamw)?;
+        Ok(Self {
+            model,
+            params,
+            lora,
+            opt,
+            opts,
+            order: None,
+        })
+    }
+
+    pub fn options(&self) -> &TrainOptions {
+        &self.opts
+    }
+    /// Optimizer steps taken.
+    pub fn step(&self) -> usize {
+        self.opt.steps_taken()
+    }
+    /// The model being trained (with its adapters attached, for LoRA).
+    pub fn model(&self) -> &Transformer {
+        &self.model
+    }
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+    pub fn lora(&self) -> &[LoraVars] {
+        &self.lora
+    }
+    pub(crate) fn optimizer(&self) -> &AdamW {
+        &self.opt
+    }
+    pub(crate) fn optimizer_mut(&mut self) -> &mut AdamW {
+        &mut self.opt
+    }
+
+    /// The trained model as plain weights (adapters merged), detached from the graph.
+    pub fn merged(&self) -> Result<Transformer> {
+        let mut m = self.model.clone();
+        m.merge_lora()?;
+        for name in m.parameter_names() {
+            let t = m.parameter(&name)?.detach().copy()?;
+            m.set_parameter(&name, t)?;
+        }
+        Ok(m)
+    }
+
+    /// Indices into the data of the sequences of optimizer step `step` (0-based): consecutive
+    /// slices of per-epoch permutations drawn from the seed, so any step's batch is known
+    /// without replaying the ones before (what resuming needs).
+    pub fn batch_indices(&mut self, n: usize, step: usize) -> Vec<usize> {
+        let per = self.opts.sequences_per_step();
+        (step * per..(step + 1) * per)
+            .map(|p| {
+                let epoch = p / n;
+                if self.order.as_ref().map(|(e, _)| *e) != Some(epoch) {
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.opts.seed);
+                    rng.set_stream(epoch as u64);
+                    let mut perm: Vec<usize> = (0..n).collect();
+                    perm.shuffle(&mut rng);
+                    self.order = Some((epoch, perm));
+                }
+                self.order.as_ref().expect("drawn above").1[p % n]
+            })
+            .collect()
+    }
+
+    /// The step's mean loss per target token, tokens fed, and the gradient of each trained
+    /// tensor (in `params()` order), summed over micro-batches of `batch_size`.
+    pub fn loss_and_grads(&self, examples: &[&TrainExample]) -> Result<(f64, usize, Vec<Tensor>)> {
+        let n_targets: usize = examples.iter().map(|e| e.n_targets()).sum();
+        if n_targets == 0 {
+            bail!("no token of the batch carries loss");
+        }
+        let weight = 1.0 / n_targets as f64;
+        let mut acc: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        let (mut loss, mut tokens) = (0.0, 0);
+        let device = self.model.device();
+        // Micro-batches of similar lengths waste little on padding (attention is quadratic in
+        // the padded length); the step's loss does not depend on how it is split.
+        let mut sorted = examples.to_vec();
+        sorted.sort_by_key(|e| e.ids.len());
+        for chunk in sorted.chunks(self.opts.batch_size) {
+            let mb = MicroBatch::new(chunk, device)?;
+            tokens += mb.tokens;
+            if mb.targets.is_empty() {
+                continue;
+            }
+            let mut fo = ForwardOptions::differentiable();
+            let h = self
+                .model
+                .final_hidden(&mb.ids, mb.mask.as_ref(), &mut fo)?; // [b, s, d]
+            let (b, s, d) = h.dims3()?;
+            let h = h.reshape((b * s, d))?.index_select(&mb.rows, 0)?; // [n, d]
+            let logits = self.model.unembed(&h, &mut fo)?; // [n, vocab]
+            let ce = cross_entropy(&logits, &mb.targets, Reduction::Sum)?;
+            loss += ce.loss * weight;
+            let g = (ce.dlogits * weight)?.detach();
+            let surrogate = (logits.to_dtype(g.dtype())? * g)?.sum_all()?;
+            let grads = surrogate.backward()?;
+            for ((_, var), slot) in self.params.iter().zip(acc.iter_mut()) {
+                if let Some(g) = grads.get(var) {
+                    *slot = Some(match slot.take() {
+                        Some(a) => (a + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+        }
+        let grads = acc
+            .into_iter()
+            .zip(&self.params)
+            .map(|(g, (_, var))| match g {
+                Some(g) => Ok(g),
+                None => Ok(var.zeros_like()?),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss, tokens, grads))
+    }
+
+    /// One optimizer step on `examples`: gradients, clipping of their global norm, AdamW.
+    pub fn train_step(&mut self, examples: &[&TrainExample]) -> Result<StepStats> {
+        let start = Instant::now();
+        let step = self.step();
+        let (loss, tokens, grads) = self
+            .loss_and_grads(examples)
+            .with_context(|| format!("training step {}", step + 1))?;
+        let norm = global_norm(&grads)?;
+        if !norm.is_finite() || !loss.is_finite() {
+            bail!(
+                "step {}: the loss is {loss} and the gradient norm {norm}; lower the learning rate",
+                step + 1
+            );
+        }
+        let grads = match self.opts.max_grad_norm {
+            Some(max) if norm > max => {
+                let scale = max / (norm + 1e-6);
+                grads
+                    .into_iter()
+                    .map(|g| Ok((g * scale)?))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            _ => grads,
+        };
+        let lr = self.opts.schedule().lr(step);
+        self.opt.step(&grads, lr)?;
+        Ok(StepStats {
+            step: step + 1,
+            loss,
+            lr,
+            grad_norm: norm,
+            tokens,
+            target_tokens: examples.iter().map(|e| e.n_targets()).sum(),
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Trains from the current step to step `until` (at most `opts.steps`) on `data`, calling
+    /// `after_step` after each step (for checkpoints). Shows a progress bar with the loss and
+    /// tokens per second unless `quiet`.
+    pub fn fit<F>(
+        &mut self,
+        data: &[TrainExample],
+        until: usize,
+        quiet: bool,
+        mut after_step: F,
+    ) -> Result<Vec<StepStats>>
+    where
+        F: FnMut(&Trainer, &StepStats) -> Result<()>,
+    {
+        if data.is_empty() {
+            bail!("no training examples");
+        }
+        for (i, ex) in data.iter().enumerate() {
+            ex.check(&format!("training example {i}"))?;
+        }
+        let total = self.opts.steps;
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            let bar =
+                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        };
+        bar.set_prefix("training");
+        bar.set_position(self.step() as u64);
+        let mut stats = Vec::new();
+        while self.step() < until.min(total) {
+            let idx = self.batch_indices(data.len(), self.step());
+            let batch: Vec<&TrainExample> = idx.iter().map(|&i| &data[i]).collect();
+            let s = self.train_step(&batch)?;
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+                s.loss,
+                s.lr,
+                s.tokens as f64 / s.seconds.max(1e-9)
+            ));
+            bar.inc(1);
+            after_step(self, &s)?;
+            stats.push(s);
+        }
+        bar.finish_and_clear();
+        Ok(stats)
+    }
+}
+
+/// `sqrt(sum_i ||g_i||^2)`, accumulated in f64.
+fn global_norm(grads: &[Tensor]) -> Result<f64> {
+    let mut sum = 0.0;
+    for g in grads {
+        sum += g
+            .to_dtype(DType::F64)?
+            .sqr()?
+            .sum_all()?
+            .to_scalar::<f64>()?;
+    }
+    Ok(sum.sqrt())
+}
