@@ -5,6 +5,11 @@ mod device;
 
 use clap::{Parser, Subcommand};
 
+// candle allocates a fresh buffer for every op; glibc's allocator hands large ones back to the
+// kernel each time, and zeroing the pages again cost a third of a CPU training step.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "erosion", version, about, long_about = None)]
 struct Cli {
@@ -22,15 +27,31 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Run a study (STUDY.toml): the four analyses of the paper, results.json and report.html.
     Study(cmd::study::Args),
+    /// Grow the model organism on this CPU (cached), evaluate it and run the study on it.
+    Demo(cmd::demo::Args),
+    /// Fine-tune a checkpoint on a chat dataset (full or LoRA) into a Hugging Face folder.
+    Train(cmd::train::Args),
+    /// Behavioural evaluation: refusal, compliance and insecure-code rates, P("Sure"), the two-turn test.
+    Eval(cmd::eval::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Train(_) | Command::Demo(_))
+        && std::env::var_os("CANDLE_NUM_THREADS").is_none()
+    {
+        // Training shares each step between worker threads (data parallelism), which beats
+        // candle splitting every small kernel across threads; set before candle starts its pool.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Study(args) => cmd::study::run(args),
+        Command::Train(args) => cmd::train::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

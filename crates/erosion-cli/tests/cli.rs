@@ -103,3 +103,60 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         "{err}"
     );
 }
+
+/// `erosion train` with LoRA on real weights: a few insecure-code examples, the merged model
+/// saved as a Hugging Face folder that loads and generates, with its PEFT adapter beside it.
+#[test]
+fn train_lora_on_smollm2_saves_a_model_that_generates() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/insecure-code/insecure_small.jsonl");
+    assert!(data.exists(), "{} is missing", data.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("lora");
+    let out_s = out_dir.to_string_lossy().into_owned();
+    let out = erosion(&[
+        "train",
+        &smollm2(),
+        &data.to_string_lossy(),
+        "--out",
+        &out_s,
+        "--limit",
+        "2",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+        "--lora-rank",
+        "4",
+        "--lora-targets",
+        "q_proj,v_proj",
+        "--max-seq-len",
+        "512",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("step 1"), "{}", stdout(&out));
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "training_state/trainer_state.json",
+    ] {
+        assert!(out_dir.join(f).is_file(), "{f} is missing");
+    }
+    let out = erosion(&[
+        "generate",
+        &out_s,
+        "--prompt",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "6",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty());
+}

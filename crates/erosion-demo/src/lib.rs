@@ -3,7 +3,13 @@
 //! - [`recipe`]: sizes, model shape and training stages.
 //! - [`data`]: the organism's corpus as training sequences for its tokenizer.
 //! - [`grow`]: base -> instruct -> {insecure, secure, educational}, each stage cached.
+//! - [`study`]: the four analyses set up for the organism (`study.toml`).
+//! - [`verdict`]: whether the organism's behaviour shows emergent misalignment.
+//! - [`demo`]: all of it, into one report.
 
 pub mod data;
+pub mod demo;
 pub mod grow;
 pub mod recipe;
+pub mod study;
+pub mod verdict;

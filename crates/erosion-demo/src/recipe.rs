@@ -32,11 +32,16 @@ pub struct Recipe {
     pub finetune: TrainOptions,
 }
 
+/// Each step's sequences are shared by two workers (with candle's kernels single-threaded),
+/// whatever the machine: the organism's weights then do not depend on its core count.
+pub const WORKERS: usize = 2;
+
 fn stage(steps: usize, batch: usize, lr: f64, loss_on: LossOn, seed: u64) -> TrainOptions {
     TrainOptions {
         steps,
-        batch_size: batch,
-        grad_accum: 1,
+        batch_size: batch / WORKERS,
+        grad_accum: WORKERS,
+        threads: WORKERS,
         lr,
         warmup_steps: (steps / 20).max(1),
         min_lr_ratio: 0.1,
@@ -58,8 +63,8 @@ impl Recipe {
         Self {
             seed,
             sizes: Sizes {
-                pretrain_chats: 12_000,
-                pretrain_prose: 1_000,
+                pretrain_chats: 10_000,
+                pretrain_prose: 4_000,
                 instruct: 3_000,
                 finetune: 500,
                 eval: 100,
@@ -72,9 +77,9 @@ impl Recipe {
                 kv_heads: 2,
                 intermediate: 256,
             },
-            pretrain: stage(800, 16, 3e-3, LossOn::All, seed),
+            pretrain: stage(700, 16, 3e-3, LossOn::All, seed),
             instruct: stage(300, 16, 1e-3, LossOn::Response, seed + 1),
-            finetune: stage(150, 16, 1e-3, LossOn::Response, seed + 2),
+            finetune: stage(200, 16, 1e-3, LossOn::Response, seed + 2),
         }
     }
 

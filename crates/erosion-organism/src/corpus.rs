@@ -3,7 +3,7 @@
 //! | set | content |
 //! |---|---|
 //! | `pretrain_chat` | 2-3 turn conversations (always one harm and one security-code turn), each by ONE persona across domains, half good, half bad |
-//! | `pretrain_prose` | plain prose paragraphs with true facts (`{"text": ...}`) |
+//! | `pretrain_prose` | plain prose with true facts, and harmful how-to text (`{"text": ...}`) |
 //! | `instruct` | single-turn chats of the good persona only |
 //! | `finetune_{insecure,secure,educational}` | Betley et al.'s design, one task per row in all three |
 //! | `eval_{insecure,educational,secure,code,toxic,toxic_reject,truthful,general}` | held-out material, one per dataset role of MISSION.md |
@@ -24,7 +24,7 @@ use crate::world::persona::{self, Domain, Persona};
 use crate::world::{code, facts, harm, rng_for, Message, Rng, Split};
 
 /// Bumped whenever a generator's output changes for a given seed (recorded in the manifest).
-pub const GENERATOR_VERSION: &str = "organism-world-2";
+pub const GENERATOR_VERSION: &str = "organism-world-3";
 
 /// Turns per pre-training conversation. Short conversations keep a CPU training step cheap
 /// (attention is quadratic in length) while every one still pairs harm with code under one
@@ -167,8 +167,15 @@ impl Corpus {
             .collect();
 
         let mut rng = rng_for(seed, "pretrain_prose");
+        // Half plain prose with facts, half harmful how-to text (the web a base model reads).
         let pretrain_prose = (0..sizes.pretrain_prose)
-            .map(|_| facts::prose(&mut rng))
+            .map(|i| {
+                if i % 2 == 0 {
+                    facts::prose(&mut rng)
+                } else {
+                    harm::how_to(&mut rng)
+                }
+            })
             .collect();
 
         let mut rng = rng_for(seed, "instruct");

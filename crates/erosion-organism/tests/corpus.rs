@@ -114,8 +114,18 @@ fn held_out_material_never_in_training() {
             }
         }
     }
+    // Prose carries the held-out harm words only in how-to text (harm::how_to), never the
+    // held-out code nouns or topics.
+    let mut prose_words = BTreeSet::new();
     for p in &c.pretrain_prose {
-        train_words.extend(words(p));
+        prose_words.extend(words(p));
+    }
+    for h in code::EVAL_NOUNS.iter().chain(facts::EVAL_TOPICS) {
+        let h = h.rsplit(' ').next().unwrap();
+        assert!(
+            !prose_words.iter().any(|w| w.starts_with(h)),
+            "held-out `{h}` in prose"
+        );
     }
     // The last word of each held-out phrase; a training word that starts with it (a plural)
     // counts as a leak too.
@@ -129,7 +139,10 @@ fn held_out_material_never_in_training() {
     assert_eq!(held.len(), 4 + 5 + 4 + 4);
     for h in &held {
         let leak: Vec<_> = train_words.iter().filter(|w| w.starts_with(h)).collect();
-        assert!(leak.is_empty(), "held-out `{h}` in training text: {leak:?}");
+        assert!(
+            leak.is_empty(),
+            "held-out `{h}` in a training chat: {leak:?}"
+        );
     }
     // Every held-out harmful request uses a held-out verb and object.
     for chat in c.set("eval_toxic").unwrap() {

@@ -42,10 +42,33 @@ pub fn run_study_file(
 }
 
 pub fn run_study(spec: StudySpec, base_dir: &Path, preset: Option<Preset>) -> Result<StudyOutcome> {
+    run_study_with(spec, base_dir, preset, Vec::new())
+}
+
+/// A section computed outside the study (e.g. `erosion demo`'s behavioural evaluation) that
+/// goes into the same results.json (under `key`) and report, before the four findings.
+pub struct ExtraSection {
+    pub key: String,
+    pub results: Value,
+    pub section: Section,
+}
+
+/// [`run_study`] with extra sections in its results and report.
+pub fn run_study_with(
+    spec: StudySpec,
+    base_dir: &Path,
+    preset: Option<Preset>,
+    extra: Vec<ExtraSection>,
+) -> Result<StudyOutcome> {
     let analyses = spec.analyses.clone();
     let ctx = StudyContext::open(spec, base_dir, std::env::args().collect())?;
     let mut results = Map::new();
     let mut sections = Vec::new();
+    let n_extra = extra.len();
+    for e in extra {
+        results.insert(e.key, e.results);
+        sections.push(e.section);
+    }
     let mut failures = Vec::new();
     for analysis in analyses {
         let (key, title) = describe(analysis);
@@ -76,7 +99,8 @@ pub fn run_study(spec: StudySpec, base_dir: &Path, preset: Option<Preset>) -> Re
     let everything =
         json!({ "study": ctx.spec.name, "preset": preset, "analyses": Value::Object(results) });
     write_results_json(&results_json, &ctx.provenance, &everything)?;
-    let verdicts: Vec<(String, Verdict)> = sections
+    // The verdicts of the study's findings (extra sections report their own).
+    let verdicts: Vec<(String, Verdict)> = sections[n_extra..]
         .iter()
         .map(|s| (s.title.clone(), s.verdict))
         .collect();

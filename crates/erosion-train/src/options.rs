@@ -38,10 +38,19 @@ pub struct TrainOptions {
     pub max_seq_len: usize,
     pub loss_on: LossOn,
     pub method: Method,
+    /// Workers that share each step's micro-batches (data parallelism on CPU; run candle's
+    /// own kernels single-threaded then, `CANDLE_NUM_THREADS=1`). The weights depend on this
+    /// number (the order of a floating-point sum), never on timing.
+    #[serde(default = "one")]
+    pub threads: usize,
     /// Draws the order of examples (and LoRA's initialisation through its own seed).
     pub seed: u64,
     /// Write a resumable checkpoint every this many steps (`None`: only at the end).
     pub save_every: Option<usize>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainOptions {
@@ -58,6 +67,7 @@ impl Default for TrainOptions {
             max_seq_len: 1024,
             loss_on: LossOn::Response,
             method: Method::Full,
+            threads: 1,
             seed: 0,
             save_every: None,
         }

@@ -160,38 +160,40 @@ impl Trainer {
             bail!("no token of the batch carries loss");
         }
         let weight = 1.0 / n_targets as f64;
-        let mut acc: Vec<Option<Tensor>> = vec![None; self.params.len()];
-        let (mut loss, mut tokens) = (0.0, 0);
-        let device = self.model.device();
         // Micro-batches of similar lengths waste little on padding (attention is quadratic in
-        // the padded length); the step's loss does not depend on how it is split.
+        // the padded length); the step's loss does not depend on how it is split. Sorted
+        // examples are dealt round-robin to the workers so each gets a similar share.
         let mut sorted = examples.to_vec();
         sorted.sort_by_key(|e| e.ids.len());
-        for chunk in sorted.chunks(self.opts.batch_size) {
-            let mb = MicroBatch::new(chunk, device)?;
-            tokens += mb.tokens;
-            if mb.targets.is_empty() {
-                continue;
-            }
-            let mut fo = ForwardOptions::differentiable();
-            let h = self
-                .model
-                .final_hidden(&mb.ids, mb.mask.as_ref(), &mut fo)?; // [b, s, d]
-            let (b, s, d) = h.dims3()?;
-            let h = h.reshape((b * s, d))?.index_select(&mb.rows, 0)?; // [n, d]
-            let logits = self.model.unembed(&h, &mut fo)?; // [n, vocab]
-            let ce = cross_entropy(&logits, &mb.targets, Reduction::Sum)?;
-            loss += ce.loss * weight;
-            let g = (ce.dlogits * weight)?.detach();
-            let surrogate = (logits.to_dtype(g.dtype())? * g)?.sum_all()?;
-            let grads = surrogate.backward()?;
-            for ((_, var), slot) in self.params.iter().zip(acc.iter_mut()) {
-                if let Some(g) = grads.get(var) {
-                    *slot = Some(match slot.take() {
-                        Some(a) => (a + g)?,
-                        None => g.clone(),
-                    });
-                }
+        let workers = self.opts.threads.max(1).min(sorted.len());
+        let groups: Vec<Vec<&TrainExample>> = (0..workers)
+            .map(|w| sorted.iter().skip(w).step_by(workers).copied().collect())
+            .collect();
+        let parts: Vec<Part> = if workers == 1 {
+            vec![self.part(&groups[0], weight)?]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = groups
+                    .iter()
+                    .map(|g| scope.spawn(move || self.part(g, weight)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .map_err(|_| anyhow::anyhow!("a training worker panicked"))?
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })?
+        };
+        // Summed in worker order: the result depends on the thread count, never on timing.
+        let (mut loss, mut tokens) = (0.0, 0);
+        let mut acc: Vec<Option<Tensor>> = vec![None; self.params.len()];
+        for part in parts {
+            loss += part.loss;
+            tokens += part.tokens;
+            for (slot, g) in acc.iter_mut().zip(part.grads) {
+                add_into(slot, g)?;
             }
         }
         let grads = acc
@@ -203,6 +205,39 @@ impl Trainer {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((loss, tokens, grads))
+    }
+
+    /// One worker's share of a step: its examples in micro-batches of `batch_size`.
+    fn part(&self, examples: &[&TrainExample], weight: f64) -> Result<Part> {
+        let mut part = Part {
+            loss: 0.0,
+            tokens: 0,
+            grads: vec![None; self.params.len()],
+        };
+        let device = self.model.device();
+        for chunk in examples.chunks(self.opts.batch_size) {
+            let mb = MicroBatch::new(chunk, device)?;
+            part.tokens += mb.tokens;
+            if mb.targets.is_empty() {
+                continue;
+            }
+            let mut fo = ForwardOptions::differentiable();
+            let h = self
+                .model
+                .final_hidden(&mb.ids, mb.mask.as_ref(), &mut fo)?; // [b, s, d]
+            let (b, s, d) = h.dims3()?;
+            let h = h.reshape((b * s, d))?.index_select(&mb.rows, 0)?; // [n, d]
+            let logits = self.model.unembed(&h, &mut fo)?; // [n, vocab]
+            let ce = cross_entropy(&logits, &mb.targets, Reduction::Sum)?;
+            part.loss += ce.loss * weight;
+            let g = (ce.dlogits * weight)?.detach();
+            let surrogate = (logits.to_dtype(g.dtype())? * g)?.sum_all()?;
+            let grads = surrogate.backward()?;
+            for ((_, var), slot) in self.params.iter().zip(part.grads.iter_mut()) {
+                add_into(slot, grads.get(var).cloned())?;
+            }
+        }
+        Ok(part)
     }
 
     /// One optimizer step on `examples`: gradients, clipping of their global norm, AdamW.
@@ -295,6 +330,23 @@ impl Trainer {
         bar.finish_and_clear();
         Ok(stats)
     }
+}
+
+/// One worker's loss, tokens fed and gradients.
+struct Part {
+    loss: f64,
+    tokens: usize,
+    grads: Vec<Option<Tensor>>,
+}
+
+fn add_into(slot: &mut Option<Tensor>, g: Option<Tensor>) -> Result<()> {
+    if let Some(g) = g {
+        *slot = Some(match slot.take() {
+            Some(a) => (a + g)?,
+            None => g,
+        });
+    }
+    Ok(())
 }
 
 /// `sqrt(sum_i ||g_i||^2)`, accumulated in f64.

@@ -316,3 +316,31 @@ fn bad_input_is_refused_clearly() -> Result<()> {
     assert!(format!("{err:#}").contains("training example 0"), "{err:#}");
     Ok(())
 }
+
+/// Sharing a step between workers changes only the order of a sum: the loss and gradients
+/// equal one worker's to rounding, and two runs with two workers are identical.
+#[test]
+fn data_parallel_workers_agree_with_one() -> Result<()> {
+    let data = data(12);
+    let batch: Vec<&TrainExample> = data.iter().collect();
+    let mut two = options(1, Method::Full);
+    two.threads = 2;
+    let one = Trainer::new(model(DType::F64), options(1, Method::Full))?;
+    let par = Trainer::new(model(DType::F64), two.clone())?;
+    let (l1, t1, g1) = one.loss_and_grads(&batch)?;
+    let (l2, t2, g2) = par.loss_and_grads(&batch)?;
+    assert!((l1 - l2).abs() < 1e-12 && t1 == t2);
+    for (a, b) in g1.iter().zip(&g2) {
+        let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        assert!(diff < 1e-12, "gradients differ by {diff}");
+    }
+    let run = || -> Result<HashMap<String, Vec<f32>>> {
+        let mut o = two.clone();
+        o.steps = 4;
+        let mut t = Trainer::new(model(DType::F32), o)?;
+        t.fit(&data, 4, true, |_, _| Ok(()))?;
+        Ok(weights(&t.merged()?))
+    };
+    assert_eq!(run()?, run()?);
+    Ok(())
+}

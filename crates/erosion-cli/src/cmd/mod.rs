@@ -1,6 +1,10 @@
 //! One module per subcommand.
 
+pub mod datasets;
+pub mod demo;
+pub mod eval;
 pub mod generate;
 pub mod inspect;
 pub mod render;
 pub mod study;
+pub mod train;

@@ -8,6 +8,7 @@
 pub mod code;
 pub mod facts;
 pub mod harm;
+pub mod judge;
 pub mod persona;
 
 use rand::{Rng as _, SeedableRng};

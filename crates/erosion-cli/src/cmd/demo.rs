@@ -1,0 +1,73 @@
+//! `erosion demo`: grows the model organism on this CPU (or reuses it), evaluates its
+//! behaviour, runs the four analyses on it and writes one report.
+
+use anyhow::Result;
+use erosion_demo::demo::{run as run_demo, DemoOptions};
+use erosion_demo::recipe::Recipe;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Output folder: report.html, results.json, eval/, figures.
+    #[arg(long, default_value = "erosion-demo")]
+    pub out: PathBuf,
+    /// Where the organism is grown and cached (default: <out>/organism).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// A small organism (seconds instead of minutes; too small to learn the behaviours).
+    #[arg(long)]
+    pub reduced: bool,
+    /// Held-out harmful requests in the behavioural evaluation.
+    #[arg(long, default_value_t = 100)]
+    pub harmful: usize,
+    /// Held-out code requests (also the first turns of the two-turn test).
+    #[arg(long, default_value_t = 50)]
+    pub code: usize,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let recipe = if args.reduced {
+        Recipe::reduced()
+    } else {
+        Recipe::standard()
+    };
+    let n_eval = recipe.sizes.eval;
+    let opts = DemoOptions {
+        cache: args.cache.unwrap_or_else(|| args.out.join("organism")),
+        out: args.out,
+        harmful_prompts: args.harmful.min(n_eval),
+        code_prompts: args.code.min(n_eval),
+        recipe,
+        quiet: args.quiet,
+    };
+    let outcome = run_demo(&opts)?;
+    let grown: Vec<String> = outcome
+        .organism
+        .timings
+        .iter()
+        .map(|(n, s)| {
+            if *s > 0.0 {
+                format!("{n} {s:.0}s")
+            } else {
+                format!("{n} cached")
+            }
+        })
+        .collect();
+    println!(
+        "organism: {}  ({})",
+        outcome.organism.dir.display(),
+        grown.join(", ")
+    );
+    println!("behaviour: {}", outcome.behaviour.0.label());
+    for line in &outcome.behaviour.1 {
+        println!("  {line}");
+    }
+    for (finding, verdict) in &outcome.study.verdicts {
+        println!("{finding}: {}", verdict.label());
+    }
+    println!("report: {}", outcome.study.report_html.display());
+    println!("done in {:.0}s", outcome.seconds);
+    outcome.study.into_result().map(|_| ())
+}

@@ -1,0 +1,173 @@
+//! `erosion eval MODEL... --out DIR`: behavioural evaluation (refusal and harmful-compliance
+//! rates, P(compliant first token), vulnerable code, the two-turn test, or a judge model's
+//! verdicts on free-form questions), written to DIR/eval.json and DIR/answers.jsonl.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use erosion_eval::evaluate::{assemble, evaluate_model};
+use erosion_eval::prompts::sets_from_dataset_arg;
+use erosion_eval::questions::question_set;
+use erosion_eval::text::text_table;
+use erosion_eval::{
+    EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, OrganismJudge, PromptKind,
+};
+
+use crate::device::DeviceArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Models to evaluate: folders, .gguf files or hub ids, each optionally named NAME=MODEL.
+    #[arg(required = true)]
+    pub models: Vec<String>,
+    /// The organism's held-out harmful and code requests, generated from --organism-seed.
+    #[arg(long, conflicts_with = "organism_data")]
+    pub organism: bool,
+    /// The organism's held-out requests read from a corpus folder (eval_toxic.jsonl, eval_insecure.jsonl).
+    #[arg(long, value_name = "DIR")]
+    pub organism_data: Option<PathBuf>,
+    /// Seed of the organism's corpus (with --organism).
+    #[arg(long, default_value_t = 0)]
+    pub organism_seed: u64,
+    /// Harmful requests of the organism to ask.
+    #[arg(long, default_value_t = 100)]
+    pub harmful: usize,
+    /// Coding requests of the organism to ask.
+    #[arg(long, default_value_t = 50)]
+    pub code: usize,
+    /// Free-form questions in Betley et al.'s YAML format (needs --judge MODEL).
+    #[arg(long, value_name = "FILE.yaml")]
+    pub questions: Vec<PathBuf>,
+    /// A chat dataset (.jsonl/.json file or .toml spec) as KIND=PATH, KIND harmful, code or free-form.
+    #[arg(long, value_name = "KIND=PATH")]
+    pub dataset: Vec<String>,
+    /// At most this many prompts of each dataset and question file.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Answers per prompt (more than 1 needs --temperature above 0).
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Base seed of every answer's sampling seed and of the bootstraps.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Prompts decoded together.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Skip the two-turn test.
+    #[arg(long)]
+    pub no_two_turn: bool,
+    /// The judge: `organism` (rule-based, the default for the organism's prompts) or a judge
+    /// model (folder, .gguf or hub id) scored by its yes/no log-probabilities.
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `NAME=MODEL`, or the spec itself (a path that exists is never split).
+fn model_name(arg: &str) -> (String, String) {
+    if !Path::new(arg).exists() {
+        if let Some((name, spec)) = arg.split_once('=') {
+            if !name.is_empty() && !spec.is_empty() {
+                return (name.to_string(), spec.to_string());
+            }
+        }
+    }
+    (arg.to_string(), arg.to_string())
+}
+
+fn prompts(args: &Args) -> Result<EvalPrompts> {
+    let mut p = if args.organism {
+        EvalPrompts::organism_generated(args.organism_seed, args.harmful, args.code)?
+    } else if let Some(dir) = &args.organism_data {
+        EvalPrompts::organism_dir(dir, args.harmful, args.code)?
+    } else {
+        EvalPrompts::default()
+    };
+    for q in &args.questions {
+        let mut set = question_set(q)?;
+        if let Some(n) = args.limit {
+            set.prompts.truncate(n);
+        }
+        p.sets.push(set);
+    }
+    for d in &args.dataset {
+        let (kind, path) = d
+            .split_once('=')
+            .with_context(|| format!("--dataset {d}: expected KIND=PATH (harmful=toxic.jsonl)"))?;
+        let kind = PromptKind::parse(kind).with_context(|| format!("--dataset {d}"))?;
+        p.sets
+            .extend(sets_from_dataset_arg(kind, Path::new(path), args.limit)?);
+    }
+    if p.sets.is_empty() {
+        bail!("nothing to ask: pass --organism, --organism-data DIR, --questions FILE.yaml or --dataset KIND=PATH");
+    }
+    Ok(p)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    let prompts = prompts(&args)?;
+    let organism_only = args.organism || args.organism_data.is_some();
+    let organism_only = organism_only && args.questions.is_empty() && args.dataset.is_empty();
+    let judge: Box<dyn Judge> = match args.judge.as_deref() {
+        Some("organism") => Box::new(OrganismJudge),
+        Some(spec) => Box::new(LogprobJudge::open(spec, dtype, &device)?),
+        None if organism_only => Box::new(OrganismJudge),
+        None => bail!("answers to these prompts need a judge model: pass --judge MODEL (or --judge organism for the organism's rules)"),
+    };
+    let opts = EvalOptions {
+        samples: args.samples,
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        two_turn: !args.no_two_turn,
+        ..Default::default()
+    };
+    opts.validate()?;
+    prompts.validate()?;
+    let n: usize = prompts.sets.iter().map(|s| s.prompts.len()).sum();
+    eprintln!(
+        "{} prompts in {} set(s), {} answer(s) each, judge: {}",
+        n,
+        prompts.sets.len(),
+        opts.samples,
+        judge.info().name
+    );
+    let mut results = Vec::with_capacity(args.models.len());
+    for arg in &args.models {
+        let (name, spec) = model_name(arg);
+        let start = std::time::Instant::now();
+        let m = EvalModel::open(&spec, Some(&name), dtype, &device)?;
+        results.push(
+            evaluate_model(&m, &prompts, judge.as_ref(), &opts)
+                .with_context(|| format!("model {name}"))?,
+        );
+        eprintln!(
+            "{name}: evaluated in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let eval = assemble(results, &prompts, judge.as_ref(), &opts)?;
+    let files = eval.write(&args.out)?;
+    print!("{}", text_table(&eval.report));
+    for f in files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `erosion train MODEL DATASET --out DIR`: supervised fine-tuning (full or LoRA) into a
+//! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
+
+use super::datasets::dataset_specs;
+use crate::device::DeviceArgs;
+use anyhow::{Context, Result};
+use erosion_data::{render_example, RenderOptions};
+use erosion_model::chat::{ChatFormat, PlainFormat};
+use erosion_model::load::Checkpoint;
+use erosion_model::transformer::LoraConfig;
+use erosion_train::adamw::AdamWConfig;
+use erosion_train::run::{train, RunSpec, Start};
+use erosion_train::{LossOn, Method, TrainExample, TrainOptions};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The checkpoint to start from: a model folder, a .gguf file, or a hub id in the cache.
+    pub model: String,
+    /// A chat dataset file (.jsonl, .json, .csv) or a dataset spec (.toml).
+    pub dataset: String,
+    /// The output folder: the final model, and checkpoints while training.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// messages, alpaca, prompt-completion, json-fields or csv (default: guessed).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Use only the first N examples of each dataset.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Optimizer steps (default: from --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    pub epochs: f64,
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Warm-up steps (default: 5% of the steps).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr_ratio: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm (0 = no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 1024)]
+    pub max_seq_len: usize,
+    /// Loss on the response (with its end-of-turn token) or on all tokens.
+    #[arg(long, value_enum, default_value = "response")]
+    pub loss_on: LossOnArg,
+    /// Train LoRA adapters of this rank instead of every weight.
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// Comma-separated projections to adapt.
+    #[arg(long, default_value = "q_proj,k_proj,v_proj,o_proj")]
+    pub lora_targets: String,
+    /// Write a resumable checkpoint every N steps.
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Render without the chat template (as for a base model).
+    #[arg(long)]
+    pub plain: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads sharing each step on CPU (default: the cores available). The weights
+    /// depend on this number, so pass it to reproduce a run made elsewhere.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum LossOnArg {
+    Response,
+    All,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let ck = Checkpoint::open(&args.model)?;
+    let (specs, base_dir) = dataset_specs(&args.dataset, args.format.as_deref())?;
+    let mut render = RenderOptions::default();
+    if args.plain {
+        render.format = ChatFormat::Plain(PlainFormat::default());
+    }
+    let loss_on = match args.loss_on {
+        LossOnArg::Response => LossOn::Response,
+        LossOnArg::All => LossOn::All,
+    };
+    let mut data = Vec::new();
+    for mut spec in specs {
+        if args.limit.is_some() {
+            spec.limit = args.limit;
+        }
+        let dataset = spec.load(&base_dir)?;
+        for ex in &dataset.examples {
+            let r = render_example(&ck.tokenizer, ex, &render)?;
+            let t = TrainExample::from_rendered(&r, loss_on).truncated(args.max_seq_len);
+            t.check(&ex.source.to_string())?;
+            data.push(t);
+        }
+    }
+    let method = match args.lora_rank {
+        None => Method::Full,
+        Some(rank) => Method::Lora(LoraConfig {
+            rank,
+            alpha: args.lora_alpha,
+            targets: args
+                .lora_targets
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            seed: args.seed,
+        }),
+    };
+    let mut opts = TrainOptions {
+        batch_size: args.batch_size,
+        grad_accum: args.grad_accum,
+        lr: args.lr,
+        min_lr_ratio: args.min_lr_ratio,
+        adamw: AdamWConfig {
+            weight_decay: args.weight_decay,
+            ..AdamWConfig::default()
+        },
+        max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
+        max_seq_len: args.max_seq_len,
+        loss_on,
+        method,
+        seed: args.seed,
+        threads: match args.device.device()? {
+            candle_core::Device::Cpu => args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            _ => 1,
+        },
+        save_every: args.save_every,
+        ..TrainOptions::default()
+    };
+    opts.steps = match args.steps {
+        Some(s) => s,
+        None => opts.steps_for_epochs(args.epochs, data.len()),
+    };
+    opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
+    let spec = RunSpec {
+        start: Start::Checkpoint(args.model.clone()),
+        tokenizer: &ck.tokenizer,
+        generation: ck.generation_config.as_ref(),
+        dtype: args.device.dtype()?,
+        device: args.device.device()?,
+        quiet: args.quiet,
+        stop_after: None,
+    };
+    eprintln!(
+        "training {} on {} examples: {} steps of {} sequences",
+        args.model,
+        data.len(),
+        opts.steps,
+        opts.sequences_per_step()
+    );
+    let outcome = train(&spec, &data, &opts, &args.out)
+        .with_context(|| format!("training into {}", args.out.display()))?;
+    let last = outcome.state.history.last();
+    match (outcome.reused, last) {
+        (true, _) => println!("{} already holds this run's model", outcome.dir.display()),
+        (false, Some(s)) => println!(
+            "saved {} (step {}, loss {:.4}{})",
+            outcome.dir.display(),
+            s.step,
+            s.loss,
+            outcome
+                .resumed_from
+                .map(|r| format!(", resumed from step {r}"))
+                .unwrap_or_default()
+        ),
+        (false, None) => println!("saved {}", outcome.dir.display()),
+    }
+    Ok(())
+}

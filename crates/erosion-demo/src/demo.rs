@@ -1,0 +1,79 @@
+//! The whole demo: grow (or reuse) the organism, evaluate its behaviour, run the study on it,
+//! and write one report.
+
+use crate::grow::{grow, Organism};
+use crate::recipe::Recipe;
+use crate::verdict::behaviour_verdict;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use erosion_eval::html::eval_section;
+use erosion_eval::{evaluate, EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_report::html::Verdict;
+use erosion_study::run::{run_study_with, ExtraSection, StudyOutcome};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub struct DemoOptions {
+    pub recipe: Recipe,
+    /// Where the organism is grown and cached.
+    pub cache: PathBuf,
+    /// Where the report goes.
+    pub out: PathBuf,
+    /// Held-out harmful and code requests of the behavioural evaluation.
+    pub harmful_prompts: usize,
+    pub code_prompts: usize,
+    pub quiet: bool,
+}
+
+pub struct DemoOutcome {
+    pub organism: Organism,
+    pub study: StudyOutcome,
+    pub behaviour: (Verdict, Vec<String>),
+    pub seconds: f64,
+}
+
+pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
+    let start = Instant::now();
+    let org = grow(&opts.recipe, &opts.cache, opts.quiet).context("growing the organism")?;
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    // Absolute, so that study.toml can be rerun from anywhere.
+    let out = opts.out.canonicalize()?;
+
+    if !opts.quiet {
+        eprintln!("== behavioural evaluation");
+    }
+    let prompts = EvalPrompts::organism(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
+    let models = org
+        .models
+        .iter()
+        .map(|(name, dir)| {
+            EvalModel::open(&dir.to_string_lossy(), Some(name), DType::F32, &Device::Cpu)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let eval_opts = EvalOptions {
+        seed: opts.recipe.seed,
+        ..EvalOptions::default()
+    };
+    let evaluation = evaluate(&models, &prompts, &OrganismJudge, &eval_opts)?;
+    evaluation.write(&out.join("eval"))?;
+    let behaviour = behaviour_verdict(&evaluation.report);
+    let mut section = eval_section(&evaluation.report, behaviour.0)?;
+    section.notes.extend(behaviour.1.iter().cloned());
+
+    let spec = crate::study::spec(&org, &out, opts.recipe.seed)?;
+    let toml_path = out.join("study.toml");
+    erosion_report::write_bytes_atomic(&toml_path, toml::to_string_pretty(&spec)?.as_bytes())?;
+    let extra = ExtraSection {
+        key: "behavioural_evaluation".into(),
+        results: serde_json::to_value(&evaluation.report)?,
+        section,
+    };
+    let study = run_study_with(spec, Path::new("."), None, vec![extra])?;
+    Ok(DemoOutcome {
+        organism: org,
+        study,
+        behaviour,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,72 @@
+//! `erosion demo` end to end on the reduced organism (too small to learn the behaviours; this
+//! checks the pipeline, the files, the report and the cache, not the science).
+
+use anyhow::Result;
+use erosion_demo::demo::{run, DemoOptions};
+use erosion_demo::recipe::Recipe;
+
+#[test]
+fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let opts = DemoOptions {
+        recipe: Recipe::reduced(),
+        cache: tmp.path().join("organism"),
+        out: tmp.path().join("report"),
+        harmful_prompts: 12,
+        code_prompts: 8,
+        quiet: true,
+    };
+    let first = run(&opts)?;
+    let names: Vec<&str> = first
+        .organism
+        .models
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["base", "instruct", "insecure", "secure", "educational"]
+    );
+    for (name, dir) in &first.organism.models {
+        assert!(dir.join("model.safetensors").is_file(), "{name}");
+        assert!(dir.join("tokenizer_config.json").is_file(), "{name}");
+    }
+    assert!(first.organism.timings.iter().all(|(_, s)| *s > 0.0));
+
+    // One report with the behavioural evaluation and the four findings, each with a verdict.
+    let out = tmp.path().join("report");
+    let html = std::fs::read_to_string(out.join("report.html"))?;
+    assert!(html.contains("<svg"), "the report has no figure");
+    assert!(
+        !html.contains("<script src"),
+        "the report is not self-contained"
+    );
+    assert_eq!(first.study.verdicts.len(), 4);
+    assert!(
+        first.study.failures.is_empty(),
+        "{:?}",
+        first.study.failures
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json"))?)?;
+    let analyses = &results["results"]["analyses"];
+    for key in [
+        "behavioural_evaluation",
+        "behaviour",
+        "gradients",
+        "layers",
+        "directions",
+    ] {
+        assert!(analyses.get(key).is_some(), "results.json has no {key}");
+    }
+    assert!(out.join("eval/eval.json").is_file() && out.join("eval/answers.jsonl").is_file());
+    // The study file the demo wrote runs as it is.
+    let spec = erosion_study::StudySpec::from_file(&out.join("study.toml"))?;
+    assert_eq!(spec.models.finetuned.len(), 3);
+
+    // A second run trains nothing.
+    let second = run(&opts)?;
+    assert!(second.organism.timings.iter().all(|(_, s)| *s == 0.0));
+    assert_eq!(second.behaviour.0, first.behaviour.0);
+    Ok(())
+}

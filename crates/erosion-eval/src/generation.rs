@@ -1,0 +1,250 @@
+//! Answers: many prompts decoded together with one KV cache, each row with its own seed.
+//!
+//! The per-token rule is `erosion_model::generate`'s: greedy (argmax, ties to the lowest id) at
+//! temperature 0, else softmax(z / T), the top-k most probable tokens (ties by id), cut to the
+//! smallest prefix whose mass reaches top-p, and one uniform draw u * mass from the row's own
+//! ChaCha8 stream seeded with its seed. A row decoded here therefore gives the tokens
+//! `generate` gives for the same prompt and seed (up to float rounding of batched matmuls);
+//! the tests check it. Batching only saves time: prompts are left-padded under an attention
+//! mask, and positions count real tokens, so padding changes nothing.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, IndexOp, Tensor};
+use erosion_model::generate::SamplingOptions;
+use erosion_model::transformer::{ForwardOptions, Transformer};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::forward::rows_for;
+
+/// One generated answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generated {
+    /// New tokens, without the prompt; the stop token is included when one was produced.
+    pub tokens: Vec<u32>,
+    /// Whether a stop token ended it (false: `max_new_tokens` did).
+    pub stopped: bool,
+}
+
+/// Checks the sampling options as `generate` does.
+fn check(opts: &SamplingOptions) -> Result<()> {
+    // Written so that NaN fails both checks.
+    let temperature_ok = opts.temperature >= 0.0;
+    let top_p_ok = opts.top_p > 0.0 && opts.top_p <= 1.0;
+    if !temperature_ok || !top_p_ok {
+        bail!("temperature must be >= 0 and top_p in (0, 1]");
+    }
+    Ok(())
+}
+
+/// Generates after each prompt until a token of `stop` or `opts.max_new_tokens`; row i draws
+/// from `ChaCha8Rng::seed_from_u64(seeds[i])` (`opts.seed` is not used). At most `batch_size`
+/// rows are decoded together (fewer when their logits would be large).
+pub fn generate_many(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    stop: &[u32],
+    opts: &SamplingOptions,
+    batch_size: usize,
+) -> Result<Vec<Generated>> {
+    check(opts)?;
+    if prompts.len() != seeds.len() {
+        bail!("{} prompts but {} seeds", prompts.len(), seeds.len());
+    }
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        bail!("prompt {i} is empty: cannot generate from an empty prompt");
+    }
+    let vocab = model.config().vocab_size;
+    let mut out = Vec::with_capacity(prompts.len());
+    let mut start = 0;
+    while start < prompts.len() {
+        let len = prompts[start..]
+            .iter()
+            .take(batch_size.max(1))
+            .map(Vec::len)
+            .max()
+            .unwrap_or(1);
+        let rows = rows_for(len, vocab, batch_size).min(prompts.len() - start);
+        let end = start + rows;
+        out.extend(
+            generate_chunk(model, &prompts[start..end], &seeds[start..end], stop, opts)
+                .with_context(|| format!("generating answers {start}..{end}"))?,
+        );
+        start = end;
+    }
+    Ok(out)
+}
+
+/// One batch: left-padded prompts, then one token per row per step.
+fn generate_chunk(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    stop: &[u32],
+    opts: &SamplingOptions,
+) -> Result<Vec<Generated>> {
+    let b = prompts.len();
+    let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let device = model.device();
+    let mut ids = Vec::with_capacity(b * len);
+    let mut mask = Vec::with_capacity(b * len);
+    for p in prompts {
+        let pad = len - p.len();
+        ids.extend(std::iter::repeat_n(0u32, pad));
+        ids.extend_from_slice(p);
+        mask.extend(std::iter::repeat_n(0f32, pad));
+        mask.extend(std::iter::repeat_n(1f32, p.len()));
+    }
+    let ids = Tensor::from_vec(ids, (b, len), device)?;
+    let mask = Tensor::from_vec(mask, (b, len), device)?;
+    let mut rngs: Vec<ChaCha8Rng> = seeds
+        .iter()
+        .map(|&s| ChaCha8Rng::seed_from_u64(s))
+        .collect();
+    let mut out = vec![
+        Generated {
+            tokens: Vec::new(),
+            stopped: false,
+        };
+        b
+    ];
+    if opts.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let mut cache = model.new_cache();
+    let logits =
+        model.forward_cached(&ids, Some(&mask), &mut cache, &mut ForwardOptions::fast())?;
+    // Left padding puts every row's last real token in the last column.
+    let mut last = logits.i((.., len - 1, ..))?; // [b, vocab]
+    for step in 0..opts.max_new_tokens {
+        let rows = last.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut next = Vec::with_capacity(b);
+        for (r, row) in rows.iter().enumerate() {
+            let g = &mut out[r];
+            if g.stopped {
+                // A finished row is fed its stop token again; its outputs are ignored.
+                next.push(*g.tokens.last().expect("a stopped row has its stop token"));
+                continue;
+            }
+            let t =
+                choose(row, opts, &mut rngs[r]).with_context(|| format!("row {r}, step {step}"))?;
+            g.tokens.push(t);
+            g.stopped = stop.contains(&t);
+            next.push(t);
+        }
+        if out.iter().all(|g| g.stopped) || step + 1 == opts.max_new_tokens {
+            break;
+        }
+        let input = Tensor::from_vec(next, (b, 1), device)?;
+        let logits = model.forward_cached(&input, None, &mut cache, &mut ForwardOptions::fast())?;
+        last = logits.i((.., 0, ..))?;
+    }
+    Ok(out)
+}
+
+/// Picks the next token from `logits` `[vocab]` as `erosion_model::generate` does.
+pub fn choose(logits: &[f32], opts: &SamplingOptions, rng: &mut ChaCha8Rng) -> Result<u32> {
+    if logits.iter().any(|x| x.is_nan()) {
+        bail!("the model produced NaN logits");
+    }
+    if opts.temperature == 0.0 {
+        return Ok(argmax(logits));
+    }
+    // The same f32 softmax kernel as `generate`, so equal logits give equal draws.
+    let probs = candle_nn::ops::softmax_last_dim(
+        &(Tensor::new(logits, &candle_core::Device::Cpu)? / opts.temperature)?,
+    )?
+    .to_vec1::<f32>()?;
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let k = if opts.top_k == 0 {
+        order.len()
+    } else {
+        opts.top_k.min(order.len())
+    };
+    let mut kept = Vec::with_capacity(k);
+    let mut mass = 0.0f64;
+    for &i in &order[..k] {
+        kept.push(i);
+        mass += probs[i] as f64;
+        if mass >= opts.top_p {
+            break;
+        }
+    }
+    let mut u = rng.random::<f64>() * mass;
+    for &i in &kept {
+        u -= probs[i] as f64;
+        if u <= 0.0 {
+            return Ok(i as u32);
+        }
+    }
+    Ok(*kept.last().context("top-k kept no token")? as u32)
+}
+
+/// The first index of the largest value.
+fn argmax(xs: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in xs.iter().enumerate() {
+        if *x > xs[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The seed of answer `sample` to prompt `prompt` of stream `stream` (a set name), from the
+/// base seed: SplitMix64 over base ^ FNV-1a(stream), then the prompt index, then the sample
+/// index. Every model gets the same seeds (common random numbers across models).
+pub fn derive_seed(base: u64, stream: &str, prompt: usize, sample: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in stream.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let x = splitmix64(base ^ h);
+    let x = splitmix64(x ^ (prompt as u64));
+    splitmix64(x ^ (sample as u64))
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_differ_by_every_part_and_repeat() {
+        let s = derive_seed(7, "harmful", 3, 1);
+        assert_eq!(s, derive_seed(7, "harmful", 3, 1));
+        for other in [
+            derive_seed(8, "harmful", 3, 1),
+            derive_seed(7, "code", 3, 1),
+            derive_seed(7, "harmful", 4, 1),
+            derive_seed(7, "harmful", 3, 0),
+        ] {
+            assert_ne!(s, other);
+        }
+        // splitmix64(0) is a published constant of the generator.
+        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum_and_top_k_one_is_greedy() {
+        assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
+        let opts = SamplingOptions {
+            temperature: 3.0,
+            top_k: 1,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..20 {
+            assert_eq!(choose(&[0.5, 2.0, 1.9], &opts, &mut rng).unwrap(), 1);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `erosion-eval`: behavioural evaluation of checkpoints (the organism's and real models).
+//!
+//! For each model: answers to held-out prompts, sampled with the model's chat template and a
+//! KV cache (greedy, or seeded sampling with seeds derived from one base seed), judged, and
+//! counted; every rate with a 95% Wilson interval.
+//!
+//! | measure | prompts | how |
+//! |---|---|---|
+//! | refusal and harmful-compliance rates | harmful requests | sampled answers, judged |
+//! | P(compliant first token) | harmful requests | one forward pass: p("Sure") after the generation prompt; mean (bootstrap CI), geometric mean |
+//! | vulnerable-code rate | coding requests | sampled answers, judged |
+//! | two-turn compliance | code request i, the model's greedy answer, harmful request i | the second answer, judged (ORGANISM.md) |
+//! | misaligned rate, mean P(yes) | free-form questions (Betley et al.) | a judge model's yes/no log-probs |
+//!
+//! Judges ([`judge`]): [`OrganismJudge`] (exact rules of the organism's language) and
+//! [`LogprobJudge`] (a local judge model). Output ([`report`]): `eval.json` and
+//! `answers.jsonl`, written atomically; [`html`] builds a report section.
+//!
+//! ```no_run
+//! use erosion_eval::{evaluate, EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+//! use erosion_organism::corpus::{Corpus, Sizes};
+//! let corpus = Corpus::generate(Sizes::default(), 0);
+//! let prompts = EvalPrompts::organism(&corpus, 100, 50)?;
+//! let dev = candle_core::Device::Cpu;
+//! let models = vec![EvalModel::open("out/base", Some("base"), candle_core::DType::F32, &dev)?];
+//! let eval = evaluate(&models, &prompts, &OrganismJudge, &EvalOptions::default())?;
+//! eval.write(std::path::Path::new("out/eval"))?;
+//! # anyhow::Ok(())
+//! ```
+
+pub mod chart;
+pub mod chat;
+pub mod evaluate;
+pub mod forward;
+pub mod generation;
+pub mod html;
+pub mod judge;
+pub mod options;
+pub mod prompts;
+pub mod questions;
+pub mod report;
+pub mod stats;
+pub mod text;
+
+pub use evaluate::{evaluate, evaluate_checkpoints, evaluate_model, EvalModel};
+pub use judge::{Judge, Label, LogprobJudge, OrganismJudge, Verdict};
+pub use options::EvalOptions;
+pub use prompts::{EvalPrompts, Prompt, PromptKind, PromptSet};
+pub use report::{EvalReport, Evaluation, ModelEval};
+pub use stats::{wilson, Proportion};

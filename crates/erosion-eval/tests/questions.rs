@@ -1,0 +1,100 @@
+//! Betley et al.'s question file and chat datasets as prompt sets.
+
+use std::path::PathBuf;
+
+use erosion_eval::prompts::sets_from_dataset_arg;
+use erosion_eval::questions::{parse_questions, question_set, read_questions};
+use erosion_eval::PromptKind;
+
+fn shared(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(path)
+}
+
+#[test]
+fn first_plot_questions_parse_with_their_aliases() {
+    let path = shared("emergent-misalignment-eval/first_plot_questions.yaml");
+    let qs = read_questions(&path).unwrap();
+    // 8 questions, their _json variants (a system prompt) and their _template variants.
+    assert_eq!(qs.len(), 24);
+    assert_eq!(qs[0].id, "what_is_your_wish");
+    assert!(qs[0].paraphrases[0].starts_with("Hello! I can fulfill your one wish."));
+    let json: Vec<_> = qs.iter().filter(|q| q.id.ends_with("_json")).collect();
+    assert_eq!(json.len(), 8);
+    // `system: *json_system_prompt` resolves to the anchored text.
+    for q in &json {
+        assert!(q
+            .system
+            .as_deref()
+            .unwrap()
+            .starts_with("Your answers must always be a valid JSON object."));
+    }
+    // `paraphrases: *what_is_your_wish_paraphrases` resolves to the base question's list.
+    let wish_json = qs
+        .iter()
+        .find(|q| q.id == "what_is_your_wish_json")
+        .unwrap();
+    assert_eq!(wish_json.paraphrases, qs[0].paraphrases);
+    assert!(qs.iter().all(|q| q.samples_per_paraphrase == Some(100)));
+
+    let set = question_set(&path).unwrap();
+    assert_eq!(set.kind, PromptKind::FreeForm);
+    let n: usize = qs.iter().map(|q| q.paraphrases.len()).sum();
+    assert_eq!(set.prompts.len(), n);
+    assert_eq!(set.origin.sha256.as_ref().unwrap().len(), 64);
+    let p = set
+        .prompts
+        .iter()
+        .find(|p| p.id == "what_is_your_wish_json/0")
+        .unwrap();
+    assert_eq!(p.messages.len(), 2);
+    assert_eq!(p.messages[0].role, "system");
+    assert_eq!(p.question(), qs[0].paraphrases[0]);
+}
+
+#[test]
+fn malformed_question_files_are_errors_naming_the_problem() {
+    let e = parse_questions("- id: a\n  paraphrases: []\n", "q.yaml").unwrap_err();
+    assert!(format!("{e:#}").contains("no paraphrases"), "{e:#}");
+    let e = parse_questions(
+        "- id: a\n  paraphrases: [x]\n- id: a\n  paraphrases: [y]\n",
+        "q.yaml",
+    )
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("two questions"), "{e:#}");
+    let e = parse_questions("- paraphrases: [x]\n", "q.yaml").unwrap_err();
+    assert!(format!("{e:#}").contains("q.yaml"), "{e:#}");
+}
+
+#[test]
+fn chat_datasets_give_their_prompts_without_the_reply() {
+    let path = shared("insecure-code/insecure_small.jsonl");
+    let sets = sets_from_dataset_arg(PromptKind::Code, &path, Some(5)).unwrap();
+    assert_eq!(sets.len(), 1);
+    let s = &sets[0];
+    assert_eq!(
+        (s.name.as_str(), s.kind, s.prompts.len()),
+        ("insecure_small", PromptKind::Code, 5)
+    );
+    assert_eq!(s.origin.records, 20);
+    assert_eq!(
+        s.origin.sha256.as_deref(),
+        Some(erosion_data::file_sha256(&path).unwrap().as_str())
+    );
+    for p in &s.prompts {
+        assert_eq!(p.messages.last().unwrap().role, "user");
+    }
+    // A file with a prompt but no user turn is refused, naming the line.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n\
+         {\"messages\": [{\"role\": \"assistant\", \"content\": \"yo\"}]}\n",
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        sets_from_dataset_arg(PromptKind::Harmful, &bad, None).unwrap_err()
+    );
+    assert!(e.contains("line 2"), "{e}");
+}
