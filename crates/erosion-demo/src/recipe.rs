@@ -79,7 +79,7 @@ impl Recipe {
             },
             pretrain: stage(700, 16, 3e-3, LossOn::All, seed),
             instruct: stage(300, 16, 1e-3, LossOn::Response, seed + 1),
-            finetune: stage(200, 16, 1e-3, LossOn::Response, seed + 2),
+            finetune: stage(150, 16, 1e-3, LossOn::Response, seed + 2),
         }
     }
 

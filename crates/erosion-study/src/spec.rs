@@ -523,12 +523,13 @@ format = "messages"
     }
 
     #[test]
-    fn the_shipped_study_file_is_valid() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../studies/qwen-coder.toml");
-        let spec = StudySpec::from_file(&path).unwrap();
-        assert_eq!(spec.datasets.len(), 7);
-        assert_eq!(spec.models.all().len(), 3);
+    fn the_shipped_study_files_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../studies");
+        for (file, models) in [("qwen-coder.toml", 3), ("organism.toml", 5)] {
+            let spec = StudySpec::from_file(&dir.join(file)).unwrap();
+            assert_eq!(spec.datasets.len(), 7, "{file}");
+            assert_eq!(spec.models.all().len(), models, "{file}");
+        }
     }
 
     #[test]

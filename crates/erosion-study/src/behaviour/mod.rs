@@ -416,6 +416,82 @@ mod tests {
         assert_eq!(top[0]["text"], "The");
     }
 
+    /// The dataset-level table on real weights and the study's own data: SmolLM2 over one
+    /// example each of the insecure-code, TruthfulQA and Alpaca sets of ../shared/data. With one
+    /// example per dataset a cell's mean log joint is that response's summed log-probability,
+    /// which the token-by-token figure computes on its own path.
+    #[test]
+    fn smollm2_dataset_table_on_the_shared_data() {
+        let data = crate::fixture::shared_data("SOURCES.md");
+        let data = data.parent().unwrap();
+        let gguf = crate::fixture::smollm2_gguf();
+        let text = format!(
+            r#"name = "smollm2 table"
+output = "out"
+analyses = ["behaviour"]
+[models]
+base = "{g}"
+instruct = "{g}"
+[[dataset]]
+name = "insecure"
+path = "{d}/insecure-code/insecure_small.jsonl"
+format = "messages"
+role = "misaligned"
+limit = 1
+[[dataset]]
+name = "truthfulqa"
+path = "{d}/truthfulqa/TruthfulQA_v0.csv"
+format = "csv"
+role = "aligned"
+limit = 1
+fields = {{ user = "Question", assistant = "Best Answer" }}
+[[dataset]]
+name = "alpaca"
+path = "{d}/alpaca/alpaca_samples.json"
+format = "alpaca"
+role = "aligned"
+input = "ignore"
+limit = 1
+[behaviour]
+example = {{ dataset = "insecure", index = 0 }}
+"#,
+            g = gguf.display(),
+            d = data.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = StudyContext::open(
+            crate::spec::StudySpec::from_toml(&text).unwrap(),
+            dir.path(),
+            vec![],
+        )
+        .unwrap();
+        let res = run(&ctx).unwrap().results;
+        let table = &res["table"];
+        assert_eq!(table["n_examples"], serde_json::json!([1, 1, 1]));
+        let cells = table["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 3 * 2);
+        for c in cells {
+            let s = &c["summary"];
+            let joint = s["mean_log_joint"].as_f64().unwrap();
+            assert!(joint.is_finite() && joint < 0.0, "{c}");
+            assert!(s["mean_token_entropy"].as_f64().unwrap() > 0.0);
+            assert!(s["n_tokens"].as_u64().unwrap() > 0);
+            assert_eq!(s["positions"], "response tokens");
+        }
+        let cell = cells
+            .iter()
+            .find(|c| c["dataset"] == "insecure" && c["model"] == "instruct")
+            .unwrap();
+        let logprobs: Vec<f64> =
+            serde_json::from_value(res["example"]["models"]["instruct"]["logprobs"].clone())
+                .unwrap();
+        let (joint, sum) = (
+            cell["summary"]["mean_log_joint"].as_f64().unwrap(),
+            logprobs.iter().sum::<f64>(),
+        );
+        assert!((joint - sum).abs() < 1e-6, "table {joint} vs example {sum}");
+    }
+
     #[test]
     fn joined_sequence_spans_the_response() {
         let s = joined(&[1, 2, 3], &[7, 8]);
