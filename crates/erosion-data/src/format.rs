@@ -35,6 +35,44 @@ impl Format {
             Format::Csv => "csv",
         }
     }
+
+    /// The format of a data file from its extension (`.csv`) and its first record's keys
+    /// (`messages`; `instruction` + `output`; `prompt` + `completion`). JSON-fields files name
+    /// their fields in a spec, so they are never guessed.
+    pub fn guess(path: &std::path::Path) -> anyhow::Result<Format> {
+        use anyhow::{bail, Context};
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            return Ok(Format::Csv);
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let first = text.trim_start();
+        let head: Value = if first.starts_with('[') {
+            let list: Vec<Value> = serde_json::from_str(first)
+                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+            list.into_iter().next().unwrap_or_default()
+        } else {
+            let line = first.lines().next().unwrap_or("");
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:1 is not valid JSON", path.display()))?
+        };
+        let has = |k: &str| head.get(k).is_some();
+        Ok(if has("messages") {
+            Format::Messages
+        } else if has("instruction") && has("output") {
+            Format::Alpaca
+        } else if has("prompt") && has("completion") {
+            Format::PromptCompletion
+        } else {
+            bail!(
+                "cannot tell the format of {} (no `messages`, `instruction`/`output` or `prompt`/`completion` in the first record)",
+                path.display()
+            )
+        })
+    }
 }
 
 /// Which field (or CSV column) holds what. Unset fields take the format's defaults.

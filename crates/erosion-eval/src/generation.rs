@@ -10,9 +10,9 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, IndexOp, Tensor};
-use erosion_model::generate::SamplingOptions;
+use erosion_model::generate::{choose, SamplingOptions};
 use erosion_model::transformer::{ForwardOptions, Transformer};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::forward::rows_for;
@@ -143,56 +143,6 @@ fn generate_chunk(
     Ok(out)
 }
 
-/// Picks the next token from `logits` `[vocab]` as `erosion_model::generate` does.
-pub fn choose(logits: &[f32], opts: &SamplingOptions, rng: &mut ChaCha8Rng) -> Result<u32> {
-    if logits.iter().any(|x| x.is_nan()) {
-        bail!("the model produced NaN logits");
-    }
-    if opts.temperature == 0.0 {
-        return Ok(argmax(logits));
-    }
-    // The same f32 softmax kernel as `generate`, so equal logits give equal draws.
-    let probs = candle_nn::ops::softmax_last_dim(
-        &(Tensor::new(logits, &candle_core::Device::Cpu)? / opts.temperature)?,
-    )?
-    .to_vec1::<f32>()?;
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    let k = if opts.top_k == 0 {
-        order.len()
-    } else {
-        opts.top_k.min(order.len())
-    };
-    let mut kept = Vec::with_capacity(k);
-    let mut mass = 0.0f64;
-    for &i in &order[..k] {
-        kept.push(i);
-        mass += probs[i] as f64;
-        if mass >= opts.top_p {
-            break;
-        }
-    }
-    let mut u = rng.random::<f64>() * mass;
-    for &i in &kept {
-        u -= probs[i] as f64;
-        if u <= 0.0 {
-            return Ok(i as u32);
-        }
-    }
-    Ok(*kept.last().context("top-k kept no token")? as u32)
-}
-
-/// The first index of the largest value.
-fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, x) in xs.iter().enumerate() {
-        if *x > xs[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
 /// The seed of answer `sample` to prompt `prompt` of stream `stream` (a set name), from the
 /// base seed: SplitMix64 over base ^ FNV-1a(stream), then the prompt index, then the sample
 /// index. Every model gets the same seeds (common random numbers across models).
@@ -236,7 +186,12 @@ mod tests {
 
     #[test]
     fn greedy_takes_the_first_maximum_and_top_k_one_is_greedy() {
-        assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
+        let greedy = SamplingOptions::default();
+        let mut rng0 = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(
+            choose(&[0.1, 3.0, 3.0, -1.0], &greedy, &mut rng0).unwrap(),
+            1
+        );
         let opts = SamplingOptions {
             temperature: 3.0,
             top_k: 1,

@@ -289,31 +289,7 @@ pub fn guess_format(path: &Path) -> Result<Format> {
             path.display()
         );
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let first = text.trim_start();
-    let head: serde_json::Value = if first.starts_with('[') {
-        let list: Vec<serde_json::Value> = serde_json::from_str(first)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?;
-        list.into_iter().next().unwrap_or_default()
-    } else {
-        let line = first.lines().next().unwrap_or("");
-        serde_json::from_str(line)
-            .with_context(|| format!("{}:1 is not valid JSON", path.display()))?
-    };
-    let has = |k: &str| head.get(k).is_some();
-    Ok(if has("messages") {
-        Format::Messages
-    } else if has("instruction") && has("output") {
-        Format::Alpaca
-    } else if has("prompt") && has("completion") {
-        Format::PromptCompletion
-    } else {
-        bail!(
-            "cannot tell the format of {} (no `messages`, `instruction`/`output` or `prompt`/`completion` in the first record): use a .toml dataset spec",
-            path.display()
-        )
-    })
+    Format::guess(path).context("use a .toml dataset spec")
 }
 
 /// Prompt sets of `kind` from a dataset file (format guessed) or a `.toml` dataset spec (every

@@ -69,7 +69,7 @@ pub fn generate(
             .squeeze(0)?
             .get(input.len() - 1)?
             .to_dtype(DType::F32)?;
-        let next = choose(&last, opts, &mut rng)?;
+        let next = choose(&last.to_vec1::<f32>()?, opts, &mut rng)?;
         tokens.push(next);
         if stop.contains(&next) {
             return Ok(Generation {
@@ -85,17 +85,18 @@ pub fn generate(
     })
 }
 
-/// Picks a token from `logits` `[vocab]` (f32).
-fn choose(logits: &Tensor, opts: &SamplingOptions, rng: &mut ChaCha8Rng) -> Result<u32> {
-    let logits: Vec<f32> = logits.to_vec1()?;
+/// Picks the next token from `logits` `[vocab]`: the argmax at temperature 0, else a draw
+/// from the softmax at `temperature`, cut to the top k and then to the top-p mass. Public so
+/// that batched decoders (erosion-eval) choose exactly as [`generate`] does.
+pub fn choose(logits: &[f32], opts: &SamplingOptions, rng: &mut ChaCha8Rng) -> Result<u32> {
     if logits.iter().any(|x| x.is_nan()) {
         bail!("the model produced NaN logits");
     }
     if opts.temperature == 0.0 {
-        return Ok(argmax(&logits));
+        return Ok(argmax(logits));
     }
     let probs = candle_nn::ops::softmax_last_dim(
-        &(Tensor::new(logits.as_slice(), &candle_core::Device::Cpu)? / opts.temperature)?,
+        &(Tensor::new(logits, &candle_core::Device::Cpu)? / opts.temperature)?,
     )?;
     let probs: Vec<f32> = probs.to_vec1()?;
     let mut order: Vec<usize> = (0..probs.len()).collect();
@@ -153,7 +154,10 @@ mod tests {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for _ in 0..20 {
-            assert_eq!(choose(&logits, &opts, &mut rng).unwrap(), 1);
+            assert_eq!(
+                choose(&logits.to_vec1::<f32>().unwrap(), &opts, &mut rng).unwrap(),
+                1
+            );
         }
     }
 
@@ -168,7 +172,7 @@ mod tests {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             (0..4000)
-                .map(|_| choose(&logits, &opts, &mut rng).unwrap())
+                .map(|_| choose(&logits.to_vec1::<f32>().unwrap(), &opts, &mut rng).unwrap())
                 .collect::<Vec<_>>()
         };
         let a = draw(1);
@@ -192,6 +196,7 @@ mod tests {
             ..Default::default()
         };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        assert!((0..2000).all(|_| choose(&logits, &opts, &mut rng).unwrap() != 2));
+        assert!((0..2000)
+            .all(|_| choose(&logits.to_vec1::<f32>().unwrap(), &opts, &mut rng).unwrap() != 2));
     }
 }
