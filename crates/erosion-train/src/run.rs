@@ -26,7 +26,11 @@ pub enum Start {
 impl Start {
     fn describe(&self) -> String {
         match self {
-            Start::Checkpoint(spec) => spec.clone(),
+            // A folder by its absolute path, so that relative and absolute spellings of one
+            // start (`erosion demo --out x` from different directories) are one run.
+            Start::Checkpoint(spec) => std::fs::canonicalize(spec)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| spec.clone()),
             Start::Fresh { seed, .. } => format!("fresh:{seed}"),
         }
     }
