@@ -4,6 +4,8 @@ Run by bench/run.sh, one task per process (so peak memory is the task's own):
     python bench/peer.py --task forward --inputs out/bench/inputs.json --dir out/bench
 Writes peer-<task>.json with the same fields as erosion's result (see
 crates/erosion-bench/src/measure.rs). Threads: torch.set_num_threads(--threads).
+Tasks (c) and (d) follow the study's code: full autograd per example, and every example's
+activations kept in a list until the end.
 """
 
 import argparse
@@ -11,8 +13,13 @@ import json
 import os
 import time
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter run.sh's output
 
 
 def peak_rss_mb():
@@ -136,6 +143,99 @@ def task_logprobs(inputs, reps, erosion_values):
     return result("logprobs", times, sum(len(r) for r in rows), {"max_abs_diff": diff})
 
 
+# erosion's default loss for gradients (erosion_forward::gradients::LossSpec::default()):
+# mean cross-entropy over the first 64 response tokens (fewer when the response is shorter).
+LOSS_WINDOW = 64
+
+
+def task_gradients(inputs, reps, erosion_dir):
+    """(c) per example: zero_grad, forward with autograd, loss.backward(), the last layer's
+    o_proj.weight.grad flattened (float32), kept in a list (as the study's code)."""
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32).eval()
+    weight = model.model.layers[-1].self_attn.o_proj.weight
+    ex = inputs["examples"]
+    work = []
+    for e in ex:
+        s = e["response"]["start"]
+        end = min(e["response"]["end"], s + LOSS_WINDOW)
+        ids = torch.tensor(e["ids"][: end - 1], dtype=torch.long)[None]
+        work.append((s, end, ids, torch.tensor(e["ids"][s:end], dtype=torch.long)))
+
+    def run():
+        grads, losses = [], []
+        for s, end, ids, targets in work:
+            model.zero_grad()
+            logits = model(input_ids=ids).logits[0]  # [end - 1, vocab]
+            loss = F.cross_entropy(logits[s - 1 : end - 1], targets)
+            loss.backward()
+            grads.append(weight.grad.detach().flatten().clone())
+            losses.append(loss.item())
+        return grads, losses
+
+    times, (grads, losses) = best_of(reps, run)
+    r = result("gradients", times, sum(ids.shape[1] for _, _, ids, _ in work))
+    norms = [g.double().norm().item() for g in grads]
+    r["extra"].update({"dim": grads[0].numel(), "loss": losses, "grad_norm": norms})
+    # Checked after the peak-memory reading: erosion's rows (a headerless f32 row store).
+    path = os.path.join(erosion_dir, "erosion-gradients-values.f32")
+    if os.path.exists(path):
+        theirs = np.fromfile(path, dtype="<f4").reshape(len(ex), -1)
+        rel = [
+            float(np.linalg.norm(theirs[k].astype(np.float64) - g.double().numpy()) / norms[k])
+            for k, g in enumerate(grads)
+        ]
+        with open(os.path.join(erosion_dir, "erosion-gradients.json")) as f:
+            their_loss = json.load(f)["extra"]["loss"]
+        r["extra"]["rel_diff"] = rel
+        r["extra"]["max_rel_diff"] = max(rel)
+        r["extra"]["max_loss_diff"] = max(abs(a - b) for a, b in zip(losses, their_loss))
+    return r
+
+
+def task_layers(inputs, reps, erosion_dir):
+    """(d) v_l = mean(instruct) - mean(base) of hidden_states[l], l = 0..L, window-mean over
+    the first T response tokens: every example's [L+1, T, d] activations kept in a list per
+    model, stacked at the end, then averaged (as the study's code)."""
+    t = inputs["window"]
+    models = [
+        AutoModel.from_pretrained(p, dtype=torch.float32).eval()
+        for p in (inputs["model"], inputs["base"])
+    ]
+    ex = inputs["examples"]
+    rows = [e["ids"][: e["response"]["start"] + t] for e in ex]
+    plan = plan_batches([len(r) for r in rows], inputs["max_tokens"])
+    batches = [(b, *padded([rows[i] for i in b])) for b in plan]
+
+    def run():
+        acts = []
+        with torch.inference_mode():
+            for model in models:
+                kept = [None] * len(ex)
+                for members, ids, mask in batches:
+                    hs = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+                    for k, i in enumerate(members):
+                        s = ex[i]["response"]["start"]
+                        kept[i] = torch.stack([h[k, s : s + t] for h in hs.hidden_states])
+                acts.append(kept)
+        mu = [torch.stack(a).mean(dim=2).mean(dim=0) for a in acts]  # [L+1, d] each
+        return mu[0] - mu[1]
+
+    times, v = best_of(reps, run)
+    task = f"layers-{len(ex)}"
+    r = result(task, times, 2 * sum(len(r) for r in rows))
+    v = v.double()
+    norms = v.norm(dim=1)
+    r["extra"].update({"window": t, "direction_norms": norms.tolist()})
+    path = os.path.join(erosion_dir, f"erosion-{task}-values.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            theirs = torch.tensor(json.load(f), dtype=torch.float64)
+        rel = ((theirs - v).abs().max(dim=1).values / norms).tolist()
+        r["extra"]["rel_diff"] = rel
+        r["extra"]["max_rel_diff"] = max(rel)
+    return r
+
+
 def ids_match(inputs):
     """Renders every example with the tokenizer's chat template and compares with erosion's ids."""
     tok = AutoTokenizer.from_pretrained(inputs["model"])
@@ -151,7 +251,7 @@ def ids_match(inputs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs"])
+    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs", "gradients", "layers"])
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--reps", type=int, default=3)
@@ -164,6 +264,10 @@ def main():
         r = task_matmul(a.reps)
     elif a.task == "forward":
         r = task_forward(inputs, a.reps)
+    elif a.task == "gradients":
+        r = task_gradients(inputs, a.reps, a.dir)
+    elif a.task == "layers":
+        r = task_layers(inputs, a.reps, a.dir)
     else:
         path = os.path.join(a.dir, "erosion-logprobs-values.json")
         values = json.load(open(path)) if os.path.exists(path) else None
@@ -174,7 +278,7 @@ def main():
         r["extra"]["ids_match"] = not bad
         if bad:
             r["extra"]["ids_mismatch_examples"] = bad
-    with open(os.path.join(a.dir, f"peer-{a.task}.json"), "w") as f:
+    with open(os.path.join(a.dir, f"peer-{r['task']}.json"), "w") as f:
         json.dump(r, f, indent=2)
 
 

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-smollm2.sh
+# No incremental state: CI builds once, and it would double the size of target/.
+export CARGO_INCREMENTAL=0
 cargo test --workspace --locked "$@"

@@ -3,11 +3,12 @@
 //!
 //! Each task runs in its own process so that its peak resident memory is its own.
 
+mod flops;
 mod measure;
 mod table;
 mod tasks;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,6 +25,8 @@ enum Task {
     Matmul,
     Forward,
     Logprobs,
+    Gradients,
+    Layers,
 }
 
 #[derive(Subcommand)]
@@ -35,7 +38,19 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Renders the first `n` examples of a messages JSONL into inputs.json.
+    /// Writes the "base" model of task (d): a Hugging Face folder's weights, each multiplied
+    /// by `1 + scale * u` (u uniform in [-1, 1), seeded), once.
+    Perturb {
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Renders the first `n` examples of a messages JSONL into an inputs file.
     Prepare {
         #[arg(long)]
         model: PathBuf,
@@ -45,6 +60,13 @@ enum Cmd {
         n: usize,
         #[arg(long, default_value_t = 4096)]
         max_tokens: usize,
+        /// Task (d): the base model folder (from `perturb`).
+        #[arg(long, requires = "window")]
+        base: Option<PathBuf>,
+        /// Task (d): the response window T; only examples with at least T response tokens
+        /// are taken.
+        #[arg(long, requires = "base")]
+        window: Option<usize>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -54,7 +76,8 @@ enum Cmd {
         task: Task,
         #[arg(long)]
         inputs: PathBuf,
-        /// Folder for erosion-<task>.json (and erosion-logprobs-values.json).
+        /// Folder for erosion-<task>.json and the values the peer checks
+        /// (erosion-<task>-values.*); task `layers` is named `layers-<n examples>`.
         #[arg(long)]
         dir: PathBuf,
         #[arg(long, default_value_t = 3)]
@@ -64,6 +87,9 @@ enum Cmd {
     Table {
         #[arg(long)]
         inputs: PathBuf,
+        /// The inputs of each `layers` run (task (d)), one row pair per file.
+        #[arg(long)]
+        layers: Vec<PathBuf>,
         #[arg(long)]
         dir: PathBuf,
     },
@@ -72,36 +98,69 @@ enum Cmd {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Convert { src, out } => tasks::convert(&src, &out),
+        Cmd::Perturb {
+            src,
+            out,
+            scale,
+            seed,
+        } => tasks::layers::perturb(&src, &out, scale, seed),
         Cmd::Prepare {
             model,
             data,
             n,
             max_tokens,
+            base,
+            window,
             out,
-        } => tasks::prepare(&model, &data, n, max_tokens, &out),
+        } => {
+            let opts = tasks::PrepareOptions {
+                n,
+                max_tokens,
+                base,
+                window,
+            };
+            tasks::prepare(&model, &data, &opts, &out)
+        }
         Cmd::Run {
             task,
             inputs,
             dir,
             reps,
+        } => run(task, &tasks::Inputs::read(&inputs)?, &dir, reps),
+        Cmd::Table {
+            inputs,
+            layers,
+            dir,
         } => {
-            let (name, r) = match task {
-                Task::Matmul => ("matmul", tasks::matmul(reps)?),
-                Task::Forward => (
-                    "forward",
-                    tasks::forward(&tasks::Inputs::read(&inputs)?, reps)?,
-                ),
-                Task::Logprobs => (
-                    "logprobs",
-                    tasks::logprobs(
-                        &tasks::Inputs::read(&inputs)?,
-                        reps,
-                        &dir.join("erosion-logprobs-values.json"),
-                    )?,
-                ),
-            };
-            r.write(&dir.join(format!("erosion-{name}.json")))
+            let layers = layers
+                .iter()
+                .map(|p| tasks::Inputs::read(p))
+                .collect::<Result<Vec<_>>>()?;
+            table::print(&dir, &tasks::Inputs::read(&inputs)?, &layers)
         }
-        Cmd::Table { inputs, dir } => table::print(&dir, &tasks::Inputs::read(&inputs)?),
     }
+}
+
+/// Runs one task and writes `dir/erosion-<name>.json`.
+fn run(task: Task, inputs: &tasks::Inputs, dir: &Path, reps: usize) -> Result<()> {
+    use tasks::{forward, gradients, layers};
+    let r = match task {
+        Task::Matmul => forward::matmul(reps)?,
+        Task::Forward => forward::forward(inputs, reps)?,
+        Task::Logprobs => {
+            forward::logprobs(inputs, reps, &dir.join("erosion-logprobs-values.json"))?
+        }
+        Task::Gradients => {
+            gradients::gradients(inputs, reps, &dir.join("erosion-gradients-values.f32"))?
+        }
+        Task::Layers => {
+            let name = format!("layers-{}", inputs.examples.len());
+            layers::layers(
+                inputs,
+                reps,
+                &dir.join(format!("erosion-{name}-values.json")),
+            )?
+        }
+    };
+    r.write(&dir.join(format!("erosion-{}.json", r.task)))
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct TaskResult {
     /// `erosion` or `peer`.
     pub side: String,
-    /// `matmul`, `forward` or `logprobs`.
+    /// `matmul`, `forward`, `logprobs`, `gradients` or `layers-<n examples>`.
     pub task: String,
     /// Best of the timed runs, seconds (after one untimed warm-up).
     pub wall_s: f64,
@@ -22,7 +22,8 @@ pub struct TaskResult {
     pub tokens: usize,
     /// Peak resident memory of the whole process (VmHWM), MiB.
     pub peak_rss_mb: f64,
-    /// Task-specific numbers (achieved GFLOP/s for matmul, agreement checks for the peer).
+    /// Task-specific numbers (achieved GFLOP/s for matmul, agreement checks for the peer,
+    /// per-example losses and gradient norms, per-layer |v_l|).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }

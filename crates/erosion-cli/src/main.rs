@@ -33,6 +33,10 @@ enum Command {
     Train(cmd::train::Args),
     /// Behavioural evaluation: refusal, compliance and insecure-code rates, P("Sure"), the two-turn test.
     Eval(cmd::eval::Args),
+    /// Causal test: steer along (or ablate) the alignment direction beside a random control.
+    Steer(cmd::steer::Args),
+    /// Drift: a probe set's projection on the alignment directions and its margin across checkpoints.
+    Drift(cmd::drift::Args),
 }
 
 fn main() {
@@ -52,6 +56,8 @@ fn main() {
         Command::Train(args) => cmd::train::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Eval(args) => cmd::eval::run(args),
+        Command::Steer(args) => cmd::steer::run(args),
+        Command::Drift(args) => cmd::drift::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

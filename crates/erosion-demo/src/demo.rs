@@ -1,5 +1,5 @@
-//! The whole demo: grow (or reuse) the organism, evaluate its behaviour, run the study on it,
-//! and write one report.
+//! The whole demo: grow (or reuse) the organism, evaluate its behaviour, test the alignment
+//! direction causally, run the study on it, and write one report.
 
 use crate::grow::{grow, Organism};
 use crate::recipe::Recipe;
@@ -44,7 +44,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         eprintln!("== behavioural evaluation");
     }
     let prompts = EvalPrompts::organism(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
-    let models = org
+    let mut models = org
         .models
         .iter()
         .map(|(name, dir)| {
@@ -61,6 +61,14 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
     let mut section = eval_section(&evaluation.report, behaviour.0)?;
     section.notes.extend(behaviour.1.iter().cloned());
 
+    if !opts.quiet {
+        eprintln!("== causal tests");
+    }
+    // Half of the held-out harmful requests measure, the other half define the direction.
+    let n_causal = opts.harmful_prompts.min(org.corpus.sizes.eval / 2);
+    let causal = crate::causal::causal_tests(&org, &mut models, &out, n_causal, opts.recipe.seed)
+        .context("causal tests")?;
+
     let spec = crate::study::spec(&org, &out, opts.recipe.seed)?;
     let toml_path = out.join("study.toml");
     erosion_report::write_bytes_atomic(&toml_path, toml::to_string_pretty(&spec)?.as_bytes())?;
@@ -69,7 +77,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         results: serde_json::to_value(&evaluation.report)?,
         section,
     };
-    let study = run_study_with(spec, Path::new("."), None, vec![extra])?;
+    let study = run_study_with(spec, Path::new("."), None, vec![extra, causal])?;
     Ok(DemoOutcome {
         organism: org,
         study,

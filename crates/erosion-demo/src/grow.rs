@@ -90,6 +90,7 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
             device: Device::Cpu,
             quiet,
             stop_after: None,
+            monitor: None,
         };
         if !quiet {
             eprintln!(

@@ -52,6 +52,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     let analyses = &results["results"]["analyses"];
     for key in [
         "behavioural_evaluation",
+        "causal_tests",
         "behaviour",
         "gradients",
         "layers",
@@ -60,6 +61,22 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         assert!(analyses.get(key).is_some(), "results.json has no {key}");
     }
     assert!(out.join("eval/eval.json").is_file() && out.join("eval/answers.jsonl").is_file());
+    // Three causal tests, each with its three conditions, and the directions exported.
+    let causal = analyses["causal_tests"]
+        .as_array()
+        .expect("causal tests are a list");
+    assert_eq!(causal.len(), 3);
+    assert!(causal
+        .iter()
+        .all(|t| t["conditions"].as_array().map(Vec::len) == Some(3)));
+    for f in [
+        "directions.safetensors",
+        "directions.npy",
+        "control_vector.gguf",
+        "causal.json",
+    ] {
+        assert!(out.join("causal").join(f).is_file(), "no causal/{f}");
+    }
     // The study file the demo wrote runs as it is.
     let spec = erosion_study::StudySpec::from_file(&out.join("study.toml"))?;
     assert_eq!(spec.models.finetuned.len(), 3);

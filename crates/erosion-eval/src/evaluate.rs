@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_analysis::stats::bootstrap_mean_ci;
+use erosion_model::hooks::Steering;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -27,6 +28,8 @@ pub struct EvalModel {
     pub tokenizer: ModelTokenizer,
     /// Ids that end an answer.
     pub stop_ids: Vec<u32>,
+    /// Applied to every forward pass (causal tests); empty by default.
+    pub steering: Steering,
 }
 
 impl EvalModel {
@@ -40,6 +43,7 @@ impl EvalModel {
             model,
             tokenizer,
             stop_ids,
+            steering: Steering::default(),
         }
     }
 
@@ -179,6 +183,7 @@ fn answer(
     let seeds: Vec<u64> = rows.iter().map(|r| r.2).collect();
     let gens = generate_many(
         &m.model,
+        &m.steering,
         &ids,
         &seeds,
         &m.stop_ids,
@@ -195,16 +200,18 @@ fn answer(
 /// P(compliant first token) after each encoded prompt, with its means and intervals.
 pub fn first_token_eval(
     model: &Transformer,
+    steering: &Steering,
     tokenizer: &ModelTokenizer,
     encoded: &[Vec<u32>],
     opts: &EvalOptions,
     stream: &str,
 ) -> Result<FirstTokenEval> {
     let token = FirstToken::new(tokenizer, &opts.compliant_text)?;
-    let log_p: Vec<f64> = next_token_logprobs(model, encoded, &[token.id], opts.batch_size)?
-        .into_iter()
-        .map(|v| v[0])
-        .collect();
+    let log_p: Vec<f64> =
+        next_token_logprobs(model, encoded, &[token.id], opts.batch_size, steering)?
+            .into_iter()
+            .map(|v| v[0])
+            .collect();
     let p: Vec<f64> = log_p.iter().map(|l| l.exp()).collect();
     let seed = derive_seed(opts.seed, &format!("bootstrap/{stream}"), 0, 0);
     let b = opts.bootstrap_resamples;
@@ -319,6 +326,7 @@ fn evaluate_set(
     let first_token = match set.kind {
         PromptKind::Harmful => Some(first_token_eval(
             &m.model,
+            &m.steering,
             &m.tokenizer,
             &encoded,
             opts,
@@ -469,6 +477,7 @@ fn two_turn(
         rates: label_rates(PromptKind::Harmful, &labels)?,
         first_token: Some(first_token_eval(
             &m.model,
+            &m.steering,
             &m.tokenizer,
             &encoded,
             opts,

@@ -2,14 +2,26 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
+use erosion_model::hooks::{Hooks, Steering};
 use erosion_model::transformer::{ForwardOptions, Transformer};
 
 /// Upper bound on the logits one batched pass may hold (f32 values), so a real model's large
 /// vocabulary does not exhaust memory.
 const MAX_LOGITS: usize = 1 << 26;
 
+/// Fast forward options running `hooks` (built from a [`Steering`]); none when it is empty,
+/// so an unsteered model does no hook work at all.
+pub(crate) fn steered(hooks: &mut Hooks) -> ForwardOptions<'_> {
+    if hooks.is_empty() {
+        ForwardOptions::fast()
+    } else {
+        ForwardOptions::fast().hooks(hooks)
+    }
+}
+
 /// log p(t | prompt) for each prompt and each token id in `ids`: out[i][j] = log_softmax(z_i)[ids[j]],
-/// where z_i `[vocab]` are the logits after the last token of `prompts[i]`.
+/// where z_i `[vocab]` are the logits after the last token of `prompts[i]`, with `steering`
+/// applied at every position.
 ///
 /// Prompts are right-padded into batches of at most `batch_size` and run without a mask: with
 /// causal attention a real token never attends to the pads after it, so each row's last real
@@ -19,6 +31,7 @@ pub fn next_token_logprobs(
     prompts: &[Vec<u32>],
     ids: &[u32],
     batch_size: usize,
+    steering: &Steering,
 ) -> Result<Vec<Vec<f64>>> {
     let vocab = model.config().vocab_size;
     if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
@@ -37,7 +50,8 @@ pub fn next_token_logprobs(
         }
         let device = model.device();
         let input = Tensor::from_vec(flat, (chunk.len(), len), device)?;
-        let mut fopts = ForwardOptions::fast();
+        let mut hooks = steering.hooks(model.n_layers())?;
+        let mut fopts = steered(&mut hooks);
         // [b, len, d_model]
         let hidden = model.final_hidden(&input, None, &mut fopts)?;
         // Row b's last real position, as an index into the flattened [b * len] rows.

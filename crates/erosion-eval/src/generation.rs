@@ -11,11 +11,12 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, IndexOp, Tensor};
 use erosion_model::generate::{choose, SamplingOptions};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::hooks::Steering;
+use erosion_model::transformer::Transformer;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::forward::rows_for;
+use crate::forward::{rows_for, steered};
 
 /// One generated answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,9 +40,11 @@ fn check(opts: &SamplingOptions) -> Result<()> {
 
 /// Generates after each prompt until a token of `stop` or `opts.max_new_tokens`; row i draws
 /// from `ChaCha8Rng::seed_from_u64(seeds[i])` (`opts.seed` is not used). At most `batch_size`
-/// rows are decoded together (fewer when their logits would be large).
+/// rows are decoded together (fewer when their logits would be large). `steering` is applied
+/// at every position, prompt and answer alike.
 pub fn generate_many(
     model: &Transformer,
+    steering: &Steering,
     prompts: &[Vec<u32>],
     seeds: &[u64],
     stop: &[u32],
@@ -68,8 +71,15 @@ pub fn generate_many(
         let rows = rows_for(len, vocab, batch_size).min(prompts.len() - start);
         let end = start + rows;
         out.extend(
-            generate_chunk(model, &prompts[start..end], &seeds[start..end], stop, opts)
-                .with_context(|| format!("generating answers {start}..{end}"))?,
+            generate_chunk(
+                model,
+                steering,
+                &prompts[start..end],
+                &seeds[start..end],
+                stop,
+                opts,
+            )
+            .with_context(|| format!("generating answers {start}..{end}"))?,
         );
         start = end;
     }
@@ -79,6 +89,7 @@ pub fn generate_many(
 /// One batch: left-padded prompts, then one token per row per step.
 fn generate_chunk(
     model: &Transformer,
+    steering: &Steering,
     prompts: &[Vec<u32>],
     seeds: &[u64],
     stop: &[u32],
@@ -113,8 +124,8 @@ fn generate_chunk(
         return Ok(out);
     }
     let mut cache = model.new_cache();
-    let logits =
-        model.forward_cached(&ids, Some(&mask), &mut cache, &mut ForwardOptions::fast())?;
+    let mut hooks = steering.hooks(model.n_layers())?;
+    let logits = model.forward_cached(&ids, Some(&mask), &mut cache, &mut steered(&mut hooks))?;
     // Left padding puts every row's last real token in the last column.
     let mut last = logits.i((.., len - 1, ..))?; // [b, vocab]
     for step in 0..opts.max_new_tokens {
@@ -137,7 +148,7 @@ fn generate_chunk(
             break;
         }
         let input = Tensor::from_vec(next, (b, 1), device)?;
-        let logits = model.forward_cached(&input, None, &mut cache, &mut ForwardOptions::fast())?;
+        let logits = model.forward_cached(&input, None, &mut cache, &mut steered(&mut hooks))?;
         last = logits.i((.., 0, ..))?;
     }
     Ok(out)

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod cache;
 pub mod cached_windows;
 pub mod gradients;
+pub mod kl;
 pub mod logprobs;
 pub mod row_store;
 pub mod sequence;

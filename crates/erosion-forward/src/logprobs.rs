@@ -173,7 +173,7 @@ fn logprobs_at_rows(
 }
 
 /// `log_softmax(W_U h)` in f32 for final hidden rows `h` `[n, d_model]`: `[n, vocab]`.
-fn log_softmax_f32(model: &Transformer, h: &Tensor) -> Result<Tensor> {
+pub(crate) fn log_softmax_f32(model: &Transformer, h: &Tensor) -> Result<Tensor> {
     let logits = model
         .unembed(h, &mut ForwardOptions::fast())?
         .to_dtype(DType::F32)?;

@@ -1,6 +1,7 @@
 //! `Checkpoint::open` finds the cache through the environment: HF_HUB_CACHE first, else
 //! HF_HOME/hub. One test in its own binary, as it sets process-wide variables.
 
+#[path = "suite/load_util/mod.rs"]
 mod load_util;
 
 use erosion_model::load::{Checkpoint, Source};

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_model::load::{Checkpoint, GenerationConfig};
 use erosion_model::tokenizer::ModelTokenizer;
+use erosion_model::transformer::Transformer;
 use erosion_model::Config;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,15 @@ pub struct RunSpec<'a> {
     pub quiet: bool,
     /// Stop after this many steps with a resumable checkpoint (`None`: train to the end).
     pub stop_after: Option<usize>,
+    /// Watches the model as it trains (`erosion train --monitor`).
+    pub monitor: Option<Monitor<'a>>,
+}
+
+/// `call(step, model)` on the starting model (step 0, unless resuming), every `every` steps,
+/// and after the last step; an error stops training (the last checkpoint stays resumable).
+pub struct Monitor<'a> {
+    pub every: usize,
+    pub call: &'a dyn Fn(usize, &Transformer) -> Result<()>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +154,16 @@ pub fn train(
     };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let until = spec.stop_after.unwrap_or(opts.steps).min(opts.steps);
+    if let (Some(m), 0) = (&spec.monitor, trainer.step()) {
+        (m.call)(0, trainer.model()).context("monitoring the starting model")?;
+    }
     trainer.fit(data, until, spec.quiet, |t, s| {
+        if let Some(m) = &spec.monitor {
+            if s.step % m.every.max(1) == 0 || s.step == opts.steps {
+                (m.call)(s.step, t.model())
+                    .with_context(|| format!("monitoring step {}", s.step))?;
+            }
+        }
         state.history.push(s.clone());
         state.step = s.step;
         let periodic = opts.save_every.is_some_and(|k| s.step % k == 0);

@@ -226,6 +226,7 @@ fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
         device: Device::Cpu,
         quiet: true,
         stop_after,
+        monitor: None,
     }
 }
 
@@ -342,5 +343,35 @@ fn data_parallel_workers_agree_with_one() -> Result<()> {
         Ok(weights(&t.merged()?))
     };
     assert_eq!(run()?, run()?);
+    Ok(())
+}
+
+/// The monitor sees the starting model, every K-th step and the last; a resumed run does not
+/// see step 0 again; the models it sees are the ones being trained.
+#[test]
+fn the_monitor_sees_the_start_every_kth_step_and_the_end() -> Result<()> {
+    use std::cell::RefCell;
+    let tmp = tempfile::tempdir()?;
+    let (tok, data, opts) = (tokenizer(), data(20), options(5, Method::Full));
+    let seen = RefCell::new(Vec::new());
+    let call = |step: usize, m: &Transformer| -> Result<()> {
+        seen.borrow_mut().push((step, logits(m)));
+        Ok(())
+    };
+    let watched = |stop_after| RunSpec {
+        monitor: Some(erosion_train::run::Monitor {
+            every: 2,
+            call: &call,
+        }),
+        ..spec(&tok, stop_after)
+    };
+    let out = tmp.path().join("m");
+    train(&watched(Some(3)), &data, &opts, &out)?;
+    train(&watched(None), &data, &opts, &out)?;
+    let steps: Vec<usize> = seen.borrow().iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, vec![0, 2, 4, 5]);
+    let end = Checkpoint::open_folder(&out)?.load_model(DType::F32, &Device::Cpu)?;
+    assert_eq!(seen.borrow().last().unwrap().1, logits(&end));
+    assert_ne!(seen.borrow()[0].1, logits(&end));
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
 
 use super::datasets::dataset_specs;
+use super::drift::{write_drift, LoadedProbe, ProbeArgs};
 use crate::device::DeviceArgs;
 use anyhow::{Context, Result};
 use erosion_data::{render_example, RenderOptions};
@@ -9,7 +10,7 @@ use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::LoraConfig;
 use erosion_train::adamw::AdamWConfig;
-use erosion_train::run::{train, RunSpec, Start};
+use erosion_train::run::{train, Monitor, RunSpec, Start};
 use erosion_train::{LossOn, Method, TrainExample, TrainOptions};
 use std::path::PathBuf;
 
@@ -77,6 +78,13 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Every N steps (and at the start and end), measure a probe set's projection on the
+    /// alignment directions and its margin (needs --directions, --toxic, --reject); written to
+    /// OUT/monitor/drift.json and report.html as training goes.
+    #[arg(long, value_name = "N", requires_all = ["directions", "toxic", "reject"])]
+    pub monitor: Option<usize>,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -153,6 +161,27 @@ pub fn run(args: Args) -> Result<()> {
         None => opts.steps_for_epochs(args.epochs, data.len()),
     };
     opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
+    let probe = match args.monitor {
+        Some(_) => Some((
+            LoadedProbe::load(&args.probe, &ck.tokenizer)?,
+            args.probe.clone(),
+        )),
+        None => None,
+    };
+    let points = std::cell::RefCell::new(Vec::new());
+    let monitor_dir = args.out.join("monitor");
+    let watch = |step: usize, model: &erosion_model::transformer::Transformer| -> Result<()> {
+        let (p, probe_args) = probe.as_ref().expect("the monitor runs only with a probe");
+        let point = p.measure(model, &format!("step {step}"), Some(step))?;
+        let mut points = points.borrow_mut();
+        // A resumed run starts after its checkpoint: keep the earlier points on record.
+        if points.is_empty() {
+            points.extend(earlier_points(&monitor_dir, step)?);
+        }
+        points.push(point);
+        write_drift(&monitor_dir, &points, probe_args)?;
+        Ok(())
+    };
     let spec = RunSpec {
         start: Start::Checkpoint(args.model.clone()),
         tokenizer: &ck.tokenizer,
@@ -161,6 +190,10 @@ pub fn run(args: Args) -> Result<()> {
         device: args.device.device()?,
         quiet: args.quiet,
         stop_after: None,
+        monitor: args.monitor.map(|every| Monitor {
+            every,
+            call: &watch,
+        }),
     };
     eprintln!(
         "training {} on {} examples: {} steps of {} sequences",
@@ -187,4 +220,24 @@ pub fn run(args: Args) -> Result<()> {
         (false, None) => println!("saved {}", outcome.dir.display()),
     }
     Ok(())
+}
+
+/// The points of `dir/drift.json` before `step` (from the run this one resumes).
+fn earlier_points(
+    dir: &std::path::Path,
+    step: usize,
+) -> Result<Vec<erosion_causal::drift::DriftPoint>> {
+    let path = dir.join("drift.json");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let points: Vec<erosion_causal::drift::DriftPoint> =
+        serde_json::from_value(v["points"].clone())
+            .with_context(|| format!("the points of {}", path.display()))?;
+    Ok(points
+        .into_iter()
+        .filter(|p| p.step.is_some_and(|s| s < step))
+        .collect())
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_model::chat::Message;
+use erosion_model::hooks::Steering;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -144,7 +145,13 @@ impl LogprobJudge {
             .map(|(q, a)| self.encode(kind, q, a))
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<u32> = self.yes_ids.iter().chain(&self.no_ids).copied().collect();
-        let lps = next_token_logprobs(&self.model, &inputs, &ids, self.batch_size)?;
+        let lps = next_token_logprobs(
+            &self.model,
+            &inputs,
+            &ids,
+            self.batch_size,
+            &Steering::default(),
+        )?;
         let ny = self.yes_ids.len();
         Ok(lps
             .iter()

@@ -16,10 +16,12 @@
 mod cache;
 pub mod point;
 mod positions;
+mod steering;
 
 pub use cache::{ActivationCache, Recorded};
 pub use point::{HookPoint, IntoHookPoint, Site, NAME_PATTERN};
 pub use positions::Positions;
+pub use steering::Steering;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, D};

@@ -1,0 +1,13 @@
+//! This crate's integration tests, one module per topic, linked into one test binary
+//! (one link instead of one per file keeps CI's disk and build time small).
+
+mod common;
+
+mod cosine;
+mod directions;
+mod layers;
+mod loss_behaviour;
+mod quadrants;
+mod sketch;
+mod stats;
+mod subspace;

@@ -1,0 +1,210 @@
+//! Drift: how a model's representations and behaviour move along the alignment direction as
+//! fine-tuning goes on, measured on a fixed probe set at each checkpoint (or every K steps).
+//!
+//! At each point, per layer l with a direction (u_l = v_l / |v_l|):
+//!
+//! ```text
+//! s_l    = mean_i( window-mean h_{i,l} ) . u_l          (analysis 3's projection)
+//! margin = mean_i( ln P(toxic_i) - ln P(reject_i) )      (bootstrap 95% CI over pairs)
+//! ```
+//!
+//! A model losing alignment shows s_l falling towards the base model's and the margin rising.
+
+use anyhow::{bail, Context, Result};
+use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
+use erosion_forward::batch::{BatchOptions, NoProgress};
+use erosion_forward::logprobs::response_logprobs;
+use erosion_forward::sequence::Sequence;
+use erosion_model::transformer::Transformer;
+use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
+use erosion_report::html::{Figure, Section, Table, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::directions::{LayerDirections, LayerMeans};
+
+/// The fixed probe set, rendered for the model.
+pub struct Probe<'a> {
+    /// Examples whose response windows are projected (e.g. harmful requests with answers).
+    pub windows: &'a [Sequence],
+    /// Paired compliant and refusing answers for the margin.
+    pub toxic: &'a [Sequence],
+    pub reject: &'a [Sequence],
+}
+
+/// How drift is measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftOptions {
+    /// Response tokens averaged per example.
+    pub window: usize,
+    pub batch: BatchOptions,
+    pub bootstrap_resamples: usize,
+    pub seed: u64,
+}
+
+/// One checkpoint or training step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftPoint {
+    pub label: String,
+    /// Training step, when known.
+    pub step: Option<usize>,
+    /// s_l per layer index (None where there is no direction).
+    pub scores: Vec<Option<f64>>,
+    pub margin: ConfidenceInterval,
+}
+
+/// Measures `model` on `probe`.
+pub fn drift_point(
+    model: &Transformer,
+    dirs: &LayerDirections,
+    probe: &Probe<'_>,
+    opts: &DriftOptions,
+    label: &str,
+    step: Option<usize>,
+) -> Result<DriftPoint> {
+    if probe.toxic.len() != probe.reject.len() || probe.toxic.is_empty() {
+        bail!(
+            "the margin needs paired toxic and refusing answers (got {} and {})",
+            probe.toxic.len(),
+            probe.reject.len()
+        );
+    }
+    if dirs.layers.len() != model.n_layers() + 1 || dirs.d_model != model.config().hidden_size {
+        bail!("the directions do not fit the model {label}");
+    }
+    let means = LayerMeans::of(model, probe.windows, opts.window, &opts.batch)?;
+    let scores = dirs
+        .layers
+        .iter()
+        .zip(&means)
+        .map(|(v, mu)| {
+            v.as_ref().map(|v| {
+                let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+                v.iter().zip(mu).map(|(&a, b)| a as f64 * b).sum::<f64>() / n
+            })
+        })
+        .collect();
+    let log_joint = |seqs: &[Sequence]| -> Result<Vec<f64>> {
+        let r = response_logprobs(model, seqs, &opts.batch, &mut NoProgress)?;
+        Ok(r.iter().map(|r| r.log_joint()).collect())
+    };
+    let (t, r) = (log_joint(probe.toxic)?, log_joint(probe.reject)?);
+    let m: Vec<f64> = t.iter().zip(&r).map(|(a, b)| a - b).collect();
+    let margin = bootstrap_mean_ci(&m, opts.bootstrap_resamples, 0.95, opts.seed)
+        .with_context(|| format!("bootstrap of the margin at {label}"))?;
+    Ok(DriftPoint {
+        label: label.to_string(),
+        step,
+        scores,
+        margin,
+    })
+}
+
+/// The x value of each point: its step, else its position.
+fn xs(points: &[DriftPoint]) -> Vec<f64> {
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.step.unwrap_or(i) as f64)
+        .collect()
+}
+
+/// Two figures (margin with its band; s_l per layer) and a table.
+pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        bail!("no drift points");
+    };
+    let x_label = if points.iter().all(|p| p.step.is_some()) {
+        "training step"
+    } else {
+        "checkpoint"
+    };
+    let x = xs(points);
+    let result =
+        format!(
+        "From {} to {}, the margin ln P(toxic) - ln P(reject) moved from {:.3} [{:.3}, {:.3}] to \
+         {:.3} [{:.3}, {:.3}].",
+        first.label, last.label, first.margin.estimate, first.margin.lower, first.margin.upper,
+        last.margin.estimate, last.margin.lower, last.margin.upper
+    );
+    let mut s = Section::new(
+        "Drift during fine-tuning",
+        "Alignment erodes gradually and is visible in the representations before it is in behaviour.",
+        &result,
+        "The study compared finished checkpoints only and called for monitoring representational drift during fine-tuning.",
+        Verdict::NotRun,
+    );
+    let mut margin = LineSeries::new(
+        "margin",
+        x.clone(),
+        points.iter().map(|p| p.margin.estimate).collect(),
+    );
+    margin.lower = Some(points.iter().map(|p| p.margin.lower).collect());
+    margin.upper = Some(points.iter().map(|p| p.margin.upper).collect());
+    let chart = LineChart {
+        title: "Harmful-vs-refusal margin".into(),
+        x_label: x_label.into(),
+        y_label: "ln P(toxic) - ln P(reject)".into(),
+        series: vec![margin],
+        band_label: Some("95% bootstrap CI".into()),
+    };
+    s.figures.push(Figure {
+        caption: "Mean log-probability margin of compliant over refusing answers on the probe set."
+            .into(),
+        svg: line_chart_svg(&chart)?,
+        file: None,
+    });
+    let n_layers = first.scores.len();
+    let series: Vec<LineSeries> = (0..n_layers)
+        .filter(|&l| first.scores[l].is_some())
+        .map(|l| {
+            let y = points
+                .iter()
+                .map(|p| p.scores.get(l).copied().flatten().unwrap_or(f64::NAN))
+                .collect();
+            LineSeries::new(&format!("layer {l}"), x.clone(), y)
+        })
+        .collect();
+    if !series.is_empty() {
+        let chart = LineChart {
+            title: "Projection on the alignment direction".into(),
+            x_label: x_label.into(),
+            y_label: "s_l".into(),
+            series,
+            band_label: None,
+        };
+        s.figures.push(Figure {
+            caption: "Mean projection s_l of the probe set's response windows on each layer's unit alignment direction.".into(),
+            svg: line_chart_svg(&chart)?,
+            file: None,
+        });
+    }
+    let mut headers = vec!["point".to_string(), "step".into(), "margin (95% CI)".into()];
+    headers.extend(
+        (0..n_layers)
+            .filter(|&l| first.scores[l].is_some())
+            .map(|l| format!("s_{l}")),
+    );
+    s.tables.push(Table {
+        caption: "Drift per point".into(),
+        headers,
+        rows: points
+            .iter()
+            .map(|p| {
+                let mut row = vec![
+                    p.label.clone(),
+                    p.step.map_or("-".into(), |s| s.to_string()),
+                    format!(
+                        "{:.3} [{:.3}, {:.3}]",
+                        p.margin.estimate, p.margin.lower, p.margin.upper
+                    ),
+                ];
+                row.extend(p.scores.iter().flatten().map(|v| format!("{v:.4}")));
+                row
+            })
+            .collect(),
+    });
+    s.notes.push(
+        "Verdict not run: drift is a measurement over time, not a finding of the study.".into(),
+    );
+    Ok(s)
+}

@@ -1,0 +1,21 @@
+//! `erosion-causal`: are the directions the analyses find causal?
+//!
+//! - [`directions`]: the alignment direction `v_l = mean(instruct) - mean(base)` per layer,
+//!   computed by streaming (f64 sums), and its random control of the same norms.
+//! - [`experiment`]: one causal test on one model: add `scale * v_l` or ablate `v_l` at chosen
+//!   layers, beside the same action along the random control, measured by refusal and
+//!   compliance rates (`erosion-eval`, steered decoding), the log-prob margin
+//!   `ln P(toxic) - ln P(reject)` and the KL cost on benign text (`erosion_forward::kl`).
+//! - [`drift`]: s_l and the margin of a fixed probe set across checkpoints or training steps.
+//! - [`export`]: directions as safetensors, `.npy` and llama.cpp control vectors (GGUF).
+//! - [`html`]: the report section, with its verdict rule; [`output`]: the files of a run.
+
+pub mod directions;
+pub mod drift;
+pub mod experiment;
+pub mod export;
+pub mod html;
+pub mod output;
+
+pub use directions::LayerDirections;
+pub use experiment::{run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest};

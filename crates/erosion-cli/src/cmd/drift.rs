@@ -1,0 +1,163 @@
+//! `erosion drift CHECKPOINT... --directions FILE --toxic F --reject F --out DIR`: how a fixed
+//! probe set's projection on the alignment directions (every layer) and its harmful-vs-refusal
+//! log-prob margin move across a series of checkpoints (e.g. a fine-tuning run's
+//! `checkpoint-N` folders). Also the probe of `erosion train --monitor`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use erosion_causal::drift::{drift_point, drift_section, DriftOptions, DriftPoint, Probe};
+use erosion_causal::export::read_safetensors;
+use erosion_causal::LayerDirections;
+use erosion_forward::batch::BatchOptions;
+use erosion_forward::sequence::Sequence;
+use erosion_model::load::Checkpoint;
+use erosion_model::tokenizer::ModelTokenizer;
+use erosion_model::transformer::Transformer;
+use erosion_report::atomic::write_bytes_atomic;
+use erosion_report::html::Report;
+use erosion_report::provenance::Provenance;
+
+use super::datasets::chat_sequences;
+use crate::device::DeviceArgs;
+
+/// The probe: paired toxic / refusing answers (messages .jsonl), the toxic ones also projected.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProbeArgs {
+    /// Directions written by `erosion steer` (directions.safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub directions: Option<PathBuf>,
+    /// Harmful requests answered compliantly.
+    #[arg(long, value_name = "FILE")]
+    pub toxic: Option<PathBuf>,
+    /// The same requests, in the same order, answered with refusals.
+    #[arg(long, value_name = "FILE")]
+    pub reject: Option<PathBuf>,
+    /// Examples of the probe.
+    #[arg(long, default_value_t = 50)]
+    pub probe_size: usize,
+    /// Response tokens averaged per example.
+    #[arg(long, default_value_t = 10)]
+    pub window: usize,
+    /// Seed of the margin's bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub probe_seed: u64,
+}
+
+impl ProbeArgs {
+    /// The directions, toxic and refusal files, or which is missing.
+    fn files(&self) -> Result<(&Path, &Path, &Path)> {
+        match (&self.directions, &self.toxic, &self.reject) {
+            (Some(d), Some(t), Some(r)) => Ok((d, t, r)),
+            _ => anyhow::bail!("the probe needs --directions FILE, --toxic FILE and --reject FILE"),
+        }
+    }
+}
+
+/// The probe, loaded once, and everything a measurement needs.
+pub struct LoadedProbe {
+    pub dirs: LayerDirections,
+    pub toxic: Vec<Sequence>,
+    pub reject: Vec<Sequence>,
+    pub opts: DriftOptions,
+}
+
+impl LoadedProbe {
+    pub fn load(args: &ProbeArgs, tok: &ModelTokenizer) -> Result<Self> {
+        let (d, t, r) = args.files()?;
+        Ok(LoadedProbe {
+            dirs: read_safetensors(d)?,
+            toxic: chat_sequences(t, tok, 0..args.probe_size).context("probe toxic answers")?,
+            reject: chat_sequences(r, tok, 0..args.probe_size).context("probe refusals")?,
+            opts: DriftOptions {
+                window: args.window,
+                batch: BatchOptions::default(),
+                bootstrap_resamples: 2000,
+                seed: args.probe_seed,
+            },
+        })
+    }
+
+    pub fn measure(
+        &self,
+        model: &Transformer,
+        label: &str,
+        step: Option<usize>,
+    ) -> Result<DriftPoint> {
+        let probe = Probe {
+            windows: &self.toxic,
+            toxic: &self.toxic,
+            reject: &self.reject,
+        };
+        drift_point(model, &self.dirs, &probe, &self.opts, label, step)
+    }
+}
+
+/// Writes `drift.json` (points and provenance) and `report.html` into `out`, atomically.
+pub fn write_drift(out: &Path, points: &[DriftPoint], probe: &ProbeArgs) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut prov = Provenance::new(serde_json::json!({
+        "directions": probe.directions, "toxic": probe.toxic, "reject": probe.reject,
+        "probe_size": probe.probe_size, "window": probe.window,
+    }));
+    prov.seed = Some(probe.probe_seed);
+    let json = out.join("drift.json");
+    let body =
+        serde_json::json!({ "format": "erosion-drift-1", "provenance": &prov, "points": points });
+    write_bytes_atomic(&json, serde_json::to_string_pretty(&body)?.as_bytes())?;
+    let html = out.join("report.html");
+    Report::new("erosion drift: alignment across fine-tuning")
+        .provenance(prov)
+        .section(drift_section(points)?)
+        .write(&html)?;
+    Ok(vec![json, html])
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Checkpoints in training order (folders, .gguf or hub ids); a folder named
+    /// `checkpoint-N` is placed at step N.
+    #[arg(required = true)]
+    pub checkpoints: Vec<String>,
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// N of a `checkpoint-N` folder.
+fn step_of(spec: &str) -> Option<usize> {
+    Path::new(spec)
+        .file_name()?
+        .to_str()?
+        .strip_prefix("checkpoint-")?
+        .parse()
+        .ok()
+}
+
+pub fn run(args: Args) -> Result<()> {
+    args.probe.files()?;
+    let (dtype, device): (DType, Device) = (args.device.dtype()?, args.device.device()?);
+    let mut probe: Option<LoadedProbe> = None;
+    let mut points = Vec::new();
+    for spec in &args.checkpoints {
+        let ck = Checkpoint::open(spec)?;
+        let model = ck.load_model(dtype, &device)?;
+        if probe.is_none() {
+            probe = Some(LoadedProbe::load(&args.probe, &ck.tokenizer)?);
+        }
+        let p = probe.as_ref().expect("loaded above");
+        let point = p
+            .measure(&model, spec, step_of(spec))
+            .with_context(|| format!("checkpoint {spec}"))?;
+        eprintln!("{spec}: margin {:.3}", point.margin.estimate);
+        points.push(point);
+    }
+    for f in write_drift(&args.out, &points, &args.probe)? {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}

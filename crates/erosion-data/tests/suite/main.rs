@@ -1,0 +1,6 @@
+//! This crate's integration tests, one module per topic, linked into one test binary
+//! (one link instead of one per file keeps CI's disk and build time small).
+
+mod malformed;
+mod real_data;
+mod render;

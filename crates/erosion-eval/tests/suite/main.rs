@@ -1,0 +1,10 @@
+//! This crate's integration tests, one module per topic, linked into one test binary
+//! (one link instead of one per file keeps CI's disk and build time small).
+
+mod common;
+
+mod evaluate;
+mod forward;
+mod judge;
+mod organism_prompts;
+mod questions;

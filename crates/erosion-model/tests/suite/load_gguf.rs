@@ -1,0 +1,352 @@
+//! GGUF loading on tiny files written here: config from metadata, dequantised tensors under
+//! Hugging Face names with llama.cpp's Q/K permutation undone, the tokenizer rebuilt from
+//! metadata, and the errors for what is not supported.
+
+use crate::load_util;
+
+use candle_core::{DType, Device, Tensor};
+use erosion_model::load::gguf::unpermute_rows;
+use erosion_model::load::{Checkpoint, Source, WeightFormat};
+use load_util::*;
+
+fn tiny(
+    spec: &GgufSpec,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::collections::BTreeMap<String, Tensor>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    let hf = write_tiny_gguf(&path, spec);
+    (dir, path, hf)
+}
+
+fn err_of<T>(r: anyhow::Result<T>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn unpermute_inverts_llama_cpp_permute() {
+    // q: 9 heads of 64 (SmolLM2's shape); k: 3 kv heads; a bias vector.
+    for (rows, cols, heads) in [(576, 8, 9), (192, 5, 3), (64, 1, 4)] {
+        let w = randn(&[rows, cols], rows as u64);
+        let stored = llama_cpp_permute(&w, heads);
+        assert!(
+            max_abs_diff(&stored, &w) > 0.0,
+            "the permutation must move rows"
+        );
+        let back = unpermute_rows(&stored, heads).unwrap();
+        assert_eq!(max_abs_diff(&back, &w), 0.0);
+    }
+    let bias = randn(&[64], 7);
+    let back = unpermute_rows(&llama_cpp_permute(&bias, 4), 4).unwrap();
+    assert_eq!(max_abs_diff(&back, &bias), 0.0);
+}
+
+#[test]
+fn llama_gguf_gives_hf_config_and_unpermuted_weights() {
+    let (_d, path, hf) = tiny(&GgufSpec::default());
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    assert_eq!(ckpt.source, Source::Gguf { path: path.clone() });
+    assert_eq!(ckpt.format, WeightFormat::Gguf);
+    assert_eq!(ckpt.weight_files, vec![path.clone()]);
+    let c = &ckpt.config;
+    assert_eq!(c.model_type, "llama");
+    assert_eq!(c.architectures, vec!["LlamaForCausalLM".to_string()]);
+    assert_eq!(
+        (c.hidden_size, c.intermediate_size, c.num_hidden_layers),
+        (HIDDEN, FF, LAYERS)
+    );
+    assert_eq!(
+        (c.num_attention_heads, c.num_kv_heads(), c.head_dim()),
+        (HEADS, KV_HEADS, HEAD_DIM)
+    );
+    assert_eq!(c.vocab_size, VOCAB);
+    assert_eq!(c.max_position_embeddings, 2048);
+    assert_eq!(c.rope_theta, 100000.0);
+    assert_eq!(
+        c.rms_norm_eps, 1e-5,
+        "the f32 in the file is read back as the decimal it came from"
+    );
+    assert!(
+        c.tie_word_embeddings,
+        "no output.weight means tied embeddings"
+    );
+    assert!(!c.attention_bias);
+    assert_eq!(c.bos_token_id, Some(IM_START));
+    assert_eq!(ckpt.stored_dtypes.get("F32"), Some(&hf.len()));
+
+    let got = ckpt.tensors(DType::F32, &Device::Cpu).unwrap();
+    let mut names: Vec<_> = got.keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, hf.keys().cloned().collect::<Vec<_>>());
+    for (name, want) in &hf {
+        assert_eq!(max_abs_diff(&got[name], want), 0.0, "{name}");
+    }
+    // The VarBuilder serves the same tensors, in the dtype asked for.
+    let vb = ckpt.var_builder(DType::BF16, &Device::Cpu).unwrap();
+    let q = vb
+        .get(
+            (HEADS * HEAD_DIM, HIDDEN),
+            "model.layers.1.self_attn.q_proj.weight",
+        )
+        .unwrap();
+    assert_eq!(q.dtype(), DType::BF16);
+    let want = hf["model.layers.1.self_attn.q_proj.weight"]
+        .to_dtype(DType::BF16)
+        .unwrap();
+    assert_eq!(
+        max_abs_diff(
+            &q.to_dtype(DType::F32).unwrap(),
+            &want.to_dtype(DType::F32).unwrap()
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn qwen2_gguf_is_not_unpermuted_and_keeps_biases() {
+    let spec = GgufSpec {
+        arch: "qwen2".into(),
+        tied: false,
+        pre: "qwen2".into(),
+        ..Default::default()
+    };
+    let (_d, path, hf) = tiny(&spec);
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    assert_eq!(ckpt.config.model_type, "qwen2");
+    assert!(!ckpt.config.tie_word_embeddings);
+    assert!(ckpt.config.qkv_bias());
+    let got = ckpt.tensors(DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(got.len(), hf.len());
+    for (name, want) in &hf {
+        assert_eq!(max_abs_diff(&got[name], want), 0.0, "{name}");
+    }
+}
+
+#[test]
+fn quantised_embedding_is_dequantised_within_q8_0_error() {
+    let spec = GgufSpec {
+        q8_embedding: true,
+        ..Default::default()
+    };
+    let (_d, path, hf) = tiny(&spec);
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    assert_eq!(ckpt.stored_dtypes.get("Q8_0"), Some(&1));
+    assert_eq!(
+        ckpt.stored_dtype(),
+        format!("F32 x{}, Q8_0 x1", hf.len() - 1)
+    );
+    let got = ckpt.tensors(DType::F32, &Device::Cpu).unwrap();
+    let want = &hf["model.embed_tokens.weight"];
+    // Q8_0: blocks of 32 values share a scale d = max|x| / 127, stored as f16 (relative
+    // error <= 2^-11), and x ~ q d with |q| <= 127. So |x - q d_f16| <= d/2 + 127 d 2^-11
+    // = 0.562 d. Our values lie in [-0.1, 0.1]: at most 0.562 * 0.1 / 127 = 4.43e-4.
+    let err = max_abs_diff(&got["model.embed_tokens.weight"], want);
+    let bound = (0.5 + 127.0 / 2048.0) * 0.1 / 127.0;
+    assert!(err > 0.0 && err <= bound, "{err} > {bound}");
+}
+
+#[test]
+fn tokenizer_is_rebuilt_from_metadata() {
+    let (_d, path, _) = tiny(&GgufSpec::default());
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let tok = &ckpt.tokenizer;
+    let ids = |text: &str| tok.tokenizer.encode(text, true).unwrap().get_ids().to_vec();
+    // By hand (load_util::tiny_tokens): "hello" merges fully, " world" starts with "Ġw".
+    assert_eq!(
+        ids("hello world"),
+        vec![HELLO, G_W, 'o' as u32, 'r' as u32, 'l' as u32, 'd' as u32]
+    );
+    // Control tokens stay whole; no BOS is added (add_bos_token = false).
+    assert_eq!(
+        ids("<|im_start|>hello<|im_end|>"),
+        vec![IM_START, HELLO, IM_END]
+    );
+    // `smollm` splits every digit first, so the merge "1 2" never applies.
+    assert_eq!(ids("12"), vec!['1' as u32, '2' as u32]);
+    // Bytes outside ASCII go through the byte alphabet: "é" is bytes C3 A9.
+    assert_eq!(ids("é"), vec![0xc3, 0xa9]);
+    assert_eq!(
+        tok.tokenizer
+            .decode(&[HELLO, G_W, 'o' as u32], false)
+            .unwrap(),
+        "hello wo"
+    );
+    assert_eq!(tok.bos_token.as_deref(), Some("<|im_start|>"));
+    assert_eq!(tok.eos_token.as_deref(), Some("<|im_end|>"));
+    assert_eq!(tok.pad_token.as_deref(), Some("<|endoftext|>"));
+    assert!(tok.chat_template.is_some());
+    assert_eq!(ckpt.eos_token_ids(), vec![IM_END]);
+    assert_eq!(
+        ckpt.generation_config.as_ref().unwrap().pad_token_id,
+        Some(ENDOFTEXT)
+    );
+}
+
+#[test]
+fn add_bos_token_prepends_bos_and_survives_saving() {
+    let spec = GgufSpec {
+        add_bos: true,
+        ..Default::default()
+    };
+    let (d, path, _) = tiny(&spec);
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let ids = |c: &Checkpoint, text: &str| {
+        c.tokenizer
+            .tokenizer
+            .encode(text, true)
+            .unwrap()
+            .get_ids()
+            .to_vec()
+    };
+    assert_eq!(ids(&ckpt, "hello"), vec![IM_START, HELLO]);
+    // Without special tokens (as for a rendered chat) nothing is added.
+    let plain = ckpt
+        .tokenizer
+        .tokenizer
+        .encode("hello", false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(plain, vec![HELLO]);
+    let dir = d.path().join("hf");
+    ckpt.save_hf(&dir, DType::F32, &Default::default()).unwrap();
+    let back = Checkpoint::open(dir.to_str().unwrap()).unwrap();
+    assert_eq!(ids(&back, "hello"), vec![IM_START, HELLO]);
+}
+
+#[test]
+fn gpt2_pre_tokenizer_keeps_digit_runs() {
+    let spec = GgufSpec {
+        pre: "gpt-2".into(),
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let ids = ckpt
+        .tokenizer
+        .tokenizer
+        .encode("12", true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    assert_eq!(ids, vec![ONE_TWO]);
+}
+
+#[test]
+fn unsupported_architecture_is_named() {
+    let spec = GgufSpec {
+        arch: "gemma3".into(),
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(
+        msg.contains("gemma3") && msg.contains("llama, qwen2"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unsupported_tensor_type_names_tensor_and_type() {
+    let (_d, path, _) = tiny(&GgufSpec::default());
+    patch_tensor_type(&path, "blk.1.ffn_up.weight", 20); // IQ4_NL
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(
+        msg.contains("blk.1.ffn_up.weight") && msg.contains("IQ4_NL"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Q8_0"),
+        "the message lists supported types: {msg}"
+    );
+}
+
+#[test]
+fn unknown_tensor_is_named() {
+    let spec = GgufSpec {
+        extra: vec![("blk.0.ffn_gate_exps.weight".into(), randn(&[4, 8], 3))],
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let msg = err_of(ckpt.var_builder(DType::F32, &Device::Cpu));
+    assert!(msg.contains("blk.0.ffn_gate_exps.weight"), "{msg}");
+}
+
+#[test]
+fn rope_scaling_tensor_is_refused() {
+    let spec = GgufSpec {
+        extra: vec![("rope_freqs.weight".into(), randn(&[8], 3))],
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(msg.contains("rope_freqs"), "{msg}");
+}
+
+#[test]
+fn nan_weight_is_reported_on_load() {
+    let spec = GgufSpec {
+        poison: Some("model.layers.1.mlp.down_proj.weight".into()),
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let ckpt = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let msg = err_of(ckpt.var_builder(DType::F32, &Device::Cpu));
+    assert!(
+        msg.contains("model.layers.1.mlp.down_proj.weight") && msg.contains("NaN"),
+        "{msg}"
+    );
+    assert!(ckpt.check_finite().is_err());
+}
+
+#[test]
+fn sentencepiece_tokenizer_is_refused_clearly() {
+    let spec = GgufSpec {
+        tokenizer_model: "llama".into(),
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(
+        msg.contains("tokenizer.ggml.model") && msg.contains("llama"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_pre_tokenizer_is_refused_clearly() {
+    let spec = GgufSpec {
+        pre: "tekken".into(),
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(msg.contains("tekken") && msg.contains("smollm"), "{msg}");
+}
+
+#[test]
+fn missing_and_non_gguf_files() {
+    let msg = err_of(Checkpoint::open("/nonexistent/model.gguf"));
+    assert!(
+        msg.contains("/nonexistent/model.gguf") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let not_gguf = dir.path().join("weights.gguf");
+    std::fs::write(&not_gguf, b"not a gguf at all").unwrap();
+    let msg = err_of(Checkpoint::open(not_gguf.to_str().unwrap()));
+    assert!(msg.contains("not a GGUF"), "{msg}");
+    // A truncated GGUF: the header is cut in the middle.
+    let (_d, path, _) = tiny(&GgufSpec::default());
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..200]).unwrap();
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(msg.contains("tiny.gguf"), "{msg}");
+}

@@ -1,0 +1,144 @@
+//! Incremental decoding with a KV cache equals the full forward pass.
+
+use crate::transformer_util;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use erosion_model::hooks::{Edit, HookPoint, Positions};
+use erosion_model::transformer::{ForwardOptions, Transformer};
+use transformer_util::*;
+
+/// Feeds the left-padded prompts, then the continuation one token at a time, and compares
+/// every step's logits with the full forward over prompt + continuation.
+fn cached_equals_full(model: &Transformer, tol: f64) {
+    let vocab = model.config().vocab_size as u32;
+    let prompts: Vec<Vec<u32>> = random_ids(3, 5, vocab, 51)
+        .into_iter()
+        .zip([5, 2, 4])
+        .map(|(s, n)| s[..n].to_vec())
+        .collect();
+    let (prompt_ids, prompt_mask) = pad(&prompts, true);
+    let cont = random_ids(3, 4, vocab, 52);
+    let full_ids = Tensor::cat(
+        &[
+            &prompt_ids,
+            &Tensor::from_vec(cont.concat(), (3, 4), &Device::Cpu).unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    let full_mask = Tensor::cat(
+        &[
+            &prompt_mask,
+            &Tensor::ones((3, 4), DType::U32, &Device::Cpu).unwrap(),
+        ],
+        1,
+    )
+    .unwrap();
+    let full = model
+        .forward(&full_ids, Some(&full_mask), &mut ForwardOptions::fast())
+        .unwrap();
+
+    let mut cache = model.new_cache();
+    let first = model
+        .forward_cached(
+            &prompt_ids,
+            Some(&prompt_mask),
+            &mut cache,
+            &mut ForwardOptions::fast(),
+        )
+        .unwrap();
+    let err = masked_max_diff(&first, &full.i((.., ..5)).unwrap(), &prompt_mask);
+    assert!(err < tol, "prompt logits differ by {err}");
+    for t in 0..4 {
+        let step: Vec<u32> = cont.iter().map(|c| c[t]).collect();
+        let step = Tensor::from_vec(step, (3, 1), &Device::Cpu).unwrap();
+        let logits = model
+            .forward_cached(&step, None, &mut cache, &mut ForwardOptions::fast())
+            .unwrap();
+        let err = max_abs_diff(&logits, &full.i((.., 5 + t..6 + t)).unwrap());
+        assert!(err < tol, "step {t}: cached logits differ by {err}");
+    }
+    assert_eq!(cache.len(), 9);
+    assert_eq!(cache.tokens(), vec![9, 6, 8]);
+}
+
+#[test]
+fn qwen2_cached_decoding_equals_full_forward() {
+    cached_equals_full(&load_fixture("qwen2", DType::F32).unwrap(), 1e-4);
+}
+
+#[test]
+fn llama_cached_decoding_equals_full_forward() {
+    cached_equals_full(&load_fixture("llama", DType::F32).unwrap(), 1e-4);
+}
+
+#[test]
+fn f64_cached_decoding_equals_full_forward_to_rounding() {
+    let (model, _) = random_model(&tiny_config("mistral"), DType::F64, 3).unwrap();
+    cached_equals_full(&model, 1e-12);
+}
+
+#[test]
+fn hooks_steer_cached_decoding_like_the_full_pass() {
+    let model = load_fixture("qwen2", DType::F32).unwrap();
+    let v = Tensor::ones(model.config().hidden_size, DType::F32, &Device::Cpu).unwrap();
+    let ids = Tensor::from_vec(random_ids(1, 6, 128, 53).concat(), (1, 6), &Device::Cpu).unwrap();
+    let steer = || {
+        let mut h = model.hooks();
+        h.edit(HookPoint::resid_pre(1), Edit::add(&v, 2.0), Positions::All)
+            .unwrap();
+        h
+    };
+    let mut hooks = steer();
+    let full = model
+        .forward(&ids, None, &mut ForwardOptions::fast().hooks(&mut hooks))
+        .unwrap();
+    let mut cache = model.new_cache();
+    let mut hooks = steer();
+    model
+        .forward_cached(
+            &ids.i((.., ..5)).unwrap(),
+            None,
+            &mut cache,
+            &mut ForwardOptions::fast().hooks(&mut hooks),
+        )
+        .unwrap();
+    let last = model
+        .forward_cached(
+            &ids.i((.., 5..)).unwrap(),
+            None,
+            &mut cache,
+            &mut ForwardOptions::fast().hooks(&mut hooks),
+        )
+        .unwrap();
+    assert!(max_abs_diff(&last, &full.i((.., 5..)).unwrap()) < 1e-4);
+}
+
+#[test]
+fn cached_path_refuses_gradients_and_mismatched_batches() {
+    let model = load_fixture("qwen2", DType::F32).unwrap();
+    let ids = Tensor::new(&[[3u32, 4]], &Device::Cpu).unwrap();
+    let mut cache = model.new_cache();
+    assert!(model
+        .forward_cached(
+            &ids,
+            None,
+            &mut cache,
+            &mut ForwardOptions::differentiable()
+        )
+        .is_err());
+    model
+        .forward_cached(&ids, None, &mut cache, &mut ForwardOptions::fast())
+        .unwrap();
+    let two = Tensor::new(&[[3u32], [4]], &Device::Cpu).unwrap();
+    let e = model
+        .forward_cached(&two, None, &mut cache, &mut ForwardOptions::fast())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds 1 sequences"), "{e}");
+    cache.clear();
+    assert!(cache.is_empty());
+    model
+        .forward_cached(&two, None, &mut cache, &mut ForwardOptions::fast())
+        .unwrap();
+}

@@ -1,0 +1,7 @@
+//! This crate's integration tests, one module per topic, linked into one test binary
+//! (one link instead of one per file keeps CI's disk and build time small).
+
+mod figures;
+mod html;
+mod npy;
+mod provenance;
