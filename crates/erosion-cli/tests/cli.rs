@@ -132,7 +132,11 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
         "--lora-rank",
         "4",
         "--lora-targets",
-        "q_proj,v_proj",
+        "q_proj,v_proj,o_proj",
+        "--protect",
+        "updates",
+        "--protect-layers",
+        "15,30",
         "--max-seq-len",
         "512",
         "--quiet",
@@ -172,6 +176,9 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
         .collect();
     assert_eq!(steps, vec![0, 1]);
     assert!(out_dir.join("monitor/report.html").is_file());
+    // The protection is part of the run's recorded options.
+    let state = std::fs::read_to_string(out_dir.join("training_state/trainer_state.json")).unwrap();
+    assert!(state.contains("project-updates"), "{state}");
     let out = erosion(&[
         "generate",
         &out_s,

@@ -19,10 +19,12 @@ pub mod checkpoint;
 pub mod examples;
 pub mod init;
 pub mod options;
+pub mod protect;
 pub mod run;
 pub mod schedule;
 pub mod trainer;
 
 pub use examples::{LossOn, TrainExample};
 pub use options::{Method, TrainOptions};
+pub use protect::{ProbeExample, ProtectMethod, Protection};
 pub use trainer::{StepStats, Trainer};

@@ -2,6 +2,7 @@
 
 use crate::adamw::AdamWConfig;
 use crate::examples::LossOn;
+use crate::protect::Protection;
 use crate::schedule::Schedule;
 use anyhow::{bail, Result};
 use erosion_model::transformer::LoraConfig;
@@ -47,6 +48,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Write a resumable checkpoint every this many steps (`None`: only at the end).
     pub save_every: Option<usize>,
+    /// Directions of the residual stream to keep (`None`: plain fine-tuning).
+    #[serde(default)]
+    pub protect: Option<Protection>,
 }
 
 fn one() -> usize {
@@ -70,6 +74,7 @@ impl Default for TrainOptions {
             threads: 1,
             seed: 0,
             save_every: None,
+            protect: None,
         }
     }
 }

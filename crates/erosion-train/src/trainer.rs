@@ -15,6 +15,7 @@ use crate::adamw::AdamW;
 use crate::batch::MicroBatch;
 use crate::examples::TrainExample;
 use crate::options::{Method, TrainOptions};
+use crate::protect::Protector;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, Var};
 use erosion_forward::gradients::{cross_entropy, Reduction};
@@ -36,6 +37,9 @@ pub struct StepStats {
     pub lr: f64,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
+    /// The protection penalty added to the loss (penalty method only).
+    #[serde(default)]
+    pub penalty: Option<f64>,
     /// Tokens fed (pads excluded) and tokens with loss.
     pub tokens: usize,
     pub target_tokens: usize,
@@ -52,6 +56,7 @@ pub struct Trainer {
     opts: TrainOptions,
     /// The permutation of the epoch last drawn, and which epoch it is.
     order: Option<(usize, Vec<usize>)>,
+    protector: Option<Protector>,
 }
 
 impl Trainer {
@@ -87,6 +92,10 @@ impl Trainer {
             }
         };
         let opt = AdamW::new(&params, opts.adamw)?;
+        let protector = match &opts.protect {
+            Some(p) => Some(Protector::new(p.clone(), &params, &model).context("the protection")?),
+            None => None,
+        };
         Ok(Self {
             model,
             params,
@@ -94,6 +103,7 @@ impl Trainer {
             opt,
             opts,
             order: None,
+            protector,
         })
     }
 
@@ -244,9 +254,24 @@ impl Trainer {
     pub fn train_step(&mut self, examples: &[&TrainExample]) -> Result<StepStats> {
         let start = Instant::now();
         let step = self.step();
-        let (loss, tokens, grads) = self
+        let (loss, tokens, mut grads) = self
             .loss_and_grads(examples)
             .with_context(|| format!("training step {}", step + 1))?;
+        let penalty = match &self.protector {
+            Some(p) => match p.penalty(&self.model).context("the protection penalty")? {
+                Some((pen, value)) => {
+                    let g = pen.backward()?;
+                    for (acc, (_, var)) in grads.iter_mut().zip(&self.params) {
+                        if let Some(gp) = g.get(var) {
+                            *acc = (&*acc + gp)?;
+                        }
+                    }
+                    Some(value)
+                }
+                None => None,
+            },
+            None => None,
+        };
         let norm = global_norm(&grads)?;
         if !norm.is_finite() || !loss.is_finite() {
             bail!(
@@ -265,12 +290,20 @@ impl Trainer {
             _ => grads,
         };
         let lr = self.opts.schedule().lr(step);
+        let before = match &self.protector {
+            Some(p) => p.snapshot(&self.params)?,
+            None => Vec::new(),
+        };
         self.opt.step(&grads, lr)?;
+        if let Some(p) = &self.protector {
+            p.project(&self.params, &before)?;
+        }
         Ok(StepStats {
             step: step + 1,
             loss,
             lr,
             grad_norm: norm,
+            penalty,
             tokens,
             target_tokens: examples.iter().map(|e| e.n_targets()).sum(),
             seconds: start.elapsed().as_secs_f64(),

@@ -1,17 +1,20 @@
 //! `erosion train MODEL DATASET --out DIR`: supervised fine-tuning (full or LoRA) into a
 //! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
 
-use super::datasets::dataset_specs;
+use super::datasets::{chat_sequences, dataset_specs};
 use super::drift::{write_drift, LoadedProbe, ProbeArgs};
 use crate::device::DeviceArgs;
 use anyhow::{Context, Result};
+use erosion_causal::export::read_safetensors;
 use erosion_data::{render_example, RenderOptions};
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::LoraConfig;
 use erosion_train::adamw::AdamWConfig;
 use erosion_train::run::{train, Monitor, RunSpec, Start};
-use erosion_train::{LossOn, Method, TrainExample, TrainOptions};
+use erosion_train::{
+    LossOn, Method, ProbeExample, ProtectMethod, Protection, TrainExample, TrainOptions,
+};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -83,10 +86,26 @@ pub struct Args {
     /// OUT/monitor/drift.json and report.html as training goes.
     #[arg(long, value_name = "N", requires_all = ["directions", "toxic", "reject"])]
     pub monitor: Option<usize>,
+    /// Keep the alignment directions of --directions: `updates` projects them out of every
+    /// update of the weights that write into the residual stream; `penalty` adds
+    /// --protect-weight x the squared drift of the --toxic probe's projections to the loss.
+    #[arg(long, value_enum, requires = "directions")]
+    pub protect: Option<ProtectArg>,
+    /// Layer indices to protect (default: every block output with a direction).
+    #[arg(long, value_delimiter = ',')]
+    pub protect_layers: Vec<usize>,
+    #[arg(long, default_value_t = 10.0)]
+    pub protect_weight: f64,
     #[command(flatten)]
     pub probe: ProbeArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum ProtectArg {
+    Updates,
+    Penalty,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -161,6 +180,7 @@ pub fn run(args: Args) -> Result<()> {
         None => opts.steps_for_epochs(args.epochs, data.len()),
     };
     opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
+    opts.protect = protection(&args, &ck)?;
     let probe = match args.monitor {
         Some(_) => Some((
             LoadedProbe::load(&args.probe, &ck.tokenizer)?,
@@ -240,4 +260,57 @@ fn earlier_points(
         .into_iter()
         .filter(|p| p.step.is_some_and(|s| s < step))
         .collect())
+}
+
+/// The protection `--protect` asks for: the chosen directions, and for the penalty the probe
+/// (the --toxic examples' response windows) with its projections under the starting model.
+fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
+    let Some(kind) = args.protect else {
+        return Ok(None);
+    };
+    let dirs = read_safetensors(
+        args.probe
+            .directions
+            .as_deref()
+            .context("--protect needs --directions")?,
+    )?;
+    let layers: Vec<usize> = if args.protect_layers.is_empty() {
+        dirs.available().into_iter().filter(|&l| l > 0).collect()
+    } else {
+        args.protect_layers.clone()
+    };
+    let directions = layers
+        .iter()
+        .map(|&l| match dirs.layers.get(l) {
+            Some(Some(v)) => Ok((l, v.clone())),
+            _ => anyhow::bail!("--protect-layers: layer {l} has no direction"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut p = Protection {
+        method: ProtectMethod::ProjectUpdates,
+        directions,
+        probe: Vec::new(),
+    };
+    if let ProtectArg::Penalty = kind {
+        let toxic = args
+            .probe
+            .toxic
+            .as_deref()
+            .context("--protect penalty needs its probe: --toxic FILE")?;
+        p.probe = chat_sequences(toxic, &ck.tokenizer, 0..args.probe.probe_size)?
+            .iter()
+            .map(|s| ProbeExample {
+                ids: s.ids.clone(),
+                window: s.response.start
+                    ..(s.response.start + args.probe.window).min(s.response.end),
+            })
+            .collect();
+        let start = ck.load_model(candle_core::DType::F32, &args.device.device()?)?;
+        let reference = erosion_train::protect::reference_projections(&start, &p)?;
+        p.method = ProtectMethod::Penalty {
+            weight: args.protect_weight,
+            reference,
+        };
+    }
+    Ok(Some(p))
 }

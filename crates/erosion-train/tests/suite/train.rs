@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 const VOCAB: usize = 32;
 
-fn config() -> Config {
+pub fn config() -> Config {
     Config::from_json(&format!(
         r#"{{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","hidden_size":16,
         "intermediate_size":32,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1,
@@ -41,7 +41,7 @@ fn tokenizer() -> ModelTokenizer {
 
 /// Counting sequences (`a, a+1, a+2, ...` mod the vocabulary): learnable from one token.
 /// The first half of odd examples carries no loss, like a chat's prompt.
-fn data(n: usize) -> Vec<TrainExample> {
+pub fn data(n: usize) -> Vec<TrainExample> {
     (0..n)
         .map(|i| {
             let len = 6 + i % 5;
@@ -55,7 +55,7 @@ fn data(n: usize) -> Vec<TrainExample> {
         .collect()
 }
 
-fn options(steps: usize, method: Method) -> TrainOptions {
+pub fn options(steps: usize, method: Method) -> TrainOptions {
     TrainOptions {
         steps,
         batch_size: 3,
@@ -67,7 +67,7 @@ fn options(steps: usize, method: Method) -> TrainOptions {
     }
 }
 
-fn lora() -> Method {
+pub fn lora() -> Method {
     Method::Lora(LoraConfig {
         rank: 2,
         alpha: 4.0,
@@ -76,7 +76,7 @@ fn lora() -> Method {
     })
 }
 
-fn model(dtype: DType) -> Transformer {
+pub fn model(dtype: DType) -> Transformer {
     fresh_model(&config(), 11, dtype, &Device::Cpu).unwrap()
 }
 

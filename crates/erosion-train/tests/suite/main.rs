@@ -1,0 +1,4 @@
+//! This crate's integration tests, linked into one test binary.
+
+mod protect;
+mod train;
