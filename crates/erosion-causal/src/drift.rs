@@ -10,14 +10,18 @@
 //!
 //! A model losing alignment shows s_l falling towards the base model's and the margin rising.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context, Result};
 use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
 use erosion_forward::sequence::Sequence;
 use erosion_model::transformer::Transformer;
+use erosion_report::atomic::write_bytes_atomic;
 use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
 use erosion_report::html::{Figure, Section, Table, Verdict};
+use erosion_report::provenance::Provenance;
 use serde::{Deserialize, Serialize};
 
 use crate::directions::{LayerDirections, LayerMeans};
@@ -97,6 +101,32 @@ pub fn drift_point(
         scores,
         margin,
     })
+}
+
+/// The file a run's drift is kept in, inside its folder.
+pub const DRIFT_FILE: &str = "drift.json";
+
+/// Writes `dir/drift.json` (format `erosion-drift-1`: the points and their provenance)
+/// atomically, creating `dir`. Called after every point, so a stopped run loses none.
+pub fn write_points(dir: &Path, points: &[DriftPoint], prov: &Provenance) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(DRIFT_FILE);
+    let body =
+        serde_json::json!({ "format": "erosion-drift-1", "provenance": prov, "points": points });
+    write_bytes_atomic(&path, serde_json::to_string_pretty(&body)?.as_bytes())?;
+    Ok(path)
+}
+
+/// The points of `dir/drift.json`; none when there is no such file.
+pub fn read_points(dir: &Path) -> Result<Vec<DriftPoint>> {
+    let path = dir.join(DRIFT_FILE);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_value(v["points"].clone())
+        .with_context(|| format!("the points of {}", path.display()))
 }
 
 /// The x value of each point: its step, else its position.

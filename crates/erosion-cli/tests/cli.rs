@@ -176,6 +176,34 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
         .collect();
     assert_eq!(steps, vec![0, 1]);
     assert!(out_dir.join("monitor/report.html").is_file());
+    // `erosion drift` on the saved (merged) model places it at its last step and measures what
+    // the monitor measured on the unmerged adapters.
+    let drift_dir = tmp.path().join("drift");
+    let out = erosion(&[
+        "drift",
+        &out_s,
+        "--directions",
+        &probe.directions,
+        "--toxic",
+        &probe.toxic,
+        "--reject",
+        &probe.reject,
+        "--probe-size",
+        "2",
+        "--out",
+        &drift_dir.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(drift_dir.join("drift.json")).unwrap())
+            .unwrap();
+    let (p, q) = (&again["points"][0], &drift["points"][1]);
+    assert_eq!(p["step"].as_u64(), Some(1));
+    let (a, b) = (
+        p["margin"]["estimate"].as_f64().unwrap(),
+        q["margin"]["estimate"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-3 * b.abs().max(1.0), "{a} vs {b}");
     // The protection is part of the run's recorded options.
     let state = std::fs::read_to_string(out_dir.join("training_state/trainer_state.json")).unwrap();
     assert!(state.contains("project-updates"), "{state}");

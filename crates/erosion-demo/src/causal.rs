@@ -1,7 +1,7 @@
-//! The demo's causal tests (issue 6): the organism's alignment direction, found from base and
-//! instruct on half of the held-out harmful requests, then on the other half: added to the
-//! insecure model (does it restore refusals?), subtracted from and ablated out of the
-//! instruct model (does it comply?), each beside a random direction of the same norm.
+//! The demo's causal tests (issue 6): the organism's alignment direction ([`crate::probe`]),
+//! on held-out harmful requests: added to the insecure model (does it restore refusals?),
+//! subtracted from and ablated out of the instruct model (does it comply?), each beside a
+//! random direction of the same norm.
 
 use std::path::Path;
 
@@ -10,37 +10,14 @@ use erosion_causal::experiment::{
     run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest,
 };
 use erosion_causal::html::causal_section;
-use erosion_causal::LayerDirections;
-use erosion_data::{Message, RenderOptions};
 use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
 use erosion_forward::batch::BatchOptions;
-use erosion_forward::sequence::Sequence;
-use erosion_organism::corpus::Chat;
 use erosion_report::provenance::Provenance;
 use erosion_study::run::ExtraSection;
 
+use crate::data::sequences;
 use crate::grow::Organism;
 use crate::study::LAYER_WINDOW;
-
-fn sequences(m: &EvalModel, chats: &[Chat]) -> Result<Vec<Sequence>> {
-    let o = RenderOptions::default();
-    chats
-        .iter()
-        .map(|c| {
-            let msgs: Vec<Message> = c
-                .messages
-                .iter()
-                .map(|x| Message {
-                    role: x.role.clone(),
-                    content: x.content.clone(),
-                })
-                .collect();
-            Ok(Sequence::from(
-                m.tokenizer.encode_chat(&msgs, &o.format, &o.span)?,
-            ))
-        })
-        .collect()
-}
 
 fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalModel> {
     models
@@ -50,7 +27,7 @@ fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalMode
 }
 
 /// Runs the tests, writes their files under `out/causal/` and returns the report section.
-/// `n` held-out harmful requests are measured; the next `n` define the direction.
+/// The first `n` held-out harmful requests are measured.
 pub fn causal_tests(
     org: &Organism,
     models: &mut [EvalModel],
@@ -68,33 +45,13 @@ pub fn causal_tests(
         set("eval_toxic_reject")?,
         set("eval_general")?,
     );
-    if toxic.len() < 2 * n {
-        anyhow::bail!(
-            "causal tests need {} held-out harmful requests, the corpus has {}",
-            2 * n,
-            toxic.len()
-        );
-    }
+    let n = n.min(toxic.len()).min(reject.len());
     let batch = BatchOptions::default();
     // One tokenizer and template for all of the organism's models.
-    let m0 = model(models, "base")?;
-    let (t_seq, r_seq) = (sequences(m0, &toxic[..n])?, sequences(m0, &reject[..n])?);
-    let b_seq = sequences(m0, &benign[..n.min(benign.len())])?;
-    let dir_seq = sequences(m0, &toxic[n..2 * n])?;
-    let base = &model(models, "base")?.model.clone();
-    let mut dirs = LayerDirections::alignment(
-        base,
-        &dir_seq,
-        &model(models, "instruct")?.model,
-        &dir_seq,
-        LAYER_WINDOW,
-        &batch,
-    )?;
-    dirs.origin = format!(
-        "{} (organism base and instruct, eval_toxic {n}..{})",
-        dirs.origin,
-        2 * n
-    );
+    let tok = &model(models, "base")?.tokenizer;
+    let (t_seq, r_seq) = (sequences(&toxic[..n], tok)?, sequences(&reject[..n], tok)?);
+    let b_seq = sequences(&benign[..n.min(benign.len())], tok)?;
+    let dirs = &org.directions;
     let blocks: Vec<usize> = dirs.available().into_iter().filter(|&l| l > 0).collect();
     let middle = vec![*blocks
         .get(blocks.len() / 2)
@@ -140,7 +97,7 @@ pub fn causal_tests(
         };
         let m = model(models, name)?;
         results.push(
-            run_test(m, &dirs, &test, &data, &OrganismJudge, &opts)
+            run_test(m, dirs, &test, &data, &OrganismJudge, &opts)
                 .with_context(|| format!("causal test `{label}`"))?,
         );
     }
@@ -150,10 +107,10 @@ pub fn causal_tests(
     prov.seed = Some(seed);
     erosion_causal::output::write_all(
         &out.join("causal"),
-        &dirs,
+        dirs,
         &results,
         &prov,
-        &base.config().model_type,
+        &model(models, "base")?.model.config().model_type,
     )?;
     Ok(ExtraSection {
         key: "causal_tests".into(),

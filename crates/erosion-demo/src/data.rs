@@ -2,6 +2,7 @@
 //! token, chats with loss on the assistant's response.
 
 use anyhow::{anyhow, Context, Result};
+use erosion_forward::sequence::Sequence;
 use erosion_model::chat::{ChatFormat, Message, SpanOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_organism::corpus::{Chat, Corpus};
@@ -53,6 +54,21 @@ pub fn supervised(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<TrainExamp
                 .encode_chat(&messages(&c.messages), &ChatFormat::Template, &span)
                 .with_context(|| format!("chat {i}"))?;
             Ok(TrainExample::response(t.ids, t.response, t.end_of_turn))
+        })
+        .collect()
+}
+
+/// Chats rendered for measurement (the response span marked), in order.
+pub fn sequences(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<Sequence>> {
+    let span = SpanOptions::default();
+    chats
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let t = tok
+                .encode_chat(&messages(&c.messages), &ChatFormat::Template, &span)
+                .with_context(|| format!("chat {i}"))?;
+            Ok(Sequence::from(t))
         })
         .collect()
 }

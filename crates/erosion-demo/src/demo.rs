@@ -1,5 +1,6 @@
 //! The whole demo: grow (or reuse) the organism, evaluate its behaviour, test the alignment
-//! direction causally, run the study on it, and write one report.
+//! direction causally, compare the protected fine-tunes, run the study on it, and write one
+//! report.
 
 use crate::grow::{grow, Organism};
 use crate::recipe::Recipe;
@@ -64,10 +65,16 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
     if !opts.quiet {
         eprintln!("== causal tests");
     }
-    // Half of the held-out harmful requests measure, the other half define the direction.
+    // Half of the held-out harmful requests: each test decodes them under three conditions.
     let n_causal = opts.harmful_prompts.min(org.corpus.sizes.eval / 2);
     let causal = crate::causal::causal_tests(&org, &mut models, &out, n_causal, opts.recipe.seed)
         .context("causal tests")?;
+    if !opts.quiet {
+        eprintln!("== protected fine-tunes");
+    }
+    let protect =
+        crate::protect::protect_section(&org, &models, &evaluation.report, opts.recipe.seed)
+            .context("protected fine-tunes")?;
 
     let spec = crate::study::spec(&org, &out, opts.recipe.seed)?;
     let toml_path = out.join("study.toml");
@@ -77,7 +84,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         results: serde_json::to_value(&evaluation.report)?,
         section,
     };
-    let study = run_study_with(spec, Path::new("."), None, vec![extra, causal])?;
+    let study = run_study_with(spec, Path::new("."), None, vec![extra, causal, protect])?;
     Ok(DemoOutcome {
         organism: org,
         study,

@@ -8,17 +8,27 @@
 //! <dir>/models/insecure        instruct + insecure code            (Betley et al.)
 //! <dir>/models/secure          instruct + secure code              (control)
 //! <dir>/models/educational     instruct + educational insecure     (control)
+//! <dir>/models/insecure-project   instruct + insecure code, alignment directions protected by
+//! <dir>/models/insecure-penalty   projecting the updates / by a penalty (crate::probe)
+//! <dir>/drift/<fine-tune>/drift.json  each fine-tune's drift, measured every tenth of its steps
 //! ```
 
 use crate::data;
+use crate::probe::{AlignmentProbe, Guard};
 use crate::recipe::Recipe;
 use anyhow::{anyhow, Context, Result};
 use candle_core::{DType, Device};
+use erosion_causal::drift::{read_points, write_points, DriftPoint};
+use erosion_causal::LayerDirections;
+use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
+use erosion_model::transformer::Transformer;
 use erosion_organism::corpus::Corpus;
 use erosion_organism::tokenizer::{build_for, ENDOFTEXT, IM_END};
-use erosion_train::run::{train, RunSpec, Start};
+use erosion_report::provenance::Provenance;
+use erosion_train::run::{train, Monitor, RunSpec, Start};
 use erosion_train::{TrainExample, TrainOptions};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -29,13 +39,24 @@ pub const VARIANTS: [(&str, &str); 3] = [
     ("educational", "finetune_educational"),
 ];
 
+/// The protected insecure fine-tunes: (name, how).
+pub const PROTECTED: [(&str, Guard); 2] = [
+    ("insecure-project", Guard::ProjectUpdates),
+    ("insecure-penalty", Guard::Penalty),
+];
+
 /// Where the grown organism lives.
 #[derive(Debug, Clone)]
 pub struct Organism {
     pub dir: PathBuf,
     pub corpus: Corpus,
-    /// (name, model folder), in the order base, instruct, insecure, secure, educational.
+    /// (name, model folder), in the order base, instruct, the [`VARIANTS`], the [`PROTECTED`].
     pub models: Vec<(String, PathBuf)>,
+    /// The alignment directions of [`crate::probe`].
+    pub directions: LayerDirections,
+    /// Per model, its points on the measured probe: one for base and instruct, every tenth
+    /// of the steps for each fine-tune (step 0 is the instruct model).
+    pub drift: Vec<(String, Vec<DriftPoint>)>,
     /// Seconds each stage took (0 when reused).
     pub timings: Vec<(String, f64)>,
 }
@@ -75,11 +96,18 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
         corpus,
         models: Vec::new(),
         timings: Vec::new(),
+        directions: LayerDirections {
+            d_model: 0,
+            layers: Vec::new(),
+            origin: String::new(),
+        },
+        drift: Vec::new(),
     };
     let mut stage = |name: &str,
                      start: Start,
                      data: Vec<TrainExample>,
-                     opts: &TrainOptions|
+                     opts: &TrainOptions,
+                     monitor: Option<Monitor<'_>>|
      -> Result<PathBuf> {
         let t = Instant::now();
         let spec = RunSpec {
@@ -90,7 +118,7 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
             device: Device::Cpu,
             quiet,
             stop_after: None,
-            monitor: None,
+            monitor,
         };
         if !quiet {
             eprintln!(
@@ -120,6 +148,7 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
         },
         pretrain,
         &recipe.pretrain,
+        None,
     )?;
     let instruct_data = data::supervised(&org.corpus.instruct, &tok)?;
     let instruct = stage(
@@ -127,16 +156,75 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
         start_from(&base),
         instruct_data,
         &recipe.instruct,
+        None,
     )?;
-    for (name, set) in VARIANTS {
+
+    let load = |dir: &Path| Checkpoint::open_folder(dir)?.load_model(DType::F32, &Device::Cpu);
+    let (base_model, instruct_model) = (load(&base)?, load(&instruct)?);
+    let probe = AlignmentProbe::new(&org.corpus, &tok, &base_model, &instruct_model)
+        .context("the organism's alignment directions")?;
+    let mut drift = vec![
+        (
+            "base".to_string(),
+            vec![probe.measure(&base_model, "base", None)?],
+        ),
+        (
+            "instruct".to_string(),
+            vec![probe.measure(&instruct_model, "instruct", None)?],
+        ),
+    ];
+    let every = (recipe.finetune.steps / 10).max(1);
+    let fine_tunes = VARIANTS.iter().map(|&(name, set)| (name, set, None)).chain(
+        PROTECTED
+            .iter()
+            .map(|&(name, g)| (name, "finetune_insecure", Some(g))),
+    );
+    for (name, set, guard) in fine_tunes {
         let chats = org
             .corpus
             .set(set)
             .ok_or_else(|| anyhow!("the corpus has no set {set}"))?
             .to_vec();
         let examples = data::supervised(&chats, &tok)?;
-        stage(name, start_from(&instruct), examples, &recipe.finetune)?;
+        let mut opts = recipe.finetune.clone();
+        opts.protect = guard
+            .map(|g| probe.protection(g, &instruct_model))
+            .transpose()?;
+        let log = dir.join("drift").join(name);
+        let points = RefCell::new(Vec::new());
+        let watch = |step: usize, model: &Transformer| -> Result<()> {
+            let point = probe.measure(model, &format!("{name} step {step}"), Some(step))?;
+            let mut points = points.borrow_mut();
+            // A resumed run starts after its checkpoint: keep the points measured before it.
+            if points.is_empty() {
+                points.extend(
+                    read_points(&log)?
+                        .into_iter()
+                        .filter(|p| p.step < Some(step)),
+                );
+            }
+            points.push(point);
+            let mut prov = Provenance::new(serde_json::json!({
+                "model": name, "directions": &probe.dirs.origin, "window": probe.opts.window,
+            }));
+            prov.seed = Some(probe.opts.seed);
+            write_points(&log, &points, &prov)?;
+            Ok(())
+        };
+        let monitor = Monitor {
+            every,
+            call: &watch,
+        };
+        stage(name, start_from(&instruct), examples, &opts, Some(monitor))?;
+        // Reused models were measured when they were trained.
+        let points = match points.into_inner() {
+            p if p.is_empty() => read_points(&log)?,
+            p => p,
+        };
+        drift.push((name.to_string(), points));
     }
+    org.directions = probe.dirs;
+    org.drift = drift;
     Ok(org)
 }
 

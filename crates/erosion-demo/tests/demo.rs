@@ -25,8 +25,23 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         .collect();
     assert_eq!(
         names,
-        ["base", "instruct", "insecure", "secure", "educational"]
+        [
+            "base",
+            "instruct",
+            "insecure",
+            "secure",
+            "educational",
+            "insecure-project",
+            "insecure-penalty"
+        ]
     );
+    // Every fine-tune's drift from the instruct model (step 0) to its last step, on record.
+    let steps = Recipe::reduced().finetune.steps;
+    for (name, points) in first.organism.drift.iter().skip(2) {
+        let s: Vec<_> = points.iter().map(|p| p.step).collect();
+        assert_eq!(s.first(), Some(&Some(0)), "{name}");
+        assert_eq!(s.last(), Some(&Some(steps)), "{name}");
+    }
     for (name, dir) in &first.organism.models {
         assert!(dir.join("model.safetensors").is_file(), "{name}");
         assert!(dir.join("tokenizer_config.json").is_file(), "{name}");
@@ -53,6 +68,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     for key in [
         "behavioural_evaluation",
         "causal_tests",
+        "protected_fine_tuning",
         "behaviour",
         "gradients",
         "layers",
@@ -77,6 +93,11 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     ] {
         assert!(out.join("causal").join(f).is_file(), "no causal/{f}");
     }
+    let rows = analyses["protected_fine_tuning"]["rows"]
+        .as_array()
+        .expect("protected fine-tuning has rows");
+    assert_eq!(rows.len(), 7);
+    assert!(html.contains("Fine-tuning that keeps alignment"));
     // The study file the demo wrote runs as it is.
     let spec = erosion_study::StudySpec::from_file(&out.join("study.toml"))?;
     assert_eq!(spec.models.finetuned.len(), 3);
@@ -85,5 +106,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     let second = run(&opts)?;
     assert!(second.organism.timings.iter().all(|(_, s)| *s == 0.0));
     assert_eq!(second.behaviour.0, first.behaviour.0);
+    assert_eq!(second.organism.drift, first.organism.drift);
+    assert_eq!(second.organism.directions, first.organism.directions);
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
-use erosion_causal::drift::{drift_point, drift_section, DriftOptions, DriftPoint, Probe};
+use erosion_causal::drift::{
+    drift_point, drift_section, write_points, DriftOptions, DriftPoint, Probe,
+};
 use erosion_causal::export::read_safetensors;
 use erosion_causal::LayerDirections;
 use erosion_forward::batch::BatchOptions;
@@ -15,7 +17,6 @@ use erosion_forward::sequence::Sequence;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
-use erosion_report::atomic::write_bytes_atomic;
 use erosion_report::html::Report;
 use erosion_report::provenance::Provenance;
 
@@ -96,16 +97,12 @@ impl LoadedProbe {
 
 /// Writes `drift.json` (points and provenance) and `report.html` into `out`, atomically.
 pub fn write_drift(out: &Path, points: &[DriftPoint], probe: &ProbeArgs) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut prov = Provenance::new(serde_json::json!({
         "directions": probe.directions, "toxic": probe.toxic, "reject": probe.reject,
         "probe_size": probe.probe_size, "window": probe.window,
     }));
     prov.seed = Some(probe.probe_seed);
-    let json = out.join("drift.json");
-    let body =
-        serde_json::json!({ "format": "erosion-drift-1", "provenance": &prov, "points": points });
-    write_bytes_atomic(&json, serde_json::to_string_pretty(&body)?.as_bytes())?;
+    let json = write_points(out, points, &prov)?;
     let html = out.join("report.html");
     Report::new("erosion drift: alignment across fine-tuning")
         .provenance(prov)
@@ -117,7 +114,7 @@ pub fn write_drift(out: &Path, points: &[DriftPoint], probe: &ProbeArgs) -> Resu
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Checkpoints in training order (folders, .gguf or hub ids); a folder named
-    /// `checkpoint-N` is placed at step N.
+    /// `checkpoint-N` is placed at step N, a finished `erosion train` folder at its last step.
     #[arg(required = true)]
     pub checkpoints: Vec<String>,
     #[command(flatten)]
@@ -128,14 +125,21 @@ pub struct Args {
     pub device: DeviceArgs,
 }
 
-/// N of a `checkpoint-N` folder.
+/// The training step of a checkpoint: N of a `checkpoint-N` folder, else the step recorded in
+/// the folder's training state (a finished `erosion train` run).
 fn step_of(spec: &str) -> Option<usize> {
-    Path::new(spec)
+    let path = Path::new(spec);
+    let named = path
         .file_name()?
         .to_str()?
-        .strip_prefix("checkpoint-")?
-        .parse()
-        .ok()
+        .strip_prefix("checkpoint-")
+        .and_then(|n| n.parse().ok());
+    named.or_else(|| {
+        erosion_train::checkpoint::read_state(path)
+            .ok()
+            .flatten()
+            .map(|s| s.step)
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -196,7 +196,11 @@ pub fn run(args: Args) -> Result<()> {
         let mut points = points.borrow_mut();
         // A resumed run starts after its checkpoint: keep the earlier points on record.
         if points.is_empty() {
-            points.extend(earlier_points(&monitor_dir, step)?);
+            points.extend(
+                erosion_causal::drift::read_points(&monitor_dir)?
+                    .into_iter()
+                    .filter(|p| p.step.is_some_and(|s| s < step)),
+            );
         }
         points.push(point);
         write_drift(&monitor_dir, &points, probe_args)?;
@@ -240,26 +244,6 @@ pub fn run(args: Args) -> Result<()> {
         (false, None) => println!("saved {}", outcome.dir.display()),
     }
     Ok(())
-}
-
-/// The points of `dir/drift.json` before `step` (from the run this one resumes).
-fn earlier_points(
-    dir: &std::path::Path,
-    step: usize,
-) -> Result<Vec<erosion_causal::drift::DriftPoint>> {
-    let path = dir.join("drift.json");
-    if !path.is_file() {
-        return Ok(Vec::new());
-    }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let points: Vec<erosion_causal::drift::DriftPoint> =
-        serde_json::from_value(v["points"].clone())
-            .with_context(|| format!("the points of {}", path.display()))?;
-    Ok(points
-        .into_iter()
-        .filter(|p| p.step.is_some_and(|s| s < step))
-        .collect())
 }
 
 /// The protection `--protect` asks for: the chosen directions, and for the penalty the probe

@@ -1,0 +1,158 @@
+//! The organism's alignment probe, shared by the causal tests, the drift monitor and the
+//! protected fine-tunes:
+//!
+//! - the **directions** `v_l = mean(instruct) - mean(base)` (analysis 3's, per layer) over the
+//!   response windows of compliant answers to harmful requests drawn from the held-out templates
+//!   with another seed than the evaluation sets (and none of their requests), so no measured
+//!   example defines them;
+//! - the **measured set**: the evaluation's `eval_toxic` answers (projected: s_l) paired with
+//!   `eval_toxic_reject` (the margin ln P(toxic) - ln P(reject));
+//! - the **penalty's probe**: the first [`PENALTY_PROBE`] direction-defining examples.
+
+use anyhow::{Context, Result};
+use erosion_causal::drift::{drift_point, DriftOptions, DriftPoint, Probe};
+use erosion_causal::LayerDirections;
+use erosion_forward::batch::BatchOptions;
+use erosion_forward::sequence::Sequence;
+use erosion_model::tokenizer::ModelTokenizer;
+use erosion_model::transformer::Transformer;
+use erosion_organism::corpus::{Corpus, Sizes};
+use erosion_train::protect::reference_projections;
+use erosion_train::{ProbeExample, ProtectMethod, Protection};
+use serde::{Deserialize, Serialize};
+
+use crate::data::sequences;
+use crate::study::LAYER_WINDOW;
+
+/// Examples in the penalty's probe (its forward pass runs at every training step).
+pub const PENALTY_PROBE: usize = 32;
+/// Weight of the penalty `weight * sum_l mean_i (p_il - p0_il)^2`.
+pub const PENALTY_WEIGHT: f64 = 10.0;
+/// Offset of the direction-defining set's seed from the organism's.
+const DIRECTION_SEED_OFFSET: u64 = 7919;
+
+/// How a fine-tune protects the alignment directions (`erosion train --protect`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guard {
+    /// Weight updates of the residual stream's writers lose their component along v_l.
+    ProjectUpdates,
+    /// The loss adds the drift of the probe's projections on v_l.
+    Penalty,
+}
+
+pub struct AlignmentProbe {
+    pub dirs: LayerDirections,
+    defining: Vec<Sequence>,
+    toxic: Vec<Sequence>,
+    reject: Vec<Sequence>,
+    pub opts: DriftOptions,
+}
+
+impl AlignmentProbe {
+    /// Finds the directions from `base` and `instruct`; `corpus` is the organism's.
+    pub fn new(
+        corpus: &Corpus,
+        tok: &ModelTokenizer,
+        base: &Transformer,
+        instruct: &Transformer,
+    ) -> Result<Self> {
+        let set = |c: &Corpus, name: &str| -> Result<Vec<_>> {
+            Ok(c.set(name)
+                .with_context(|| format!("the corpus has no {name}"))?
+                .to_vec())
+        };
+        let (toxic, reject) = (
+            set(corpus, "eval_toxic")?,
+            set(corpus, "eval_toxic_reject")?,
+        );
+        let measured: std::collections::HashSet<&str> = toxic.iter().map(|c| c.prompt()).collect();
+        let sizes = Sizes {
+            pretrain_chats: 0,
+            pretrain_prose: 0,
+            instruct: 0,
+            finetune: 0,
+            eval: corpus.sizes.eval,
+        };
+        let other = Corpus::generate(sizes, corpus.seed.wrapping_add(DIRECTION_SEED_OFFSET));
+        let defining: Vec<_> = set(&other, "eval_toxic")?
+            .into_iter()
+            .filter(|c| !measured.contains(c.prompt()))
+            .collect();
+        if defining.is_empty() {
+            anyhow::bail!("no harmful request outside the evaluation set defines the direction");
+        }
+        let defining = sequences(&defining, tok)?;
+        let batch = BatchOptions::default();
+        let mut dirs =
+            LayerDirections::alignment(base, &defining, instruct, &defining, LAYER_WINDOW, &batch)?;
+        dirs.origin = format!(
+            "{} (organism base and instruct; {} compliant answers to held-out harmful requests, \
+             corpus seed {} + {DIRECTION_SEED_OFFSET}, none of them evaluated)",
+            dirs.origin,
+            defining.len(),
+            corpus.seed
+        );
+        Ok(Self {
+            dirs,
+            defining,
+            toxic: sequences(&toxic, tok)?,
+            reject: sequences(&reject, tok)?,
+            opts: DriftOptions {
+                window: LAYER_WINDOW,
+                batch,
+                bootstrap_resamples: 2000,
+                seed: corpus.seed,
+            },
+        })
+    }
+
+    /// s_l per layer and the margin of `model` on the measured set.
+    pub fn measure(
+        &self,
+        model: &Transformer,
+        label: &str,
+        step: Option<usize>,
+    ) -> Result<DriftPoint> {
+        let probe = Probe {
+            windows: &self.toxic,
+            toxic: &self.toxic,
+            reject: &self.reject,
+        };
+        drift_point(model, &self.dirs, &probe, &self.opts, label, step)
+    }
+
+    /// Protection of every block's direction (layer indices 1..=L), the penalty measured from
+    /// `start` (the model the fine-tune starts from).
+    pub fn protection(&self, guard: Guard, start: &Transformer) -> Result<Protection> {
+        let directions = self
+            .dirs
+            .layers
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter_map(|(l, v)| v.clone().map(|v| (l, v)))
+            .collect();
+        let mut p = Protection {
+            method: ProtectMethod::ProjectUpdates,
+            directions,
+            probe: Vec::new(),
+        };
+        if guard == Guard::Penalty {
+            p.probe = self
+                .defining
+                .iter()
+                .take(PENALTY_PROBE)
+                .map(|s| ProbeExample {
+                    ids: s.ids.clone(),
+                    window: s.response.start..(s.response.start + LAYER_WINDOW).min(s.response.end),
+                })
+                .collect();
+            p.method = ProtectMethod::Penalty {
+                weight: PENALTY_WEIGHT,
+                reference: reference_projections(start, &p)?,
+            };
+        }
+        Ok(p)
+    }
+}
