@@ -13,6 +13,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
+// The allocator the `erosion` binary ships with (see crates/erosion-cli/src/main.rs), so the
+// benchmark measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "erosion side of the benchmark against PyTorch + transformers")]
 struct Cli {

@@ -7,6 +7,7 @@
 //! | refusal and harmful-compliance rates | harmful prompts | `erosion-eval`: answers decoded with the steering active at every position, judged; Wilson 95% |
 //! | P(compliant first token) | harmful prompts | `erosion-eval`, mean with bootstrap CI |
 //! | log-prob margin | pairs (prompt, toxic answer) / (prompt, refusal) | `m_i = ln P(toxic_i) - ln P(reject_i)` (log joint of the response tokens); mean and paired change against the unsteered model, bootstrap CIs |
+//! | next-token entropy | the toxic answers | mean over examples of the mean entropy of the next-token distribution along the response (the study's dataset-level entropy), bootstrap CI |
 //! | KL cost | benign (prompt, answer) | mean per-token `KL(p || p_steered)` over response positions (`erosion_forward::kl`), bootstrap CI |
 
 use anyhow::{bail, Context, Result};
@@ -85,6 +86,9 @@ pub struct Condition {
     pub margin: ConfidenceInterval,
     /// Mean of m_i(condition) - m_i(unsteered), paired by i (None when unsteered).
     pub margin_change: Option<ConfidenceInterval>,
+    /// Mean next-token entropy (nats) along the toxic answers.
+    #[serde(default)]
+    pub entropy: Option<ConfidenceInterval>,
     /// Mean per-token KL(unsteered || this) on the benign data (None when unsteered).
     pub kl: Option<ConfidenceInterval>,
 }
@@ -200,17 +204,22 @@ fn measure(
     };
     let (me, _) = evaluate_model(m, data.prompts, judge, &eval_opts)?;
     let n_layers = m.model.n_layers();
-    let log_joint = |seqs: &[Sequence]| -> Result<Vec<f64>> {
+    let logprobs = |seqs: &[Sequence]| {
         let mut hooks = m.steering.hooks(n_layers)?;
-        let lps =
-            response_logprobs_hooked(&m.model, seqs, &opts.batch, &mut hooks, &mut NoProgress)?;
-        Ok(lps.iter().map(|r| r.log_joint()).collect())
+        response_logprobs_hooked(&m.model, seqs, &opts.batch, &mut hooks, &mut NoProgress)
     };
-    let toxic = log_joint(data.toxic).context("toxic answers")?;
-    let reject = log_joint(data.reject).context("refusals")?;
-    let margins: Vec<f64> = toxic.iter().zip(&reject).map(|(t, r)| t - r).collect();
+    let toxic = logprobs(data.toxic).context("toxic answers")?;
+    let reject = logprobs(data.reject).context("refusals")?;
+    let margins: Vec<f64> = toxic
+        .iter()
+        .zip(&reject)
+        .map(|(t, r)| t.log_joint() - r.log_joint())
+        .collect();
     let b = opts.eval.bootstrap_resamples;
     let seed = opts.eval.seed;
+    let entropies: Vec<f64> = toxic.iter().map(|r| r.mean_entropy()).collect();
+    let entropy =
+        bootstrap_mean_ci(&entropies, b, 0.95, seed).context("bootstrap of the entropy")?;
     let margin = bootstrap_mean_ci(&margins, b, 0.95, seed).context("bootstrap of the margin")?;
     let steered = !m.steering.is_empty();
     let margin_change = if steered {
@@ -242,6 +251,7 @@ fn measure(
         first_token,
         margin,
         margin_change,
+        entropy: Some(entropy),
         kl,
     };
     Ok((cond, margins))

@@ -118,6 +118,7 @@ pub fn causal_section(results: &[CausalResult]) -> Result<Section> {
                 "P(compliant first token)",
                 "margin ln P(toxic) - ln P(reject)",
                 "margin change (paired)",
+                "next-token entropy on toxic answers (nats)",
                 "KL on benign (nats/token)",
             ]
             .map(String::from)
@@ -132,6 +133,7 @@ pub fn causal_section(results: &[CausalResult]) -> Result<Section> {
                 opt_ci(&c.first_token),
                 fmt_ci(&c.margin),
                 opt_ci(&c.margin_change),
+                opt_ci(&c.entropy),
                 opt_ci(&c.kl),
             ]);
         }

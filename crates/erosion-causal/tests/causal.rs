@@ -228,6 +228,7 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
         assert_eq!(c.margin.estimate, un.margin.estimate);
         assert_eq!(c.margin_change.as_ref().unwrap().estimate, 0.0);
         assert_eq!(c.kl.as_ref().unwrap().estimate, 0.0);
+        assert_eq!(c.entropy, un.entropy);
         assert_eq!(c.refusal, un.refusal);
     }
     assert!(!is_causal(&zero));
@@ -240,6 +241,8 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
     let c = big.condition("direction").unwrap();
     assert!(c.margin_change.as_ref().unwrap().estimate.abs() > 1e-3);
     assert!(c.kl.as_ref().unwrap().estimate > 1e-3);
+    let (e, e0) = (c.entropy.as_ref().unwrap(), un.entropy.as_ref().unwrap());
+    assert!(e0.estimate > 0.0 && (e.estimate - e0.estimate).abs() > 1e-6);
     assert_eq!(
         big.condition("unsteered").unwrap().margin,
         un.margin.clone()
