@@ -35,6 +35,33 @@ pub struct Probe<'a> {
     pub reject: &'a [Sequence],
 }
 
+/// A probe set with its directions and options, owned: what is measured at every point.
+pub struct ProbeSet {
+    pub dirs: LayerDirections,
+    /// Compliant answers to harmful requests: projected, and the margin's first term.
+    pub toxic: Vec<Sequence>,
+    /// The same requests answered with refusals.
+    pub reject: Vec<Sequence>,
+    pub opts: DriftOptions,
+}
+
+impl ProbeSet {
+    /// [`drift_point`] with the toxic answers' windows projected.
+    pub fn measure(
+        &self,
+        model: &Transformer,
+        label: &str,
+        step: Option<usize>,
+    ) -> Result<DriftPoint> {
+        let probe = Probe {
+            windows: &self.toxic,
+            toxic: &self.toxic,
+            reject: &self.reject,
+        };
+        drift_point(model, &self.dirs, &probe, &self.opts, label, step)
+    }
+}
+
 /// How drift is measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DriftOptions {
@@ -127,6 +154,45 @@ pub fn read_points(dir: &Path) -> Result<Vec<DriftPoint>> {
         .with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_value(v["points"].clone())
         .with_context(|| format!("the points of {}", path.display()))
+}
+
+/// The drift of one training run as it is measured, kept in `dir/drift.json` after every point.
+/// A resumed run keeps the points measured before the step it resumes from.
+pub struct DriftLog {
+    dir: PathBuf,
+    prov: Provenance,
+    points: std::cell::RefCell<Vec<DriftPoint>>,
+}
+
+impl DriftLog {
+    pub fn new(dir: &Path, prov: Provenance) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            prov,
+            points: Default::default(),
+        }
+    }
+
+    /// Adds a point measured at training step `point.step` and rewrites the file; returns every
+    /// point so far.
+    pub fn record(&self, point: DriftPoint) -> Result<Vec<DriftPoint>> {
+        let mut points = self.points.borrow_mut();
+        if points.is_empty() {
+            let earlier = read_points(&self.dir)?;
+            points.extend(earlier.into_iter().filter(|p| p.step < point.step));
+        }
+        points.push(point);
+        write_points(&self.dir, &points, &self.prov)?;
+        Ok(points.clone())
+    }
+
+    /// The points recorded, or those on file when none was (a run that was already done).
+    pub fn into_points(self) -> Result<Vec<DriftPoint>> {
+        match self.points.into_inner() {
+            p if p.is_empty() => read_points(&self.dir),
+            p => Ok(p),
+        }
+    }
 }
 
 /// The x value of each point: its step, else its position.

@@ -178,25 +178,7 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
     assert!(out_dir.join("monitor/report.html").is_file());
     // `erosion drift` on the saved (merged) model places it at its last step and measures what
     // the monitor measured on the unmerged adapters.
-    let drift_dir = tmp.path().join("drift");
-    let out = erosion(&[
-        "drift",
-        &out_s,
-        "--directions",
-        &probe.directions,
-        "--toxic",
-        &probe.toxic,
-        "--reject",
-        &probe.reject,
-        "--probe-size",
-        "2",
-        "--out",
-        &drift_dir.to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let again: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(drift_dir.join("drift.json")).unwrap())
-            .unwrap();
+    let again = probe.drift(&[&out_s], &tmp.path().join("drift"));
     let (p, q) = (&again["points"][0], &drift["points"][1]);
     assert_eq!(p["step"].as_u64(), Some(1));
     let (a, b) = (
@@ -229,6 +211,30 @@ struct ProbeFiles {
 }
 
 impl ProbeFiles {
+    /// Runs `erosion drift` over `checkpoints` with this probe (2 pairs) into `out` and
+    /// returns its drift.json.
+    fn drift(&self, checkpoints: &[&str], out: &std::path::Path) -> serde_json::Value {
+        let out_s = out.to_string_lossy();
+        let mut args = vec!["drift"];
+        args.extend_from_slice(checkpoints);
+        args.extend_from_slice(&[
+            "--directions",
+            &self.directions,
+            "--toxic",
+            &self.toxic,
+            "--reject",
+            &self.reject,
+            "--probe-size",
+            "2",
+            "--out",
+            &out_s,
+        ]);
+        let run = erosion(&args);
+        assert!(run.status.success(), "{}", stderr(&run));
+        assert!(out.join("report.html").is_file());
+        serde_json::from_str(&std::fs::read_to_string(out.join("drift.json")).unwrap()).unwrap()
+    }
+
     fn write(dir: &std::path::Path) -> Self {
         let chat = |u: &str, a: &str| {
             serde_json::json!({"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]}).to_string()
@@ -334,26 +340,8 @@ fn steer_and_drift_on_smollm2() {
     assert!(conds[1]["kl"]["estimate"].as_f64().unwrap() > 0.0);
     let unsteered = conds[0]["margin"]["estimate"].as_f64().unwrap();
 
-    let drift_dir = tmp.path().join("drift");
-    let out = erosion(&[
-        "drift",
-        &smollm2(),
-        &smollm2(),
-        "--directions",
-        &probe.directions,
-        "--toxic",
-        &probe.toxic,
-        "--reject",
-        &probe.reject,
-        "--probe-size",
-        "2",
-        "--out",
-        &drift_dir.to_string_lossy(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let drift: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(drift_dir.join("drift.json")).unwrap())
-            .unwrap();
+    let model = smollm2();
+    let drift = probe.drift(&[&model, &model], &tmp.path().join("drift"));
     let points = drift["points"].as_array().unwrap();
     assert_eq!(points.len(), 2);
     for p in points {
@@ -364,5 +352,4 @@ fn steer_and_drift_on_smollm2() {
         );
         assert_eq!(p["scores"].as_array().unwrap().len(), 31);
     }
-    assert!(drift_dir.join("report.html").is_file());
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use erosion_forward::sequence::Sequence;
-use erosion_model::chat::{ChatFormat, Message, SpanOptions};
+use erosion_model::chat::{ChatFormat, Message, SpanOptions, TokenizedChat};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_organism::corpus::{Chat, Corpus};
 use erosion_organism::tokenizer::ENDOFTEXT;
@@ -43,8 +43,12 @@ pub fn pretraining(corpus: &Corpus, tok: &ModelTokenizer) -> Result<Vec<TrainExa
     Ok(out)
 }
 
-/// Supervised chats: loss on the last assistant message and its `<|im_end|>`.
-pub fn supervised(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<TrainExample>> {
+/// Each chat through the chat template, its last assistant message marked.
+fn encode<T>(
+    chats: &[Chat],
+    tok: &ModelTokenizer,
+    to: impl Fn(TokenizedChat) -> T,
+) -> Result<Vec<T>> {
     let span = SpanOptions::default();
     chats
         .iter()
@@ -53,22 +57,19 @@ pub fn supervised(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<TrainExamp
             let t = tok
                 .encode_chat(&messages(&c.messages), &ChatFormat::Template, &span)
                 .with_context(|| format!("chat {i}"))?;
-            Ok(TrainExample::response(t.ids, t.response, t.end_of_turn))
+            Ok(to(t))
         })
         .collect()
 }
 
+/// Supervised chats: loss on the last assistant message and its `<|im_end|>`.
+pub fn supervised(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<TrainExample>> {
+    encode(chats, tok, |t| {
+        TrainExample::response(t.ids, t.response, t.end_of_turn)
+    })
+}
+
 /// Chats rendered for measurement (the response span marked), in order.
 pub fn sequences(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<Sequence>> {
-    let span = SpanOptions::default();
-    chats
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let t = tok
-                .encode_chat(&messages(&c.messages), &ChatFormat::Template, &span)
-                .with_context(|| format!("chat {i}"))?;
-            Ok(Sequence::from(t))
-        })
-        .collect()
+    encode(chats, tok, Sequence::from)
 }

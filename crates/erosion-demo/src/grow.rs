@@ -18,7 +18,7 @@ use crate::probe::{AlignmentProbe, Guard};
 use crate::recipe::Recipe;
 use anyhow::{anyhow, Context, Result};
 use candle_core::{DType, Device};
-use erosion_causal::drift::{read_points, write_points, DriftPoint};
+use erosion_causal::drift::{DriftLog, DriftPoint};
 use erosion_causal::LayerDirections;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
@@ -28,7 +28,6 @@ use erosion_organism::tokenizer::{build_for, ENDOFTEXT, IM_END};
 use erosion_report::provenance::Provenance;
 use erosion_train::run::{train, Monitor, RunSpec, Start};
 use erosion_train::{TrainExample, TrainOptions};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -161,8 +160,9 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
 
     let load = |dir: &Path| Checkpoint::open_folder(dir)?.load_model(DType::F32, &Device::Cpu);
     let (base_model, instruct_model) = (load(&base)?, load(&instruct)?);
-    let probe = AlignmentProbe::new(&org.corpus, &tok, &base_model, &instruct_model)
+    let alignment = AlignmentProbe::new(&org.corpus, &tok, &base_model, &instruct_model)
         .context("the organism's alignment directions")?;
+    let probe = &alignment.measured;
     let mut drift = vec![
         (
             "base".to_string(),
@@ -188,27 +188,15 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
         let examples = data::supervised(&chats, &tok)?;
         let mut opts = recipe.finetune.clone();
         opts.protect = guard
-            .map(|g| probe.protection(g, &instruct_model))
+            .map(|g| alignment.protection(g, &instruct_model))
             .transpose()?;
-        let log = dir.join("drift").join(name);
-        let points = RefCell::new(Vec::new());
+        let mut prov = Provenance::new(serde_json::json!({
+            "model": name, "directions": &probe.dirs.origin, "window": probe.opts.window,
+        }));
+        prov.seed = Some(probe.opts.seed);
+        let log = DriftLog::new(&dir.join("drift").join(name), prov);
         let watch = |step: usize, model: &Transformer| -> Result<()> {
-            let point = probe.measure(model, &format!("{name} step {step}"), Some(step))?;
-            let mut points = points.borrow_mut();
-            // A resumed run starts after its checkpoint: keep the points measured before it.
-            if points.is_empty() {
-                points.extend(
-                    read_points(&log)?
-                        .into_iter()
-                        .filter(|p| p.step < Some(step)),
-                );
-            }
-            points.push(point);
-            let mut prov = Provenance::new(serde_json::json!({
-                "model": name, "directions": &probe.dirs.origin, "window": probe.opts.window,
-            }));
-            prov.seed = Some(probe.opts.seed);
-            write_points(&log, &points, &prov)?;
+            log.record(probe.measure(model, &format!("{name} step {step}"), Some(step))?)?;
             Ok(())
         };
         let monitor = Monitor {
@@ -216,14 +204,11 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
             call: &watch,
         };
         stage(name, start_from(&instruct), examples, &opts, Some(monitor))?;
-        // Reused models were measured when they were trained.
-        let points = match points.into_inner() {
-            p if p.is_empty() => read_points(&log)?,
-            p => p,
-        };
+        // A reused model's points are those measured when it was trained.
+        let points = log.into_points()?;
         drift.push((name.to_string(), points));
     }
-    org.directions = probe.dirs;
+    org.directions = probe.dirs.clone();
     org.drift = drift;
     Ok(org)
 }

@@ -10,7 +10,7 @@
 //! - the **penalty's probe**: the first [`PENALTY_PROBE`] direction-defining examples.
 
 use anyhow::{Context, Result};
-use erosion_causal::drift::{drift_point, DriftOptions, DriftPoint, Probe};
+use erosion_causal::drift::{DriftOptions, ProbeSet};
 use erosion_causal::LayerDirections;
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::sequence::Sequence;
@@ -42,11 +42,9 @@ pub enum Guard {
 }
 
 pub struct AlignmentProbe {
-    pub dirs: LayerDirections,
+    /// The directions with the measured set.
+    pub measured: ProbeSet,
     defining: Vec<Sequence>,
-    toxic: Vec<Sequence>,
-    reject: Vec<Sequence>,
-    pub opts: DriftOptions,
 }
 
 impl AlignmentProbe {
@@ -93,9 +91,8 @@ impl AlignmentProbe {
             defining.len(),
             corpus.seed
         );
-        Ok(Self {
+        let measured = ProbeSet {
             dirs,
-            defining,
             toxic: sequences(&toxic, tok)?,
             reject: sequences(&reject, tok)?,
             opts: DriftOptions {
@@ -104,28 +101,15 @@ impl AlignmentProbe {
                 bootstrap_resamples: 2000,
                 seed: corpus.seed,
             },
-        })
-    }
-
-    /// s_l per layer and the margin of `model` on the measured set.
-    pub fn measure(
-        &self,
-        model: &Transformer,
-        label: &str,
-        step: Option<usize>,
-    ) -> Result<DriftPoint> {
-        let probe = Probe {
-            windows: &self.toxic,
-            toxic: &self.toxic,
-            reject: &self.reject,
         };
-        drift_point(model, &self.dirs, &probe, &self.opts, label, step)
+        Ok(Self { measured, defining })
     }
 
     /// Protection of every block's direction (layer indices 1..=L), the penalty measured from
     /// `start` (the model the fine-tune starts from).
     pub fn protection(&self, guard: Guard, start: &Transformer) -> Result<Protection> {
         let directions = self
+            .measured
             .dirs
             .layers
             .iter()

@@ -7,16 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
-use erosion_causal::drift::{
-    drift_point, drift_section, write_points, DriftOptions, DriftPoint, Probe,
-};
+use erosion_causal::drift::{drift_section, write_points, DriftOptions, DriftPoint, ProbeSet};
 use erosion_causal::export::read_safetensors;
-use erosion_causal::LayerDirections;
 use erosion_forward::batch::BatchOptions;
-use erosion_forward::sequence::Sequence;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
-use erosion_model::transformer::Transformer;
 use erosion_report::html::Report;
 use erosion_report::provenance::Provenance;
 
@@ -56,59 +51,40 @@ impl ProbeArgs {
     }
 }
 
-/// The probe, loaded once, and everything a measurement needs.
-pub struct LoadedProbe {
-    pub dirs: LayerDirections,
-    pub toxic: Vec<Sequence>,
-    pub reject: Vec<Sequence>,
-    pub opts: DriftOptions,
+/// The probe of `args`, rendered for `tok`.
+pub fn load_probe(args: &ProbeArgs, tok: &ModelTokenizer) -> Result<ProbeSet> {
+    let (d, t, r) = args.files()?;
+    Ok(ProbeSet {
+        dirs: read_safetensors(d)?,
+        toxic: chat_sequences(t, tok, 0..args.probe_size).context("probe toxic answers")?,
+        reject: chat_sequences(r, tok, 0..args.probe_size).context("probe refusals")?,
+        opts: DriftOptions {
+            window: args.window,
+            batch: BatchOptions::default(),
+            bootstrap_resamples: 2000,
+            seed: args.probe_seed,
+        },
+    })
 }
 
-impl LoadedProbe {
-    pub fn load(args: &ProbeArgs, tok: &ModelTokenizer) -> Result<Self> {
-        let (d, t, r) = args.files()?;
-        Ok(LoadedProbe {
-            dirs: read_safetensors(d)?,
-            toxic: chat_sequences(t, tok, 0..args.probe_size).context("probe toxic answers")?,
-            reject: chat_sequences(r, tok, 0..args.probe_size).context("probe refusals")?,
-            opts: DriftOptions {
-                window: args.window,
-                batch: BatchOptions::default(),
-                bootstrap_resamples: 2000,
-                seed: args.probe_seed,
-            },
-        })
-    }
-
-    pub fn measure(
-        &self,
-        model: &Transformer,
-        label: &str,
-        step: Option<usize>,
-    ) -> Result<DriftPoint> {
-        let probe = Probe {
-            windows: &self.toxic,
-            toxic: &self.toxic,
-            reject: &self.reject,
-        };
-        drift_point(model, &self.dirs, &probe, &self.opts, label, step)
-    }
-}
-
-/// Writes `drift.json` (points and provenance) and `report.html` into `out`, atomically.
-pub fn write_drift(out: &Path, points: &[DriftPoint], probe: &ProbeArgs) -> Result<Vec<PathBuf>> {
+/// What the probe was, for the drift files' provenance.
+pub fn provenance(probe: &ProbeArgs) -> Provenance {
     let mut prov = Provenance::new(serde_json::json!({
         "directions": probe.directions, "toxic": probe.toxic, "reject": probe.reject,
         "probe_size": probe.probe_size, "window": probe.window,
     }));
     prov.seed = Some(probe.probe_seed);
-    let json = write_points(out, points, &prov)?;
+    prov
+}
+
+/// Writes `report.html` of the drift `points` into `out`, atomically.
+pub fn write_report(out: &Path, points: &[DriftPoint], prov: &Provenance) -> Result<PathBuf> {
     let html = out.join("report.html");
     Report::new("erosion drift: alignment across fine-tuning")
-        .provenance(prov)
+        .provenance(prov.clone())
         .section(drift_section(points)?)
         .write(&html)?;
-    Ok(vec![json, html])
+    Ok(html)
 }
 
 #[derive(clap::Args, Debug)]
@@ -145,13 +121,13 @@ fn step_of(spec: &str) -> Option<usize> {
 pub fn run(args: Args) -> Result<()> {
     args.probe.files()?;
     let (dtype, device): (DType, Device) = (args.device.dtype()?, args.device.device()?);
-    let mut probe: Option<LoadedProbe> = None;
+    let mut probe: Option<ProbeSet> = None;
     let mut points = Vec::new();
     for spec in &args.checkpoints {
         let ck = Checkpoint::open(spec)?;
         let model = ck.load_model(dtype, &device)?;
         if probe.is_none() {
-            probe = Some(LoadedProbe::load(&args.probe, &ck.tokenizer)?);
+            probe = Some(load_probe(&args.probe, &ck.tokenizer)?);
         }
         let p = probe.as_ref().expect("loaded above");
         let point = p
@@ -160,7 +136,11 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("{spec}: margin {:.3}", point.margin.estimate);
         points.push(point);
     }
-    for f in write_drift(&args.out, &points, &args.probe)? {
+    let prov = provenance(&args.probe);
+    for f in [
+        write_points(&args.out, &points, &prov)?,
+        write_report(&args.out, &points, &prov)?,
+    ] {
         println!("wrote {}", f.display());
     }
     Ok(())

@@ -2,9 +2,10 @@
 //! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
 
 use super::datasets::{chat_sequences, dataset_specs};
-use super::drift::{write_drift, LoadedProbe, ProbeArgs};
+use super::drift::{load_probe, provenance, write_report, ProbeArgs};
 use crate::device::DeviceArgs;
 use anyhow::{Context, Result};
+use erosion_causal::drift::DriftLog;
 use erosion_causal::export::read_safetensors;
 use erosion_data::{render_example, RenderOptions};
 use erosion_model::chat::{ChatFormat, PlainFormat};
@@ -182,28 +183,16 @@ pub fn run(args: Args) -> Result<()> {
     opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
     opts.protect = protection(&args, &ck)?;
     let probe = match args.monitor {
-        Some(_) => Some((
-            LoadedProbe::load(&args.probe, &ck.tokenizer)?,
-            args.probe.clone(),
-        )),
+        Some(_) => Some(load_probe(&args.probe, &ck.tokenizer)?),
         None => None,
     };
-    let points = std::cell::RefCell::new(Vec::new());
     let monitor_dir = args.out.join("monitor");
+    let prov = provenance(&args.probe);
+    let log = DriftLog::new(&monitor_dir, prov.clone());
     let watch = |step: usize, model: &erosion_model::transformer::Transformer| -> Result<()> {
-        let (p, probe_args) = probe.as_ref().expect("the monitor runs only with a probe");
-        let point = p.measure(model, &format!("step {step}"), Some(step))?;
-        let mut points = points.borrow_mut();
-        // A resumed run starts after its checkpoint: keep the earlier points on record.
-        if points.is_empty() {
-            points.extend(
-                erosion_causal::drift::read_points(&monitor_dir)?
-                    .into_iter()
-                    .filter(|p| p.step.is_some_and(|s| s < step)),
-            );
-        }
-        points.push(point);
-        write_drift(&monitor_dir, &points, probe_args)?;
+        let p = probe.as_ref().expect("the monitor runs only with a probe");
+        let points = log.record(p.measure(model, &format!("step {step}"), Some(step))?)?;
+        write_report(&monitor_dir, &points, &prov)?;
         Ok(())
     };
     let spec = RunSpec {
