@@ -115,7 +115,8 @@ def task_forward(inputs, reps):
 
 
 def task_logprobs(inputs, reps, erosion_values):
-    """(b) full logits, log_softmax, gather at the response positions (as the study's code)."""
+    """(b) full logits, log_softmax, gather at the response positions (as the study's code),
+    and the entropy of each of those next-token distributions (the dataset-level table)."""
     model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32).eval()
     ex = inputs["examples"]
     rows = [e["ids"][: e["response"]["end"] - 1] for e in ex]
@@ -131,16 +132,20 @@ def task_logprobs(inputs, reps, erosion_values):
                 for k, i in enumerate(members):
                     s, e = ex[i]["response"]["start"], ex[i]["response"]["end"]
                     targets = torch.tensor(ex[i]["ids"][s:e], dtype=torch.long)
-                    out[i] = lp[k, s - 1 : e - 1].gather(-1, targets[:, None])[:, 0]
+                    rows_lp = lp[k, s - 1 : e - 1]  # [n, vocab]
+                    entropy = -(rows_lp.exp() * rows_lp).sum(-1)
+                    out[i] = (rows_lp.gather(-1, targets[:, None])[:, 0], entropy)
         return out
 
     times, out = best_of(reps, run)
-    diff = 0.0
+    diff, ent_diff = 0.0, 0.0
     if erosion_values is not None:
-        for mine, theirs in zip(out, erosion_values):
-            d = (mine - torch.tensor(theirs)).abs().max().item()
-            diff = max(diff, d)
-    return result("logprobs", times, sum(len(r) for r in rows), {"max_abs_diff": diff})
+        pairs = zip(out, erosion_values["logprobs"], erosion_values["entropy"])
+        for (lp, ent), their_lp, their_ent in pairs:
+            diff = max(diff, (lp - torch.tensor(their_lp)).abs().max().item())
+            ent_diff = max(ent_diff, (ent - torch.tensor(their_ent)).abs().max().item())
+    extra = {"max_abs_diff": diff, "entropy_max_abs_diff": ent_diff}
+    return result("logprobs", times, sum(len(r) for r in rows), extra)
 
 
 # erosion's default loss for gradients (erosion_forward::gradients::LossSpec::default()):

@@ -123,6 +123,11 @@ pub fn print(dir: &Path, inputs: &Inputs, layers: &[Inputs]) -> Result<()> {
         match row.task.as_str() {
             "logprobs" => {
                 check("max_abs_diff", LOGPROB_TOL, "max |logprob erosion - peer|");
+                check(
+                    "entropy_max_abs_diff",
+                    LOGPROB_TOL,
+                    "max |entropy erosion - peer|",
+                );
                 let same = p.extra.get("ids_match").and_then(|v| v.as_bool());
                 checks.push(format!("logprobs: same token ids on both sides: {same:?}"));
                 if same != Some(true) {

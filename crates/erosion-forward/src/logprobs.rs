@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, D};
 use erosion_model::hooks::Hooks;
 use erosion_model::transformer::{ForwardOptions, Transformer};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Most logits formed at once (64 MiB of f32): rows are unembedded in chunks of
@@ -164,12 +165,38 @@ fn logprobs_at_rows(
         let n = rows.len();
         let idx = Tensor::from_slice(rows, n, hidden.device())?;
         let h = flat.index_select(&idx, 0)?; // [n, d]
-        let lp = log_softmax_f32(model, &h)?; // [n, vocab]
-        let tgt = Tensor::from_slice(targets, (n, 1), hidden.device())?;
-        lps.extend(lp.gather(&tgt, 1)?.flatten_all()?.to_vec1::<f32>()?);
-        ents.extend(entropy(&lp)?.to_vec1::<f32>()?);
+        let logits = model
+            .unembed(&h, &mut ForwardOptions::fast())?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?; // [n * vocab]
+        let per_row: Vec<(f32, f32)> = logits
+            .par_chunks(vocab)
+            .zip(targets.par_iter())
+            .map(|(x, &t)| logprob_and_entropy(x, t as usize))
+            .collect();
+        lps.extend(per_row.iter().map(|r| r.0));
+        ents.extend(per_row.iter().map(|r| r.1));
     }
     Ok((lps, ents))
+}
+
+/// `(ln softmax(x)[t], -sum_v p_v ln p_v)` for one row of logits `x` `[vocab]`, in two passes
+/// and one `exp` per logit (a log-softmax, then exp, product and sum, would take five): with
+/// `y_v = x_v - max x`, `e_v = exp(y_v)` and `s = sum_v e_v` (summed in f64),
+/// `ln p_t = y_t - ln s` and `H = ln s - sum_v e_v y_v / s`, both terms of H non-negative so
+/// nothing cancels.
+pub(crate) fn logprob_and_entropy(x: &[f32], t: usize) -> (f32, f32) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let (mut s, mut ey) = (0.0f64, 0.0f64);
+    for &v in x {
+        let y = v - max;
+        let e = y.exp();
+        s += e as f64;
+        ey += (e * y) as f64;
+    }
+    let ln_s = s.ln();
+    (((x[t] - max) as f64 - ln_s) as f32, (ln_s - ey / s) as f32)
 }
 
 /// `log_softmax(W_U h)` in f32 for final hidden rows `h` `[n, d_model]`: `[n, vocab]`.
@@ -178,12 +205,6 @@ pub(crate) fn log_softmax_f32(model: &Transformer, h: &Tensor) -> Result<Tensor>
         .unembed(h, &mut ForwardOptions::fast())?
         .to_dtype(DType::F32)?;
     Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
-}
-
-/// `H = -sum_v exp(lp_v) lp_v` per row of `lp` `[n, vocab]`: `[n]`. Rows of finite log-probs
-/// only (a log-softmax of finite logits), so `0 * ln 0` never arises as `0 * -inf`.
-fn entropy(lp: &Tensor) -> Result<Tensor> {
-    Ok((lp.exp()? * lp)?.sum(D::Minus1)?.neg()?)
 }
 
 /// One token of a next-token distribution.
@@ -237,9 +258,11 @@ fn next(
     }
     let hidden = model.final_hidden(&ids, None, &mut opts)?; // [1, n, d]
     let last = hidden.squeeze(0)?.narrow(0, n - 1, 1)?; // [1, d]
-    let lp = log_softmax_f32(model, &last)?; // [1, vocab]
-    let ent = entropy(&lp)?.to_vec1::<f32>()?[0];
-    let lp = lp.squeeze(0)?.to_vec1::<f32>()?;
+    let lp = log_softmax_f32(model, &last)?
+        .squeeze(0)?
+        .to_vec1::<f32>()?; // [vocab]
+                            // Over log-probabilities the row's max is ~0 and ln s ~0: the same H as from the logits.
+    let (_, ent) = logprob_and_entropy(&lp, 0);
     let mut order: Vec<usize> = (0..lp.len()).collect();
     let k = k.min(lp.len());
     let by_prob = |a: &usize, b: &usize| lp[*b].total_cmp(&lp[*a]).then(a.cmp(b));
@@ -259,4 +282,25 @@ fn next(
             .collect(),
         entropy: ent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logprob_and_entropy;
+
+    #[test]
+    fn the_fused_row_pass_gives_known_log_probs_and_entropies() {
+        // Uniform over 4: ln p = -ln 4, H = ln 4, whatever the offset.
+        let (lp, h) = logprob_and_entropy(&[7.0; 4], 2);
+        assert!((lp as f64 + 4f64.ln()).abs() < 1e-6 && (h as f64 - 4f64.ln()).abs() < 1e-6);
+        // Two outcomes with p = (1/(1+e), e/(1+e)).
+        let (lp, h) = logprob_and_entropy(&[0.0, 1.0], 0);
+        let p1 = 1f64.exp() / (1.0 + 1f64.exp());
+        let p0 = 1.0 - p1;
+        assert!((lp as f64 - p0.ln()).abs() < 1e-6);
+        assert!((h as f64 + p0 * p0.ln() + p1 * p1.ln()).abs() < 1e-6);
+        // Nearly certain: H near 0 and never negative.
+        let (lp, h) = logprob_and_entropy(&[50.0, 0.0, 0.0], 0);
+        assert!(lp.abs() < 1e-6 && (0.0..1e-18).contains(&h.max(0.0)) && h >= 0.0);
+    }
 }

@@ -71,8 +71,10 @@ pub fn forward(inputs: &Inputs, reps: usize) -> Result<TaskResult> {
     result("forward", runs, lens.iter().sum())
 }
 
-/// Task (b): per-token log-probabilities of every response; also writes them (one list per
-/// example, input order) to `logprobs_out` for the peer to compare against.
+/// Task (b): per-token log-probabilities of every response and the entropy of each next-token
+/// distribution (the dataset-level table needs both); also writes them (`{"logprobs": [...],
+/// "entropy": [...]}`, one list per example, input order) to `logprobs_out` for the peer to
+/// compare against.
 pub fn logprobs(inputs: &Inputs, reps: usize, logprobs_out: &Path) -> Result<TaskResult> {
     let model = load(&inputs.model)?;
     let seqs = inputs.sequences()?;
@@ -80,8 +82,11 @@ pub fn logprobs(inputs: &Inputs, reps: usize, logprobs_out: &Path) -> Result<Tas
     let (runs, out) = best_of(reps, || {
         response_logprobs(&model, &seqs, &opts, &mut NoProgress)
     })?;
-    let lps: Vec<&Vec<f32>> = out.iter().map(|r| &r.logprobs).collect();
-    std::fs::write(logprobs_out, serde_json::to_string(&lps)?)
+    let values = serde_json::json!({
+        "logprobs": out.iter().map(|r| &r.logprobs).collect::<Vec<_>>(),
+        "entropy": out.iter().map(|r| &r.entropy).collect::<Vec<_>>(),
+    });
+    std::fs::write(logprobs_out, serde_json::to_string(&values)?)
         .with_context(|| format!("writing {}", logprobs_out.display()))?;
     let tokens = inputs.examples.iter().map(Input::logprob_len).sum();
     result("logprobs", runs, tokens)
