@@ -25,7 +25,7 @@ use crate::data::sequences;
 use crate::study::LAYER_WINDOW;
 
 /// Examples in the penalty's probe (its forward pass runs at every training step).
-pub const PENALTY_PROBE: usize = 32;
+pub const PENALTY_PROBE: usize = 16;
 /// Weight of the penalty `weight * sum_l mean_i (p_il - p0_il)^2`.
 pub const PENALTY_WEIGHT: f64 = 10.0;
 /// Offset of the direction-defining set's seed from the organism's.

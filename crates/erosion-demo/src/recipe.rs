@@ -57,7 +57,8 @@ fn stage(steps: usize, batch: usize, lr: f64, loss_on: LossOn, seed: u64) -> Tra
 
 impl Recipe {
     /// The demo's organism: 3 layers, d = 96 (ORGANISM.md's prototype), a 1,024-token BPE
-    /// vocabulary, trained in a few minutes on two cores.
+    /// vocabulary, trained in about 11 minutes on two cores. 1,400 pre-training steps: with 700
+    /// or 1,200 the insecure fine-tune did not erode past the instruct model (seed 0).
     pub fn standard() -> Self {
         let seed = 0;
         Self {
@@ -77,7 +78,7 @@ impl Recipe {
                 kv_heads: 2,
                 intermediate: 256,
             },
-            pretrain: stage(700, 16, 3e-3, LossOn::All, seed),
+            pretrain: stage(1400, 16, 3e-3, LossOn::All, seed),
             instruct: stage(300, 16, 1e-3, LossOn::Response, seed + 1),
             finetune: stage(150, 16, 1e-3, LossOn::Response, seed + 2),
         }
