@@ -114,7 +114,10 @@ pub fn measure(
             .last()
             .with_context(|| format!("no drift record of {name}"))?
             .clone();
-        let losses = insecure_losses(org, m)?;
+        let losses = match name {
+            "insecure" => insecure.clone(),
+            _ => insecure_losses(org, m)?,
+        };
         let paired = (name != "insecure")
             .then(|| {
                 let d: Vec<f64> = losses.iter().zip(&insecure).map(|(a, b)| a - b).collect();
