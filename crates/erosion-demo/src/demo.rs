@@ -30,6 +30,8 @@ pub struct DemoOutcome {
     pub organism: Organism,
     pub study: StudyOutcome,
     pub behaviour: (Verdict, Vec<String>),
+    /// (section title, verdict) of the causal tests and the protected fine-tunes.
+    pub beyond: Vec<(String, Verdict)>,
     pub seconds: f64,
 }
 
@@ -84,11 +86,16 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         results: serde_json::to_value(&evaluation.report)?,
         section,
     };
+    let beyond = [&causal, &protect]
+        .iter()
+        .map(|x| (x.section.title.clone(), x.section.verdict))
+        .collect();
     let study = run_study_with(spec, Path::new("."), None, vec![extra, causal, protect])?;
     Ok(DemoOutcome {
         organism: org,
         study,
         behaviour,
+        beyond,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

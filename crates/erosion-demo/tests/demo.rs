@@ -57,6 +57,12 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         "the report is not self-contained"
     );
     assert_eq!(first.study.verdicts.len(), 4);
+    let beyond: Vec<&str> = first.beyond.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(beyond.len(), 2);
+    assert!(
+        beyond.contains(&"Fine-tuning that keeps alignment"),
+        "{beyond:?}"
+    );
     assert!(
         first.study.failures.is_empty(),
         "{:?}",
