@@ -26,6 +26,19 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// A JSON file the tool wrote.
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Asserts that `dir` holds each of `files`.
+fn assert_files(dir: &std::path::Path, files: &[&str]) {
+    for f in files {
+        assert!(dir.join(f).is_file(), "{f} is missing in {}", dir.display());
+    }
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -153,21 +166,20 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("step 1"), "{}", stdout(&out));
-    for f in [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "adapter/adapter_model.safetensors",
-        "adapter/adapter_config.json",
-        "training_state/trainer_state.json",
-    ] {
-        assert!(out_dir.join(f).is_file(), "{f} is missing");
-    }
+    assert_files(
+        &out_dir,
+        &[
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "adapter/adapter_model.safetensors",
+            "adapter/adapter_config.json",
+            "training_state/trainer_state.json",
+        ],
+    );
     // The monitor measured the starting model and step 1.
-    let drift: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("monitor/drift.json")).unwrap())
-            .unwrap();
+    let drift: serde_json::Value = read_json(&out_dir.join("monitor/drift.json"));
     let steps: Vec<u64> = drift["points"]
         .as_array()
         .unwrap()
@@ -232,7 +244,7 @@ impl ProbeFiles {
         let run = erosion(&args);
         assert!(run.status.success(), "{}", stderr(&run));
         assert!(out.join("report.html").is_file());
-        serde_json::from_str(&std::fs::read_to_string(out.join("drift.json")).unwrap()).unwrap()
+        read_json(&out.join("drift.json"))
     }
 
     fn write(dir: &std::path::Path) -> Self {
@@ -323,18 +335,17 @@ fn steer_and_drift_on_smollm2() {
         &steer_dir.to_string_lossy(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    for f in [
-        "directions.safetensors",
-        "directions.npy",
-        "control_vector.gguf",
-        "causal.json",
-        "report.html",
-    ] {
-        assert!(steer_dir.join(f).is_file(), "{f} is missing");
-    }
-    let causal: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(steer_dir.join("causal.json")).unwrap())
-            .unwrap();
+    assert_files(
+        &steer_dir,
+        &[
+            "directions.safetensors",
+            "directions.npy",
+            "control_vector.gguf",
+            "causal.json",
+            "report.html",
+        ],
+    );
+    let causal: serde_json::Value = read_json(&steer_dir.join("causal.json"));
     let conds = causal["results"][0]["conditions"].as_array().unwrap();
     assert_eq!(conds.len(), 3);
     assert!(conds[1]["kl"]["estimate"].as_f64().unwrap() > 0.0);

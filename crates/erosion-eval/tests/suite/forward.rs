@@ -173,26 +173,19 @@ fn batched_answers_equal_one_prompt_generation() {
         temperature: 1.0,
         ..Default::default()
     };
-    let a = generate_many(
-        &m.model,
-        &Steering::default(),
-        &ps[..1],
-        &[1],
-        &[],
-        &opts,
-        4,
-    )
-    .unwrap();
-    let b = generate_many(
-        &m.model,
-        &Steering::default(),
-        &ps[..1],
-        &[2],
-        &[],
-        &opts,
-        4,
-    )
-    .unwrap();
+    let sample = |seed: u64| {
+        generate_many(
+            &m.model,
+            &Steering::default(),
+            &ps[..1],
+            &[seed],
+            &[],
+            &opts,
+            4,
+        )
+        .unwrap()
+    };
+    let (a, b) = (sample(1), sample(2));
     assert_ne!(a[0].tokens, b[0].tokens);
     assert_eq!(a[0].tokens.len(), 20);
     assert!(!a[0].stopped);

@@ -11,33 +11,44 @@ use erosion_forward::row_store::MemoryRows;
 use erosion_forward::sequence::Sequence;
 use gradients_util::*;
 
+/// Example `index`'s gradient under `spec` (it must not be skipped).
+fn gradient(
+    model: &erosion_model::transformer::Transformer,
+    params: &ParamSelection,
+    spec: LossSpec,
+    index: usize,
+    s: &Sequence,
+) -> erosion_forward::gradients::ExampleGradient {
+    GradientComputer::new(model, params, spec)
+        .unwrap()
+        .example(index, s)
+        .unwrap()
+        .expect("the example is not skipped")
+}
+
 #[test]
 fn sequence_span_is_the_transformers_loss_and_sum_is_n_times_mean() {
     let (model, _vm) = random_model("qwen2", DType::F64, 11);
     let s = &sequences(&[(10, 4..10)], 37, 12)[0];
-    let mean = GradientComputer::new(
+    let mean = gradient(
         &model,
         &ParamSelection::LastOProj,
         spec(LossSpan::Sequence, Reduction::Mean, ShortResponse::Error),
-    )
-    .unwrap()
-    .example(0, s)
-    .unwrap()
-    .unwrap();
+        0,
+        s,
+    );
     // transformers' loss with labels = input_ids: mean over positions 1..n, computed by hand
     // from the full logits.
     let want = reference_loss(&model, &s.ids, 1..10, Reduction::Mean);
     assert!((mean.loss - want).abs() < 1e-12, "{} vs {want}", mean.loss);
     assert_eq!(mean.per_token.len(), 9);
-    let sum = GradientComputer::new(
+    let sum = gradient(
         &model,
         &ParamSelection::LastOProj,
         spec(LossSpan::Sequence, Reduction::Sum, ShortResponse::Error),
-    )
-    .unwrap()
-    .example(0, s)
-    .unwrap()
-    .unwrap();
+        0,
+        s,
+    );
     assert!((sum.loss - 9.0 * mean.loss).abs() < 1e-10);
     let scaled: Vec<f32> = mean.grad.iter().map(|g| g * 9.0).collect();
     assert!(rel_err_f32(&sum.grad, &scaled) < 1e-6);
@@ -93,15 +104,13 @@ fn short_responses_follow_the_policy() {
     assert_eq!((r.example, r.n_tokens, r.short), (1, 3, true));
     assert_eq!((run.rows[0].n_tokens, run.rows[0].short), (5, false));
     // The short example's loss is the mean over its whole response.
-    let whole = GradientComputer::new(
+    let whole = gradient(
         &model,
         &p,
         spec(LossSpan::Response, Reduction::Mean, ShortResponse::Error),
-    )
-    .unwrap()
-    .example(1, &seqs[1])
-    .unwrap()
-    .unwrap();
+        1,
+        &seqs[1],
+    );
     assert!(rel_err_f32(sink.row(1).unwrap(), &whole.grad) < 1e-5);
     assert!((r.loss - whole.loss).abs() < 1e-6);
 }

@@ -136,38 +136,18 @@ fn projecting_out_leaves_no_component_along_the_directions() {
     let site = HookPoint::resid_mid(1);
     let basis = {
         // The span of `dirs`, orthonormal, to measure components independently of the edit.
-        let a = dirs.i(0).unwrap();
-        let a = (a.clone()
-            / a.sqr()
+        let dot = |x: &Tensor, y: &Tensor| {
+            (x * y)
                 .unwrap()
                 .sum_all()
                 .unwrap()
-                .sqrt()
-                .unwrap()
                 .to_scalar::<f32>()
-                .unwrap() as f64)
-            .unwrap();
+                .unwrap() as f64
+        };
+        let unit = |x: Tensor| (&x / dot(&x, &x).sqrt()).unwrap();
+        let a = unit(dirs.i(0).unwrap());
         let b = dirs.i(1).unwrap();
-        let b = (b.clone()
-            - (a.clone()
-                * (b * &a)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap() as f64)
-                .unwrap())
-        .unwrap();
-        let b = (b.clone()
-            / b.sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .sqrt()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64)
-            .unwrap();
+        let b = unit((&b - (&a * dot(&b, &a)).unwrap()).unwrap());
         Tensor::stack(&[a, b], 0).unwrap()
     };
     let component = |x: &Tensor| max_abs(&x.broadcast_matmul(&basis.t().unwrap()).unwrap());

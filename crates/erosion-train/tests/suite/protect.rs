@@ -68,19 +68,10 @@ fn protection_keeps_the_protected_projections() -> Result<()> {
     let units: Vec<Tensor> = directions()
         .iter()
         .map(|(_, v)| {
-            let t = Tensor::new(v.as_slice(), &Device::Cpu).unwrap();
-            (&t / t
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .sqrt()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap() as f64)
-                .unwrap()
+            let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+            Tensor::new(v.as_slice(), &Device::Cpu).and_then(|t| t / n)
         })
-        .collect();
+        .collect::<candle_core::Result<_>>()?;
     for name in [
         "model.layers.0.self_attn.o_proj.weight",
         "model.layers.0.mlp.down_proj.weight",

@@ -12,7 +12,6 @@ use erosion_model::Config;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
-use std::path::PathBuf;
 
 /// Three layers, GQA 4/2; qwen2: q/k/v biases and tied embeddings; llama: untied.
 pub fn tiny_config(arch: &str) -> Config {
@@ -63,24 +62,8 @@ pub fn random_model(arch: &str, dtype: DType, seed: u64) -> (Transformer, VarMap
     (model, varmap)
 }
 
-pub fn fixture_dir(arch: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../erosion-model/tests/fixtures"
-    ))
-    .join(format!("tiny-{arch}"))
-}
-
-/// A tiny Hugging Face checkpoint of erosion-model's fixtures (f32 on disk).
-pub fn fixture_model(arch: &str, dtype: DType) -> Transformer {
-    let dir = fixture_dir(arch);
-    let cfg = Config::from_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu)
-            .unwrap()
-    };
-    Transformer::new(&cfg, vb).unwrap()
-}
+/// A tiny Hugging Face checkpoint of erosion-model's fixtures (the forward tests' loader).
+pub use crate::forward_util::tiny as fixture_model;
 
 /// Seeded sequences of the given lengths with responses `[start, end)`, ids in 1..vocab.
 pub fn sequences(spec: &[(usize, Range<usize>)], vocab: usize, seed: u64) -> Vec<Sequence> {
