@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
-// The allocator the `erosion` binary ships with (see crates/erosion-cli/src/main.rs), so the
-// benchmark measures what users run.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The allocator and its settings of the `erosion` binary, so the benchmark measures what users run.
+#[path = "../../erosion-cli/src/alloc.rs"]
+mod alloc;
 
 #[derive(Parser)]
 #[command(about = "erosion side of the benchmark against PyTorch + transformers")]
@@ -101,6 +100,7 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    alloc::keep_freed_pages();
     match Cli::parse().cmd {
         Cmd::Convert { src, out } => tasks::convert(&src, &out),
         Cmd::Perturb {

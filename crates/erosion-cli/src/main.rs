@@ -1,14 +1,10 @@
 //! `erosion`: measure how fine-tuning erodes the safety alignment of language models.
 
+mod alloc;
 mod cmd;
 mod device;
 
 use clap::{Parser, Subcommand};
-
-// candle allocates a fresh buffer for every op; glibc's allocator hands large ones back to the
-// kernel each time, and zeroing the pages again cost a third of a CPU training step.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "erosion", version, about, long_about = None)]
@@ -40,6 +36,7 @@ enum Command {
 }
 
 fn main() {
+    alloc::keep_freed_pages();
     let cli = Cli::parse();
     if matches!(cli.command, Command::Train(_) | Command::Demo(_))
         && std::env::var_os("CANDLE_NUM_THREADS").is_none()

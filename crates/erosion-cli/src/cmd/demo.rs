@@ -11,12 +11,17 @@ pub struct Args {
     /// Output folder: report.html, results.json, eval/, figures.
     #[arg(long, default_value = "erosion-demo")]
     pub out: PathBuf,
-    /// Where the organism is grown and cached (default: <out>/organism).
+    /// Where the organism is grown and cached (default: <out>/organism, or
+    /// <out>/organism-seed<N> with --seed, <out>/organism-reduced with --reduced).
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// A small organism (seconds instead of minutes; too small to learn the behaviours).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seed")]
     pub reduced: bool,
+    /// Grow the organism from this seed (world, tokenizer, initialisation, batch order) instead
+    /// of the standard seed 0: how much of an effect is the draw.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Held-out harmful requests in the behavioural evaluation.
     #[arg(long, default_value_t = 100)]
     pub harmful: usize,
@@ -28,14 +33,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let recipe = if args.reduced {
-        Recipe::reduced()
-    } else {
-        Recipe::standard()
+    // Each recipe gets its own default cache: a cache grown by another recipe is refused.
+    let (recipe, cache_name) = match (args.reduced, args.seed) {
+        (true, _) => (Recipe::reduced(), "organism-reduced".to_string()),
+        (false, None) => (Recipe::standard(), "organism".to_string()),
+        (false, Some(s)) => (Recipe::standard_seeded(s), format!("organism-seed{s}")),
     };
     let n_eval = recipe.sizes.eval;
     let opts = DemoOptions {
-        cache: args.cache.unwrap_or_else(|| args.out.join("organism")),
+        cache: args.cache.unwrap_or_else(|| args.out.join(cache_name)),
         out: args.out,
         harmful_prompts: args.harmful.min(n_eval),
         code_prompts: args.code.min(n_eval),

@@ -11,7 +11,8 @@
 
 use super::context::{softmax_dtype, BatchContext};
 use super::layers::Linear;
-use super::{rope, ForwardMode, ForwardOptions};
+use super::softmax::attention_softmax;
+use super::{rope, ForwardOptions};
 use crate::config::Config;
 use crate::hooks::{HookPoint, Site};
 use anyhow::Result;
@@ -107,14 +108,14 @@ impl Attention {
         // values are used as they are instead of being repeated per query head.
         let group = hq / hk;
         let scores = q.reshape((b, hk, group * s, hd))?.matmul(&k.t()?)?;
-        let scores = (scores * (hd as f64).powf(-0.5))?
-            .reshape((b, hq, s, sk))?
-            .to_dtype(softmax_dtype(x.dtype()))?
-            .broadcast_add(&ctx.bias)?;
-        let pattern = match opts.mode {
-            ForwardMode::Fast => candle_nn::ops::softmax_last_dim(&scores)?,
-            ForwardMode::Differentiable => super::softmax::softmax_last_dim(&scores)?,
+        let scale = (hd as f64).powf(-0.5);
+        let scores = scores.reshape((b, hq, s, sk))?;
+        // Half-precision scores are scaled before the cast to f32, as transformers does.
+        let (scores, scale) = match softmax_dtype(x.dtype()) {
+            dt if dt == x.dtype() => (scores, scale),
+            dt => ((scores * scale)?.to_dtype(dt)?, 1.0),
         };
+        let pattern = attention_softmax(&scores, &ctx.bias, scale)?;
         let pattern = opts.hook(at(Site::Pattern), pattern.to_dtype(x.dtype())?)?; // [b, Hq, s, sk]
         let z = pattern
             .reshape((b, hk, group * s, sk))?

@@ -1,6 +1,7 @@
 //! The gated MLP: `down( silu(gate(x)) * up(x) )`.
 
 use super::layers::Linear;
+use super::swiglu::swiglu_fused;
 use super::ForwardOptions;
 use crate::config::Config;
 use crate::hooks::{HookPoint, Site};
@@ -30,7 +31,7 @@ impl Mlp {
         let at = |site| HookPoint::Block { layer, site };
         let gate = opts.hook(at(Site::MlpPre), self.gate_proj.forward(x)?)?;
         let up = opts.hook(at(Site::MlpPreLinear), self.up_proj.forward(x)?)?;
-        let post = opts.hook(at(Site::MlpPost), (gate.silu()? * up)?)?;
+        let post = opts.hook(at(Site::MlpPost), swiglu_fused(&gate, &up)?)?;
         self.down_proj.forward(&post)
     }
 }

@@ -26,6 +26,7 @@ mod mlp;
 mod params;
 mod rope;
 mod softmax;
+mod swiglu;
 
 pub use attention::Attention;
 pub use block::Block;
