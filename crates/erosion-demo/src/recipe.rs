@@ -57,8 +57,9 @@ fn stage(steps: usize, batch: usize, lr: f64, loss_on: LossOn, seed: u64) -> Tra
 
 impl Recipe {
     /// The demo's organism: 3 layers, d = 96 (ORGANISM.md's prototype), a 1,024-token BPE
-    /// vocabulary, trained in about 11 minutes on two cores. 1,400 pre-training steps: with 700
-    /// or 1,200 the insecure fine-tune did not erode past the instruct model (seed 0).
+    /// vocabulary, grown in about 7 minutes on two cores. 1,400 pre-training steps: with 700 or
+    /// 1,200 the insecure fine-tune did not erode past the instruct model (seed 0, AVX2 kernels);
+    /// with 1,400 it did in two of three seeds (README).
     pub fn standard() -> Self {
         Self::standard_seeded(0)
     }
