@@ -19,6 +19,7 @@
 mod attention;
 mod block;
 mod context;
+mod cpu_kernel;
 mod kv_cache;
 mod layers;
 mod lora;

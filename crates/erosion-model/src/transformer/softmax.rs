@@ -11,6 +11,7 @@
 //! the model width; in inference they were a tenth of the forward pass. Each row is scaled, biased
 //! and normalised in one pass here, rows in parallel.
 
+use super::cpu_kernel::{cpu_fwd2, Float2Kernel};
 use anyhow::{ensure, Result};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, D};
 use num_traits::Float;
@@ -42,10 +43,19 @@ struct AttentionSoftmax {
 }
 
 impl AttentionSoftmax {
+    /// Row of x `r` = ((batch * heads) + head) * seq + i reads bias row batch * seq + i.
+    fn bias_row(&self, r: usize) -> usize {
+        (r / (self.heads * self.seq)) * self.seq + r % self.seq
+    }
+}
+
+impl Float2Kernel for AttentionSoftmax {
+    const NAME: &'static str = "attention softmax";
+
     /// Each `k`-wide row of `x` scaled, plus its bias row, normalised, rows in parallel. The
     /// passes are written so that the compiler vectorises them (lane-wise max and sum), and
     /// masked keys skip the exponential.
-    fn rows<T: Float + Send + Sync>(&self, x: &[T], bias: &[T], k: usize) -> Vec<T> {
+    fn run<T: Float + Send + Sync>(&self, x: &[T], bias: &[T], k: usize) -> Vec<T> {
         let scale = T::from(self.scale).expect("a float scale");
         let mut out = Vec::with_capacity(x.len());
         out.spare_capacity_mut()
@@ -74,11 +84,6 @@ impl AttentionSoftmax {
         unsafe { out.set_len(x.len()) };
         out
     }
-
-    /// Row of x `r` = ((batch * heads) + head) * seq + i reads bias row batch * seq + i.
-    fn bias_row(&self, r: usize) -> usize {
-        (r / (self.heads * self.seq)) * self.seq + r % self.seq
-    }
 }
 
 impl CustomOp2 for AttentionSoftmax {
@@ -93,23 +98,7 @@ impl CustomOp2 for AttentionSoftmax {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let contiguous = |l: &Layout| {
-            l.contiguous_offsets().ok_or_else(|| {
-                candle_core::Error::Msg("attention softmax inputs must be contiguous".into())
-            })
-        };
-        let ((a1, a2), (b1, b2)) = (contiguous(l1)?, contiguous(l2)?);
-        let k = *l1.shape().dims().last().unwrap_or(&1);
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.rows(&x[a1..a2], &b[b1..b2], k))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.rows(&x[a1..a2], &b[b1..b2], k))
-            }
-            _ => candle_core::bail!("attention softmax: scores and bias must be both f32 or f64"),
-        };
-        Ok((out, l1.shape().clone()))
+        cpu_fwd2(self, s1, l1, s2, l2)
     }
 
     fn bwd(

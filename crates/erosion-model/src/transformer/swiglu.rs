@@ -8,26 +8,31 @@
 //! candle computes `silu(g)` and the product as two ops, each a fresh `[n, d_mlp]` tensor (the
 //! widest activation of the block) and a pass over it; here it is one.
 
+use super::cpu_kernel::{cpu_fwd2, Float2Kernel};
 use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use num_traits::Float;
 use rayon::prelude::*;
 
-/// Rows handed to one rayon task: large enough that scheduling is noise.
+/// Elements per rayon task: enough that scheduling is noise.
 const CHUNK: usize = 1 << 14;
 
 struct SwiGlu;
 
-fn swiglu<T: Float + Send + Sync>(g: &[T], u: &[T]) -> Vec<T> {
-    let mut out = vec![T::zero(); g.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
-        .for_each(|(y, (g, u))| {
-            for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                *y = g / (T::one() + (-g).exp()) * u;
-            }
-        });
-    out
+impl Float2Kernel for SwiGlu {
+    const NAME: &'static str = "swiglu";
+
+    fn run<T: Float + Send + Sync>(&self, g: &[T], u: &[T], _row: usize) -> Vec<T> {
+        let mut out = vec![T::zero(); g.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
+            .for_each(|(y, (g, u))| {
+                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                    *y = g / (T::one() + (-g).exp()) * u;
+                }
+            });
+        out
+    }
 }
 
 impl CustomOp2 for SwiGlu {
@@ -42,20 +47,7 @@ impl CustomOp2 for SwiGlu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (Some((a1, a2)), Some((b1, b2))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            candle_core::bail!("swiglu inputs must be contiguous")
-        };
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(u)) => {
-                CpuStorage::F32(swiglu(&g[a1..a2], &u[b1..b2]))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(u)) => {
-                CpuStorage::F64(swiglu(&g[a1..a2], &u[b1..b2]))
-            }
-            _ => candle_core::bail!("swiglu: gate and up must be both f32 or both f64"),
-        };
-        Ok((out, l1.shape().clone()))
+        cpu_fwd2(self, s1, l1, s2, l2)
     }
 
     fn bwd(
