@@ -115,7 +115,7 @@ impl Attention {
             dt if dt == x.dtype() => (scores, scale),
             dt => ((scores * scale)?.to_dtype(dt)?, 1.0),
         };
-        let pattern = attention_softmax(&scores, &ctx.bias, scale)?;
+        let pattern = attention_softmax(&scores, &ctx.bias, scale, opts.mode)?;
         let pattern = opts.hook(at(Site::Pattern), pattern.to_dtype(x.dtype())?)?; // [b, Hq, s, sk]
         let z = pattern
             .reshape((b, hk, group * s, sk))?

@@ -12,6 +12,7 @@
 //! and normalised in one pass here, rows in parallel.
 
 use super::cpu_kernel::{cpu_fwd2, Float2Kernel};
+use super::ForwardMode;
 use anyhow::{ensure, Result};
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, D};
 use num_traits::Float;
@@ -116,9 +117,15 @@ impl CustomOp2 for AttentionSoftmax {
 
 /// `softmax(scale * x + bias)` over the last dimension, with a correct gradient for `x`:
 /// `x` `[b, H, s, k]` scores, `bias` `[b, 1, s, k]` (0 or -inf), both f32 or both f64. The
-/// fused kernel on CPU, candle's composite ops elsewhere (a custom op there would need its own
+/// fused kernel on CPU; elsewhere candle's fused softmax in [`ForwardMode::Fast`] (it has no
+/// backward) and its composite ops when differentiating (a custom op there would need its own
 /// kernels).
-pub fn attention_softmax(x: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
+pub fn attention_softmax(
+    x: &Tensor,
+    bias: &Tensor,
+    scale: f64,
+    mode: ForwardMode,
+) -> Result<Tensor> {
     let (b, heads, seq, k) = x.dims4()?;
     ensure!(
         bias.dims() == [b, 1, seq, k],
@@ -126,14 +133,17 @@ pub fn attention_softmax(x: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor
         bias.dims(),
         x.dims()
     );
-    let fused = matches!(x.device(), Device::Cpu)
+    let cpu_kernel = matches!(x.device(), Device::Cpu)
         && x.dtype() == bias.dtype()
         && matches!(x.dtype(), DType::F32 | DType::F64);
-    Ok(if fused {
+    if cpu_kernel {
         let op = AttentionSoftmax { scale, heads, seq };
-        x.contiguous()?.apply_op2(&bias.contiguous()?, op)?
-    } else {
-        candle_nn::ops::softmax(&(x * scale)?.broadcast_add(bias)?, D::Minus1)?
+        return Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, op)?);
+    }
+    let z = (x * scale)?.broadcast_add(bias)?;
+    Ok(match mode {
+        ForwardMode::Fast => candle_nn::ops::softmax_last_dim(&z)?,
+        ForwardMode::Differentiable => candle_nn::ops::softmax(&z, D::Minus1)?,
     })
 }
 
@@ -172,7 +182,7 @@ mod tests {
         let x = Var::from_tensor(&(Tensor::randn(0f64, 3.0, (2, 4, 3, 3), &dev)?))?;
         let w = Tensor::randn(0f64, 1.0, (2, 4, 3, 3), &dev)?;
         let bias = bias(DType::F64)?;
-        let fused = attention_softmax(x.as_tensor(), &bias, 0.125)?;
+        let fused = attention_softmax(x.as_tensor(), &bias, 0.125, ForwardMode::Differentiable)?;
         let reference = composite(x.as_tensor(), &bias, 0.125)?;
         let diff = (&fused - &reference)?
             .abs()?
@@ -196,7 +206,7 @@ mod tests {
     fn f32_kernel_matches_the_composite() -> Result<()> {
         let x = Tensor::randn(0f32, 3.0, (2, 4, 3, 3), &Device::Cpu)?;
         let bias = bias(DType::F32)?;
-        let fused = attention_softmax(&x, &bias, 0.125)?;
+        let fused = attention_softmax(&x, &bias, 0.125, ForwardMode::Fast)?;
         let diff = (fused - composite(&x, &bias, 0.125)?)?
             .abs()?
             .max_all()?
