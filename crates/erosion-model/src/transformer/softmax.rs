@@ -59,7 +59,8 @@ impl Float2Kernel for AttentionSoftmax {
     fn run<T: Float + Send + Sync>(&self, x: &[T], bias: &[T], k: usize) -> Vec<T> {
         let scale = T::from(self.scale).expect("a float scale");
         let mut out = Vec::with_capacity(x.len());
-        out.spare_capacity_mut()
+        // Only the first x.len() slots: Vec may reserve more than asked.
+        out.spare_capacity_mut()[..x.len()]
             .par_chunks_mut(k)
             .enumerate()
             .for_each(|(r, y)| {
@@ -81,7 +82,7 @@ impl Float2Kernel for AttentionSoftmax {
                 let inv = T::one() / lanes(y, T::zero(), |s, v| s + v);
                 y.iter_mut().for_each(|y| *y = *y * inv);
             });
-        // SAFETY: the rows cover the whole capacity, and each was written.
+        // SAFETY: the rows cover the first x.len() slots, and each was written.
         unsafe { out.set_len(x.len()) };
         out
     }
