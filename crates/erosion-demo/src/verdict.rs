@@ -200,9 +200,8 @@ mod tests {
     #[test]
     fn fewer_refusals_than_the_controls_is_erosion() {
         let nr = |refused| not_refused(&refusing(refused)).unwrap();
-        let x = nr(13);
         let model = refusing(13);
-        let refusal = model.refusal().unwrap();
+        let (x, refusal) = (not_refused(&model).unwrap(), model.refusal().unwrap());
         assert!((x.value - 0.87).abs() < 1e-12);
         assert!((x.lower - (1.0 - refusal.upper)).abs() < 1e-12);
         assert!((x.upper - (1.0 - refusal.lower)).abs() < 1e-12);

@@ -11,10 +11,10 @@
 //! the model width; in inference they were a tenth of the forward pass. Each row is scaled, biased
 //! and normalised in one pass here, rows in parallel.
 
-use super::cpu_kernel::{cpu_fwd2, Float2Kernel};
+use super::cpu_kernel::{self, Float2Kernel};
 use super::ForwardMode;
 use anyhow::{ensure, Result};
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor, D};
+use candle_core::{Tensor, D};
 use num_traits::Float;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -86,22 +86,6 @@ impl Float2Kernel for AttentionSoftmax {
         unsafe { out.set_len(x.len()) };
         out
     }
-}
-
-impl CustomOp2 for AttentionSoftmax {
-    fn name(&self) -> &'static str {
-        "erosion-attention-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        cpu_fwd2(self, s1, l1, s2, l2)
-    }
 
     fn bwd(
         &self,
@@ -134,12 +118,8 @@ pub fn attention_softmax(
         bias.dims(),
         x.dims()
     );
-    let cpu_kernel = matches!(x.device(), Device::Cpu)
-        && x.dtype() == bias.dtype()
-        && matches!(x.dtype(), DType::F32 | DType::F64);
-    if cpu_kernel {
-        let op = AttentionSoftmax { scale, heads, seq };
-        return Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, op)?);
+    if cpu_kernel::applies(x, bias) {
+        return cpu_kernel::apply(AttentionSoftmax { scale, heads, seq }, x, bias);
     }
     let z = (x * scale)?.broadcast_add(bias)?;
     Ok(match mode {
@@ -152,6 +132,7 @@ pub fn attention_softmax(
 mod tests {
     use super::*;
     use candle_core::Var;
+    use candle_core::{DType, Device};
 
     fn composite(x: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
         Ok(candle_nn::ops::softmax(

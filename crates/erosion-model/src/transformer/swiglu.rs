@@ -8,9 +8,9 @@
 //! candle computes `silu(g)` and the product as two ops, each a fresh `[n, d_mlp]` tensor (the
 //! widest activation of the block) and a pass over it; here it is one.
 
-use super::cpu_kernel::{cpu_fwd2, Float2Kernel};
+use super::cpu_kernel::{self, Float2Kernel};
 use anyhow::Result;
-use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
+use candle_core::Tensor;
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -33,22 +33,6 @@ impl Float2Kernel for SwiGlu {
             });
         out
     }
-}
-
-impl CustomOp2 for SwiGlu {
-    fn name(&self) -> &'static str {
-        "erosion-swiglu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        cpu_fwd2(self, s1, l1, s2, l2)
-    }
 
     fn bwd(
         &self,
@@ -70,21 +54,19 @@ impl CustomOp2 for SwiGlu {
 /// `silu(gate) * up`, elementwise, with gradients for both: the fused kernel on CPU for f32 and
 /// f64, candle's composite ops otherwise.
 pub fn swiglu_fused(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    let fused = matches!(gate.device(), Device::Cpu)
-        && gate.dtype() == up.dtype()
-        && matches!(gate.dtype(), DType::F32 | DType::F64)
-        && gate.dims() == up.dims();
-    Ok(if fused {
-        gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?
-    } else {
-        (gate.silu()? * up)?
-    })
+    Ok(
+        if cpu_kernel::applies(gate, up) && gate.dims() == up.dims() {
+            cpu_kernel::apply(SwiGlu, gate, up)?
+        } else {
+            (gate.silu()? * up)?
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Var;
+    use candle_core::{DType, Device, Var};
 
     /// Values and both gradients equal candle's composite silu(g) * u (f64: to rounding).
     #[test]
