@@ -130,6 +130,16 @@ pub fn read_state(dir: &Path) -> Result<Option<TrainState>> {
     Ok(Some(state))
 }
 
+/// sha256 of the trainer state saved in `dir`, or `None` for a model that erosion did not train.
+pub fn state_digest(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(STATE_DIR).join(STATE_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(format!("{:x}", Sha256::digest(&bytes))))
+}
+
 /// `<out>/checkpoint-<step>` folders whose save completed, latest last.
 pub fn checkpoints(out: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let mut found = Vec::new();

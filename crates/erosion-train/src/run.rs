@@ -25,15 +25,25 @@ pub enum Start {
 }
 
 impl Start {
-    fn describe(&self) -> String {
-        match self {
+    /// What a run started from, as its checkpoints record it to recognise the same run.
+    fn describe(&self) -> Result<String> {
+        Ok(match self {
             // A folder by its absolute path, so that relative and absolute spellings of one
             // start (`erosion demo --out x` from different directories) are one run.
-            Start::Checkpoint(spec) => std::fs::canonicalize(spec)
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| spec.clone()),
+            Start::Checkpoint(spec) => {
+                let path = std::fs::canonicalize(spec)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| spec.clone());
+                // A start trained by erosion also by its trainer state (its own start, data,
+                // options and loss history): a model retrained in the same folder is another
+                // start, so what was fine-tuned from the old one is not reused.
+                match checkpoint::state_digest(Path::new(spec))? {
+                    Some(digest) => format!("{path}#{}", &digest[..16]),
+                    None => path,
+                }
+            }
             Start::Fresh { seed, .. } => format!("fresh:{seed}"),
-        }
+        })
     }
 }
 
@@ -80,7 +90,7 @@ pub fn train(
 ) -> Result<Outcome> {
     opts.validate()?;
     let fingerprint = data_fingerprint(data);
-    let start = spec.start.describe();
+    let start = spec.start.describe()?;
     let same_run = |s: &TrainState| {
         s.options == *opts && s.data_fingerprint == fingerprint && s.start == start
     };

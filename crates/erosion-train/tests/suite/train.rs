@@ -306,6 +306,29 @@ fn lora_resumes_exactly_and_saves_a_peft_adapter() -> Result<()> {
     Ok(())
 }
 
+/// A run from a checkpoint that erosion trained is tied to that training: when the start folder
+/// is trained again (other data), the finished run from it is not reused.
+#[test]
+fn a_retrained_start_is_another_run() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let tok = tokenizer();
+    let (parent, child) = (tmp.path().join("parent"), tmp.path().join("child"));
+    let opts = options(2, Method::Full);
+    train(&spec(&tok, None), &data(10), &opts, &parent)?;
+    let from_parent = RunSpec {
+        start: Start::Checkpoint(parent.to_string_lossy().into_owned()),
+        ..spec(&tok, None)
+    };
+    train(&from_parent, &data(8), &opts, &child)?;
+    assert!(train(&from_parent, &data(8), &opts, &child)?.reused);
+
+    std::fs::remove_dir_all(&parent)?;
+    train(&spec(&tok, None), &data(12), &opts, &parent)?;
+    let err = train(&from_parent, &data(8), &opts, &child).unwrap_err();
+    assert!(format!("{err:#}").contains("another run"), "{err:#}");
+    Ok(())
+}
+
 #[test]
 fn bad_input_is_refused_clearly() -> Result<()> {
     let mut o = options(1, Method::Full);
