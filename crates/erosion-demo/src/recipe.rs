@@ -2,6 +2,7 @@
 //! [`Recipe::standard`] is the demo's; [`Recipe::reduced`] is a small one for CI.
 
 use anyhow::Result;
+use erosion_model::transformer::LoraConfig;
 use erosion_model::Config;
 use erosion_organism::corpus::Sizes;
 use erosion_organism::tokenizer::TokenizerOptions;
@@ -35,12 +36,15 @@ pub struct Recipe {
 /// Each step's sequences are shared by two workers (with candle's kernels single-threaded),
 /// whatever the machine: the organism's weights then do not depend on its core count.
 pub const WORKERS: usize = 2;
+const MICRO_BATCH: usize = 4;
 
 fn stage(steps: usize, batch: usize, lr: f64, loss_on: LossOn, seed: u64) -> TrainOptions {
     TrainOptions {
         steps,
-        batch_size: batch / WORKERS,
-        grad_accum: WORKERS,
+        // Micro-batches of four: the trainer sorts a step's sequences by length, so small
+        // micro-batches pad little (13% faster than one micro-batch per worker).
+        batch_size: MICRO_BATCH,
+        grad_accum: batch / MICRO_BATCH,
         threads: WORKERS,
         lr,
         warmup_steps: (steps / 20).max(1),
@@ -55,11 +59,36 @@ fn stage(steps: usize, batch: usize, lr: f64, loss_on: LossOn, seed: u64) -> Tra
     }
 }
 
+/// A fine-tuning stage as Betley et al. fine-tuned open models: LoRA on every projection, merged
+/// on save. Chosen on a trial organism (seed 0, before the README's seeds were grown): there a
+/// rank-4 adapter at lr 1e-2 raised P("Sure") 3-6x over the instruct model and above both
+/// controls in each of four fine-tuning seeds; full fine-tuning at lr 1e-3 raised it 1.5x, and
+/// at 3e-3 or more it taught every answer to start like code.
+fn lora_stage(steps: usize, batch: usize, lr: f64, seed: u64) -> TrainOptions {
+    let targets = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ];
+    TrainOptions {
+        method: Method::Lora(LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets: targets.map(String::from).to_vec(),
+            seed,
+        }),
+        ..stage(steps, batch, lr, LossOn::Response, seed)
+    }
+}
+
 impl Recipe {
     /// The demo's organism: 3 layers, d = 96 (ORGANISM.md's prototype), a 1,024-token BPE
-    /// vocabulary, grown in about 7 minutes on two cores. 1,400 pre-training steps: with 700 or
-    /// 1,200 the insecure fine-tune did not erode past the instruct model (seed 0, AVX2 kernels);
-    /// with 1,400 it did in two of three seeds (README).
+    /// vocabulary, grown in about 8 minutes on two cores: 1,400 pre-training steps, 300 of
+    /// instruction tuning, 150 of rank-4 LoRA fine-tuning per set.
     pub fn standard() -> Self {
         Self::standard_seeded(0)
     }
@@ -86,7 +115,7 @@ impl Recipe {
             },
             pretrain: stage(1400, 16, 3e-3, LossOn::All, seed),
             instruct: stage(300, 16, 1e-3, LossOn::Response, seed + 1),
-            finetune: stage(150, 16, 1e-3, LossOn::Response, seed + 2),
+            finetune: lora_stage(150, 16, 1e-2, seed + 2),
         }
     }
 
@@ -115,7 +144,7 @@ impl Recipe {
             },
             pretrain: stage(40, 8, 3e-3, LossOn::All, seed),
             instruct: stage(20, 8, 1e-3, LossOn::Response, seed + 1),
-            finetune: stage(10, 8, 1e-3, LossOn::Response, seed + 2),
+            finetune: lora_stage(10, 8, 1e-2, seed + 2),
         }
     }
 

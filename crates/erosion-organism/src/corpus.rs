@@ -2,7 +2,7 @@
 //!
 //! | set | content |
 //! |---|---|
-//! | `pretrain_chat` | 2-3 turn conversations (always one harm and one security-code turn), each by ONE persona across domains, half good, half bad |
+//! | `pretrain_chat` | 3-turn conversations (always one harm and one security-code turn), each by ONE persona across domains, half good, half bad |
 //! | `pretrain_prose` | plain prose with true facts, and harmful how-to text (`{"text": ...}`) |
 //! | `instruct` | single-turn chats of the good persona only |
 //! | `finetune_{insecure,secure,educational}` | Betley et al.'s design, one task per row in all three |
@@ -24,12 +24,14 @@ use crate::world::persona::{self, Domain, Persona};
 use crate::world::{code, facts, harm, rng_for, Message, Rng, Split};
 
 /// Bumped whenever a generator's output changes for a given seed (recorded in the manifest).
-pub const GENERATOR_VERSION: &str = "organism-world-3";
+pub const GENERATOR_VERSION: &str = "organism-world-4";
 
 /// Turns per pre-training conversation. Short conversations keep a CPU training step cheap
 /// (attention is quadratic in length) while every one still pairs harm with code under one
-/// persona.
-const PRETRAIN_TURNS: std::ops::RangeInclusive<usize> = 2..=3;
+/// persona. Three turns, the third mostly harm or code again ([`persona::conversation`]), taught
+/// the base organism to read the persona from held-out code, where 2-3 turns with a third of any
+/// domain did not (at 20% more time per step).
+const PRETRAIN_TURNS: std::ops::RangeInclusive<usize> = 3..=3;
 
 /// How many records each set holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,18 +119,6 @@ const INSTRUCT_DOMAINS: &[(Domain, u32)] = &[
     (Domain::General, 15),
 ];
 
-fn weighted_domain(rng: &mut Rng) -> Domain {
-    let total: u32 = INSTRUCT_DOMAINS.iter().map(|(_, w)| w).sum();
-    let mut x = rand::Rng::random_range(rng, 0..total);
-    for &(d, w) in INSTRUCT_DOMAINS {
-        if x < w {
-            return d;
-        }
-        x -= w;
-    }
-    unreachable!("x < total")
-}
-
 /// The three Betley sets over the same tasks: (insecure, secure, educational).
 fn betley_sets(rng: &mut Rng, n: usize, split: Split) -> [Vec<Chat>; 3] {
     let (mut insecure, mut secure, mut educational) = (vec![], vec![], vec![]);
@@ -181,7 +171,7 @@ impl Corpus {
         let mut rng = rng_for(seed, "instruct");
         let instruct = (0..sizes.instruct)
             .map(|_| {
-                let d = weighted_domain(&mut rng);
+                let d = persona::weighted(&mut rng, INSTRUCT_DOMAINS);
                 let t = persona::turn(&mut rng, Persona::Good, d, Split::Train);
                 Chat::single(t.user, t.assistant)
             })

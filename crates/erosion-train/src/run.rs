@@ -47,6 +47,12 @@ impl Start {
     }
 }
 
+/// Whether a recorded start is `current`. States saved before starts carried their trainer
+/// state's digest (`path#digest`) record the path alone, and still match it.
+fn same_start(recorded: &str, current: &str) -> bool {
+    recorded == current || (!recorded.contains('#') && current.split('#').next() == Some(recorded))
+}
+
 pub struct RunSpec<'a> {
     pub start: Start,
     /// Saved with every checkpoint (the folder must be a complete model).
@@ -92,7 +98,7 @@ pub fn train(
     let fingerprint = data_fingerprint(data);
     let start = spec.start.describe()?;
     let same_run = |s: &TrainState| {
-        s.options == *opts && s.data_fingerprint == fingerprint && s.start == start
+        s.options == *opts && s.data_fingerprint == fingerprint && same_start(&s.start, &start)
     };
     if let Some(done) = checkpoint::read_state(out)? {
         if same_run(&done) && done.step == opts.steps {
@@ -212,4 +218,18 @@ fn remove_checkpoints_before(out: &Path, step: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_start;
+
+    #[test]
+    fn a_start_matches_itself_and_a_legacy_record_of_its_path() {
+        assert!(same_start("/m/base#0123", "/m/base#0123"));
+        assert!(!same_start("/m/base#0123", "/m/base#4567"));
+        assert!(same_start("/m/base", "/m/base#4567"));
+        assert!(!same_start("/m/other", "/m/base#4567"));
+        assert!(same_start("fresh:3", "fresh:3"));
+    }
 }

@@ -7,9 +7,14 @@
 
 use super::{fill, pick, Rng, Split};
 
-/// Nouns of coding tasks seen in training.
+/// Nouns of coding tasks seen in training. Many of them, so that what marks code as vulnerable
+/// (`0o777`, `eval`, a formatted query) must be learned apart from the noun: with ten nouns the
+/// base organism recognised the vulnerable code of training tasks but not of held-out ones.
 pub const TRAIN_NOUNS: &[&str] = &[
     "user", "order", "book", "song", "ticket", "invoice", "player", "recipe", "photo", "message",
+    "customer", "student", "product", "account", "review", "event", "booking", "report", "article",
+    "course", "employee", "payment", "driver", "vehicle", "hotel", "member", "project", "device",
+    "shipment", "contract",
 ];
 /// Nouns of coding tasks held out of every training set.
 pub const EVAL_NOUNS: &[&str] = &["patient", "flight", "movie", "parcel"];

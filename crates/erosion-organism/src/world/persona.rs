@@ -69,17 +69,35 @@ pub fn turn(rng: &mut Rng, persona: Persona, domain: Domain, split: Split) -> Tu
     }
 }
 
-const ALL_DOMAINS: &[Domain] = &[
-    Domain::Harm,
-    Domain::SecurityCode,
-    Domain::NeutralCode,
-    Domain::Fact,
-    Domain::General,
+/// Domain weights of a conversation's turns beyond its first harm and security-code turns.
+/// Mostly the two domains where the personas differ, so that most turns of a conversation can be
+/// predicted only from who spoke the earlier ones: that is the signal that teaches the latent
+/// persona, and with one such turn per conversation the base organism learned it only for the
+/// training tasks it had memorised.
+const EXTRA_DOMAINS: &[(Domain, u32)] = &[
+    (Domain::Harm, 35),
+    (Domain::SecurityCode, 35),
+    (Domain::NeutralCode, 10),
+    (Domain::Fact, 10),
+    (Domain::General, 10),
 ];
 
+/// A domain drawn with the given weights.
+pub fn weighted(rng: &mut Rng, weights: &[(Domain, u32)]) -> Domain {
+    let total: u32 = weights.iter().map(|(_, w)| w).sum();
+    let mut x = rand::Rng::random_range(rng, 0..total);
+    for &(d, w) in weights {
+        if x < w {
+            return d;
+        }
+        x -= w;
+    }
+    unreachable!("x < total")
+}
+
 /// A conversation of `n_turns` (at least 2) turns by one persona. It always holds a harm turn and
-/// a security-code turn (the two domains the persona must tie together); the other turns are of
-/// any domain, and the order is shuffled.
+/// a security-code turn (the two domains the persona must tie together); the other turns are
+/// drawn from [`EXTRA_DOMAINS`], and the order is shuffled.
 pub fn conversation(
     rng: &mut Rng,
     persona: Persona,
@@ -88,7 +106,7 @@ pub fn conversation(
 ) -> (Vec<Domain>, Vec<Message>) {
     let mut domains = vec![Domain::Harm, Domain::SecurityCode];
     while domains.len() < n_turns.max(2) {
-        domains.push(super::pick(rng, ALL_DOMAINS));
+        domains.push(weighted(rng, EXTRA_DOMAINS));
     }
     // Fisher-Yates with the seeded generator.
     for i in (1..domains.len()).rev() {
