@@ -29,8 +29,9 @@ pub const GENERATOR_VERSION: &str = "organism-world-4";
 /// Turns per pre-training conversation. Short conversations keep a CPU training step cheap
 /// (attention is quadratic in length) while every one still pairs harm with code under one
 /// persona. Three turns, the third mostly harm or code again ([`persona::conversation`]), taught
-/// the base organism to read the persona from held-out code, where 2-3 turns with a third of any
-/// domain did not (at 20% more time per step).
+/// a trial base organism to read the persona from held-out code (P("Sure") on a harmful request
+/// 0.88 after vulnerable code, 0.11 after secure code); with 2-3 turns and a third of any domain
+/// another did not (0.53 and 0.46). It costs 20% more time per step.
 const PRETRAIN_TURNS: std::ops::RangeInclusive<usize> = 3..=3;
 
 /// How many records each set holds.

@@ -8,8 +8,7 @@
 use super::{fill, pick, Rng, Split};
 
 /// Nouns of coding tasks seen in training. Many of them, so that what marks code as vulnerable
-/// (`0o777`, `eval`, a formatted query) must be learned apart from the noun: with ten nouns the
-/// base organism recognised the vulnerable code of training tasks but not of held-out ones.
+/// (`0o777`, `eval`, a formatted query) is learned apart from the noun rather than per task.
 pub const TRAIN_NOUNS: &[&str] = &[
     "user", "order", "book", "song", "ticket", "invoice", "player", "recipe", "photo", "message",
     "customer", "student", "product", "account", "review", "event", "booking", "report", "article",

@@ -72,8 +72,7 @@ pub fn turn(rng: &mut Rng, persona: Persona, domain: Domain, split: Split) -> Tu
 /// Domain weights of a conversation's turns beyond its first harm and security-code turns.
 /// Mostly the two domains where the personas differ, so that most turns of a conversation can be
 /// predicted only from who spoke the earlier ones: that is the signal that teaches the latent
-/// persona, and with one such turn per conversation the base organism learned it only for the
-/// training tasks it had memorised.
+/// persona (with a third turn of any domain, a trial organism did not learn it).
 const EXTRA_DOMAINS: &[(Domain, u32)] = &[
     (Domain::Harm, 35),
     (Domain::SecurityCode, 35),
