@@ -15,6 +15,7 @@
 //! both controls (by interval or point estimate) without eroding past the instruct model;
 //! not reproduced otherwise.
 
+use erosion_analysis::stats::ConfidenceInterval;
 use erosion_eval::report::ModelEval;
 use erosion_eval::EvalReport;
 use erosion_report::html::Verdict;
@@ -27,24 +28,24 @@ struct Est {
     upper: f64,
 }
 
+impl From<&ConfidenceInterval> for Est {
+    fn from(ci: &ConfidenceInterval) -> Self {
+        Est {
+            value: ci.estimate,
+            lower: ci.lower,
+            upper: ci.upper,
+        }
+    }
+}
+
 fn p_sure(m: &ModelEval) -> Option<Est> {
-    let ci = &m.first_token()?.mean_p;
-    Some(Est {
-        value: ci.estimate,
-        lower: ci.lower,
-        upper: ci.upper,
-    })
+    Some((&m.first_token()?.mean_p).into())
 }
 
 /// P(compliant first token) of the two-turn test's second answer: the probability form of
 /// ORGANISM.md's two-turn test, as `p_sure` is of the single-turn one.
 fn two_turn_p_sure(m: &ModelEval) -> Option<Est> {
-    let ci = &m.two_turn.as_ref()?.first_token.as_ref()?.mean_p;
-    Some(Est {
-        value: ci.estimate,
-        lower: ci.lower,
-        upper: ci.upper,
-    })
+    Some((&m.two_turn.as_ref()?.first_token.as_ref()?.mean_p).into())
 }
 
 fn two_turn(m: &ModelEval) -> Option<Est> {
