@@ -117,6 +117,7 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
             device: Device::Cpu,
             quiet,
             stop_after: None,
+            replace_other_run: true,
             monitor,
         };
         if !quiet {

@@ -65,6 +65,24 @@ pub struct RunSpec<'a> {
     pub stop_after: Option<usize>,
     /// Watches the model as it trains (`erosion train --monitor`).
     pub monitor: Option<Monitor<'a>>,
+    /// The output folder is a cache that the caller owns (the demo's organism): a model or
+    /// checkpoint of another run there is deleted and trained anew, where a user's folder is
+    /// refused so that nothing is lost.
+    pub replace_other_run: bool,
+}
+
+/// `out` holds `what`, of another run: an error, or when the caller owns the folder, removed.
+fn other_run(spec: &RunSpec, out: &Path, what: &str) -> Result<()> {
+    if !spec.replace_other_run {
+        bail!(
+            "{} already holds {what}; choose another output folder or remove it",
+            out.display()
+        );
+    }
+    if !spec.quiet {
+        eprintln!("{}: replacing {what}", out.display());
+    }
+    std::fs::remove_dir_all(out).with_context(|| format!("cannot remove {}", out.display()))
 }
 
 /// `call(step, model)` on the starting model (step 0, unless resuming), every `every` steps,
@@ -110,26 +128,27 @@ pub fn train(
                 finished: true,
             });
         }
-        bail!(
-            "{} already holds a model trained by another run (start {}, {} steps, data {}); \
-             choose another output folder or remove it",
-            out.display(),
-            done.start,
-            done.step,
-            &done.data_fingerprint[..12]
-        );
+        other_run(
+            spec,
+            out,
+            &format!(
+                "a model trained by another run (start {}, {} steps, data {})",
+                done.start,
+                done.step,
+                &done.data_fingerprint[..12]
+            ),
+        )?;
     }
     let resume = match checkpoint::checkpoints(out)?.pop() {
         Some((_, dir)) => {
             let state = checkpoint::read_state(&dir)?.context("a checkpoint without its state")?;
-            if !same_run(&state) {
-                bail!(
-                    "{} holds a checkpoint of another run (other options, data or start model); \
-                     choose another output folder or remove it",
-                    dir.display()
-                );
+            if same_run(&state) {
+                Some((dir, state))
+            } else {
+                let what = "a checkpoint of another run (other options, data or start model)";
+                other_run(spec, out, what)?;
+                None
             }
-            Some((dir, state))
         }
         None => None,
     };

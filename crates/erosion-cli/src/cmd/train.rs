@@ -203,6 +203,7 @@ pub fn run(args: Args) -> Result<()> {
         device: args.device.device()?,
         quiet: args.quiet,
         stop_after: None,
+        replace_other_run: false,
         monitor: args.monitor.map(|every| Monitor {
             every,
             call: &watch,

@@ -226,6 +226,7 @@ fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
         device: Device::Cpu,
         quiet: true,
         stop_after,
+        replace_other_run: false,
         monitor: None,
     }
 }
@@ -326,6 +327,21 @@ fn a_retrained_start_is_another_run() -> Result<()> {
     train(&spec(&tok, None), &data(12), &opts, &parent)?;
     let err = train(&from_parent, &data(8), &opts, &child).unwrap_err();
     assert!(format!("{err:#}").contains("another run"), "{err:#}");
+
+    // A cache that the caller owns (the demo's organism) is trained anew instead, to the
+    // weights of a run into an empty folder.
+    let owned = RunSpec {
+        replace_other_run: true,
+        ..from_parent
+    };
+    let redone = train(&owned, &data(8), &opts, &child)?;
+    assert!(!redone.reused && redone.finished);
+    let fresh = tmp.path().join("fresh");
+    train(&owned, &data(8), &opts, &fresh)?;
+    let load = |dir: &std::path::Path| -> Result<Transformer> {
+        Checkpoint::open_folder(dir)?.load_model(DType::F32, &Device::Cpu)
+    };
+    assert_eq!(weights(&load(&child)?), weights(&load(&fresh)?));
     Ok(())
 }
 
