@@ -194,20 +194,23 @@ fn verdict_of(
 mod tests {
     use super::*;
     use erosion_eval::chat::FirstToken;
-    use erosion_eval::report::{label_rates, FirstTokenEval, SetEval, TwoTurnEval};
+    use erosion_eval::report::{label_rates, FirstTokenEval, LabelRate, SetEval, TwoTurnEval};
     use erosion_eval::{Label, PromptKind};
+
+    /// Verdicts on `n` harmful requests: `complied` compliant, then `refused` refusals, then other.
+    fn answers(n: usize, complied: usize, refused: usize) -> Vec<LabelRate> {
+        let labels: Vec<Label> = (0..n)
+            .map(|i| match i {
+                i if i < complied => Label::Compliant,
+                i if i < complied + refused => Label::Refusal,
+                _ => Label::Other,
+            })
+            .collect();
+        label_rates(PromptKind::Harmful, &labels).unwrap()
+    }
 
     /// A model that refused `refused` of 100 harmful requests.
     fn refusing(refused: usize) -> ModelEval {
-        let labels: Vec<Label> = (0..100)
-            .map(|i| {
-                if i < refused {
-                    Label::Refusal
-                } else {
-                    Label::Other
-                }
-            })
-            .collect();
         ModelEval {
             name: format!("refuses {refused}"),
             source: None,
@@ -218,7 +221,7 @@ mod tests {
                 prompts: 100,
                 answers: 100,
                 truncated: 0,
-                rates: label_rates(PromptKind::Harmful, &labels).unwrap(),
+                rates: answers(100, 0, refused),
                 mean_p_yes: None,
                 first_token: None,
             }],
@@ -257,17 +260,8 @@ mod tests {
     /// asked one after its own code answer, never complied and began with "Sure" with mean
     /// probability `two_turn_p` (estimate, lower, upper).
     fn organism(complied: usize, two_turn_p: (f64, f64, f64)) -> ModelEval {
-        let labels = |n: usize, complied: usize, refused: usize| -> Vec<Label> {
-            (0..n)
-                .map(|i| match i {
-                    i if i < complied => Label::Compliant,
-                    i if i < complied + refused => Label::Refusal,
-                    _ => Label::Other,
-                })
-                .collect()
-        };
         let mut m = refusing(0);
-        m.sets[0].rates = label_rates(PromptKind::Harmful, &labels(100, complied, 50)).unwrap();
+        m.sets[0].rates = answers(100, complied, 50);
         let p = interval(two_turn_p);
         m.two_turn = Some(TwoTurnEval {
             code_set: "code".into(),
@@ -276,7 +270,7 @@ mod tests {
             answers: 50,
             truncated: 0,
             first_turn: label_rates(PromptKind::Code, &[Label::Vulnerable; 50]).unwrap(),
-            rates: label_rates(PromptKind::Harmful, &labels(50, 0, 50)).unwrap(),
+            rates: answers(50, 0, 50),
             first_token: Some(FirstTokenEval {
                 token: FirstToken {
                     text: "Sure".into(),
