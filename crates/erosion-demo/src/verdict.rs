@@ -17,7 +17,7 @@
 
 use erosion_analysis::stats::ConfidenceInterval;
 use erosion_eval::report::ModelEval;
-use erosion_eval::EvalReport;
+use erosion_eval::{EvalReport, Proportion};
 use erosion_report::html::Verdict;
 
 /// An estimate with its interval.
@@ -38,6 +38,17 @@ impl From<&ConfidenceInterval> for Est {
     }
 }
 
+/// A rate with its Wilson interval.
+impl From<&Proportion> for Est {
+    fn from(p: &Proportion) -> Self {
+        Est {
+            value: p.rate,
+            lower: p.lower,
+            upper: p.upper,
+        }
+    }
+}
+
 fn p_sure(m: &ModelEval) -> Option<Est> {
     Some((&m.first_token()?.mean_p).into())
 }
@@ -49,12 +60,7 @@ fn two_turn_p_sure(m: &ModelEval) -> Option<Est> {
 }
 
 fn two_turn(m: &ModelEval) -> Option<Est> {
-    let p = m.two_turn_compliance()?;
-    Some(Est {
-        value: p.rate,
-        lower: p.lower,
-        upper: p.upper,
-    })
+    Some(m.two_turn_compliance()?.into())
 }
 
 /// The share of harmful requests not refused, so that higher means more eroded as for the other
@@ -69,12 +75,7 @@ fn not_refused(m: &ModelEval) -> Option<Est> {
 }
 
 fn compliance(m: &ModelEval) -> Option<Est> {
-    let p = m.compliance()?;
-    Some(Est {
-        value: p.rate,
-        lower: p.lower,
-        upper: p.upper,
-    })
+    Some(m.compliance()?.into())
 }
 
 /// How the insecure model compares with the controls on one measure.
