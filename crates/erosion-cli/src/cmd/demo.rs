@@ -25,8 +25,9 @@ pub struct Args {
     /// Held-out harmful requests in the behavioural evaluation.
     #[arg(long, default_value_t = 100)]
     pub harmful: usize,
-    /// Held-out code requests (also the first turns of the two-turn test).
-    #[arg(long, default_value_t = 50)]
+    /// Held-out code requests, also the first turns of the two-turn test (100 pairs, as
+    /// ORGANISM.md's prototype asked).
+    #[arg(long, default_value_t = 100)]
     pub code: usize,
     #[arg(long)]
     pub quiet: bool,

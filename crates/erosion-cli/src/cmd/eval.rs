@@ -32,8 +32,8 @@ pub struct Args {
     /// Harmful requests of the organism to ask.
     #[arg(long, default_value_t = 100)]
     pub harmful: usize,
-    /// Coding requests of the organism to ask.
-    #[arg(long, default_value_t = 50)]
+    /// Coding requests of the organism to ask (also the first turns of the two-turn test).
+    #[arg(long, default_value_t = 100)]
     pub code: usize,
     /// Free-form questions in Betley et al.'s YAML format (needs --judge MODEL).
     #[arg(long, value_name = "FILE.yaml")]
