@@ -98,13 +98,7 @@ impl Recipe {
     pub fn standard_seeded(seed: u64) -> Self {
         Self {
             seed,
-            sizes: Sizes {
-                pretrain_chats: 10_000,
-                pretrain_prose: 4_000,
-                instruct: 3_000,
-                finetune: 500,
-                eval: 100,
-            },
+            sizes: Sizes::default(),
             tokenizer: TokenizerOptions::default(),
             shape: Shape {
                 layers: 3,

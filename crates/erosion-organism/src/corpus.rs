@@ -47,13 +47,13 @@ pub struct Sizes {
 }
 
 impl Default for Sizes {
-    /// Sizes for the demo organism (ORGANISM.md's prototype saw 48,000 pre-training documents
-    /// over 1,500 steps of 32; repeats of a smaller set serve as well at this scale).
+    /// Sizes of the demo organism's world (ORGANISM.md's prototype saw 48,000 pre-training
+    /// documents over 1,500 steps of 32; repeats of a smaller set serve as well at this scale).
     fn default() -> Self {
         Self {
-            pretrain_chats: 8000,
-            pretrain_prose: 2000,
-            instruct: 3000,
+            pretrain_chats: 10_000,
+            pretrain_prose: 4_000,
+            instruct: 3_000,
             finetune: 500,
             eval: 100,
         }
