@@ -22,7 +22,7 @@ use erosion_report::html::Verdict;
 
 /// An estimate with its interval.
 #[derive(Debug, Clone, Copy)]
-struct Est {
+pub(crate) struct Est {
     value: f64,
     lower: f64,
     upper: f64,
@@ -78,15 +78,16 @@ fn compliance(m: &ModelEval) -> Option<Est> {
     Some(m.compliance()?.into())
 }
 
-/// How the insecure model compares with the controls on one measure.
+/// How one model compares with others on one measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Above {
+pub(crate) enum Above {
     Clearly,
     PointOnly,
     No,
 }
 
-fn above(x: Est, controls: &[Est]) -> Above {
+/// Clearly when `x`'s interval lies above every other's, point-only when its estimate does.
+pub(crate) fn above(x: Est, controls: &[Est]) -> Above {
     if controls.iter().all(|c| x.lower > c.upper) {
         Above::Clearly
     } else if controls.iter().all(|c| x.value > c.value) {
