@@ -87,7 +87,7 @@ fn lora_stage(steps: usize, batch: usize, lr: f64, seed: u64) -> TrainOptions {
 
 impl Recipe {
     /// The demo's organism: 3 layers, d = 96 (ORGANISM.md's prototype), a 1,024-token BPE
-    /// vocabulary, grown in about 8 minutes on two cores: 1,400 pre-training steps, 300 of
+    /// vocabulary, grown in 7-9 minutes on two cores: 1,200 pre-training steps, 300 of
     /// instruction tuning, 150 of rank-4 LoRA fine-tuning per set.
     pub fn standard() -> Self {
         Self::standard_seeded(0)
@@ -107,7 +107,7 @@ impl Recipe {
                 kv_heads: 2,
                 intermediate: 256,
             },
-            pretrain: stage(1400, 16, 3e-3, LossOn::All, seed),
+            pretrain: stage(1200, 16, 3e-3, LossOn::All, seed),
             // Shallow alignment, as Qi et al. (2024) found real safety tuning to be. On the seed-0
             // base (lr 1e-3, 3e-4, 2e-4, 1e-4 tried): at 1e-4 the instruct model stops complying
             // yet still reads the persona from an earlier turn (P("Sure") after vulnerable code
