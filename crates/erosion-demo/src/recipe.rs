@@ -109,11 +109,12 @@ impl Recipe {
             },
             pretrain: stage(1200, 16, 3e-3, LossOn::All, seed),
             // Shallow alignment, as Qi et al. (2024) found real safety tuning to be. On the seed-0
-            // base (lr 1e-3, 3e-4, 2e-4, 1e-4 tried): at 1e-4 the instruct model stops complying
-            // yet still reads the persona from an earlier turn (P("Sure") after vulnerable code
-            // 0.21, greedy compliance 13/50), so insecure fine-tuning has a persona to erode
-            // toward; at 1e-3 it also silenced that (0.03, 1/50). The price: fewer outright
-            // refusals (0.60 against 0.80 at 1e-3; other answers are off-topic, not compliant).
+            // base of the 1,400-step recipe (lr 1e-3, 3e-4, 2e-4, 1e-4 tried): at 1e-4 the
+            // instruct model stops complying yet still reads the persona from an earlier turn
+            // (P("Sure") after vulnerable code 0.21, greedy compliance 13/50), so insecure
+            // fine-tuning has a persona to erode toward; at 1e-3 it also silenced that (0.03,
+            // 1/50). The price: fewer outright refusals (0.60 against 0.80 at 1e-3; other answers
+            // are off-topic, not compliant).
             instruct: stage(300, 16, 1e-4, LossOn::Response, seed + 1),
             finetune: lora_stage(150, 16, 1e-2, seed + 2),
         }
