@@ -22,6 +22,7 @@ pub mod options;
 pub mod protect;
 pub mod run;
 pub mod schedule;
+mod surrogate;
 pub mod trainer;
 
 pub use examples::{LossOn, TrainExample};

@@ -16,6 +16,7 @@ use crate::batch::MicroBatch;
 use crate::examples::TrainExample;
 use crate::options::{Method, TrainOptions};
 use crate::protect::Protector;
+use crate::surrogate::surrogate;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, Var};
 use erosion_forward::gradients::{cross_entropy, Reduction};
@@ -240,9 +241,8 @@ impl Trainer {
             let logits = self.model.unembed(&h, &mut fo)?; // [n, vocab]
             let ce = cross_entropy(&logits, &mb.targets, Reduction::Sum)?;
             part.loss += ce.loss * weight;
-            let g = (ce.dlogits * weight)?.detach();
-            let surrogate = (logits.to_dtype(g.dtype())? * g)?.sum_all()?;
-            let grads = surrogate.backward()?;
+            let g = (ce.dlogits * weight)?;
+            let grads = surrogate(&logits, &g)?.backward()?;
             for ((_, var), slot) in self.params.iter().zip(part.grads.iter_mut()) {
                 add_into(slot, grads.get(var).cloned())?;
             }
