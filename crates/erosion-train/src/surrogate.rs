@@ -102,28 +102,23 @@ mod tests {
         let composite = (&h * &g)?.sum_all()?;
         let value = fused.to_scalar::<f32>()?;
         assert!((value - composite.to_scalar::<f32>()?).abs() < 1e-5);
-        let a = fused
-            .backward()?
-            .get(&x)
-            .unwrap()
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let b = composite
-            .backward()?
-            .get(&x)
-            .unwrap()
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        assert_eq!(
-            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        let a = grad_at(&x, &fused)?;
+        assert_eq!(bits(&a), bits(&grad_at(&x, &composite)?));
         // Scaled from above (a loss weight on the surrogate), the gradient scales too.
-        let twice = (surrogate(&h, &g)? * 2.0)?.backward()?;
-        let c = twice.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?;
+        let c = grad_at(&x, &(surrogate(&h, &g)? * 2.0)?)?;
         for (c, a) in c.iter().zip(&a) {
             assert_eq!(*c, 2.0 * a);
         }
         Ok(())
+    }
+
+    fn grad_at(x: &Var, root: &Tensor) -> Result<Vec<f32>> {
+        let grads = root.backward()?;
+        let g = grads.get(x).expect("x is upstream of root");
+        Ok(g.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
     }
 }
