@@ -74,8 +74,9 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    /// The fused op and the candle composite give the same value and the same gradient, bit for
-    /// bit, on a case where G has exact zeros and negative entries.
+    /// The fused op and the candle composite give the same value (to rounding: the op sums in
+    /// f64) and the same gradient bit for bit, on a case where G has exact zeros and negative
+    /// entries.
     #[test]
     fn matches_the_composite_bit_for_bit() -> Result<()> {
         let dev = Device::Cpu;
