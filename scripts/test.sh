@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/fetch-smollm2.sh
 # No incremental state: CI builds once, and it would double the size of target/.
 export CARGO_INCREMENTAL=0
+# Habits before tests: one formatting, no clippy warning (rust-toolchain.toml pins both tools).
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
