@@ -5,14 +5,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn smollm2() -> String {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-smollm2.sh first",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
+    erosion_testkit::smollm2_gguf()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn erosion(args: &[&str]) -> Output {

@@ -14,14 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub(crate) fn smollm2_gguf() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/fetch-smollm2.sh first",
-        p.display()
-    );
-    p
+    erosion_testkit::smollm2_gguf()
 }
 
 pub(crate) fn shared_data(rel: &str) -> PathBuf {

@@ -217,15 +217,7 @@ fn examples_that_cannot_be_rendered_name_their_source() {
 
 #[test]
 fn real_smollm2_tokenizer_on_real_datasets() {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    ));
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF missing at {}: run scripts/fetch-smollm2.sh first",
-        path.display()
-    );
+    let path = erosion_testkit::smollm2_gguf();
     let tok = erosion_model::load::Checkpoint::open_gguf(&path)
         .unwrap()
         .tokenizer;

@@ -9,8 +9,6 @@
 
 use crate::chat_util;
 
-use std::path::PathBuf;
-
 use chat_util::{check_cases, fixtures, TokenCase};
 use erosion_model::load::Checkpoint;
 use serde::Deserialize;
@@ -22,15 +20,7 @@ struct SmolTokens {
 
 #[test]
 fn smollm2_gguf_tokenizer_matches_transformers_ids_and_spans() {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    ));
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF missing at {}: run scripts/fetch-smollm2.sh (from the repository root) first",
-        path.display()
-    );
+    let path = erosion_testkit::smollm2_gguf();
     let ckpt = Checkpoint::open_gguf(&path).unwrap();
     let fixture: SmolTokens = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("smollm2_tokens.json")).unwrap(),

@@ -24,16 +24,7 @@ use std::sync::OnceLock;
 const LOGPROB_TOL: f64 = 1e-4;
 
 fn gguf_path() -> PathBuf {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    ));
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF missing at {}: run scripts/fetch-smollm2.sh (from the repository root) first",
-        path.display()
-    );
-    path
+    erosion_testkit::smollm2_gguf()
 }
 
 fn reference() -> &'static Value {

@@ -14,38 +14,17 @@ use erosion_forward::windows::{record_windows, LayerConvention, ShortResponse};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::Transformer;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// A tiny fixture model of erosion-model's tests (2 layers, d 32, vocab 128), opened as a
 /// checkpoint folder (its config and weights, and a fixture tokenizer the tests do not use).
 pub(crate) fn tiny_model(arch: &str) -> Transformer {
-    let fixtures = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../erosion-model/tests/fixtures"
-    ));
     let dir = tempfile::tempdir().unwrap();
-    for (from, to) in [
-        (
-            fixtures.join(format!("tiny-{arch}/config.json")),
-            "config.json",
-        ),
-        (
-            fixtures.join(format!("tiny-{arch}/model.safetensors")),
-            "model.safetensors",
-        ),
-        (
-            fixtures.join("chat/tiny-chatml/tokenizer.json"),
-            "tokenizer.json",
-        ),
-        (
-            fixtures.join("chat/tiny-chatml/tokenizer_config.json"),
-            "tokenizer_config.json",
-        ),
-    ] {
-        std::fs::copy(&from, dir.path().join(to))
-            .unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    let folder = erosion_testkit::tiny_fixture_folder(arch, dir.path());
+    let chat = erosion_testkit::model_fixtures().join("chat/tiny-chatml");
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(chat.join(file), folder.join(file)).unwrap();
     }
-    let ck = Checkpoint::open_folder(dir.path()).unwrap();
+    let ck = Checkpoint::open_folder(&folder).unwrap();
     ck.load_model(DType::F32, &Device::Cpu).unwrap()
 }
 

@@ -12,13 +12,6 @@ use erosion_model::load::Checkpoint;
 use erosion_organism::corpus::{Corpus, Sizes};
 use serde_json::json;
 
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../erosion-model/tests/fixtures"
-    ))
-}
-
 /// The vocabulary: ids 0-2 the ChatML specials, then '\n' and printable ASCII, then filler
 /// characters up to 128 ids, so every id a tiny model can produce decodes to a character.
 pub fn char_vocab() -> Vec<String> {
@@ -65,12 +58,7 @@ pub fn char_tokenizer_json() -> serde_json::Value {
 /// A model folder in `dir`: the tiny `arch` fixture's config and weights and the character
 /// tokenizer with the organism's chat template.
 pub fn tiny_folder(arch: &str, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("tiny-{arch}"));
-    std::fs::create_dir_all(&out).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        let from = fixtures().join(format!("tiny-{arch}/{f}"));
-        std::fs::copy(&from, out.join(f)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
-    }
+    let out = erosion_testkit::tiny_fixture_folder(arch, dir);
     std::fs::write(
         out.join("tokenizer.json"),
         serde_json::to_string(&char_tokenizer_json()).unwrap(),

@@ -151,16 +151,7 @@ pub fn log_softmax_rows(t: &Tensor) -> Vec<Vec<f32>> {
 }
 
 pub fn smollm2_path() -> PathBuf {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    ));
-    assert!(
-        path.is_file(),
-        "SmolLM2 GGUF missing at {}: run scripts/fetch-smollm2.sh (from the repository root) first",
-        path.display()
-    );
-    path
+    erosion_testkit::smollm2_gguf()
 }
 
 pub fn smollm2() -> &'static Transformer {

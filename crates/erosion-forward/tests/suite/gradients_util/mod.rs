@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarMap;
 use erosion_forward::gradients::{LossSpan, LossSpec, ParamSelection, Reduction, ShortResponse};
 use erosion_forward::sequence::Sequence;
 use erosion_model::transformer::{ForwardOptions, Transformer};
@@ -15,51 +15,19 @@ use std::ops::Range;
 
 /// Three layers, GQA 4/2; qwen2: q/k/v biases and tied embeddings; llama: untied.
 pub fn tiny_config(arch: &str) -> Config {
-    let json = format!(
-        r#"{{"model_type":"{arch}","vocab_size":37,"hidden_size":16,"intermediate_size":20,
-            "num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":2,
-            "rms_norm_eps":1e-6,"rope_theta":10000.0,"tie_word_embeddings":{tied}}}"#,
-        tied = arch == "qwen2"
-    );
-    serde_json::from_str(&json).unwrap()
+    erosion_testkit::tiny_config(arch, 37, 20)
 }
 
 /// A VarMap-built model (every weight a `Var`) with seeded uniform weights scaled to keep
 /// activations of order one, so gradients are far from zero.
 pub fn random_model(arch: &str, dtype: DType, seed: u64) -> (Transformer, VarMap) {
-    let cfg = tiny_config(arch);
-    let varmap = VarMap::new();
-    let model =
-        Transformer::new(&cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let data = varmap.data().lock().unwrap();
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        let (center, half) = if name.ends_with("norm.weight") {
-            (1.0, 0.25)
-        } else if name.ends_with(".bias") {
-            (0.0, 0.4)
-        } else if name.contains("embed_tokens") || name.contains("lm_head") {
-            (0.0, 1.5)
-        } else {
-            (0.0, (3.0 / dims[1] as f64).sqrt())
-        };
-        let v: Vec<f64> = (0..dims.iter().product::<usize>())
-            .map(|_| center + half * rng.random_range(-1.0..1.0))
-            .collect();
-        var.set(
-            &Tensor::from_vec(v, dims, &Device::Cpu)
-                .unwrap()
-                .to_dtype(dtype)
-                .unwrap(),
-        )
-        .unwrap();
-    }
-    drop(data);
-    (model, varmap)
+    let init = erosion_testkit::RandomInit {
+        norm: 0.25,
+        bias: 0.4,
+        embedding: 1.5,
+        lm_head_as_embedding: true,
+    };
+    erosion_testkit::random_model(&tiny_config(arch), dtype, seed, init)
 }
 
 /// A tiny Hugging Face checkpoint of erosion-model's fixtures (the forward tests' loader).

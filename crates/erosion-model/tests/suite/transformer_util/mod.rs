@@ -35,44 +35,19 @@ pub fn load_reference(arch: &str) -> Result<HashMap<String, Tensor>> {
 
 /// A small Qwen2-style config: q/k/v bias, GQA 4/2, tied embeddings.
 pub fn tiny_config(arch: &str) -> Config {
-    let json = format!(
-        r#"{{"model_type":"{arch}","vocab_size":40,"hidden_size":16,"intermediate_size":24,
-            "num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":2,
-            "rms_norm_eps":1e-6,"rope_theta":10000.0,"tie_word_embeddings":{tied}}}"#,
-        tied = arch == "qwen2"
-    );
-    serde_json::from_str(&json).unwrap()
+    erosion_testkit::tiny_config(arch, 40, 24)
 }
 
 /// A model with seeded random weights of order-one activations (uniform, variance-preserving),
 /// Var-backed through a `VarMap`.
 pub fn random_model(cfg: &Config, dtype: DType, seed: u64) -> Result<(Transformer, VarMap)> {
-    let varmap = VarMap::new();
-    let model = Transformer::new(cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let vars = varmap.data().lock().unwrap();
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &vars[name];
-        let dims = var.dims().to_vec();
-        let n: usize = dims.iter().product();
-        let (center, half) = if name.ends_with("norm.weight") {
-            (1.0, 0.3)
-        } else if name.ends_with(".bias") {
-            (0.0, 0.5)
-        } else if name.contains("embed_tokens") {
-            (0.0, 1.7)
-        } else {
-            (0.0, (3.0 / dims[1] as f64).sqrt())
-        };
-        let v: Vec<f64> = (0..n)
-            .map(|_| center + half * rng.random_range(-1.0..1.0))
-            .collect();
-        var.set(&Tensor::from_vec(v, dims, &Device::Cpu)?.to_dtype(dtype)?)?;
-    }
-    drop(vars);
-    Ok((model, varmap))
+    let init = erosion_testkit::RandomInit {
+        norm: 0.3,
+        bias: 0.5,
+        embedding: 1.7,
+        lm_head_as_embedding: false,
+    };
+    Ok(erosion_testkit::random_model(cfg, dtype, seed, init))
 }
 
 /// Seeded token ids `[batch, seq]` in 1..vocab.
