@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use erosion_report::provenance::{
     format_utc, sha256_file, utc_now, DatasetHash, FileSetHash, HashCache, Provenance, ToolInfo,
 };
-use erosion_report::results::{read_results_json, write_results_json};
+use erosion_report::results::{read_results_json, write_results_json, RESULTS_SCHEMA_VERSION};
 
 #[test]
 fn sha256_of_files_matches_known_vectors() {
@@ -190,6 +190,30 @@ fn results_json_round_trip_with_provenance() {
         serde_json::json!([1.5, null, -2.0])
     );
     let text = std::fs::read_to_string(&out).unwrap();
-    assert!(text.starts_with("{\n  \"provenance\""), "{text}");
+    assert!(
+        text.starts_with("{\n  \"schema_version\": 1,\n  \"provenance\""),
+        "{text}"
+    );
+    assert_eq!(back.schema_version, RESULTS_SCHEMA_VERSION);
     assert!(text.contains("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+}
+
+#[test]
+fn results_of_an_older_layout_read_as_version_0_and_a_newer_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let prov = Provenance::new(serde_json::json!({}));
+    let path = dir.path().join("results.json");
+    write_results_json(&path, &prov, &serde_json::json!({"x": 1})).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+
+    value.as_object_mut().unwrap().remove("schema_version");
+    std::fs::write(&path, value.to_string()).unwrap();
+    assert_eq!(read_results_json(&path).unwrap().schema_version, 0);
+
+    value["schema_version"] = serde_json::json!(RESULTS_SCHEMA_VERSION + 1);
+    std::fs::write(&path, value.to_string()).unwrap();
+    let err = format!("{:#}", read_results_json(&path).unwrap_err());
+    assert!(err.contains("results schema version 2 is newer"), "{err}");
+    assert!(err.contains("results.json"), "{err}");
 }
