@@ -6,48 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The architectures one `Transformer` implements. They differ only in details that the
-/// config carries (q/k/v bias, rope scaling, tied embeddings), not in structure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    Qwen2,
-    Llama,
-    Mistral,
-}
-
-impl Arch {
-    pub const SUPPORTED: &'static [&'static str] = &["qwen2", "llama", "mistral"];
-
-    pub fn from_model_type(model_type: &str) -> Result<Self> {
-        match model_type {
-            "qwen2" => Ok(Self::Qwen2),
-            "llama" => Ok(Self::Llama),
-            "mistral" => Ok(Self::Mistral),
-            other => bail!(
-                "unsupported architecture `{other}`: erosion supports model_type {}",
-                Self::SUPPORTED.join(", ")
-            ),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Qwen2 => "qwen2",
-            Self::Llama => "llama",
-            Self::Mistral => "mistral",
-        }
-    }
-
-    /// The `architectures` entry transformers expects in a saved `config.json`.
-    pub fn hf_class(self) -> &'static str {
-        match self {
-            Self::Qwen2 => "Qwen2ForCausalLM",
-            Self::Llama => "LlamaForCausalLM",
-            Self::Mistral => "MistralForCausalLM",
-        }
-    }
-}
+use crate::family::Family;
 
 /// `rope_scaling` of Llama 3.1+ (`rope_type: "llama3"`). Other types are rejected on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,8 +151,9 @@ impl Config {
         Ok(serde_json::from_value(value)?)
     }
 
-    pub fn arch(&self) -> Result<Arch> {
-        Arch::from_model_type(&self.model_type)
+    /// The architecture family `model_type` names (its quirks live in `crate::family`).
+    pub fn family(&self) -> Result<&'static Family> {
+        Family::of_model_type(&self.model_type)
     }
 
     pub fn num_kv_heads(&self) -> usize {
@@ -207,17 +167,19 @@ impl Config {
 
     /// Whether q, k and v projections carry a bias.
     pub fn qkv_bias(&self) -> bool {
-        self.model_type == "qwen2" || self.attention_bias
+        self.family()
+            .map_or(self.attention_bias, |f| f.qkv_bias(self))
     }
 
     /// Whether the output projection carries a bias.
     pub fn o_bias(&self) -> bool {
-        self.model_type != "qwen2" && self.attention_bias
+        self.family()
+            .map_or(self.attention_bias, |f| f.o_bias(self))
     }
 
     /// Checks what the transformer relies on, with a message that names the field.
     pub fn validate(&self) -> Result<()> {
-        self.arch()?;
+        self.family()?;
         if self.num_attention_heads == 0
             || self.num_kv_heads() == 0
             || self.num_hidden_layers == 0
@@ -300,7 +262,7 @@ mod tests {
     fn qwen_config_parses_and_counts_parameters() {
         let cfg: Config = serde_json::from_str(QWEN).unwrap();
         cfg.validate().unwrap();
-        assert_eq!(cfg.arch().unwrap(), Arch::Qwen2);
+        assert_eq!(cfg.family().unwrap().model_type, "qwen2");
         assert_eq!(cfg.head_dim(), 64);
         assert!(cfg.qkv_bias() && !cfg.o_bias());
         // Qwen2.5-0.5B has 494,032,768 parameters (its model card: 0.49B).

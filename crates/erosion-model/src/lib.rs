@@ -5,10 +5,12 @@
 pub mod chat;
 pub mod config;
 pub mod device;
+pub mod family;
 pub mod generate;
 pub mod hooks;
 pub mod load;
 pub mod tokenizer;
 pub mod transformer;
 
-pub use config::{Arch, Config};
+pub use config::Config;
+pub use family::Family;

@@ -28,7 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let info = json!({
         "source": ck.source.to_string(),
-        "architecture": cfg.arch()?.as_str(),
+        "architecture": cfg.family()?.model_type,
         "parameters": cfg.num_parameters(),
         "stored_dtype": ck.stored_dtype(),
         "layers": cfg.num_hidden_layers,

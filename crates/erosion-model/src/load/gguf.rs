@@ -13,7 +13,8 @@
 use super::finite::check_finite;
 use super::generation::GenerationConfig;
 use super::gguf_header::{ggml_type_name, tensor_types, SUPPORTED_TYPES};
-use crate::config::{Arch, Config, TokenIds};
+use crate::config::{Config, TokenIds};
+use crate::family::{AttentionBias, Family};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::GgmlDType;
@@ -24,9 +25,6 @@ use std::io::BufReader;
 use std::path::Path;
 
 pub(crate) type Metadata = HashMap<String, Value>;
-
-/// The GGUF architectures erosion reads (`general.architecture`).
-pub const SUPPORTED_GGUF_ARCHS: &[&str] = &["llama", "qwen2"];
 
 /// Reads the header (metadata and tensor infos, not the data). A tensor type candle cannot
 /// dequantise is reported with the tensor's name and the type's name.
@@ -125,25 +123,25 @@ fn meta_f64(md: &Metadata, key: &str) -> Result<Option<f64>> {
     }
 }
 
-/// `general.architecture`, checked against what erosion runs.
-pub(crate) fn architecture(md: &Metadata, path: &Path) -> Result<String> {
+/// The family of `general.architecture`, checked against what erosion runs.
+pub(crate) fn architecture(md: &Metadata, path: &Path) -> Result<&'static Family> {
     let arch = meta_str(md, "general.architecture")
         .with_context(|| format!("GGUF {} has no general.architecture", path.display()))?;
-    if !SUPPORTED_GGUF_ARCHS.contains(&arch) {
-        bail!(
+    Family::of_gguf_arch(arch).with_context(|| {
+        format!(
             "GGUF {}: architecture `{arch}` is not supported: erosion reads GGUF architectures {} \
              (Mistral files use llama)",
             path.display(),
-            SUPPORTED_GGUF_ARCHS.join(", ")
-        );
-    }
-    Ok(arch.to_string())
+            Family::gguf_archs().join(", ")
+        )
+    })
 }
 
 /// The Hugging Face `config.json` a GGUF's metadata describes.
 pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Config> {
     let md = &content.metadata;
-    let arch = architecture(md, path)?;
+    let family = architecture(md, path)?;
+    let arch = family.gguf.map_or(family.model_type, |g| g.arch);
     let key = |k: &str| format!("{arch}.{k}");
     let need = |k: &str| -> Result<usize> {
         meta_usize(md, &key(k))?
@@ -176,10 +174,12 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
             key("attention.layer_norm_rms_epsilon")
         )
     })?;
-    let model_arch = Arch::from_model_type(&arch)?;
+    // A family whose config switches its attention biases gets the switch from the file.
+    let attention_bias = family.attention_bias == AttentionBias::FromConfig
+        && infos.contains_key("blk.0.attn_q.bias");
     let json = serde_json::json!({
-        "architectures": [model_arch.hf_class()],
-        "model_type": arch,
+        "architectures": [family.hf_class],
+        "model_type": family.model_type,
         "vocab_size": vocab,
         "hidden_size": hidden,
         "intermediate_size": need("feed_forward_length")?,
@@ -191,7 +191,7 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
         "rms_norm_eps": eps,
         "rope_theta": meta_f64(md, &key("rope.freq_base"))?.unwrap_or(10_000.0),
         "tie_word_embeddings": !infos.contains_key("output.weight"),
-        "attention_bias": arch == "llama" && infos.contains_key("blk.0.attn_q.bias"),
+        "attention_bias": attention_bias,
         "bos_token_id": meta_usize(md, "tokenizer.ggml.bos_token_id")?,
         "eos_token_id": meta_usize(md, "tokenizer.ggml.eos_token_id")?,
         "pad_token_id": meta_usize(md, "tokenizer.ggml.padding_token_id")?,
@@ -297,14 +297,15 @@ pub(crate) fn load_tensors(
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
     let (content, mut reader) = read_content(path)?;
-    let arch = architecture(&content.metadata, path)?;
+    let family = architecture(&content.metadata, path)?;
+    let qk_rows_permuted = family.gguf.is_some_and(|g| g.qk_rows_permuted);
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
     let mut out = HashMap::new();
     for name in names {
         let hf = hf_tensor_name(name).with_context(|| {
             format!(
-                "GGUF {}: tensor {name} has no counterpart in a {arch} model (erosion maps \
+                "GGUF {}: tensor {name} has no counterpart in a {family} model (erosion maps \
                  token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
                  ffn_up/ffn_down, output_norm, output)",
                 path.display()
@@ -318,7 +319,7 @@ pub(crate) fn load_tensors(
             .dequantize(&Device::Cpu)
             .with_context(|| format!("GGUF {}: cannot dequantise tensor {name}", path.display()))?
             .to_dtype(DType::F32)?;
-        if arch == "llama" {
+        if qk_rows_permuted {
             if hf.contains(".q_proj.") {
                 t = unpermute_rows(&t, cfg.num_attention_heads)
                     .with_context(|| format!("tensor {name}"))?;

@@ -79,7 +79,7 @@ fn without_nulls(v: serde_json::Value) -> serde_json::Value {
 /// weights.
 fn config_json(config: &Config, dtype: DType) -> Result<serde_json::Value> {
     let mut cfg = config.clone();
-    cfg.architectures = vec![config.arch()?.hf_class().to_string()];
+    cfg.architectures = vec![config.family()?.hf_class.to_string()];
     cfg.torch_dtype = Some(torch_dtype_name(dtype).to_string());
     Ok(without_nulls(serde_json::to_value(&cfg)?))
 }

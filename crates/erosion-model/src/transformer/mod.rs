@@ -38,7 +38,8 @@ pub use lora::{LoraAdapter, LoraConfig, LoraVars};
 pub use mlp::Mlp;
 pub use rope::Rope;
 
-use crate::config::{Arch, Config};
+use crate::config::Config;
+use crate::family::Family;
 use crate::hooks::{HookPoint, Hooks};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -119,7 +120,7 @@ impl<'h> ForwardOptions<'h> {
 #[derive(Debug, Clone)]
 pub struct Transformer {
     cfg: Config,
-    arch: Arch,
+    family: &'static Family,
     /// `model.embed_tokens.weight` `[vocab, d_model]`
     embed_tokens: Tensor,
     blocks: Vec<Block>,
@@ -141,7 +142,7 @@ impl Transformer {
     /// transformers does (normal(0, 0.02), norms 1, biases 0) when the map lacks them.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
-        let arch = cfg.arch()?;
+        let family = cfg.family()?;
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
         let m = vb.pp("model");
         let embed_tokens = m
@@ -180,14 +181,10 @@ impl Transformer {
                     )?,
             )
         };
-        let window = match arch {
-            Arch::Mistral => cfg.sliding_window,
-            Arch::Qwen2 if cfg.use_sliding_window == Some(true) => cfg.sliding_window,
-            _ => None,
-        };
+        let window = family.sliding_window(cfg);
         Ok(Transformer {
             cfg: cfg.clone(),
-            arch,
+            family,
             embed_tokens,
             blocks,
             norm,
@@ -202,8 +199,8 @@ impl Transformer {
     pub fn config(&self) -> &Config {
         &self.cfg
     }
-    pub fn arch(&self) -> Arch {
-        self.arch
+    pub fn family(&self) -> &'static Family {
+        self.family
     }
     pub fn n_layers(&self) -> usize {
         self.blocks.len()

@@ -1,0 +1,16 @@
+//! Llama 2 / 3.x and SmolLM2 (`model_type: "llama"`): `attention_bias` switches every attention
+//! bias, full attention, Llama 3.1's `rope_scaling` (read by `Config`); llama.cpp permutes the
+//! q/k rows of its GGUF files for its interleaved RoPE, which the loader undoes.
+
+use super::{AttentionBias, Family, Gguf, SlidingWindow};
+
+pub static LLAMA: Family = Family {
+    model_type: "llama",
+    hf_class: "LlamaForCausalLM",
+    attention_bias: AttentionBias::FromConfig,
+    sliding_window: SlidingWindow::Never,
+    gguf: Some(Gguf {
+        arch: "llama",
+        qk_rows_permuted: true,
+    }),
+};

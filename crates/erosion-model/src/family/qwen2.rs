@@ -1,0 +1,16 @@
+//! Qwen2 and Qwen2.5 (`model_type: "qwen2"`): q/k/v biases always (no o bias), sliding windows
+//! only when `use_sliding_window` is true; llama.cpp writes its GGUF files unpermuted (it runs
+//! them with NeoX RoPE, which is Hugging Face's rotate-half).
+
+use super::{AttentionBias, Family, Gguf, SlidingWindow};
+
+pub static QWEN2: Family = Family {
+    model_type: "qwen2",
+    hf_class: "Qwen2ForCausalLM",
+    attention_bias: AttentionBias::QkvAlways,
+    sliding_window: SlidingWindow::WhenSwitchedOn,
+    gguf: Some(Gguf {
+        arch: "qwen2",
+        qk_rows_permuted: false,
+    }),
+};
