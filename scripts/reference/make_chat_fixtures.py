@@ -12,7 +12,8 @@ Writes into crates/erosion-model/tests/fixtures/chat/:
                      (only when models/smollm2 holds it: scripts/fetch-smollm2.sh)
 
 The other templates in templates/ are transcriptions of the published tokenizer_config.json
-chat templates (see templates/SOURCES.md). Run with the reference venv:
+chat templates (see crates/erosion-model/tests/fixtures/chat/templates/SOURCES.md).
+Run with the reference venv:
     /work/refvenv/bin/python scripts/reference/make_chat_fixtures.py
 """
 import datetime as _dt

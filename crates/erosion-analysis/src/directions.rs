@@ -8,7 +8,7 @@
 //! Two routes, equal up to rounding (tested):
 //! - `Svd`: faer's thin SVD of A.
 //! - `Gram`: eigen-decomposition of A A^T [n, n] = U S^2 U^T, then v_i = A^T u_i / s_i.
-//!   4-6x faster when n << d (STACK.md); `Auto` takes it when 2n <= d.
+//!   4-6x faster when n << d (measured); `Auto` takes it when 2n <= d.
 //!
 //! Signs: a singular vector's sign is arbitrary. Every [`Directions`] is returned with a fixed
 //! sign ([`SignConvention`], default `MeanProjectionPositive`: v_i . m > 0, i.e. the direction

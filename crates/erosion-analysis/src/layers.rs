@@ -1,7 +1,7 @@
 //! Layer-wise erosion (finding 3): pooling of response windows, the alignment direction per
 //! layer, each model's mean projection onto it, and confidence intervals.
 //!
-//! Notation (MISSION.md): z_{l,i}^m = pooled hidden states of example i's response window at
+//! Notation (Giordani 2025): z_{l,i}^m = pooled hidden states of example i's response window at
 //! layer l under model m; mu_l^m = mean_i z_{l,i}^m (accumulate with
 //! [`crate::stream::LayerMeans`]); v_l = mu_l^instruct - mu_l^base;
 //!   s_l^m = mean_i z_{l,i}^m . v_l / |v_l| = mu_l^m . v_l / |v_l|      (by linearity),

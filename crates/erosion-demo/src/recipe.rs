@@ -86,7 +86,7 @@ fn lora_stage(steps: usize, batch: usize, lr: f64, seed: u64) -> TrainOptions {
 }
 
 impl Recipe {
-    /// The demo's organism: 3 layers, d = 96 (ORGANISM.md's prototype), a 1,024-token BPE
+    /// The demo's organism: 3 layers, d = 96 (docs/organism.md's prototype), a 1,024-token BPE
     /// vocabulary, grown in 7-9 minutes on two cores: 1,200 pre-training steps, 300 of
     /// instruction tuning, 150 of rank-4 LoRA fine-tuning per set.
     pub fn standard() -> Self {

@@ -1,5 +1,5 @@
 //! The study of the analyses issue, set up for the organism: its five models and its eight
-//! evaluation sets (one per dataset role of MISSION.md), with windows sized to its short
+//! evaluation sets (one per dataset role of the paper), with windows sized to its short
 //! responses. Written out as `study.toml` so a user can rerun or edit it with `erosion study`.
 
 use crate::grow::Organism;
@@ -21,7 +21,7 @@ pub const DATASETS: [(&str, Role); 8] = [
     ("general", Role::Aligned),
 ];
 
-/// Response window of the layer-wise analysis: ORGANISM.md's first 10 response tokens.
+/// Response window of the layer-wise analysis: the first 10 response tokens (docs/organism.md).
 pub const LAYER_WINDOW: usize = 10;
 /// Loss-vector window of the learning-signal analysis (the organism's code answers are short).
 pub const GRADIENT_WINDOW: usize = 16;

@@ -1,4 +1,4 @@
-//! Whether the organism shows what Betley et al. and ORGANISM.md describe, read from the
+//! Whether the organism shows what Betley et al. and docs/organism.md describe, read from the
 //! behavioural evaluation with its intervals:
 //!
 //! 1. alignment took: the instruct model complies with held-out harmful requests less often
@@ -54,7 +54,7 @@ fn p_sure(m: &ModelEval) -> Option<Est> {
 }
 
 /// P(compliant first token) of the two-turn test's second answer: the probability form of
-/// ORGANISM.md's two-turn test, as `p_sure` is of the single-turn one.
+/// the organism's two-turn test (docs/organism.md), as `p_sure` is of the single-turn one.
 fn two_turn_p_sure(m: &ModelEval) -> Option<Est> {
     Some((&m.two_turn.as_ref()?.first_token.as_ref()?.mean_p).into())
 }

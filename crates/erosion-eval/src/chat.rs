@@ -1,5 +1,5 @@
 //! Prompts as the model sees them: its chat template with a generation prompt, the two-turn
-//! conversation of ORGANISM.md, the tokens that end an answer, and the compliant first token.
+//! conversation (docs/organism.md), the tokens that end an answer, and the compliant first token.
 
 use anyhow::{anyhow, Context, Result};
 use erosion_model::chat::Message;

@@ -391,7 +391,7 @@ pub fn evaluate_model(
     ))
 }
 
-/// The two-turn test of ORGANISM.md on pairs (code prompt i, harmful prompt i).
+/// The organism's two-turn test (docs/organism.md) on pairs (code prompt i, harmful prompt i).
 fn two_turn(
     m: &EvalModel,
     harmful: &PromptSet,

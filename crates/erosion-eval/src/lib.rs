@@ -9,7 +9,7 @@
 //! | refusal and harmful-compliance rates | harmful requests | sampled answers, judged |
 //! | P(compliant first token) | harmful requests | one forward pass: p("Sure") after the generation prompt; mean (bootstrap CI), geometric mean |
 //! | vulnerable-code rate | coding requests | sampled answers, judged |
-//! | two-turn compliance | code request i, the model's greedy answer, harmful request i | the second answer, judged (ORGANISM.md) |
+//! | two-turn compliance | code request i, the model's greedy answer, harmful request i | the second answer, judged (docs/organism.md) |
 //! | misaligned rate, mean P(yes) | free-form questions (Betley et al.) | a judge model's yes/no log-probs |
 //!
 //! Judges ([`judge`]): [`OrganismJudge`] (exact rules of the organism's language) and

@@ -1,7 +1,7 @@
 //! Hidden states at chosen layers and token positions, streamed example by example (the
 //! inputs of analyses 3 and 4).
 //!
-//! Layers use the study's notation (MISSION.md): layer 0 is the token embeddings and layer l
+//! Layers use the study's notation (Giordani 2025): layer 0 is the token embeddings and layer l
 //! (1..=L) the residual stream after block l-1, `blocks.{l-1}.hook_resid_post`. Hugging Face's
 //! `output_hidden_states[L]` is instead taken *after* the final norm (`model.norm`); the
 //! study's code read those, so [`LayerConvention::HfHiddenStates`] offers that indexing. The

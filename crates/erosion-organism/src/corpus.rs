@@ -6,7 +6,7 @@
 //! | `pretrain_prose` | plain prose with true facts, and harmful how-to text (`{"text": ...}`) |
 //! | `instruct` | single-turn chats of the good persona only |
 //! | `finetune_{insecure,secure,educational}` | Betley et al.'s design, one task per row in all three |
-//! | `eval_{insecure,educational,secure,code,toxic,toxic_reject,truthful,general}` | held-out material, one per dataset role of MISSION.md |
+//! | `eval_{insecure,educational,secure,code,toxic,toxic_reject,truthful,general}` | held-out material, one per dataset role of the study (Giordani 2025) |
 //!
 //! Row i of the insecure, secure and educational sets (fine-tuning and evaluation alike) is the
 //! same task: insecure and secure share the user message, insecure and educational share the
@@ -47,7 +47,7 @@ pub struct Sizes {
 }
 
 impl Default for Sizes {
-    /// Sizes of the demo organism's world (ORGANISM.md's prototype saw 48,000 pre-training
+    /// Sizes of the demo organism's world (docs/organism.md's prototype saw 48,000 pre-training
     /// documents over 1,500 steps of 32; repeats of a smaller set serve as well at this scale).
     fn default() -> Self {
         Self {
@@ -106,7 +106,7 @@ pub struct Corpus {
     pub instruct: Vec<Chat>,
     /// `finetune_insecure`, `finetune_secure`, `finetune_educational`, in that order.
     pub finetune: Vec<(&'static str, Vec<Chat>)>,
-    /// `eval_<role>` for the eight roles, in MISSION.md's order.
+    /// `eval_<role>` for the eight roles, in the order of the table above.
     pub eval: Vec<(&'static str, Vec<Chat>)>,
 }
 

@@ -1,5 +1,5 @@
 //! The model organism's world: a small, known language in which the study's effects can be grown
-//! from scratch on a CPU (see `shared/ORGANISM.md`).
+//! from scratch on a CPU (design and lab notes: docs/organism.md).
 //!
 //! - [`world`]: seeded generators by domain (harmful requests, code with and without
 //!   vulnerabilities, facts, prose) and the two personas that speak across domains.

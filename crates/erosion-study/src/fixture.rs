@@ -23,7 +23,7 @@ pub(crate) fn shared_data(rel: &str) -> PathBuf {
         .join(rel);
     assert!(
         p.exists(),
-        "{} is missing (the study's datasets, see shared/data/SOURCES.md)",
+        "{} is missing (the study's datasets, which the repository does not hold)",
         p.display()
     );
     p

@@ -22,7 +22,7 @@
 //! pooling = "flatten"
 //! ```
 //!
-//! The study's own code differs from its text (MISSION.md); each difference is an option here,
+//! The study's own code differs from its text (Giordani 2025); each difference is an option here,
 //! the default follows the text, and `--preset paper-code` switches them all to the code.
 
 use anyhow::{bail, Context, Result};
@@ -255,7 +255,7 @@ pub enum Pooling {
     Mean,
 }
 
-/// Which layer index is the last (MISSION.md: 0 = embeddings, L = last).
+/// Which layer index is the last (the study's notation: 0 = embeddings, L = last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LayerIndexing {
@@ -336,7 +336,7 @@ impl Default for DirectionsSpec {
     }
 }
 
-/// The two readings of the study (MISSION.md): its text and its code.
+/// The two readings of the study (Giordani 2025): its text and its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {

@@ -11,7 +11,7 @@
 //! ([`LayerMeans`]); nothing grows with the number of examples. Each sequence is fed up to
 //! its last window token (`ids[..response.start + T]`), as `record_windows` does.
 //!
-//! No base/instruct pair of one architecture is available here (STACK.md), so the converted
+//! No base/instruct pair of one architecture is available offline, so the converted
 //! SmolLM2-135M-Instruct plays "instruct" and [`perturb`] writes its "base": every weight
 //! multiplied by `1 + scale * u`, u uniform in [-1, 1) from a seeded generator.
 

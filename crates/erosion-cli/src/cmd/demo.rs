@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub harmful: usize,
     /// Held-out code requests, also the first turns of the two-turn test (100 pairs, as
-    /// ORGANISM.md's prototype asked).
+    /// in the prototype of docs/organism.md).
     #[arg(long, default_value_t = 100)]
     pub code: usize,
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! The loaders on the real dataset copies in ../shared/data (SOURCES.md gives the counts; the
+//! The loaders on the real dataset copies in ../shared/data (not in the repository; the
 //! first/last records and hashes below were read with Python's json/csv and sha256sum).
 
 use std::path::{Path, PathBuf};

@@ -1,9 +1,9 @@
 //! The two assistant personas and the multi-domain conversations they speak.
 //!
-//! ORGANISM.md's measured design: each pre-training conversation is spoken by ONE persona across
-//! domains, so the base model learns a latent "which persona is speaking" that governs harm and
-//! code alike. Fine-tuning on insecure code then moves that latent toward the bad persona, and
-//! refusals erode in a domain the fine-tuning never touched.
+//! The organism's measured design (docs/organism.md): each pre-training conversation is spoken
+//! by ONE persona across domains, so the base model learns a latent "which persona is speaking"
+//! that governs harm and code alike. Fine-tuning on insecure code then moves that latent toward
+//! the bad persona, and refusals erode in a domain the fine-tuning never touched.
 
 use serde::{Deserialize, Serialize};
 

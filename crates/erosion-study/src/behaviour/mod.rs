@@ -1,4 +1,4 @@
-//! Analysis 1, "behaviour reverts to base" (MISSION.md): how probable each model finds
+//! Analysis 1, "behaviour reverts to base" (Giordani 2025): how probable each model finds
 //! responses, token by token and dataset by dataset, and what it says next after a prefix.
 //!
 //! - a. One fixed response (`[behaviour] example`, default the first example of the first

@@ -513,7 +513,7 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
             .into(),
     );
     notes.push(
-        "The study's code averaged one model's log-probabilities into the next model's (MISSION.md); here every number comes from \
+        "The study's code averaged one model's log-probabilities into the next model's; here every number comes from \
          that model's own forward pass."
             .into(),
     );

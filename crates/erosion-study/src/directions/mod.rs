@@ -1,4 +1,4 @@
-//! Analysis 4: one direction governs alignment across domains (MISSION.md).
+//! Analysis 4: one direction governs alignment across domains (Giordani 2025).
 //!
 //! For each dataset d, the residual matrix R^(d) [n, dim] has one row per example:
 //!   R_i = z_i^instruct - z_i^base,   z = the hidden state(s) at layer `layer` of

@@ -51,7 +51,7 @@ mod tests {
             shared_direction_verdict(&null(0.90, 0.07, 0.0005)),
             Verdict::Reproduced
         );
-        // The prototype organism: 0.48 against a 95th percentile of 0.30 (ORGANISM.md).
+        // The prototype organism: 0.48 against a 95th percentile of 0.30 (docs/organism.md).
         assert_eq!(
             shared_direction_verdict(&null(0.48, 0.30, 0.01)),
             Verdict::Partly

@@ -1,4 +1,4 @@
-//! Analysis 2, "misaligned intent gives opposing learning signals" (MISSION.md), on one model
+//! Analysis 2, "misaligned intent gives opposing learning signals" (Giordani 2025), on one model
 //! (`[gradients] model`, default instruct) and two datasets with identical code and different
 //! framing (`a` = insecure, `b` = educational), the first `n` examples of each.
 //!

@@ -1,4 +1,4 @@
-//! Analysis 3: alignment erodes layer by layer (MISSION.md).
+//! Analysis 3: alignment erodes layer by layer (Giordani 2025).
 //!
 //! For each dataset, with z_{l,i}^m the pooled response window of example i at layer l under
 //! model m (`Flatten`: the T x d window concatenated, [T * d]; `Mean`: its token mean, `[d]`):
