@@ -10,8 +10,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
 use crate::provenance::Provenance;
+use erosion_model::atomic::write_atomic;
 
 #[derive(Serialize)]
 struct ResultsRef<'a, R: Serialize> {

@@ -6,7 +6,7 @@
 use crate::context::StudyContext;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use erosion_forward::batch::AdvanceOnly;
+use erosion_forward::batch::{AdvanceOnly, Progress};
 use erosion_forward::cache::{CacheKey, Origin};
 use erosion_forward::logprobs::{response_logprobs, ResponseLogprobs};
 use erosion_forward::sequence::Sequence;
