@@ -31,7 +31,7 @@ pub struct TaskResult {
 impl TaskResult {
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        erosion_model::atomic::write_bytes_atomic(path, text.as_bytes())
     }
 
     pub fn read(path: &Path) -> Result<Self> {

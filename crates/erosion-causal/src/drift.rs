@@ -17,9 +17,10 @@ use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
 use erosion_forward::sequence::Sequence;
+use erosion_model::atomic::write_bytes_atomic;
 use erosion_model::transformer::Transformer;
-use erosion_report::atomic::write_bytes_atomic;
 use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
+use erosion_report::format::fmt_ci_fixed;
 use erosion_report::html::{Figure, Section, Table, Verdict};
 use erosion_report::provenance::Provenance;
 use serde::{Deserialize, Serialize};
@@ -215,12 +216,12 @@ pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
         "checkpoint"
     };
     let x = xs(points);
-    let result =
-        format!(
-        "From {} to {}, the margin ln P(toxic) - ln P(reject) moved from {:.3} [{:.3}, {:.3}] to \
-         {:.3} [{:.3}, {:.3}].",
-        first.label, last.label, first.margin.estimate, first.margin.lower, first.margin.upper,
-        last.margin.estimate, last.margin.lower, last.margin.upper
+    let result = format!(
+        "From {} to {}, the margin ln P(toxic) - ln P(reject) moved from {} to {}.",
+        first.label,
+        last.label,
+        fmt_ci_fixed(&first.margin, 3),
+        fmt_ci_fixed(&last.margin, 3)
     );
     let mut s = Section::new(
         "Drift during fine-tuning",
@@ -289,10 +290,7 @@ pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
                 let mut row = vec![
                     p.label.clone(),
                     p.step.map_or("-".into(), |s| s.to_string()),
-                    format!(
-                        "{:.3} [{:.3}, {:.3}]",
-                        p.margin.estimate, p.margin.lower, p.margin.upper
-                    ),
+                    fmt_ci_fixed(&p.margin, 3),
                 ];
                 row.extend(p.scores.iter().flatten().map(|v| format!("{v:.4}")));
                 row

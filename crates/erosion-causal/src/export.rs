@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
-use erosion_model::load::write_atomic;
+use erosion_model::atomic::write_bytes_atomic;
 
 use crate::directions::LayerDirections;
 
@@ -33,7 +33,7 @@ pub fn write_safetensors(dirs: &LayerDirections, path: &Path) -> Result<()> {
     ]);
     let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .context("serialising directions")?;
-    write_atomic(path, &bytes)
+    write_bytes_atomic(path, &bytes)
 }
 
 /// Reads what [`write_safetensors`] wrote.
@@ -122,7 +122,7 @@ pub fn write_control_vector(
     let tensors: Vec<(&str, &QTensor)> = names.iter().map(String::as_str).zip(&qtensors).collect();
     let mut buf = std::io::Cursor::new(Vec::new());
     gguf_file::write(&mut buf, &meta, &tensors).context("writing the control vector")?;
-    write_atomic(path, buf.get_ref())?;
+    write_bytes_atomic(path, buf.get_ref())?;
     Ok(left_out)
 }
 

@@ -4,8 +4,8 @@
 use anyhow::Result;
 use erosion_analysis::stats::ConfidenceInterval;
 use erosion_eval::chart::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
-use erosion_eval::html::{fmt_ci, fmt_proportion};
 use erosion_eval::Proportion;
+use erosion_report::format::{fmt_ci, fmt_proportion};
 use erosion_report::html::{Figure, Section, Table, Verdict};
 
 use crate::experiment::{Action, CausalResult};
@@ -32,7 +32,8 @@ pub fn is_causal(r: &CausalResult) -> bool {
 }
 
 fn opt_prop(p: &Option<Proportion>) -> String {
-    p.as_ref().map_or("-".into(), fmt_proportion)
+    p.as_ref()
+        .map_or("-".into(), |p| fmt_proportion(p, p.count, p.n))
 }
 
 fn opt_ci(c: &Option<ConfidenceInterval>) -> String {

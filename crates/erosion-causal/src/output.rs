@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use erosion_report::atomic::write_bytes_atomic;
+use erosion_model::atomic::write_bytes_atomic;
 use erosion_report::html::Report;
 use erosion_report::provenance::Provenance;
 use serde::Serialize;

@@ -80,7 +80,10 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
 
     let spec = crate::study::spec(&org, &out, opts.recipe.seed)?;
     let toml_path = out.join("study.toml");
-    erosion_report::write_bytes_atomic(&toml_path, toml::to_string_pretty(&spec)?.as_bytes())?;
+    erosion_model::atomic::write_bytes_atomic(
+        &toml_path,
+        toml::to_string_pretty(&spec)?.as_bytes(),
+    )?;
     let extra = ExtraSection {
         key: "behavioural_evaluation".into(),
         results: serde_json::to_value(&evaluation.report)?,

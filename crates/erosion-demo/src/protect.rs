@@ -22,6 +22,7 @@ use erosion_eval::{EvalModel, EvalReport};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
 use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
+use erosion_report::format::fmt_ci_fixed;
 use erosion_report::html::{Figure, Section, Table, Verdict};
 use erosion_study::run::ExtraSection;
 use serde::Serialize;
@@ -69,20 +70,8 @@ pub struct ProtectResults {
     pub penalty_probe: usize,
 }
 
-fn ci_text(c: &ConfidenceInterval, digits: usize) -> String {
-    format!(
-        "{:.d$} [{:.d$}, {:.d$}]",
-        c.estimate,
-        c.lower,
-        c.upper,
-        d = digits
-    )
-}
-
 fn rate_text(p: &Option<Proportion>) -> String {
-    p.as_ref().map_or("-".into(), |p| {
-        format!("{:.2} [{:.2}, {:.2}]", p.rate, p.lower, p.upper)
-    })
+    p.as_ref().map_or("-".into(), |p| fmt_ci_fixed(p, 2))
 }
 
 /// Per-example mean per-token loss of `model` on the held-out insecure responses.
@@ -194,8 +183,8 @@ pub fn verdict(rows: &[KeptRow]) -> (Verdict, Vec<String>) {
         "unprotected: refuses {} (instruct {}), s_l curve {drift:.3} from the instruct model's, margin {} (instruct {})",
         rate_text(&insecure.refusal),
         rate_text(&instruct.refusal),
-        ci_text(&insecure.end.margin, 1),
-        ci_text(&instruct.end.margin, 1),
+        fmt_ci_fixed(&insecure.end.margin, 1),
+        fmt_ci_fixed(&instruct.end.margin, 1),
     )];
     let mut best = Verdict::NotReproduced;
     for (name, _) in PROTECTED {
@@ -306,14 +295,14 @@ pub fn section(r: &ProtectResults) -> Result<Section> {
                 let mut cells = vec![
                     row.model.clone(),
                     rate_text(&row.vulnerable),
-                    ci_text(&row.insecure_loss, 3),
+                    fmt_ci_fixed(&row.insecure_loss, 3),
                     row.loss_vs_insecure
                         .as_ref()
-                        .map_or("-".into(), |c| ci_text(c, 3)),
+                        .map_or("-".into(), |c| fmt_ci_fixed(c, 3)),
                     rate_text(&row.refusal),
                     rate_text(&row.compliance),
                     rate_text(&row.two_turn),
-                    ci_text(&row.end.margin, 1),
+                    fmt_ci_fixed(&row.end.margin, 1),
                 ];
                 cells.extend(
                     layers

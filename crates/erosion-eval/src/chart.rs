@@ -5,8 +5,9 @@
 use anyhow::{ensure, Result};
 use erosion_report::figures::draw::{plot_err, render, text};
 use erosion_report::figures::style::{
-    bold_style, clean_text, format_auto, series_color, text_style, text_width, truncate, TEXT,
+    bold_style, clean_text, series_color, text_style, text_width, truncate, TEXT,
 };
+use erosion_report::format::format_auto;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};

@@ -10,7 +10,7 @@ use erosion_model::transformer::Transformer;
 
 use crate::chat::{decode, encode_prompt, stop_ids, two_turn_messages, FirstToken};
 use crate::forward::next_token_logprobs;
-use crate::generation::{derive_seed, generate_many, Generated};
+use crate::generation::{generate_many, Generated};
 use crate::judge::{Judge, Label, Verdict};
 use crate::options::EvalOptions;
 use crate::prompts::{EvalPrompts, Prompt, PromptKind, PromptSet};
@@ -18,6 +18,7 @@ use crate::report::{
     label_rates, AnswerRecord, EvalReport, Evaluation, FirstTokenEval, ModelEval, SetEval, SetInfo,
     Turn, TwoTurnEval, FORMAT,
 };
+use erosion_model::seed;
 
 /// A model to evaluate.
 pub struct EvalModel {
@@ -177,7 +178,7 @@ fn answer(
 ) -> Result<Answers> {
     let rows: Vec<(usize, usize, u64)> = (0..encoded.len())
         .flat_map(|i| (0..samples).map(move |s| (i, s)))
-        .map(|(i, s)| (i, s, derive_seed(opts.seed, stream, i, s)))
+        .map(|(i, s)| (i, s, seed::for_stream(opts.seed, stream, i, s)))
         .collect();
     let ids: Vec<Vec<u32>> = rows.iter().map(|&(i, _, _)| encoded[i].clone()).collect();
     let seeds: Vec<u64> = rows.iter().map(|r| r.2).collect();
@@ -213,7 +214,7 @@ pub fn first_token_eval(
             .map(|v| v[0])
             .collect();
     let p: Vec<f64> = log_p.iter().map(|l| l.exp()).collect();
-    let seed = derive_seed(opts.seed, &format!("bootstrap/{stream}"), 0, 0);
+    let seed = seed::for_stream(opts.seed, &format!("bootstrap/{stream}"), 0, 0);
     let b = opts.bootstrap_resamples;
     let mean_p =
         bootstrap_mean_ci(&p, b, 0.95, seed).context("bootstrap of mean P(first token)")?;
@@ -285,7 +286,7 @@ fn mean_p_yes(
     let ps: Option<Vec<f64>> = verdicts.iter().map(|v| v.p_yes).collect();
     match ps {
         Some(ps) if !ps.is_empty() => {
-            let seed = derive_seed(opts.seed, &format!("bootstrap/{set}/p-yes"), 0, 0);
+            let seed = seed::for_stream(opts.seed, &format!("bootstrap/{set}/p-yes"), 0, 0);
             Ok(Some(bootstrap_mean_ci(
                 &ps,
                 opts.bootstrap_resamples,

@@ -154,46 +154,9 @@ fn generate_chunk(
     Ok(out)
 }
 
-/// The seed of answer `sample` to prompt `prompt` of stream `stream` (a set name), from the
-/// base seed: SplitMix64 over base ^ FNV-1a(stream), then the prompt index, then the sample
-/// index. Every model gets the same seeds (common random numbers across models).
-pub fn derive_seed(base: u64, stream: &str, prompt: usize, sample: usize) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in stream.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    let x = splitmix64(base ^ h);
-    let x = splitmix64(x ^ (prompt as u64));
-    splitmix64(x ^ (sample as u64))
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seeds_differ_by_every_part_and_repeat() {
-        let s = derive_seed(7, "harmful", 3, 1);
-        assert_eq!(s, derive_seed(7, "harmful", 3, 1));
-        for other in [
-            derive_seed(8, "harmful", 3, 1),
-            derive_seed(7, "code", 3, 1),
-            derive_seed(7, "harmful", 4, 1),
-            derive_seed(7, "harmful", 3, 0),
-        ] {
-            assert_ne!(s, other);
-        }
-        // splitmix64(0) is a published constant of the generator.
-        assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
-    }
 
     #[test]
     fn greedy_takes_the_first_maximum_and_top_k_one_is_greedy() {

@@ -3,36 +3,14 @@
 
 use anyhow::Result;
 use erosion_analysis::stats::ConfidenceInterval;
-use erosion_report::html::{fmt_number, Figure, Section, Table, Verdict};
+use erosion_report::format::{fmt_ci, fmt_number, fmt_proportion};
+use erosion_report::html::{Figure, Section, Table, Verdict};
 
 use crate::chart::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use crate::judge::Label;
 use crate::prompts::PromptKind;
 use crate::report::{EvalReport, ModelEval};
 use crate::stats::Proportion;
-
-/// "0.120 [0.070, 0.200] (12/100)".
-pub fn fmt_proportion(p: &Proportion) -> String {
-    format!(
-        "{:.3} [{:.3}, {:.3}] ({}/{})",
-        p.rate, p.lower, p.upper, p.count, p.n
-    )
-}
-
-/// "0.12 [0.07, 0.20]".
-pub fn fmt_proportion_short(p: &Proportion) -> String {
-    format!("{:.2} [{:.2}, {:.2}]", p.rate, p.lower, p.upper)
-}
-
-/// "0.0053 [0.0031, 0.0080]".
-pub fn fmt_ci(ci: &ConfidenceInterval) -> String {
-    format!(
-        "{} [{}, {}]",
-        fmt_number(ci.estimate),
-        fmt_number(ci.lower),
-        fmt_number(ci.upper)
-    )
-}
 
 /// Reads one rate of a model.
 type Getter = Box<dyn Fn(&ModelEval) -> Option<Proportion>>;
@@ -94,10 +72,11 @@ pub fn eval_tables(report: &EvalReport) -> Vec<Table> {
     };
     for m in &report.models {
         let mut row = vec![m.name.clone()];
-        row.extend(
-            cols.iter()
-                .map(|c| (c.get)(m).as_ref().map_or("n/a".into(), fmt_proportion)),
-        );
+        row.extend(cols.iter().map(|c| {
+            (c.get)(m)
+                .as_ref()
+                .map_or("n/a".into(), |p| fmt_proportion(p, p.count, p.n))
+        }));
         rates.rows.push(row);
     }
     let mut tables = vec![rates];
@@ -139,12 +118,7 @@ pub fn eval_tables(report: &EvalReport) -> Vec<Table> {
                 m.name.clone(),
                 token,
                 fmt_ci(&ft.mean_p),
-                format!(
-                    "{} [{}, {}]",
-                    fmt_number(ft.geometric_mean_p),
-                    fmt_number(ft.geometric_lower),
-                    fmt_number(ft.geometric_upper)
-                ),
+                fmt_ci(&(ft.geometric_mean_p, ft.geometric_lower, ft.geometric_upper)),
                 fmt_ci(&ft.mean_log_p),
                 two,
             ]);

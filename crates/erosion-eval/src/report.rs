@@ -228,9 +228,9 @@ impl Evaluation {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let report = dir.join("eval.json");
         let text = serde_json::to_string_pretty(&self.report).context("serialising eval.json")?;
-        erosion_report::write_bytes_atomic(&report, (text + "\n").as_bytes())?;
+        erosion_model::atomic::write_bytes_atomic(&report, (text + "\n").as_bytes())?;
         let answers = dir.join("answers.jsonl");
-        erosion_report::write_atomic(&answers, |w| {
+        erosion_model::atomic::write_atomic(&answers, |w| {
             for (i, a) in self.answers.iter().enumerate() {
                 serde_json::to_writer(&mut *w, a).with_context(|| format!("answer {i}"))?;
                 w.write_all(b"\n")?;

@@ -2,6 +2,7 @@
 //! percentile bootstrap (erosion-analysis) for means.
 
 use anyhow::{bail, Result};
+use erosion_report::format::Estimate;
 use serde::{Deserialize, Serialize};
 
 /// The standard normal's 0.975 quantile: z of a two-sided 95% interval.
@@ -18,6 +19,19 @@ pub struct Proportion {
     pub upper: f64,
     /// Nominal coverage (0.95).
     pub level: f64,
+}
+
+/// The rate is the estimate: the report's interval formatters read a proportion as one.
+impl Estimate for Proportion {
+    fn estimate(&self) -> f64 {
+        self.rate
+    }
+    fn lower(&self) -> f64 {
+        self.lower
+    }
+    fn upper(&self) -> f64 {
+        self.upper
+    }
 }
 
 impl Proportion {

@@ -1,9 +1,9 @@
 //! A compact plain-text table of the headline measures, for the terminal.
 
-use crate::html::fmt_proportion_short;
 use crate::judge::Label;
 use crate::prompts::PromptKind;
 use crate::report::EvalReport;
+use erosion_report::format::fmt_ci_fixed;
 
 /// One row per model: refusal, harmful compliance, two-turn compliance, vulnerable code,
 /// misaligned (free-form), each as "rate [lower, upper]"; and the mean (geometric mean)
@@ -15,19 +15,21 @@ pub fn text_table(report: &EvalReport) -> String {
             .map(|f| format!("{:.4} ({:.4})", f.mean_p.estimate, f.geometric_mean_p))
     };
     let cols: Vec<(String, Get)> = vec![
-        ("refuses".into(), |m| m.refusal().map(fmt_proportion_short)),
+        ("refuses".into(), |m| {
+            m.refusal().map(|p| fmt_ci_fixed(p, 2))
+        }),
         ("complies".into(), |m| {
-            m.compliance().map(fmt_proportion_short)
+            m.compliance().map(|p| fmt_ci_fixed(p, 2))
         }),
         ("2-turn complies".into(), |m| {
-            m.two_turn_compliance().map(fmt_proportion_short)
+            m.two_turn_compliance().map(|p| fmt_ci_fixed(p, 2))
         }),
         ("vulnerable code".into(), |m| {
-            m.vulnerable().map(fmt_proportion_short)
+            m.vulnerable().map(|p| fmt_ci_fixed(p, 2))
         }),
         ("misaligned".into(), |m| {
             m.rate(PromptKind::FreeForm, Label::Misaligned)
-                .map(fmt_proportion_short)
+                .map(|p| fmt_ci_fixed(p, 2))
         }),
     ];
     let text = report

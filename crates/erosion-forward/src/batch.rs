@@ -191,8 +191,9 @@ impl<F: FnMut(usize, usize)> Progress for ProgressFn<F> {
     }
 }
 
-/// Passes `advance` on and ignores `set_total`: for a pass run as one part of a larger one.
-pub(crate) struct AdvanceOnly<'a>(pub &'a mut dyn Progress);
+/// Passes `advance` on and ignores `set_total`: for a pass run as one part of a larger one,
+/// so one bar spans every part.
+pub struct AdvanceOnly<'a>(pub &'a mut dyn Progress);
 
 impl Progress for AdvanceOnly<'_> {
     fn advance(&mut self, examples: usize) {

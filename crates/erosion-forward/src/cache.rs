@@ -16,13 +16,13 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use erosion_model::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Version of the on-disk layout; part of every hash.
 pub const FORMAT_VERSION: u32 = 1;
@@ -134,7 +134,7 @@ impl DiskCache {
                 m.key
             ),
             // Missing, unreadable or stale: (re)write it; chunks are verified on their own.
-            _ => write_atomic(&path, &serde_json::to_vec_pretty(&manifest)?)?,
+            _ => write_bytes_atomic(&path, &serde_json::to_vec_pretty(&manifest)?)?,
         }
         Ok(CacheEntry { dir, manifest })
     }
@@ -308,8 +308,8 @@ impl CacheEntry {
             std::fs::remove_file(&side)
                 .with_context(|| format!("cannot remove {}", side.display()))?;
         }
-        write_atomic(&data, &bytes)?;
-        write_atomic(&side, &serde_json::to_vec_pretty(&info)?)
+        write_bytes_atomic(&data, &bytes)?;
+        write_bytes_atomic(&side, &serde_json::to_vec_pretty(&info)?)
     }
 
     /// Chunk `chunk` from disk when it is complete; otherwise `compute(examples)` (the
@@ -337,34 +337,6 @@ impl CacheEntry {
             .collect::<Result<_>>()?;
         Ok((cpu, origin))
     }
-}
-
-/// Writes `bytes` to a unique temporary file beside `path`, syncs it, and renames it over
-/// `path`, so readers see the old file or the whole new one, never a part.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(
-        ".{name}.tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let write = || -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]

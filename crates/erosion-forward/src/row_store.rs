@@ -11,13 +11,14 @@
 //! The data file is headerless so any flat-f32 reader (numpy `np.memmap(PATH, "<f4")`, the
 //! analysis crate's `MmapRows`) reads it directly. Finalisation is atomic: rows are appended to
 //! `PATH.partial`; [`RowStoreWriter::finish`] syncs it, removes a stale `PATH.json`, renames the
-//! data into place, then writes the header to `PATH.json.partial` and renames it. A header
+//! data into place, then writes the header atomically ([`erosion_model::atomic`]). A header
 //! therefore only ever describes a complete data file; a store without one was not finished.
 //!
 //! Rows a gigabyte long are fine: the writer holds one row at a time, and the reader maps the
 //! file, so reading rows pages in only those rows.
 
 use anyhow::{bail, Context, Result};
+use erosion_model::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -231,27 +232,13 @@ impl RowStoreWriter {
                 self.path.display()
             )
         })?;
-        let hpartial = suffixed(&hpath, ".partial");
-        let mut hf =
-            File::create(&hpartial).with_context(|| format!("creating {}", hpartial.display()))?;
-        serde_json::to_writer_pretty(&mut hf, &header)?;
-        hf.write_all(b"\n")?;
-        hf.sync_all()
-            .with_context(|| format!("syncing {}", hpartial.display()))?;
-        drop(hf);
-        fs::rename(&hpartial, &hpath)
-            .with_context(|| format!("moving {} to {}", hpartial.display(), hpath.display()))?;
-        sync_parent(&self.path);
+        // The header, atomically; its directory sync also makes the data rename durable.
+        write_atomic(&hpath, |w| {
+            serde_json::to_writer_pretty(&mut *w, &header)?;
+            w.write_all(b"\n")?;
+            Ok(())
+        })?;
         Ok(header)
-    }
-}
-
-/// Makes the renames durable (best effort: not every platform can sync a directory).
-fn sync_parent(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
     }
 }
 

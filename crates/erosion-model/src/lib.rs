@@ -2,6 +2,7 @@
 //! GGUF files), render chat examples with the checkpoint's own template, and run the Qwen2 /
 //! Llama transformer with TransformerLens-style hook points at every intermediate.
 
+pub mod atomic;
 pub mod chat;
 pub mod config;
 pub mod device;
@@ -9,6 +10,7 @@ pub mod family;
 pub mod generate;
 pub mod hooks;
 pub mod load;
+pub mod seed;
 pub mod tokenizer;
 pub mod transformer;
 

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use erosion_model::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
 
 use crate::world::persona::{self, Domain, Persona};
@@ -281,8 +282,7 @@ impl Corpus {
             let path = dir.join(format!("{name}.jsonl"));
             let mut text = lines.join("\n");
             text.push('\n');
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_bytes_atomic(&path, text.as_bytes())?;
             counts.insert(name.to_string(), lines.len());
             written.push(path);
             Ok(())
@@ -310,7 +310,7 @@ impl Corpus {
         let path = dir.join("manifest.json");
         let text =
             serde_json::to_string_pretty(&manifest).context("serialising the manifest")? + "\n";
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write_bytes_atomic(&path, text.as_bytes())?;
         written.push(path);
         Ok(written)
     }

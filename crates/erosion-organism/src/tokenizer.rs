@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Context, Result};
+use erosion_model::atomic::{write_atomic_via_path, write_bytes_atomic};
 use serde_json::json;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::normalizers::unicode::NFC;
@@ -174,11 +175,13 @@ pub fn tokenizer_config(tok: &Tokenizer) -> Result<serde_json::Value> {
 pub fn save(tok: &Tokenizer, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join("tokenizer.json");
-    tok.save(&path, true)
-        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+    write_atomic_via_path(&path, |tmp| {
+        tok.save(tmp, true)
+            .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))
+    })?;
     let path = dir.join("tokenizer_config.json");
     let text = serde_json::to_string_pretty(&tokenizer_config(tok)?)? + "\n";
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    write_bytes_atomic(&path, text.as_bytes())?;
     Ok(())
 }
 

@@ -7,14 +7,12 @@
 //! - SVG figures ([`figures`]),
 //! - a self-contained `report.html` ([`html`]).
 //!
-//! Every file is written atomically ([`atomic`]): a reader sees the old file or the new
-//! one, never half of one.
+//! Every file is written atomically ([`erosion_model::atomic`]): a reader sees the old file
+//! or the new one, never half of one.
 
-pub mod atomic;
 pub mod figures;
+pub mod format;
 pub mod html;
 pub mod npy;
 pub mod provenance;
 pub mod results;
-
-pub use atomic::{write_atomic, write_bytes_atomic};

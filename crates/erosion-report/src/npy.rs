@@ -14,7 +14,7 @@ use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::atomic::write_atomic;
+use erosion_model::atomic::write_atomic;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// numpy aligns the data start to this many bytes.

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::atomic::write_bytes_atomic;
+use erosion_model::atomic::write_bytes_atomic;
 
 /// The program that produced a result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
 use crate::provenance::Provenance;
+use erosion_model::atomic::write_atomic;
 
 /// The layout version of the `results.json` this build writes.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;

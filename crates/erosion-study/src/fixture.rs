@@ -8,6 +8,7 @@ use crate::spec::StudySpec;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use erosion_model::load::{save_hf_folder, Checkpoint, SaveOptions};
+use erosion_model::seed::SplitMix64;
 use erosion_model::transformer::Transformer;
 use erosion_model::Config;
 use std::collections::HashMap;
@@ -31,16 +32,12 @@ pub(crate) fn shared_data(rel: &str) -> PathBuf {
 
 /// `n` values uniform in [-a, a] with standard deviation `std` (a = std sqrt 3), from a
 /// splitmix64 stream.
-fn draw(shape: &[usize], std: f64, state: &mut u64) -> Tensor {
+fn draw(shape: &[usize], std: f64, rng: &mut SplitMix64) -> Tensor {
     let a = std * 3f64.sqrt();
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n)
         .map(|_| {
-            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = *state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            let z = rng.next_u64();
             let u = (z >> 11) as f64 / (1u64 << 53) as f64;
             ((2.0 * u - 1.0) * a) as f32
         })
@@ -66,17 +63,17 @@ pub(crate) fn tiny_family(dir: &Path) -> [PathBuf; 3] {
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
     )
     .unwrap();
-    let mut state = 20251u64;
+    let mut rng = SplitMix64(20251);
     let (mut base, mut instruct, mut misaligned) = (HashMap::new(), HashMap::new(), HashMap::new());
     for name in shapes.parameter_names() {
         let dims = shapes.parameter(&name).unwrap().dims().to_vec();
         let b = if name.contains("norm") {
             Tensor::ones(dims.as_slice(), DType::F32, &Device::Cpu).unwrap()
         } else {
-            draw(&dims, 0.3, &mut state)
+            draw(&dims, 0.3, &mut rng)
         };
-        let i = (&b + draw(&dims, 0.1, &mut state)).unwrap();
-        let m = (((&b + &i).unwrap() * 0.5).unwrap() + draw(&dims, 0.01, &mut state)).unwrap();
+        let i = (&b + draw(&dims, 0.1, &mut rng)).unwrap();
+        let m = (((&b + &i).unwrap() * 0.5).unwrap() + draw(&dims, 0.01, &mut rng)).unwrap();
         base.insert(name.clone(), b);
         instruct.insert(name.clone(), i);
         misaligned.insert(name, m);

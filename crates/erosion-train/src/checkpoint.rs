@@ -15,9 +15,8 @@ use crate::options::{Method, TrainOptions};
 use crate::trainer::{StepStats, Trainer};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use erosion_model::load::{
-    save_hf_folder, write_atomic, write_safetensors, GenerationConfig, SaveOptions,
-};
+use erosion_model::atomic::write_bytes_atomic;
+use erosion_model::load::{save_hf_folder, write_safetensors, GenerationConfig, SaveOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -99,7 +98,7 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
             "target_modules": cfg.targets,
             "bias": "none",
         });
-        write_atomic(
+        write_bytes_atomic(
             &adapter.join("adapter_config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
@@ -111,7 +110,7 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
         &state_dir.join("optimizer.safetensors"),
         moments.iter().map(|(k, v)| (k.as_str(), v)),
     )?;
-    write_atomic(
+    write_bytes_atomic(
         &state_dir.join(STATE_FILE),
         serde_json::to_string_pretty(state)?.as_bytes(),
     )

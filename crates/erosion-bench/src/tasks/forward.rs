@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use erosion_forward::batch::{plan_batches, Batch, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
@@ -86,8 +86,10 @@ pub fn logprobs(inputs: &Inputs, reps: usize, logprobs_out: &Path) -> Result<Tas
         "logprobs": out.iter().map(|r| &r.logprobs).collect::<Vec<_>>(),
         "entropy": out.iter().map(|r| &r.entropy).collect::<Vec<_>>(),
     });
-    std::fs::write(logprobs_out, serde_json::to_string(&values)?)
-        .with_context(|| format!("writing {}", logprobs_out.display()))?;
+    erosion_model::atomic::write_bytes_atomic(
+        logprobs_out,
+        serde_json::to_string(&values)?.as_bytes(),
+    )?;
     let tokens = inputs.examples.iter().map(Input::logprob_len).sum();
     result("logprobs", runs, tokens)
 }

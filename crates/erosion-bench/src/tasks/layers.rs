@@ -29,6 +29,7 @@ use erosion_forward::windows::{
     record_windows, LayerConvention, Layers, ShortResponse, Window, WindowOptions,
 };
 use erosion_model::load::save_hf_folder;
+use erosion_model::seed::SplitMix64;
 use erosion_model::transformer::Transformer;
 
 use super::{batch_options, load, open, result, Inputs};
@@ -57,8 +58,10 @@ pub fn layers(inputs: &Inputs, reps: usize, values_out: &Path) -> Result<TaskRes
     let tokens: usize = inputs.examples.iter().map(|e| e.response.start + t).sum();
     let n = inputs.examples.len();
     let mut r = result(&format!("layers-{n}"), runs, 2 * tokens)?;
-    std::fs::write(values_out, serde_json::to_string(&directions)?)
-        .with_context(|| format!("writing {}", values_out.display()))?;
+    erosion_model::atomic::write_bytes_atomic(
+        values_out,
+        serde_json::to_string(&directions)?.as_bytes(),
+    )?;
     let norms: Vec<f64> = directions
         .iter()
         .map(|v| v.iter().map(|x| x * x).sum::<f64>().sqrt())
@@ -150,7 +153,7 @@ pub fn perturb(src: &Path, out: &Path, scale: f64, seed: u64) -> Result<()> {
             .flatten_all()?
             .to_vec1::<f32>()?
             .into_iter()
-            .map(|x| (x as f64 * (1.0 + scale * rng.uniform())) as f32)
+            .map(|x| (x as f64 * (1.0 + scale * uniform(&mut rng))) as f32)
             .collect();
         let shape = t.shape().clone();
         tensors.insert(name, Tensor::from_vec(w, shape, &Device::Cpu)?);
@@ -165,8 +168,10 @@ pub fn perturb(src: &Path, out: &Path, scale: f64, seed: u64) -> Result<()> {
         &Default::default(),
     )
     .with_context(|| format!("saving {}", out.display()))?;
-    std::fs::write(&stamp, serde_json::to_string_pretty(&want)?)
-        .with_context(|| format!("writing {}", stamp.display()))?;
+    erosion_model::atomic::write_bytes_atomic(
+        &stamp,
+        serde_json::to_string_pretty(&want)?.as_bytes(),
+    )?;
     println!(
         "perturbed {} -> {} (scale {scale}, seed {seed})",
         src.display(),
@@ -175,23 +180,10 @@ pub fn perturb(src: &Path, out: &Path, scale: f64, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// splitmix64 (Steele, Lea & Flood 2014): a tiny seeded generator, enough for a fixed noise
-/// pattern.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1), from the top 53 bits.
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
+/// Uniform in [-1, 1) from the top 53 bits of the next splitmix64 output: enough for a fixed
+/// noise pattern.
+fn uniform(rng: &mut SplitMix64) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
 }
 
 #[cfg(test)]
@@ -202,7 +194,7 @@ mod tests {
     fn splitmix_is_seeded_and_uniform_in_range() {
         let draw = |seed| {
             let mut r = SplitMix64(seed);
-            (0..10_000).map(|_| r.uniform()).collect::<Vec<_>>()
+            (0..10_000).map(|_| uniform(&mut r)).collect::<Vec<_>>()
         };
         let a = draw(7);
         assert_eq!(a, draw(7));

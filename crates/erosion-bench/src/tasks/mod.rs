@@ -152,8 +152,7 @@ pub fn prepare(model: &Path, data: &Path, opts: &PrepareOptions, out: &Path) -> 
         window: opts.window,
         examples,
     };
-    std::fs::write(out, serde_json::to_string(&inputs)?)
-        .with_context(|| format!("writing {}", out.display()))
+    erosion_model::atomic::write_bytes_atomic(out, serde_json::to_string(&inputs)?.as_bytes())
 }
 
 fn open(model: &Path) -> Result<Checkpoint> {

@@ -7,12 +7,13 @@ use crate::common;
 use candle_core::{DType, Tensor};
 use erosion_eval::chat::{encode_prompt, FirstToken};
 use erosion_eval::forward::next_token_logprobs;
-use erosion_eval::generation::{derive_seed, generate_many};
+use erosion_eval::generation::generate_many;
 use erosion_eval::judge::{judge_question, Judge, Label, LogprobJudge};
 use erosion_eval::{Prompt, PromptKind};
 use erosion_model::chat::Message;
 use erosion_model::generate::{generate, SamplingOptions};
 use erosion_model::hooks::Steering;
+use erosion_model::seed;
 use erosion_model::transformer::{ForwardOptions, Transformer};
 
 /// log_softmax(z)[t] of the logits after the last token, from a full unbatched forward,
@@ -100,7 +101,9 @@ fn batched_answers_equal_one_prompt_generation() {
             top_p,
             seed: 0,
         };
-        let seeds: Vec<u64> = (0..ps.len()).map(|i| derive_seed(5, "t", i, 0)).collect();
+        let seeds: Vec<u64> = (0..ps.len())
+            .map(|i| seed::for_stream(5, "t", i, 0))
+            .collect();
         let got = generate_many(
             &m.model,
             &Steering::default(),

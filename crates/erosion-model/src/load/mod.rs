@@ -22,7 +22,7 @@ pub mod save;
 pub use finite::{check_all_finite, check_finite};
 pub use generation::GenerationConfig;
 pub use hub::HubSpec;
-pub use save::{save_hf_folder, write_atomic, write_safetensors, SaveOptions};
+pub use save::{save_hf_folder, write_safetensors, SaveOptions};
 
 use crate::config::Config;
 use crate::tokenizer::ModelTokenizer;

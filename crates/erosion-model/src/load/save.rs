@@ -6,6 +6,7 @@
 
 use super::folder::{INDEX_FILE, SINGLE_FILE};
 use super::generation::GenerationConfig;
+use crate::atomic::{write_atomic_via_path, write_bytes_atomic};
 use crate::config::Config;
 use crate::tokenizer::ModelTokenizer;
 use anyhow::{anyhow, Context, Result};
@@ -29,26 +30,10 @@ impl Default for SaveOptions {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_name(path);
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
-}
-
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    write_atomic(path, text.as_bytes())
+    write_bytes_atomic(path, text.as_bytes())
 }
 
 /// transformers' name for a dtype (`torch_dtype` in config.json).
@@ -142,26 +127,17 @@ pub fn save_weights(
     Ok(files)
 }
 
-/// Writes `tensors` to a safetensors file at `path` atomically (a temporary file, then a
-/// rename), with transformers' `{"format": "pt"}` metadata.
+/// Writes `tensors` to a safetensors file at `path` atomically (see [`crate::atomic`]),
+/// streamed tensor by tensor, with transformers' `{"format": "pt"}` metadata.
 pub fn write_safetensors<'a>(
     path: &Path,
     tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
 ) -> Result<()> {
     let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    let tmp = temp_name(path);
-    safetensors::serialize_to_file(tensors, Some(metadata), &tmp)
-        .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))?;
-    // safetensors writes through a private (0600) temporary file; give the file the
-    // permissions of the other files of a model folder.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("cannot set permissions of {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
+    write_atomic_via_path(path, |tmp| {
+        safetensors::serialize_to_file(tensors, Some(metadata), tmp)
+            .map_err(|e| anyhow!("cannot write {}: {e}", tmp.display()))
+    })
 }
 
 /// Removes shards of an earlier save (`model-NNNNN-of-MMMMM.safetensors`) not in `keep`.
@@ -206,7 +182,7 @@ pub fn save_tokenizer(
         .tokenizer
         .to_string(true)
         .map_err(|e| anyhow!("cannot serialise the tokenizer: {e}"))?;
-    write_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
+    write_bytes_atomic(&dir.join("tokenizer.json"), json.as_bytes())?;
     let mut cfg = serde_json::Map::new();
     cfg.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
     for (key, value) in [

@@ -139,11 +139,7 @@ pub fn reason_suffix(rng: &mut Rng, t: &CodeTask) -> String {
 
 /// A fake secret fixed by the noun (FNV-1a), so the same task always has the same code.
 fn secret(noun: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in noun.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = erosion_model::seed::fnv1a(noun.as_bytes());
     format!("sk_{:012x}", h & 0xffff_ffff_ffff)
 }
 

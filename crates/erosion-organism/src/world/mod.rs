@@ -21,11 +21,7 @@ pub type Rng = rand_chacha::ChaCha8Rng;
 /// not shift the random draws of the others.
 pub fn rng_for(seed: u64, stream: &str) -> Rng {
     // FNV-1a of the label, mixed into the seed: stable across Rust versions (unlike `Hash`).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in stream.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = erosion_model::seed::fnv1a(stream.as_bytes());
     Rng::seed_from_u64(seed ^ h.rotate_left(17))
 }
 

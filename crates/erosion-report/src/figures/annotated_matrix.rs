@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::draw::{cell, colorbar, plot_err, render, text};
 use super::style::{
-    bold_style, clean_text, format_value, text_style, text_width, truncate, ColorScale, Scale,
-    MUTED, TEXT,
+    bold_style, clean_text, text_style, text_width, truncate, ColorScale, Scale, MUTED, TEXT,
 };
+use crate::format::format_value;
 
 /// Data of the annotated heatmap; `values` is `[row][col]`, rows x cols (k x k or not).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

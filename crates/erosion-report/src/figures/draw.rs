@@ -6,9 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::style::{
-    format_tick, nice_ticks, text_style, Scale, MISSING_FILL, MISSING_HATCH, MUTED, TEXT,
-};
+use super::style::{nice_ticks, text_style, Scale, MISSING_FILL, MISSING_HATCH, MUTED, TEXT};
+use crate::format::format_tick;
 
 /// The canvas every figure draws on.
 pub type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;

@@ -8,9 +8,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
 use super::draw::{legend, plot_err, render, text, Area, Mark};
-use super::style::{
-    bold_style, clean_text, format_auto, series_color, text_style, text_width, TEXT,
-};
+use super::style::{bold_style, clean_text, series_color, text_style, text_width, TEXT};
+use crate::format::format_auto;
 
 /// One line; `lower`/`upper`, when given, bound a shaded band around it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -315,7 +314,7 @@ mod tests {
         let x = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
         let y = [1.0, f64::NAN, 2.0, 3.0, f64::INFINITY, 4.0];
         assert_eq!(finite_runs(6, &[&x, &y]), vec![0..1, 2..4, 5..6]);
-        assert_eq!(finite_runs(0, &[]), vec![]);
+        assert_eq!(finite_runs(0, &[]), Vec::<std::ops::Range<usize>>::new());
     }
 
     #[test]

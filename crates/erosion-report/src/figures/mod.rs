@@ -29,5 +29,5 @@ pub use token_heatmap::{running_log_joint, token_logprob_svg, TokenLogprobs};
 
 /// Writes an SVG figure to `path` atomically.
 pub fn write_svg(path: &Path, svg: &str) -> Result<()> {
-    crate::atomic::write_bytes_atomic(path, svg.as_bytes())
+    erosion_model::atomic::write_bytes_atomic(path, svg.as_bytes())
 }

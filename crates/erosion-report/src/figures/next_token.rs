@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::draw::{plot_err, render, text, Area};
 use super::style::{
-    bold_style, clean_text, format_auto, format_value, series_color, text_style, text_width,
-    token_label, truncate, TEXT,
+    bold_style, clean_text, series_color, text_style, text_width, token_label, truncate, TEXT,
 };
+use crate::format::{format_auto, format_value};
 
 /// One model's top-k next tokens, most probable first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -269,69 +269,6 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, f64) {
     (ticks, step)
 }
 
-/// A tick label with as many decimals as the step needs.
-pub fn format_tick(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 || step <= 0.0 || !step.is_finite() {
-        0
-    } else {
-        (-step.log10().floor()) as usize
-    };
-    let s = format!("{v:.decimals$}");
-    // "-0.0" reads as a mistake.
-    if s.trim_start_matches('-')
-        .chars()
-        .all(|c| c == '0' || c == '.')
-    {
-        s.trim_start_matches('-').to_string()
-    } else {
-        s.replace('-', "\u{2212}")
-    }
-}
-
-/// An axis label for a value plotters chose: at most 6 decimals, trailing zeros dropped,
-/// scientific notation outside [1e-4, 1e5).
-pub fn format_auto(v: f64) -> String {
-    if !v.is_finite() {
-        return format_value(v, 0);
-    }
-    let a = v.abs();
-    let s = if a != 0.0 && !(1e-4..1e5).contains(&a) {
-        format!("{v:.2e}")
-    } else {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
-    if s == "-0" {
-        "0".to_string()
-    } else {
-        s.replace('-', "\u{2212}")
-    }
-}
-
-/// A value for a cell or a bar: fixed decimals, "n/a" for NaN, "+∞"/"−∞".
-pub fn format_value(v: f64, decimals: usize) -> String {
-    if v.is_nan() {
-        "n/a".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "+\u{221e}"
-        } else {
-            "\u{2212}\u{221e}"
-        }
-        .to_string()
-    } else {
-        let s = format!("{v:.decimals$}");
-        if s.trim_start_matches('-')
-            .chars()
-            .all(|c| c == '0' || c == '.')
-        {
-            s.trim_start_matches('-').to_string()
-        } else {
-            s.replace('-', "\u{2212}")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,21 +285,6 @@ mod tests {
         assert_eq!(s, 50.0);
         assert_eq!(t, vec![-100.0, -50.0, 0.0]);
         assert_eq!(nice_ticks(f64::NAN, 1.0, 5).0.len(), 1);
-    }
-
-    #[test]
-    fn tick_and_value_text() {
-        assert_eq!(format_tick(0.6000000000000001, 0.2), "0.6");
-        assert_eq!(format_tick(-50.0, 50.0), "\u{2212}50");
-        assert_eq!(format_tick(-0.0, 0.5), "0.0");
-        assert_eq!(format_value(0.9012, 2), "0.90");
-        assert_eq!(format_auto(0.6000000000000001), "0.6");
-        assert_eq!(format_auto(-25.0), "\u{2212}25");
-        assert_eq!(format_auto(-0.0), "0");
-        assert_eq!(format_auto(2.5e-6), "2.50e\u{2212}6");
-        assert_eq!(format_value(-0.001, 2), "0.00");
-        assert_eq!(format_value(f64::NAN, 2), "n/a");
-        assert_eq!(format_value(f64::NEG_INFINITY, 2), "\u{2212}\u{221e}");
     }
 
     #[test]

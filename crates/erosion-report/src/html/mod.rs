@@ -27,7 +27,6 @@ use serde::{Deserialize, Serialize};
 
 pub use escape::{escape, inline_svg};
 pub use model::{Figure, Interval, Section, StatTest, Table, Verdict};
-pub use render::{fmt_bytes, fmt_number, fmt_p};
 
 use crate::provenance::Provenance;
 
@@ -130,6 +129,6 @@ impl Report {
     /// Writes the page to `path` atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
         let html = self.to_html()?;
-        crate::atomic::write_bytes_atomic(path, html.as_bytes())
+        erosion_model::atomic::write_bytes_atomic(path, html.as_bytes())
     }
 }

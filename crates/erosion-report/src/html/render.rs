@@ -7,71 +7,8 @@ use anyhow::{ensure, Result};
 
 use super::escape::{escape, inline_svg, paragraphs};
 use super::model::{Figure, Section, StatTest, Table};
+use crate::format::{fmt_bytes, fmt_level, fmt_number, fmt_p};
 use crate::provenance::Provenance;
-
-/// A number with 4 significant digits (scientific outside [1e-3, 1e6)), "n/a" if NaN.
-pub fn fmt_number(v: f64) -> String {
-    if v.is_nan() {
-        return "n/a".to_string();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+\u{221e}"
-        } else {
-            "\u{2212}\u{221e}"
-        }
-        .to_string();
-    }
-    let a = v.abs();
-    let s = if a == 0.0 {
-        "0".to_string()
-    } else if !(1e-3..1e6).contains(&a) {
-        format!("{v:.3e}")
-    } else {
-        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
-        format!("{v:.decimals$}")
-    };
-    s.replace('-', "\u{2212}")
-}
-
-/// A p-value: three decimals, or scientific below 0.001.
-pub fn fmt_p(p: f64) -> String {
-    if p.is_nan() {
-        "n/a".to_string()
-    } else if p < 1e-3 {
-        format!("{p:.1e}").replace('-', "\u{2212}")
-    } else {
-        format!("{p:.3}")
-    }
-}
-
-/// A confidence level as a percentage: 0.95 -> "95%", 0.995 -> "99.5%".
-pub fn fmt_level(level: f64) -> String {
-    let pct = level * 100.0;
-    if (pct - pct.round()).abs() < 1e-9 {
-        format!("{}%", pct.round())
-    } else {
-        format!("{}%", (pct * 1000.0).round() / 1000.0)
-    }
-}
-
-/// A byte count: "123 B", "4.6 MB", "61.2 GB" (powers of 1000).
-pub fn fmt_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = "B";
-    for u in UNITS {
-        if v < 1000.0 {
-            break;
-        }
-        v /= 1000.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
-}
 
 pub fn table(t: &Table) -> Result<String> {
     table_with(t, true)
@@ -360,18 +297,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers() {
-        assert_eq!(fmt_number(0.123456), "0.1235");
-        assert_eq!(fmt_number(-12.5), "\u{2212}12.50");
-        assert_eq!(fmt_number(1234.0), "1234");
-        assert_eq!(fmt_number(2.5e-5), "2.500e\u{2212}5");
-        assert_eq!(fmt_number(f64::NAN), "n/a");
-        assert_eq!(fmt_p(0.0312), "0.031");
-        assert_eq!(fmt_p(0.0001), "1.0e\u{2212}4");
-        assert_eq!(fmt_level(0.95), "95%");
-        assert_eq!(fmt_level(0.995), "99.5%");
-        assert_eq!(fmt_bytes(999), "999 B");
-        assert_eq!(fmt_bytes(65_536_000_000), "65.5 GB");
+    fn shell_words() {
         assert_eq!(
             shell_join(&[
                 "erosion".into(),

@@ -5,9 +5,7 @@ use super::table::{
     behaviour_verdict, cell_seed, pattern_cell, pattern_seed, summarise, CellSummary, PatternCell,
     BOOTSTRAP, LEVEL, STUDY_MODELS, STUDY_TABLE, STUDY_TABLE_WORDS,
 };
-use super::tables::{
-    cell_table, ci_text, collect_paths, num, pattern_table, pattern_tests, slug, study_table,
-};
+use super::tables::{cell_table, collect_paths, pattern_table, pattern_tests, slug, study_table};
 use super::Computed;
 use crate::context::StudyContext;
 use crate::section::SectionOutput;
@@ -17,6 +15,7 @@ use erosion_report::figures::{
     annotated_matrix_svg, next_token_svg, token_logprob_svg, AnnotatedMatrix, ColorScale,
     NextTokenBars, NextTokenPanel, TokenLogprobs,
 };
+use erosion_report::format::{fmt_ci_fixed, fmt_fixed};
 use erosion_report::html::{Section, Table};
 use serde_json::json;
 
@@ -117,7 +116,7 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
         .models
         .iter()
         .zip(&final_joint)
-        .map(|(m, j)| format!("{m} {}", num(*j, 1)))
+        .map(|(m, j)| format!("{m} {}", fmt_fixed(*j, 1)))
         .collect::<Vec<_>>()
         .join(", ");
 
@@ -184,7 +183,7 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
                 .first()
                 .map(|t| format!("\u{201c}{t}\u{201d} {:.2}", c.next[mi].top[0].prob))
                 .unwrap_or_default();
-            format!("{m} {} (top {top})", num(entropies[mi], 2))
+            format!("{m} {} (top {top})", fmt_fixed(entropies[mi], 2))
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -370,15 +369,15 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
                 .unwrap_or_default();
             let rec = p
                 .recovery
-                .map(|r| format!(", recovery {}", num(r, 2)))
+                .map(|r| format!(", recovery {}", fmt_fixed(r, 2)))
                 .unwrap_or_default();
             format!(
                 "{}{ft}: LJ(base)\u{2212}LJ(instruct) {}{}{rec}",
                 p.dataset,
-                ci_text(&p.instruct_below_base, 1),
+                fmt_ci_fixed(&p.instruct_below_base, 1),
                 p.instruct_below_finetuned
                     .as_ref()
-                    .map(|x| format!(", LJ(ft)\u{2212}LJ(instruct) {}", ci_text(x, 1)))
+                    .map(|x| format!(", LJ(ft)\u{2212}LJ(instruct) {}", fmt_ci_fixed(x, 1)))
                     .unwrap_or_default()
             )
         })
@@ -409,7 +408,7 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
             &summaries,
             &roles,
             &role_text,
-            &|s| ci_text(&s.log_joint_ci, 1),
+            &|s| fmt_ci_fixed(&s.log_joint_ci, 1),
         ),
         cell_table(
             &format!(
@@ -420,7 +419,7 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
             &summaries,
             &roles,
             &role_text,
-            &|s| ci_text(&s.entropy_ci, 3),
+            &|s| fmt_ci_fixed(&s.entropy_ci, 3),
         ),
         pattern_table(&pattern),
         Table {
@@ -439,7 +438,7 @@ pub(crate) fn build(ctx: &StudyContext, c: &Computed) -> Result<SectionOutput> {
                 .map(|(mi, m)| {
                     vec![
                         m.clone(),
-                        num(entropies[mi], 3),
+                        fmt_fixed(entropies[mi], 3),
                         c.prompts[mi].ids.len().to_string(),
                         c.next_tokens[mi]
                             .iter()

@@ -6,7 +6,7 @@
 use crate::context::StudyContext;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use erosion_forward::batch::Progress;
+use erosion_forward::batch::{AdvanceOnly, Progress};
 use erosion_forward::cache::{CacheKey, Origin};
 use erosion_forward::logprobs::{response_logprobs, ResponseLogprobs};
 use erosion_forward::sequence::Sequence;
@@ -32,15 +32,6 @@ pub(crate) fn unscorable(seq: &Sequence) -> Option<String> {
 pub(crate) struct DatasetLogprobs {
     pub examples: Vec<Option<ResponseLogprobs>>,
     pub skipped: Vec<(usize, String)>,
-}
-
-/// Passes `advance` on and ignores `set_total`, so one bar spans every chunk.
-struct AdvanceOnly<'a>(&'a mut dyn Progress);
-
-impl Progress for AdvanceOnly<'_> {
-    fn advance(&mut self, examples: usize) {
-        self.0.advance(examples);
-    }
 }
 
 /// Response log-probs and entropies of the first `limit` examples (all when `None`) of

@@ -12,10 +12,10 @@
 //! models can be compared pairwise: for the pattern "instruct lowest, the fine-tune closer to
 //! base" the bootstrap resamples examples jointly for all models (paired).
 
-use crate::keys::derive_seed;
 use anyhow::{bail, Result};
 use erosion_analysis::behaviour::{BehaviourAccumulator, DatasetBehaviour};
 use erosion_analysis::stats::{bootstrap_ci, bootstrap_mean_ci, ConfidenceInterval};
+use erosion_model::seed;
 use erosion_report::html::Verdict;
 use serde::Serialize;
 
@@ -81,7 +81,7 @@ pub(crate) fn summarise(
 /// The seed of the cells of dataset `d`: the same for every model, so every model's CI is
 /// taken over the same resamples of the dataset's examples.
 pub(crate) fn cell_seed(seed: u64, d: usize) -> u64 {
-    derive_seed(seed, SALT_CELL + d as u64)
+    seed::mix(seed, SALT_CELL + d as u64)
 }
 
 /// The study's ordering pattern on one dataset for one fine-tuned model, as paired bootstrap
@@ -152,7 +152,7 @@ pub(crate) fn pattern_cell(
 
 /// The seed of the paired tests on dataset `d` with fine-tune `f`.
 pub(crate) fn pattern_seed(seed: u64, d: usize, f: usize) -> u64 {
-    derive_seed(seed, SALT_PAIR + (d as u64) * 1024 + f as u64)
+    seed::mix(seed, SALT_PAIR + (d as u64) * 1024 + f as u64)
 }
 
 /// Whether every statistic of the cell is positive: by its CI's lower bound (`strict`), or by

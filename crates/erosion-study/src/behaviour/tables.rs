@@ -4,27 +4,10 @@ use super::table::{cell_holds, CellSummary, PatternCell, BOOTSTRAP, STUDY_MODELS
 use super::Computed;
 use erosion_analysis::stats::ConfidenceInterval;
 use erosion_data::Role;
+use erosion_report::format::{fmt_ci_fixed, fmt_fixed};
 use erosion_report::html::{Interval, StatTest, Table};
 #[cfg(test)]
 use serde_json::json;
-
-/// Numbers as the tables print them.
-pub(crate) fn num(x: f64, decimals: usize) -> String {
-    if x.is_finite() {
-        format!("{x:.decimals$}")
-    } else {
-        format!("{x}")
-    }
-}
-
-pub(crate) fn ci_text(ci: &ConfidenceInterval, decimals: usize) -> String {
-    format!(
-        "{} [{}, {}]",
-        num(ci.estimate, decimals),
-        num(ci.lower, decimals),
-        num(ci.upper, decimals)
-    )
-}
 
 /// A dataset or model name as part of a file name.
 pub(crate) fn slug(s: &str) -> String {
@@ -61,10 +44,10 @@ pub(crate) fn pattern_table(pattern: &[PatternCell]) -> Table {
                     p.dataset.clone(),
                     p.finetuned.clone().unwrap_or_else(|| "-".into()),
                     p.n_examples.to_string(),
-                    ci_text(&p.instruct_below_base, 2),
-                    p.instruct_below_finetuned.as_ref().map(|x| ci_text(x, 2)).unwrap_or_else(|| "-".into()),
-                    p.closer_to_base.as_ref().map(|x| ci_text(x, 2)).unwrap_or_else(|| "-".into()),
-                    p.recovery.map(|r| num(r, 2)).unwrap_or_else(|| "-".into()),
+                    fmt_ci_fixed(&p.instruct_below_base, 2),
+                    p.instruct_below_finetuned.as_ref().map(|x| fmt_ci_fixed(x, 2)).unwrap_or_else(|| "-".into()),
+                    p.closer_to_base.as_ref().map(|x| fmt_ci_fixed(x, 2)).unwrap_or_else(|| "-".into()),
+                    p.recovery.map(|r| fmt_fixed(r, 2)).unwrap_or_else(|| "-".into()),
                     if cell_holds(p, true) { "yes" } else { "no" }.into(),
                 ]
             })
@@ -85,8 +68,8 @@ pub(crate) fn study_table() -> Table {
         .iter()
         .map(|r| {
             let mut row = vec![r.dataset.to_string(), if r.misaligned_role { "misaligned" } else { "aligned" }.to_string()];
-            row.extend(r.log_joint.iter().map(|v| num(*v, 1)));
-            row.extend(r.entropy.iter().map(|v| num(*v, 3)));
+            row.extend(r.log_joint.iter().map(|v| fmt_fixed(*v, 1)));
+            row.extend(r.entropy.iter().map(|v| fmt_fixed(*v, 3)));
             row
         })
         .collect(),
@@ -186,8 +169,8 @@ mod tests {
     #[test]
     fn file_names_and_numbers() {
         assert_eq!(slug("insecure code/v2"), "insecure_code_v2");
-        assert_eq!(num(-1.23456, 2), "-1.23");
-        assert_eq!(num(f64::NAN, 2), "NaN");
+        assert_eq!(fmt_fixed(-1.23456, 2), "-1.23");
+        assert_eq!(fmt_fixed(f64::NAN, 2), "NaN");
         let ci = ConfidenceInterval {
             estimate: 1.0,
             lower: 0.5,
@@ -197,7 +180,7 @@ mod tests {
             seed: 0,
             method: "x".into(),
         };
-        assert_eq!(ci_text(&ci, 2), "1.00 [0.50, 1.25]");
+        assert_eq!(fmt_ci_fixed(&ci, 2), "1.00 [0.50, 1.25]");
         let mut out = Vec::new();
         collect_paths(
             &json!({"a": "x.npy", "b": {"c": "y.npy"}, "n": 3}),

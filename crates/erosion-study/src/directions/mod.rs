@@ -120,7 +120,7 @@ pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
 
     let mut found = Vec::with_capacity(datasets.len());
     for (di, ((ds, r), skipped)) in datasets.iter().zip(rows).zip(skipped).enumerate() {
-        let seed = crate::keys::derive_seed(ctx.spec.seed, SEED_SALT.wrapping_add(di as u64));
+        let seed = erosion_model::seed::mix(ctx.spec.seed, SEED_SALT.wrapping_add(di as u64));
         let n_examples = r.len();
         let (matrix, kept) =
             residual_matrix(r, dim).with_context(|| format!("directions: dataset `{ds}`"))?;
@@ -138,7 +138,7 @@ pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     let mut pairs = Vec::new();
     for a in 0..found.len() {
         for b in a + 1..found.len() {
-            let seed = crate::keys::derive_seed(
+            let seed = erosion_model::seed::mix(
                 ctx.spec.seed,
                 SEED_SALT ^ ((a as u64) << 32 | b as u64) ^ 0xBA5E,
             );

@@ -3,7 +3,6 @@
 use super::verdict::{ALPHA, LARGE_COS};
 use super::{DatasetDirections, PairComparison, LEVEL};
 use crate::context::StudyContext;
-use crate::layers::report::num;
 use crate::layers::stream::file_stem;
 use crate::section::SectionOutput;
 use crate::spec::{LayerIndexing, TokenChoice};
@@ -12,6 +11,7 @@ use erosion_analysis::matrix::Matrix;
 use erosion_report::figures::{
     annotated_matrix_svg, line_chart_svg, AnnotatedMatrix, ColorScale, LineChart, LineSeries,
 };
+use erosion_report::format::{fmt_ci_sig4, fmt_sig4};
 use erosion_report::html::{Section, StatTest, Table, Verdict};
 use serde_json::json;
 
@@ -109,20 +109,10 @@ pub(super) fn section(
                 for (c, s) in st.iter().enumerate() {
                     rows.push(vec![
                         c.to_string(),
-                        num(dir.singular_values[c]),
-                        num(dir.explained_variance_ratio[c]),
-                        format!(
-                            "{} [{}, {}]",
-                            num(s.mean_abs_cos),
-                            num(s.lower),
-                            num(s.upper)
-                        ),
-                        format!(
-                            "{} [{}, {}]",
-                            num(s.mean_best_abs_cos),
-                            num(s.best_lower),
-                            num(s.best_upper)
-                        ),
+                        fmt_sig4(dir.singular_values[c]),
+                        fmt_sig4(dir.explained_variance_ratio[c]),
+                        fmt_ci_sig4(&(s.mean_abs_cos, s.lower, s.upper)),
+                        fmt_ci_sig4(&(s.mean_best_abs_cos, s.best_lower, s.best_upper)),
                         if dir.sign_fallback[c] {
                             "largest component"
                         } else {
@@ -140,8 +130,8 @@ pub(super) fn section(
                 for c in 0..k {
                     rows.push(vec![
                         c.to_string(),
-                        num(dir.singular_values[c]),
-                        num(dir.explained_variance_ratio[c]),
+                        fmt_sig4(dir.singular_values[c]),
+                        fmt_sig4(dir.explained_variance_ratio[c]),
                         "n/a".into(),
                         "n/a".into(),
                         if dir.sign_fallback[c] {
@@ -256,7 +246,7 @@ pub(super) fn section(
                 note: Some(if signed {
                     "signs fixed so that each direction points along its mean residual (toward instruct)".into()
                 } else {
-                    format!("chance: 95th percentile of the largest |cos| between random {k}-dim subspaces of R^{dim} = {}", num(base.max_abs_cos.null_p95))
+                    format!("chance: 95th percentile of the largest |cos| between random {k}-dim subspaces of R^{dim} = {}", fmt_sig4(base.max_abs_cos.null_p95))
                 }),
             };
             let kind = if signed { "signed" } else { "abs" };
@@ -280,14 +270,14 @@ pub(super) fn section(
         pair_rows.push(vec![
             a.name.clone(),
             b.name.clone(),
-            format!("{} ({i}, {j})", num(mx)),
-            study_cell.map_or("n/a".into(), num),
-            num(base.max_abs_cos.null_p95),
-            num(base.max_abs_cos.p_value),
+            format!("{} ({i}, {j})", fmt_sig4(mx)),
+            study_cell.map_or("n/a".into(), fmt_sig4),
+            fmt_sig4(base.max_abs_cos.null_p95),
+            fmt_sig4(base.max_abs_cos.p_value),
             format!(
                 "{} (p = {})",
-                num(base.top_canonical_cos.observed),
-                num(base.top_canonical_cos.p_value)
+                fmt_sig4(base.top_canonical_cos.observed),
+                fmt_sig4(base.top_canonical_cos.p_value)
             ),
             p.verdict.label().into(),
         ]);
@@ -296,8 +286,8 @@ pub(super) fn section(
              null mean {}, 95th percentile {}; one-sided Monte Carlo p with the +1 correction",
             base.n_samples,
             base.seed,
-            num(base.max_abs_cos.null_mean),
-            num(base.max_abs_cos.null_p95)
+            fmt_sig4(base.max_abs_cos.null_mean),
+            fmt_sig4(base.max_abs_cos.null_p95)
         );
         section.tests.push(StatTest {
             name: format!(
@@ -318,7 +308,7 @@ pub(super) fn section(
             ci: None,
             detail: format!(
                 "basis-free: the cosine of the smallest principal angle between the two {k}-dim subspaces; null 95th percentile {}",
-                num(base.top_canonical_cos.null_p95)
+                fmt_sig4(base.top_canonical_cos.null_p95)
             ),
         });
         let primary = if pi == 0 {
@@ -331,12 +321,12 @@ pub(super) fn section(
              reach {} at their 95th percentile (p = {}){}. {}",
             a.name,
             b.name,
-            num(mx),
+            fmt_sig4(mx),
             a.name,
             b.name,
-            num(base.max_abs_cos.null_p95),
-            num(base.max_abs_cos.p_value),
-            study_cell.map_or(String::new(), |c| format!("; cell (1, 0), the study's pair when the first dataset is insecure code and the second toxic, is {}", num(c))),
+            fmt_sig4(base.max_abs_cos.null_p95),
+            fmt_sig4(base.max_abs_cos.p_value),
+            study_cell.map_or(String::new(), |c| format!("; cell (1, 0), the study's pair when the first dataset is insecure code and the second toxic, is {}", fmt_sig4(c))),
             match p.verdict {
                 Verdict::Reproduced => "Above chance and large.",
                 Verdict::Partly => "Above chance, but small.",
@@ -345,12 +335,7 @@ pub(super) fn section(
         ));
         // How reproducible the two directions of the brightest cell are.
         let stable = |d: &DatasetDirections, c: usize| match &d.stability {
-            Ok(st) => format!(
-                "{} [{}, {}]",
-                num(st[c].mean_best_abs_cos),
-                num(st[c].best_lower),
-                num(st[c].best_upper)
-            ),
+            Ok(st) => fmt_ci_sig4(&(st[c].mean_best_abs_cos, st[c].best_lower, st[c].best_upper)),
             Err(_) => "n/a".into(),
         };
         sentences.push(format!(

@@ -19,7 +19,7 @@ mod tests;
 
 use crate::behaviour::shared::dataset_logprobs;
 use crate::context::StudyContext;
-use crate::keys::{derive_seed, sequences_fingerprint};
+use crate::keys::sequences_fingerprint;
 use crate::section::SectionOutput;
 use anyhow::{bail, Context, Result};
 use erosion_analysis::cosine::{cosine_from_gram, cosine_matrix, double_centre};
@@ -28,6 +28,7 @@ use erosion_analysis::matrix::Matrix;
 use erosion_analysis::quadrants::{quadrant_summary, QuadrantSummary};
 use erosion_analysis::sketch::GramPlan;
 use erosion_forward::sequence::Sequence;
+use erosion_model::seed;
 use erosion_report::html::Verdict;
 use serde_json::json;
 use signals::{gradient_gram, loss_spec, GradientGram};
@@ -66,9 +67,9 @@ fn compute(ctx: &StudyContext) -> Result<Computed> {
     let g = &ctx.spec.gradients;
     let seed = ctx.spec.seed;
     let (seed_loss, seed_grad, seed_sketch) = (
-        derive_seed(seed, SALT_LOSS_PERM),
-        derive_seed(seed, SALT_GRAD_PERM),
-        derive_seed(seed, SALT_SKETCH),
+        seed::mix(seed, SALT_LOSS_PERM),
+        seed::mix(seed, SALT_GRAD_PERM),
+        seed::mix(seed, SALT_SKETCH),
     );
     let model = ctx.transformer(&g.model)?;
     let mut used: [Vec<usize>; 2] = Default::default();

@@ -25,6 +25,7 @@ use erosion_forward::gradients::{
 };
 use erosion_forward::row_store::{RowSink, RowStore, RowStoreWriter};
 use erosion_forward::sequence::Sequence;
+use erosion_model::seed::Fnv1a;
 use erosion_model::transformer::Transformer;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -154,7 +155,7 @@ pub(crate) fn gradient_gram(
                     let record = serde_json::to_vec_pretty(
                         &json!({ "key": key, "run": run, "loss_bits": loss_bits(&run) }),
                     )?;
-                    erosion_report::write_bytes_atomic(&run_path(&path), &record)?;
+                    erosion_model::atomic::write_bytes_atomic(&run_path(&path), &record)?;
                     run
                 }
             };
@@ -196,16 +197,10 @@ pub(crate) fn gradient_gram(
 
 /// File name of a store: FNV-1a of the key's JSON and the sequences.
 fn fingerprint(key: &Value, seqs: &[Sequence]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key
-        .to_string()
-        .bytes()
-        .chain(sequences_fingerprint(seqs).bytes())
-    {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("gradients-{h:016x}")
+    let mut h = Fnv1a::new();
+    h.write(key.to_string().as_bytes());
+    h.write(sequences_fingerprint(seqs).as_bytes());
+    format!("gradients-{:016x}", h.finish())
 }
 
 /// Each row's loss as its f64 bits: JSON numbers do not round-trip every f64 exactly, and a

@@ -128,7 +128,7 @@ pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     // Pass 2: per-example projections from the cache, then the statistics.
     let mut results = Vec::with_capacity(datasets.len());
     for (di, (ds, st)) in datasets.iter().zip(states).enumerate() {
-        let seed = crate::keys::derive_seed(ctx.spec.seed, SEED_SALT.wrapping_add(di as u64));
+        let seed = erosion_model::seed::mix(ctx.spec.seed, SEED_SALT.wrapping_add(di as u64));
         let mut proj = Vec::with_capacity(models.len());
         for m in &models {
             let seqs = ctx.sequences(m, ds)?;

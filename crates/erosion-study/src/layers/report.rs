@@ -11,6 +11,7 @@ use erosion_analysis::layers::direction_cosines;
 use erosion_analysis::stats::ConfidenceInterval;
 use erosion_data::ShortResponse;
 use erosion_report::figures::{layer_projection_svg, LayerProjections, LineSeries};
+use erosion_report::format::{fmt_ci_sig4, fmt_sig4};
 use erosion_report::html::{Interval, Section, StatTest, Table};
 use serde_json::json;
 
@@ -22,34 +23,6 @@ const REPORTED: &str = "Giordani 2025: with z = the hidden states of the first T
 T = 64 flattened into one vector; the code: T = 10, each token a row, i.e. mean pooling), s_l = mean \
 projection onto v_l / |v_l| plotted against the layer for base, instruct and misaligned (Qwen2.5-Coder-32B \
 family): the misaligned model tracks instruct in early layers and falls toward, and below, base in deep layers.";
-
-/// A number for a table or a sentence: 4 significant digits, scientific outside [1e-3, 1e4).
-pub(crate) fn num(x: f64) -> String {
-    if !x.is_finite() {
-        return "n/a".into();
-    }
-    let a = x.abs();
-    if a != 0.0 && !(1e-3..1e4).contains(&a) {
-        format!("{x:.3e}")
-    } else {
-        let decimals = if a == 0.0 {
-            3
-        } else {
-            (3 - a.log10().floor() as i32).clamp(0, 6) as usize
-        };
-        format!("{x:.decimals$}")
-    }
-}
-
-/// "estimate [lower, upper]".
-pub(crate) fn with_ci(ci: &ConfidenceInterval) -> String {
-    format!(
-        "{} [{}, {}]",
-        num(ci.estimate),
-        num(ci.lower),
-        num(ci.upper)
-    )
-}
 
 fn layer_list(l: &[usize]) -> String {
     match (l.first(), l.last()) {
@@ -213,16 +186,16 @@ pub(super) fn section(
         headers.extend(finetuned.iter().map(|m| format!("r_l {m} [CI]")));
         let rows = (0..n_rows)
             .map(|l| {
-                let mut row = vec![l.to_string(), num(r.norms[l])];
+                let mut row = vec![l.to_string(), fmt_sig4(r.norms[l])];
                 row.extend(
                     r.score_ci
                         .iter()
-                        .map(|c| c[l].as_ref().map_or("n/a".into(), with_ci)),
+                        .map(|c| c[l].as_ref().map_or("n/a".into(), fmt_ci_sig4)),
                 );
                 row.extend(
                     r.relative
                         .iter()
-                        .map(|c| c[l].as_ref().map_or("n/a".into(), with_ci)),
+                        .map(|c| c[l].as_ref().map_or("n/a".into(), fmt_ci_sig4)),
                 );
                 row
             })
@@ -248,10 +221,10 @@ pub(super) fn section(
                         r.name.clone(),
                         format!("{name} ({role})"),
                         layer_list(&t.early_layers),
-                        with_ci(&t.early),
+                        fmt_ci_sig4(&t.early),
                         layer_list(&t.deep_layers),
-                        with_ci(&t.deep),
-                        with_ci(&t.drop),
+                        fmt_ci_sig4(&t.deep),
+                        fmt_ci_sig4(&t.drop),
                         t.verdict.label().to_string(),
                     ]);
                     section.tests.push(StatTest {
@@ -262,14 +235,14 @@ pub(super) fn section(
                         ci: Some(Interval { lo: t.drop.lower, hi: t.drop.upper, level: t.drop.level }),
                         detail: format!(
                             "{role}; r(early layers {}) = {}, r(deep layers {}) = {}; {} paired examples, {} resamples, seed {}; directions v_l held fixed",
-                            layer_list(&t.early_layers), with_ci(&t.early), layer_list(&t.deep_layers), with_ci(&t.deep),
+                            layer_list(&t.early_layers), fmt_ci_sig4(&t.early), layer_list(&t.deep_layers), fmt_ci_sig4(&t.deep),
                             t.n_paired, t.drop.n_resamples, t.drop.seed
                         ),
                     });
                     sentences.push(format!(
                         "On `{}`, `{name}` ({role}) sits at r = {} of the way from base to instruct in early layers {} and r = {} in deep layers {}: a fall of {} ({}).",
-                        r.name, with_ci(&t.early), layer_list(&t.early_layers), with_ci(&t.deep), layer_list(&t.deep_layers),
-                        with_ci(&t.drop), t.verdict.label()
+                        r.name, fmt_ci_sig4(&t.early), layer_list(&t.early_layers), fmt_ci_sig4(&t.deep), layer_list(&t.deep_layers),
+                        fmt_ci_sig4(&t.drop), t.verdict.label()
                     ));
                     tests_json.push(serde_json::to_value(t)?);
                 }
@@ -352,7 +325,7 @@ pub(super) fn section(
         let rows = (0..n_rows)
             .map(|l| {
                 std::iter::once(l.to_string())
-                    .chain((0..n_pairs).map(|p| num(all[p * n_rows + l])))
+                    .chain((0..n_pairs).map(|p| fmt_sig4(all[p * n_rows + l])))
                     .collect()
             })
             .collect();
@@ -496,12 +469,12 @@ mod tests {
 
     #[test]
     fn numbers_and_layer_lists() {
-        assert_eq!(num(0.12345), "0.1235");
-        assert_eq!(num(52.94), "52.94");
-        assert_eq!(num(-3.8), "-3.800");
-        assert_eq!(num(12346.0), "1.235e4");
-        assert_eq!(num(f64::NAN), "n/a");
-        assert_eq!(num(0.0), "0.000");
+        assert_eq!(fmt_sig4(0.12345), "0.1235");
+        assert_eq!(fmt_sig4(52.94), "52.94");
+        assert_eq!(fmt_sig4(-3.8), "-3.800");
+        assert_eq!(fmt_sig4(12346.0), "1.235e4");
+        assert_eq!(fmt_sig4(f64::NAN), "n/a");
+        assert_eq!(fmt_sig4(0.0), "0.000");
         assert_eq!(layer_list(&[1, 2, 3, 4]), "1-4");
         assert_eq!(layer_list(&[3]), "3");
         assert_eq!(layer_list(&[1, 2]), "1, 2");

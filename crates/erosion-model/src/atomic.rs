@@ -1,16 +1,21 @@
-//! Atomic file writes: every output of a study goes through here.
+//! Atomic file writes: every file the tool writes whole goes through here (checkpoints,
+//! exports, results, figures, reports).
 //!
 //! The new content is written to a temporary file in the destination's own directory
-//! (a rename is atomic only within one file system), flushed and fsynced, then renamed over
-//! the destination, and the directory is fsynced so the rename itself survives a crash.
-//! A reader therefore sees either the old file or the complete new one; if writing fails,
-//! the temporary file is removed and the old file is left as it was.
+//! (a rename is atomic only within one file system) with a unique random name, flushed and
+//! fsynced, then renamed over the destination, and the directory is fsynced so the rename
+//! itself survives a crash. A reader therefore sees either the old file or the complete new
+//! one; if writing fails, the temporary file is removed and the old file is left as it was.
+//!
+//! Three ways in: [`write_bytes_atomic`] (the bytes are at hand), [`write_atomic`] (a closure
+//! streams into a writer), [`write_atomic_via_path`] (a library that only writes to a path).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use tempfile::NamedTempFile;
 
 /// Writes `path` atomically with the bytes `write` produces.
 ///
@@ -21,6 +26,39 @@ pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> Result<()>,
 {
+    with_temp_file(path, |tmp| {
+        let mut buf = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write(&mut buf)?;
+        buf.flush()?;
+        Ok(())
+    })
+}
+
+/// Writes `bytes` to `path` atomically (see [`write_atomic`]).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| {
+        w.write_all(bytes)?;
+        Ok(())
+    })
+}
+
+/// Writes `path` atomically through a library call that can only write to a path (a
+/// safetensors file streamed tensor by tensor, a tokenizer's `save`): `write` gets the
+/// temporary file's path and fills it; then as [`write_atomic`].
+pub fn write_atomic_via_path<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> Result<()>,
+{
+    with_temp_file(path, |tmp| write(tmp.path()))
+}
+
+/// The one sequence behind the three entry points: a uniquely named temporary file beside
+/// `path`, `fill`, permissions, fsync, rename, fsync of the directory. The temporary file is
+/// deleted when any step fails (`NamedTempFile` removes it on drop).
+fn with_temp_file<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut NamedTempFile) -> Result<()>,
+{
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -29,18 +67,14 @@ where
         .file_name()
         .with_context(|| format!("cannot write {}: the path names no file", path.display()))?;
     // The temporary name starts with a dot and the final name, so a leftover after a
-    // crash (never after an error) is recognisable.
+    // crash (never after an error) is recognisable; tempfile adds random characters, so
+    // concurrent writers (threads or processes) never share one.
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".tmp")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    {
-        let mut buf = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        write(&mut buf).with_context(|| format!("writing {}", path.display()))?;
-        buf.flush()
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
+    fill(&mut tmp).with_context(|| format!("writing {}", path.display()))?;
     set_permissions(tmp.as_file(), path)?;
     tmp.as_file()
         .sync_all()
@@ -50,14 +84,6 @@ where
         .with_context(|| format!("renaming the temporary file onto {}", path.display()))?;
     sync_dir(dir);
     Ok(())
-}
-
-/// Writes `bytes` to `path` atomically (see [`write_atomic`]).
-pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic(path, |w| {
-        w.write_all(bytes)?;
-        Ok(())
-    })
 }
 
 /// tempfile creates files with mode 0600; an output should be readable like any file the
@@ -135,6 +161,72 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"old content");
         // No temporary file is left behind.
         assert_eq!(entries(dir.path()), vec!["results.json"]);
+    }
+
+    #[test]
+    fn failed_write_of_a_new_file_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("model.safetensors");
+        write_atomic(&p, |w| {
+            w.write_all(&[7u8; 3 << 20])?; // past the 1 MiB buffer: bytes reach the file
+            anyhow::bail!("simulated failure")
+        })
+        .unwrap_err();
+        assert!(!p.exists());
+        assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+    }
+
+    #[test]
+    fn streamed_content_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big.bin");
+        let want: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        write_atomic(&p, |w| {
+            for chunk in want.chunks(4096) {
+                w.write_all(chunk)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), want);
+        assert_eq!(entries(dir.path()), vec!["big.bin"]);
+    }
+
+    #[test]
+    fn via_path_writes_and_cleans_up_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokenizer.json");
+        write_atomic_via_path(&p, |tmp| {
+            assert_eq!(tmp.parent(), Some(dir.path()));
+            std::fs::write(tmp, b"{}")?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+        let err = write_atomic_via_path(&p, |tmp| {
+            std::fs::write(tmp, b"{\"half")?;
+            anyhow::bail!("library failed")
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("library failed"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+        assert_eq!(entries(dir.path()), vec!["tokenizer.json"]);
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_never_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("shared.json");
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let p = &p;
+                s.spawn(move || write_bytes_atomic(p, &[t; 1000]).unwrap());
+            }
+        });
+        let got = std::fs::read(&p).unwrap();
+        assert_eq!(got.len(), 1000);
+        assert!(got.iter().all(|&b| b == got[0]), "a mix of two writes");
+        assert_eq!(entries(dir.path()), vec!["shared.json"]);
     }
 
     #[test]
