@@ -1,6 +1,6 @@
 //! Seeds and cache fingerprints shared by every analysis.
 
-use erosion_forward::sequence::Sequence;
+use erosion_data::Sequence;
 
 /// A seed for one random procedure: the study seed mixed with a per-use constant `salt`
 /// (splitmix64 finaliser, so nearby salts give unrelated streams). Recorded with every result.
@@ -36,7 +36,11 @@ mod tests {
     use super::*;
 
     fn seq(ids: Vec<u32>, response: std::ops::Range<usize>) -> Sequence {
-        Sequence { ids, response }
+        Sequence {
+            ids,
+            response,
+            end_of_turn: None,
+        }
     }
 
     #[test]
