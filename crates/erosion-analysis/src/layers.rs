@@ -23,6 +23,8 @@ use std::ops::Range;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use erosion_data::ShortResponse;
+
 use crate::matrix::{cosine, dot, norm, Matrix};
 use crate::stats::{bootstrap_mean_ci, ci_from_draws, rng_from_seed, ConfidenceInterval};
 
@@ -38,20 +40,6 @@ pub enum Pooling {
     Mean,
 }
 
-/// What to do when fewer than T response tokens are available after the offset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShortWindowPolicy {
-    /// Fail, with the counts in the message.
-    Error,
-    /// Drop the example (`pool_window` returns `None`).
-    Skip,
-    /// Use the available tokens: `Mean` averages over them; `Flatten` zero-fills the missing
-    /// positions so every vector is [T * d] (missing tokens then pull those positions of the
-    /// mean toward 0). Zero available tokens is still an error.
-    UseAvailable,
-}
-
 /// The response window and its pooling, recorded with every result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSpec {
@@ -60,7 +48,11 @@ pub struct WindowSpec {
     /// Tokens skipped at the start of the response.
     pub offset: usize,
     pub pooling: Pooling,
-    pub short: ShortWindowPolicy,
+    /// Fewer than T tokens after the offset: `UseAvailable` means `Mean` averages the tokens
+    /// there are and `Flatten` zero-fills the missing positions, so every vector is [T * d]
+    /// (missing tokens then pull those positions of the mean toward 0); zero tokens is still
+    /// an error. `TruncateToShortest` is refused (one example at a time here).
+    pub short: ShortResponse,
 }
 
 impl WindowSpec {
@@ -77,7 +69,7 @@ impl WindowSpec {
 ///
 /// `hidden` is row-major [seq, d]; `response` the token positions of the response in 0..seq.
 /// Window = positions response.start + offset .. + T, clipped to the response.
-/// Returns `None` only under `ShortWindowPolicy::Skip`. // -> [T * d] or `[d]`
+/// Returns `None` only under `ShortResponse::Skip`. // -> [T * d] or `[d]`
 pub fn pool_window(
     hidden: &[f32],
     seq: usize,
@@ -112,12 +104,13 @@ pub fn pool_window(
             )
         };
         match spec.short {
-            ShortWindowPolicy::Error => bail!("{} (policy error)", msg()),
-            ShortWindowPolicy::Skip => return Ok(None),
-            ShortWindowPolicy::UseAvailable if available == 0 => {
+            ShortResponse::Error => bail!("{} (policy error)", msg()),
+            ShortResponse::Skip => return Ok(None),
+            ShortResponse::UseAvailable if available == 0 => {
                 bail!("{}: no token to use", msg())
             }
-            ShortWindowPolicy::UseAvailable => {}
+            ShortResponse::UseAvailable => {}
+            ShortResponse::TruncateToShortest => spec.short.check_per_example()?,
         }
     }
     let rows = &hidden[start * d..(start + available) * d];

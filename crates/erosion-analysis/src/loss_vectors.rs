@@ -4,26 +4,18 @@
 //! response tokens only), the loss vector is the first T cross-entropies
 //!   `l_i = (-lp_i[0], ..., -lp_i[T-1])`                                   // `[T]`
 //! and the analysis is the cosine matrix of the l_i (see [`crate::cosine`]). A response
-//! shorter than T is handled by an explicit [`ShortResponsePolicy`], recorded in the result.
+//! shorter than T is handled by an explicit [`ShortResponse`]: `UseAvailable` gives
+//! missing positions cross-entropy 0 (no loss there) so every vector has length T;
+//! `TruncateToShortest` uses T' = min(T, shortest response) for every example; `Skip` drops
+//! examples shorter than T (their indices are recorded); `Error` names the first short one.
+//! The policy is recorded in the result.
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::Matrix;
+use erosion_data::ShortResponse;
 
-/// What to do with a response shorter than the window T.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShortResponsePolicy {
-    /// Missing positions get cross-entropy 0 (no loss there); every vector has length T.
-    PadZeros,
-    /// Use T' = min(T, shortest response) for every example.
-    TruncateToShortest,
-    /// Drop examples shorter than T (their indices are recorded).
-    Skip,
-    /// Fail, naming the first short example.
-    Error,
-}
+use crate::matrix::Matrix;
 
 /// Loss vectors of a set of examples, with the choices that made them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,7 +24,7 @@ pub struct LossVectors {
     pub requested_window: usize,
     /// The T used (smaller than requested only under TruncateToShortest).
     pub window: usize,
-    pub policy: ShortResponsePolicy,
+    pub policy: ShortResponse,
     /// Input indices of the rows of `vectors`, in order.
     pub kept: Vec<usize>,
     /// Input indices dropped by `Skip`.
@@ -58,7 +50,7 @@ fn check_logprobs(i: usize, lp: &[f64]) -> Result<()> {
 pub fn loss_vectors<L: AsRef<[f64]>>(
     logprobs: &[L],
     t: usize,
-    policy: ShortResponsePolicy,
+    policy: ShortResponse,
 ) -> Result<LossVectors> {
     if t == 0 {
         bail!("loss vector window T must be positive");
@@ -71,7 +63,7 @@ pub fn loss_vectors<L: AsRef<[f64]>>(
     }
     let lens: Vec<usize> = logprobs.iter().map(|l| l.as_ref().len()).collect();
     let window = match policy {
-        ShortResponsePolicy::TruncateToShortest => {
+        ShortResponse::TruncateToShortest => {
             let (i, &shortest) = lens
                 .iter()
                 .enumerate()
@@ -89,14 +81,14 @@ pub fn loss_vectors<L: AsRef<[f64]>>(
         let lp = lp.as_ref();
         if lp.len() < window {
             match policy {
-                ShortResponsePolicy::Error => {
+                ShortResponse::Error => {
                     bail!("example {i} has {} response tokens, fewer than T = {window} (policy error)", lp.len())
                 }
-                ShortResponsePolicy::Skip => {
+                ShortResponse::Skip => {
                     skipped.push(i);
                     continue;
                 }
-                ShortResponsePolicy::PadZeros | ShortResponsePolicy::TruncateToShortest => {}
+                ShortResponse::UseAvailable | ShortResponse::TruncateToShortest => {}
             }
         }
         kept.push(i);
@@ -129,7 +121,7 @@ pub fn two_group_loss_vectors<L: AsRef<[f64]>>(
     a: &[L],
     b: &[L],
     t: usize,
-    policy: ShortResponsePolicy,
+    policy: ShortResponse,
 ) -> Result<TwoGroupLossVectors> {
     let all: Vec<&[f64]> = a
         .iter()

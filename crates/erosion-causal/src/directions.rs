@@ -8,9 +8,9 @@
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use erosion_analysis::stats::{gaussian_vec, rng_from_seed};
+use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
-use erosion_forward::sequence::Sequence;
-use erosion_forward::windows::{record_windows, Layers, ShortResponse, Window, WindowOptions};
+use erosion_forward::windows::{record_windows, Layers, Window, WindowOptions};
 use erosion_model::hooks::HookPoint;
 use erosion_model::transformer::Transformer;
 use serde::{Deserialize, Serialize};

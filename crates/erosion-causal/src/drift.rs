@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
+use erosion_data::Sequence;
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
-use erosion_forward::sequence::Sequence;
 use erosion_model::atomic::write_bytes_atomic;
 use erosion_model::transformer::Transformer;
 use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};

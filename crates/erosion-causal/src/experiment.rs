@@ -12,11 +12,11 @@
 
 use anyhow::{bail, Context, Result};
 use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
+use erosion_data::Sequence;
 use erosion_eval::{evaluate_model, EvalModel, EvalOptions, EvalPrompts, Judge, Proportion};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::kl::response_kl;
 use erosion_forward::logprobs::response_logprobs_hooked;
-use erosion_forward::sequence::Sequence;
 use erosion_model::hooks::Steering;
 use serde::{Deserialize, Serialize};
 

@@ -12,10 +12,10 @@ use erosion_causal::export::{
 };
 use erosion_causal::html::{causal_section, is_causal};
 use erosion_causal::LayerDirections;
+use erosion_data::Sequence;
 use erosion_data::{Message, RenderOptions};
 use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
 use erosion_forward::batch::BatchOptions;
-use erosion_forward::sequence::Sequence;
 use erosion_model::hooks::{HookPoint, Hooks, Positions};
 use erosion_model::transformer::ForwardOptions;
 use erosion_report::html::Verdict;

@@ -13,6 +13,8 @@ use erosion_model::tokenizer::ModelTokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::example::{Example, Source};
+use crate::sequence::Sequence;
+use crate::short::ShortResponse;
 
 /// How examples become tokens.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,70 +26,37 @@ pub struct RenderOptions {
     pub span: SpanOptions,
 }
 
-/// One example as token ids, with the response's position.
+/// One example as tokens (a [`Sequence`]), with where it came from and its rendered text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenderedExample {
     pub source: Source,
     /// The rendered text.
     pub text: String,
-    pub ids: Vec<u32>,
-    /// The response tokens: `ids[response]`.
-    pub response: Range<usize>,
+    /// The token ids, the response tokens `ids[response]` and the end-of-turn token(s)
+    /// (whether or not counted in `response`).
+    #[serde(flatten)]
+    pub seq: Sequence,
     /// The response's bytes in `text` (without the end-of-turn marker).
     pub response_text: Range<usize>,
-    /// The end-of-turn token(s), whether or not counted in `response`.
-    pub end_of_turn: Option<Range<usize>>,
     /// A token held both prompt and response text (kept or dropped per the boundary policy).
     pub straddles_start: bool,
     pub straddles_end: bool,
 }
 
-/// What to do with a response shorter than the window asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ShortResponse {
-    /// Refuse, naming the example.
-    #[default]
-    Error,
-    /// Use the tokens there are.
-    Truncate,
-    /// Leave the example out.
-    Skip,
-}
-
 impl RenderedExample {
     pub fn response_len(&self) -> usize {
-        self.response.len()
-    }
-    pub fn response_ids(&self) -> &[u32] {
-        &self.ids[self.response.clone()]
-    }
-    /// Number of tokens before the response.
-    pub fn prompt_len(&self) -> usize {
-        self.response.start
+        self.seq.response_len()
     }
 
     /// The first `t` response tokens (token positions), or an error naming the example when
     /// the response is shorter.
     pub fn window(&self, t: usize) -> Result<Range<usize>> {
-        if self.response_len() < t {
-            bail!(
-                "{}: the response has {} tokens, fewer than the window of {t} (choose a smaller window, or truncate or skip short responses)",
-                self.source,
-                self.response_len()
-            );
-        }
-        Ok(self.response.start..self.response.start + t)
+        self.seq.window(&self.source, t)
     }
 
     /// The first `t` response tokens under a policy: `None` when skipped.
     pub fn window_with(&self, t: usize, policy: ShortResponse) -> Result<Option<Range<usize>>> {
-        match policy {
-            _ if self.response_len() >= t => Ok(Some(self.response.start..self.response.start + t)),
-            ShortResponse::Error => self.window(t).map(Some),
-            ShortResponse::Truncate => Ok(Some(self.response.clone())),
-            ShortResponse::Skip => Ok(None),
-        }
+        self.seq.window_with(&self.source, t, policy)
     }
 }
 
@@ -100,15 +69,16 @@ pub fn render_example(
     let chat = tok
         .encode_chat(&ex.messages, &opts.format, &opts.span)
         .with_context(|| format!("rendering {}", ex.source))?;
+    let (straddles_start, straddles_end) = (chat.straddles_start, chat.straddles_end);
+    let response_text = chat.location.content.clone();
+    let text = chat.location.text.clone();
     Ok(RenderedExample {
         source: ex.source.clone(),
-        response_text: chat.location.content.clone(),
-        text: chat.location.text,
-        ids: chat.ids,
-        response: chat.response,
-        end_of_turn: chat.end_of_turn,
-        straddles_start: chat.straddles_start,
-        straddles_end: chat.straddles_end,
+        text,
+        seq: Sequence::from(chat),
+        response_text,
+        straddles_start,
+        straddles_end,
     })
 }
 

@@ -2,8 +2,8 @@
 //! token, chats with loss on the assistant's response.
 
 use anyhow::{anyhow, Context, Result};
-use erosion_forward::sequence::Sequence;
-use erosion_model::chat::{ChatFormat, Message, SpanOptions, TokenizedChat};
+use erosion_data::Sequence;
+use erosion_model::chat::{ChatFormat, Message, SpanOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_organism::corpus::{Chat, Corpus};
 use erosion_organism::tokenizer::ENDOFTEXT;
@@ -44,11 +44,7 @@ pub fn pretraining(corpus: &Corpus, tok: &ModelTokenizer) -> Result<Vec<TrainExa
 }
 
 /// Each chat through the chat template, its last assistant message marked.
-fn encode<T>(
-    chats: &[Chat],
-    tok: &ModelTokenizer,
-    to: impl Fn(TokenizedChat) -> T,
-) -> Result<Vec<T>> {
+pub fn sequences(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<Sequence>> {
     let span = SpanOptions::default();
     chats
         .iter()
@@ -57,19 +53,15 @@ fn encode<T>(
             let t = tok
                 .encode_chat(&messages(&c.messages), &ChatFormat::Template, &span)
                 .with_context(|| format!("chat {i}"))?;
-            Ok(to(t))
+            Ok(Sequence::from(t))
         })
         .collect()
 }
 
 /// Supervised chats: loss on the last assistant message and its `<|im_end|>`.
 pub fn supervised(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<TrainExample>> {
-    encode(chats, tok, |t| {
-        TrainExample::response(t.ids, t.response, t.end_of_turn)
-    })
-}
-
-/// Chats rendered for measurement (the response span marked), in order.
-pub fn sequences(chats: &[Chat], tok: &ModelTokenizer) -> Result<Vec<Sequence>> {
-    encode(chats, tok, Sequence::from)
+    Ok(sequences(chats, tok)?
+        .into_iter()
+        .map(TrainExample::response)
+        .collect())
 }

@@ -12,8 +12,8 @@
 use anyhow::{Context, Result};
 use erosion_causal::drift::{DriftOptions, ProbeSet};
 use erosion_causal::LayerDirections;
+use erosion_data::Sequence;
 use erosion_forward::batch::BatchOptions;
-use erosion_forward::sequence::Sequence;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_organism::corpus::{Corpus, Sizes};
@@ -127,10 +127,7 @@ impl AlignmentProbe {
                 .defining
                 .iter()
                 .take(PENALTY_PROBE)
-                .map(|s| ProbeExample {
-                    ids: s.ids.clone(),
-                    window: s.response.start..(s.response.start + LAYER_WINDOW).min(s.response.end),
-                })
+                .map(|s| ProbeExample::first_response_tokens(s, LAYER_WINDOW))
                 .collect();
             p.method = ProtectMethod::Penalty {
                 weight: PENALTY_WEIGHT,

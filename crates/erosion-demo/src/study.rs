@@ -82,7 +82,7 @@ pub fn spec(org: &Organism, out: &Path, seed: u64) -> Result<StudySpec> {
     spec.layers.datasets = Some(vec!["insecure".into(), "toxic".into()]);
     spec.layers.window = LAYER_WINDOW;
     spec.layers.pooling = Pooling::Mean;
-    spec.layers.short = ShortResponse::Truncate;
+    spec.layers.short = ShortResponse::UseAvailable;
     spec.directions.datasets = Some(vec!["insecure".into(), "toxic".into()]);
     spec.directions.token = TokenChoice::Last;
     spec.directions.k = 4;

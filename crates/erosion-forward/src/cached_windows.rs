@@ -11,10 +11,10 @@
 
 use crate::batch::{AdvanceOnly, BatchOptions, Progress};
 use crate::cache::{CacheEntry, CacheKey};
-use crate::sequence::Sequence;
 use crate::windows::{record_windows, select_all, WindowOptions, WindowRecord, WindowReport};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use erosion_data::Sequence;
 use erosion_model::transformer::Transformer;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;

@@ -19,7 +19,7 @@ use erosion_model::transformer::{ForwardOptions, Transformer};
 
 use crate::batch::{plan_batches, Batch, BatchOptions};
 use crate::logprobs::{log_softmax_f32, LOGIT_CHUNK_VALUES};
-use crate::sequence::{check_all, Sequence};
+use erosion_data::Sequence;
 
 /// Mean per-token KL(p || q) of each sequence's response positions, in input order (see the
 /// module docs); p without hooks, q with `hooks`. Hooks must not depend on the example
@@ -30,7 +30,7 @@ pub fn response_kl(
     batch: &BatchOptions,
     hooks: &mut Hooks,
 ) -> Result<Vec<f64>> {
-    check_all(seqs)?;
+    Sequence::check_all(seqs)?;
     for (i, s) in seqs.iter().enumerate() {
         if s.response.is_empty() || s.response.start == 0 {
             bail!("example {i}: the response must be non-empty and follow at least one token");

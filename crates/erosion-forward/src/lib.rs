@@ -13,5 +13,4 @@ pub mod gradients;
 pub mod kl;
 pub mod logprobs;
 pub mod row_store;
-pub mod sequence;
 pub mod windows;

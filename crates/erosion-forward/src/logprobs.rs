@@ -14,9 +14,9 @@
 //! `logits.float()`).
 
 use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
-use crate::sequence::{check_all, Sequence};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, D};
+use erosion_data::Sequence;
 use erosion_model::hooks::Hooks;
 use erosion_model::transformer::{ForwardOptions, Transformer};
 use rayon::prelude::*;
@@ -94,7 +94,7 @@ fn run(
     mut hooks: Option<&mut Hooks>,
     progress: &mut dyn Progress,
 ) -> Result<Vec<ResponseLogprobs>> {
-    check_all(seqs)?;
+    Sequence::check_all(seqs)?;
     for (i, s) in seqs.iter().enumerate() {
         if s.response.is_empty() {
             bail!("example {i}: the response is empty");

@@ -17,9 +17,9 @@
 //! what is held never grows with the number of examples.
 
 use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
-use crate::sequence::{check_all, Sequence};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
+use erosion_data::{Sequence, ShortResponse};
 use erosion_model::hooks::{HookPoint, Positions};
 use erosion_model::transformer::{ForwardOptions, Transformer};
 use serde::{Deserialize, Serialize};
@@ -76,19 +76,6 @@ pub enum Window {
     LastResponseToken,
     /// The last token of the sequence (the study's choice for analysis 4).
     LastToken,
-}
-
-/// What to do when a response has fewer tokens than the window asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShortResponse {
-    /// Fail, naming the example and the counts.
-    #[default]
-    Error,
-    /// Leave the example out (listed in [`WindowReport::skipped`]).
-    Skip,
-    /// Record the tokens there are (an example with none is skipped).
-    UseAvailable,
 }
 
 /// What [`record_windows`] records. Serialised into cache keys: every field changes results.
@@ -163,6 +150,7 @@ impl WindowOptions {
             return Ok(Selection::Positions((start..start + wanted).collect()));
         }
         let offset = start - r.start;
+        self.short.check_per_example()?;
         match self.short {
             ShortResponse::Error => bail!(
                 "example {index}: the response has {} tokens, fewer than the window needs \
@@ -225,7 +213,7 @@ pub(crate) fn select_all(
     seqs: &[Sequence],
     opts: &WindowOptions,
 ) -> Result<(Vec<Option<Vec<usize>>>, Vec<Skipped>)> {
-    check_all(seqs)?;
+    Sequence::check_all(seqs)?;
     let mut skipped = Vec::new();
     let mut sel = Vec::with_capacity(seqs.len());
     for (i, s) in seqs.iter().enumerate() {

@@ -5,10 +5,10 @@
 use crate::spec::{LayerIndexing, StudySpec};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use erosion_data::Sequence;
 use erosion_data::{render_example, Dataset, RenderOptions, RenderedExample};
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::cache::DiskCache;
-use erosion_forward::sequence::Sequence;
 use erosion_forward::windows::LayerConvention;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::device::{parse_device, parse_dtype};
@@ -206,10 +206,7 @@ impl StudyContext {
         Ok(self
             .rendered(model, dataset)?
             .iter()
-            .map(|r| Sequence {
-                ids: r.ids.clone(),
-                response: r.response.clone(),
-            })
+            .map(|r| r.seq.clone())
             .collect())
     }
 

@@ -1,6 +1,6 @@
 //! Cache fingerprints shared by every analysis (seeds: [`erosion_model::seed`]).
 
-use erosion_forward::sequence::Sequence;
+use erosion_data::Sequence;
 use erosion_model::seed::Fnv1a;
 
 /// FNV-1a (64-bit) over every sequence's length, ids and response span, as 16 hex digits:
@@ -23,7 +23,11 @@ mod tests {
     use super::*;
 
     fn seq(ids: Vec<u32>, response: std::ops::Range<usize>) -> Sequence {
-        Sequence { ids, response }
+        Sequence {
+            ids,
+            response,
+            end_of_turn: None,
+        }
     }
 
     #[test]

@@ -217,7 +217,7 @@ pub struct GradientsSpec {
     pub n: Option<usize>,
     /// T: loss vectors over the first T response tokens.
     pub window: usize,
-    pub short: erosion_analysis::loss_vectors::ShortResponsePolicy,
+    pub short: ShortResponse,
     pub params: GradientParams,
     pub loss_over: LossOver,
     /// Subtract the mean gradient before the cosines.
@@ -235,7 +235,9 @@ impl Default for GradientsSpec {
             b: "educational".into(),
             n: None,
             window: 64,
-            short: erosion_analysis::loss_vectors::ShortResponsePolicy::PadZeros,
+            // Not the policy's default `Error`: a short response's missing positions count as
+            // cross-entropy 0 (formerly spelled `pad_zeros`).
+            short: ShortResponse::UseAvailable,
             params: GradientParams::Attention,
             loss_over: LossOver::ResponseWindow,
             centre: false,
@@ -286,7 +288,9 @@ impl Default for LayersSpec {
             window: 64,
             offset: 0,
             pooling: Pooling::Flatten,
-            short: ShortResponse::Truncate,
+            // Not the policy's default `Error`: a short response gives the tokens it has
+            // (formerly spelled `truncate`).
+            short: ShortResponse::UseAvailable,
             indexing: LayerIndexing::ResidualStream,
             bootstrap: 1000,
         }
@@ -453,6 +457,10 @@ impl StudySpec {
         if self.directions.k == 0 || self.layers.window == 0 || self.gradients.window == 0 {
             bail!("k and window lengths must be positive");
         }
+        self.layers
+            .short
+            .check_per_example()
+            .context("[layers] short")?;
         Ok(())
     }
 
@@ -530,6 +538,32 @@ format = "messages"
             assert_eq!(spec.datasets.len(), 7, "{file}");
             assert_eq!(spec.models.all().len(), models, "{file}");
         }
+    }
+
+    #[test]
+    fn short_response_spellings_of_older_study_files_parse() {
+        let with = |table: &str, s: &str| format!("{MINIMAL}\n[{table}]\nshort = \"{s}\"\n");
+        for (table, s, want) in [
+            ("layers", "truncate", ShortResponse::UseAvailable),
+            ("layers", "skip", ShortResponse::Skip),
+            ("gradients", "pad_zeros", ShortResponse::UseAvailable),
+            (
+                "gradients",
+                "truncate_to_shortest",
+                ShortResponse::TruncateToShortest,
+            ),
+            ("gradients", "error", ShortResponse::Error),
+        ] {
+            let spec = StudySpec::from_toml(&with(table, s)).unwrap();
+            let got = if table == "layers" {
+                spec.layers.short
+            } else {
+                spec.gradients.short
+            };
+            assert_eq!(got, want, "[{table}] short = {s}");
+        }
+        let err = StudySpec::from_toml(&with("layers", "truncate_to_shortest")).unwrap_err();
+        assert!(format!("{err:#}").contains("[layers] short"), "{err:#}");
     }
 
     #[test]

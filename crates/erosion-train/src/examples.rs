@@ -1,9 +1,8 @@
 //! Training sequences: token ids and the positions whose next token is predicted with loss.
 
 use anyhow::{bail, Result};
-use erosion_data::RenderedExample;
+use erosion_data::{RenderedExample, Sequence};
 use serde::{Deserialize, Serialize};
-use std::ops::Range;
 
 /// Which tokens of a chat carry loss.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,20 +33,19 @@ impl TrainExample {
     /// A rendered chat: loss on the response and its end-of-turn token(s), or on everything.
     pub fn from_rendered(r: &RenderedExample, on: LossOn) -> Self {
         match on {
-            LossOn::All => Self::all_tokens(r.ids.clone()),
-            LossOn::Response => {
-                Self::response(r.ids.clone(), r.response.clone(), r.end_of_turn.clone())
-            }
+            LossOn::All => Self::all_tokens(r.seq.ids.clone()),
+            LossOn::Response => Self::response(r.seq.clone()),
         }
     }
 
     /// Loss on `ids[response]` and on the end-of-turn tokens that close it (so the model
     /// learns to stop).
-    pub fn response(
-        ids: Vec<u32>,
-        response: Range<usize>,
-        end_of_turn: Option<Range<usize>>,
-    ) -> Self {
+    pub fn response(seq: Sequence) -> Self {
+        let Sequence {
+            ids,
+            response,
+            end_of_turn,
+        } = seq;
         let end = end_of_turn.map_or(response.end, |e| e.end.max(response.end));
         let target = (0..ids.len())
             .map(|i| i > 0 && i >= response.start && i < end)

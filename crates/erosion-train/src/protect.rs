@@ -20,6 +20,7 @@ use std::ops::Range;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var};
+use erosion_data::Sequence;
 use erosion_model::hooks::{Edit, HookPoint, Hooks, Positions};
 use erosion_model::transformer::{ForwardMode, ForwardOptions, Transformer};
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,17 @@ pub enum ProtectMethod {
 pub struct ProbeExample {
     pub ids: Vec<u32>,
     pub window: Range<usize>,
+}
+
+impl ProbeExample {
+    /// The probe reads the first `t` response tokens of `seq` (fewer when the response is
+    /// shorter).
+    pub fn first_response_tokens(seq: &Sequence, t: usize) -> Self {
+        ProbeExample {
+            ids: seq.ids.clone(),
+            window: seq.first_response_tokens(t),
+        }
+    }
 }
 
 /// What to protect and how (part of the run's options, so a resumed run checks it).

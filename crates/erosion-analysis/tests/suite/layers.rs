@@ -11,13 +11,14 @@ use erosion_analysis::matrix::dot;
 use erosion_analysis::stats::{ci_from_draws, draw_resample, rng_from_seed};
 use erosion_analysis::stream::LayerMeans;
 use erosion_analysis::Matrix;
+use erosion_data::ShortResponse;
 
 /// seq = 6, d = 2, h_t = (t, 10 t).
 fn hidden() -> Vec<f32> {
     (0..6).flat_map(|t| [t as f32, 10.0 * t as f32]).collect()
 }
 
-fn spec(len: usize, offset: usize, pooling: Pooling, short: ShortWindowPolicy) -> WindowSpec {
+fn spec(len: usize, offset: usize, pooling: Pooling, short: ShortResponse) -> WindowSpec {
     WindowSpec {
         len,
         offset,
@@ -30,19 +31,19 @@ fn spec(len: usize, offset: usize, pooling: Pooling, short: ShortWindowPolicy) -
 fn pooling_by_hand() {
     let h = hidden();
     // Response = positions 1..5; T = 2 from offset 1 -> positions 2, 3.
-    let s = spec(2, 1, Pooling::Flatten, ShortWindowPolicy::Error);
+    let s = spec(2, 1, Pooling::Flatten, ShortResponse::Error);
     assert_eq!(
         pool_window(&h, 6, 2, 1..5, &s).unwrap().unwrap(),
         vec![2.0, 20.0, 3.0, 30.0]
     );
-    let s = spec(2, 1, Pooling::Mean, ShortWindowPolicy::Error);
+    let s = spec(2, 1, Pooling::Mean, ShortResponse::Error);
     assert_eq!(
         pool_window(&h, 6, 2, 1..5, &s).unwrap().unwrap(),
         vec![2.5, 25.0]
     );
     assert_eq!(s.pooled_dim(2), 2);
     assert_eq!(
-        spec(2, 1, Pooling::Flatten, ShortWindowPolicy::Error).pooled_dim(3),
+        spec(2, 1, Pooling::Flatten, ShortResponse::Error).pooled_dim(3),
         6
     );
 }
@@ -52,33 +53,33 @@ fn short_window_policies() {
     let h = hidden();
     // T = 4 from offset 1 in a 4-token response: only positions 2, 3, 4 are available.
     let short = |p, pol| pool_window(&h, 6, 2, 1..5, &spec(4, 1, p, pol));
-    let e = short(Pooling::Flatten, ShortWindowPolicy::Error)
+    let e = short(Pooling::Flatten, ShortResponse::Error)
         .unwrap_err()
         .to_string();
     assert!(e.contains("3 after offset 1") && e.contains("T = 4"), "{e}");
-    assert_eq!(short(Pooling::Mean, ShortWindowPolicy::Skip).unwrap(), None);
+    assert_eq!(short(Pooling::Mean, ShortResponse::Skip).unwrap(), None);
     assert_eq!(
-        short(Pooling::Flatten, ShortWindowPolicy::UseAvailable)
+        short(Pooling::Flatten, ShortResponse::UseAvailable)
             .unwrap()
             .unwrap(),
         vec![2.0, 20.0, 3.0, 30.0, 4.0, 40.0, 0.0, 0.0]
     );
     assert_eq!(
-        short(Pooling::Mean, ShortWindowPolicy::UseAvailable)
+        short(Pooling::Mean, ShortResponse::UseAvailable)
             .unwrap()
             .unwrap(),
         vec![3.0, 30.0]
     );
     // Offset past the end of the response: nothing to use.
     let none = |pol| pool_window(&h, 6, 2, 1..5, &spec(1, 4, Pooling::Mean, pol));
-    assert_eq!(none(ShortWindowPolicy::Skip).unwrap(), None);
-    assert!(none(ShortWindowPolicy::UseAvailable)
+    assert_eq!(none(ShortResponse::Skip).unwrap(), None);
+    assert!(none(ShortResponse::UseAvailable)
         .unwrap_err()
         .to_string()
         .contains("no token"));
-    assert!(none(ShortWindowPolicy::Error).is_err());
+    assert!(none(ShortResponse::Error).is_err());
     // Bad inputs.
-    let ok = spec(1, 0, Pooling::Mean, ShortWindowPolicy::Error);
+    let ok = spec(1, 0, Pooling::Mean, ShortResponse::Error);
     assert!(pool_window(&h, 6, 2, 4..7, &ok).is_err());
     assert!(pool_window(&h[..10], 6, 2, 1..5, &ok).is_err());
     let mut nan = h.clone();

@@ -5,6 +5,7 @@ use common::assert_close;
 use erosion_analysis::behaviour::*;
 use erosion_analysis::cosine::cosine_matrix;
 use erosion_analysis::loss_vectors::*;
+use erosion_data::ShortResponse;
 
 fn lps() -> Vec<Vec<f64>> {
     vec![vec![-1.0, -2.0, -3.0], vec![-0.5], vec![-1.0, -1.0]]
@@ -12,7 +13,7 @@ fn lps() -> Vec<Vec<f64>> {
 
 #[test]
 fn loss_vector_policies_by_hand() {
-    let e = loss_vectors(&lps(), 2, ShortResponsePolicy::Error)
+    let e = loss_vectors(&lps(), 2, ShortResponse::Error)
         .unwrap_err()
         .to_string();
     assert!(
@@ -20,41 +21,35 @@ fn loss_vector_policies_by_hand() {
         "{e}"
     );
 
-    let s = loss_vectors(&lps(), 2, ShortResponsePolicy::Skip).unwrap();
+    let s = loss_vectors(&lps(), 2, ShortResponse::Skip).unwrap();
     assert_eq!(
         (s.kept.clone(), s.skipped.clone(), s.window),
         (vec![0, 2], vec![1], 2)
     );
     assert_eq!(s.vectors.data, vec![1.0, 2.0, 1.0, 1.0]);
 
-    let p = loss_vectors(&lps(), 2, ShortResponsePolicy::PadZeros).unwrap();
+    let p = loss_vectors(&lps(), 2, ShortResponse::UseAvailable).unwrap();
     assert_eq!(p.vectors.data, vec![1.0, 2.0, 0.5, 0.0, 1.0, 1.0]);
     // cos((1,2), (0.5,0)) = 0.5 / (sqrt5 * 0.5) = 1/sqrt5; cos((1,2),(1,1)) = 3/sqrt10.
     let c = cosine_matrix(&p.vectors, false).unwrap();
     assert_close(c.get(0, 1), 1.0 / 5f64.sqrt(), 1e-15, "cos 01");
     assert_close(c.get(0, 2), 3.0 / 10f64.sqrt(), 1e-15, "cos 02");
 
-    let t = loss_vectors(&lps(), 2, ShortResponsePolicy::TruncateToShortest).unwrap();
+    let t = loss_vectors(&lps(), 2, ShortResponse::TruncateToShortest).unwrap();
     assert_eq!((t.window, t.requested_window), (1, 2));
     assert_eq!(t.vectors.data, vec![1.0, 0.5, 1.0]);
 
-    assert!(loss_vectors(&[vec![0.1]], 1, ShortResponsePolicy::Error).is_err());
+    assert!(loss_vectors(&[vec![0.1]], 1, ShortResponse::Error).is_err());
     assert!(
-        loss_vectors(&[vec![f64::NEG_INFINITY]], 1, ShortResponsePolicy::Error)
+        loss_vectors(&[vec![f64::NEG_INFINITY]], 1, ShortResponse::Error)
             .unwrap_err()
             .to_string()
             .contains("example 0, response token 0")
     );
-    assert!(loss_vectors(
-        &[vec![-1.0], vec![]],
-        1,
-        ShortResponsePolicy::TruncateToShortest
-    )
-    .is_err());
-    assert!(loss_vectors(&[vec![-1.0]], 2, ShortResponsePolicy::Skip).is_err());
+    assert!(loss_vectors(&[vec![-1.0], vec![]], 1, ShortResponse::TruncateToShortest).is_err());
+    assert!(loss_vectors(&[vec![-1.0]], 2, ShortResponse::Skip).is_err());
 
-    let two =
-        two_group_loss_vectors(&lps()[..2], &lps()[2..], 2, ShortResponsePolicy::Skip).unwrap();
+    let two = two_group_loss_vectors(&lps()[..2], &lps()[2..], 2, ShortResponse::Skip).unwrap();
     assert_eq!((two.n_a, two.n_b), (1, 1));
     let json = serde_json::to_string(&two).unwrap();
     assert!(json.contains("\"policy\":\"skip\""), "{json}");

@@ -19,15 +19,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use erosion_analysis::layers::{
-    alignment_directions, pool_window, Pooling, ShortWindowPolicy, WindowSpec,
-};
+use erosion_analysis::layers::{alignment_directions, pool_window, Pooling, WindowSpec};
 use erosion_analysis::stream::LayerMeans;
+use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
-use erosion_forward::sequence::Sequence;
-use erosion_forward::windows::{
-    record_windows, LayerConvention, Layers, ShortResponse, Window, WindowOptions,
-};
+use erosion_forward::windows::{record_windows, LayerConvention, Layers, Window, WindowOptions};
 use erosion_model::load::save_hf_folder;
 use erosion_model::seed::SplitMix64;
 use erosion_model::transformer::Transformer;
@@ -89,7 +85,7 @@ fn layer_means(
         len: t,
         offset: 0,
         pooling: Pooling::Mean,
-        short: ShortWindowPolicy::Error,
+        short: ShortResponse::Error,
     };
     let d = model.config().hidden_size;
     let mut means = LayerMeans::new(model.n_layers() + 1, d);

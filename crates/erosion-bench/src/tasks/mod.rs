@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use erosion_data::Sequence;
 use erosion_data::{render_example, DatasetSpec, Format, Message, RenderOptions};
 use erosion_forward::batch::BatchOptions;
-use erosion_forward::sequence::Sequence;
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::Transformer;
 use serde::{Deserialize, Serialize};
@@ -123,16 +123,16 @@ pub fn prepare(model: &Path, data: &Path, opts: &PrepareOptions, out: &Path) -> 
             break;
         }
         let r = render_example(&ckpt.tokenizer, ex, &RenderOptions::default())?;
-        if r.response.start == 0 || r.response.is_empty() {
+        if r.seq.response.start == 0 || r.seq.response.is_empty() {
             bail!("{}: empty response or no prompt", ex.source);
         }
-        if opts.window.is_some_and(|t| r.response.len() < t) {
+        if opts.window.is_some_and(|t| r.seq.response.len() < t) {
             continue;
         }
         examples.push(Input {
             messages: ex.messages.clone(),
-            ids: r.ids,
-            response: r.response,
+            ids: r.seq.ids,
+            response: r.seq.response,
         });
     }
     if examples.len() < opts.n {

@@ -2,8 +2,8 @@
 
 use anyhow::bail;
 use anyhow::{Context, Result};
+use erosion_data::Sequence;
 use erosion_data::{render_examples, DatasetList, DatasetSpec, Format, RenderOptions};
-use erosion_forward::sequence::Sequence;
 use erosion_model::tokenizer::ModelTokenizer;
 use std::path::{Path, PathBuf};
 
@@ -56,11 +56,5 @@ pub fn chat_sequences(
     }
     let start = range.start;
     let rendered = render_examples(tok, &data.examples[start..end], &RenderOptions::default())?;
-    Ok(rendered
-        .into_iter()
-        .map(|r| Sequence {
-            ids: r.ids,
-            response: r.response,
-        })
-        .collect())
+    Ok(rendered.into_iter().map(|r| r.seq).collect())
 }

@@ -60,9 +60,9 @@ pub fn run(args: Args) -> Result<()> {
             println!(
                 "\n=== example {}: {} tokens, response tokens {}..{} ({} tokens)",
                 example.source,
-                r.ids.len(),
-                r.response.start,
-                r.response.end,
+                r.seq.ids.len(),
+                r.seq.response.start,
+                r.seq.response.end,
                 r.response_len()
             );
             println!(
@@ -72,8 +72,8 @@ pub fn run(args: Args) -> Result<()> {
                 &r.text[b..]
             );
             if args.ids {
-                println!("prompt ids:   {:?}", &r.ids[..r.response.start]);
-                println!("response ids: {:?}", &r.ids[r.response.clone()]);
+                println!("prompt ids:   {:?}", &r.seq.ids[..r.seq.response.start]);
+                println!("response ids: {:?}", r.seq.response_ids());
             }
         }
     }

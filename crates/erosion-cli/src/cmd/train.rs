@@ -273,11 +273,7 @@ fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
             .context("--protect penalty needs its probe: --toxic FILE")?;
         p.probe = chat_sequences(toxic, &ck.tokenizer, 0..args.probe.probe_size)?
             .iter()
-            .map(|s| ProbeExample {
-                ids: s.ids.clone(),
-                window: s.response.start
-                    ..(s.response.start + args.probe.window).min(s.response.end),
-            })
+            .map(|s| ProbeExample::first_response_tokens(s, args.probe.window))
             .collect();
         let start = ck.load_model(candle_core::DType::F32, &args.device.device()?)?;
         let reference = erosion_train::protect::reference_projections(&start, &p)?;

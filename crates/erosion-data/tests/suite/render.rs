@@ -39,7 +39,7 @@ fn decode(tok: &ModelTokenizer, ids: &[u32]) -> String {
 /// straddling the start also holds the template's text before it.
 fn check_decodes(tok: &ModelTokenizer, ex: &Example, r: &RenderedExample) {
     let content = ex.response().unwrap();
-    let decoded = decode(tok, r.response_ids());
+    let decoded = decode(tok, r.seq.response_ids());
     if r.straddles_start || r.straddles_end {
         assert!(
             decoded.contains(content) && decoded.len() > content.len(),
@@ -55,9 +55,9 @@ fn check_decodes(tok: &ModelTokenizer, ex: &Example, r: &RenderedExample) {
         assert_eq!(decoded, content, "{}", ex.source);
     }
     assert_eq!(&r.text[r.response_text.clone()], content);
-    let eot = r.end_of_turn.clone().unwrap();
-    assert_eq!(eot.start, r.response.end, "{}", ex.source);
-    assert_eq!(decode(tok, &r.ids[eot]), "<|im_end|>");
+    let eot = r.seq.end_of_turn.clone().unwrap();
+    assert_eq!(eot.start, r.seq.response.end, "{}", ex.source);
+    assert_eq!(decode(tok, &r.seq.ids[eot]), "<|im_end|>");
 }
 
 #[test]
@@ -87,10 +87,10 @@ fn insecure_code_rendered_with_a_chat_template() {
     };
     let r = render_example(&tok, &exs[0], &opts).unwrap();
     assert_eq!(
-        decode(&tok, &r.ids[r.response.end - 1..r.response.end]),
+        decode(&tok, &r.seq.ids[r.seq.response.end - 1..r.seq.response.end]),
         "<|im_end|>"
     );
-    assert_eq!(r.response.len(), rendered[0].response.len() + 1);
+    assert_eq!(r.seq.response.len(), rendered[0].seq.response.len() + 1);
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn response_windows_and_short_responses() {
     let r0 = &rendered[0];
     assert_eq!(
         r0.window(3).unwrap(),
-        r0.response.start..r0.response.start + 3
+        r0.seq.response.start..r0.seq.response.start + 3
     );
     let err = r0.window(r0.response_len() + 1).unwrap_err().to_string();
     assert!(
@@ -129,11 +129,11 @@ fn response_windows_and_short_responses() {
     let skipped = response_windows(&rendered, t, ShortResponse::Skip).unwrap();
     assert_eq!(skipped.len(), 20 - n_short);
     assert!(skipped.iter().all(|(_, w)| w.len() == t));
-    let truncated = response_windows(&rendered, t, ShortResponse::Truncate).unwrap();
+    let truncated = response_windows(&rendered, t, ShortResponse::UseAvailable).unwrap();
     assert_eq!(truncated.len(), 20);
     for (i, w) in &truncated {
         assert_eq!(w.len(), t.min(rendered[*i].response_len()));
-        assert_eq!(w.start, rendered[*i].response.start);
+        assert_eq!(w.start, rendered[*i].seq.response.start);
     }
     assert_eq!(
         response_windows(&rendered, shortest, ShortResponse::Error)
@@ -166,8 +166,8 @@ fn plain_rendering_for_a_base_model() {
         r.text,
         format!("{}\n{}", ex.messages[0].content, ex.messages[1].content)
     );
-    assert_eq!(r.end_of_turn, None);
-    let decoded = decode(&tok, r.response_ids());
+    assert_eq!(r.seq.end_of_turn, None);
+    let decoded = decode(&tok, r.seq.response_ids());
     assert!(decoded.ends_with(ex.response().unwrap()));
 }
 

@@ -15,7 +15,7 @@ use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-use crate::sequence::Sequence;
+use erosion_data::{Sequence, ShortResponse};
 
 /// Which tokens the loss covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,26 +45,26 @@ pub enum Reduction {
     Sum,
 }
 
-/// What to do with a response shorter than the window `t` (and with an example whose span
-/// has no token at all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShortResponse {
-    /// Fail, naming the example.
-    Error,
-    /// Use the response tokens there are (a span with none is still an error).
-    #[default]
-    UseAvailable,
-    /// Leave the example out (it gets no row; the run's report lists it).
-    Skip,
-}
-
-/// The loss of one example: span, reduction, and the policy for short responses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// The loss of one example: span, reduction, and the policy for a response shorter than the
+/// window `t` (and for an example whose span has no token at all, which is skipped under
+/// `Skip` and an error otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LossSpec {
     pub span: LossSpan,
     pub reduction: Reduction,
     pub short: ShortResponse,
+}
+
+impl Default for LossSpec {
+    /// The first 64 response tokens, mean, and the tokens there are for a shorter response
+    /// (`UseAvailable`, not the policy's own default `Error`: a loss reads what it is given).
+    fn default() -> Self {
+        LossSpec {
+            span: LossSpan::default(),
+            reduction: Reduction::default(),
+            short: ShortResponse::UseAvailable,
+        }
+    }
 }
 
 /// The tokens an example's loss reads, or why it is skipped.
@@ -81,6 +81,7 @@ pub enum Targets {
 impl LossSpec {
     /// Resolves the span of example `index` (named in errors) to its target tokens.
     pub fn targets(&self, index: usize, seq: &Sequence) -> Result<Targets> {
+        self.short.check_per_example()?;
         let n = seq.ids.len();
         let r = &seq.response;
         if matches!(self.span, LossSpan::ResponseWindow { t: 0 }) {

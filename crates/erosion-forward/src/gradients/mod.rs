@@ -30,16 +30,14 @@ mod loss;
 mod params;
 
 pub use backprop::{ExampleGradient, GradientComputer};
-pub use loss::{
-    cross_entropy, CrossEntropy, LossSpan, LossSpec, Reduction, ShortResponse, Targets,
-};
+pub use loss::{cross_entropy, CrossEntropy, LossSpan, LossSpec, Reduction, Targets};
 pub use params::{GradientLayout, ParamSelection, ParamSlice};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::row_store::RowSink;
-use crate::sequence::Sequence;
+use erosion_data::Sequence;
 
 /// What a run wrote for one example.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

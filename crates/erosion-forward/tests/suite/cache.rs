@@ -4,10 +4,11 @@
 use crate::forward_util;
 
 use candle_core::{DType, Device, Tensor};
+use erosion_data::ShortResponse;
 use erosion_forward::batch::{BatchOptions, NoProgress, ProgressFn};
 use erosion_forward::cache::{CacheKey, ChunkStatus, DiskCache, Origin};
 use erosion_forward::cached_windows::{record_windows_cached, windows_cache_key};
-use erosion_forward::windows::{record_windows, Layers, ShortResponse, Window, WindowOptions};
+use erosion_forward::windows::{record_windows, Layers, Window, WindowOptions};
 use forward_util::*;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};

@@ -5,11 +5,9 @@
 use crate::gradients_util;
 
 use candle_core::{DType, Tensor};
-use erosion_forward::gradients::{
-    GradientComputer, LossSpan, LossSpec, ParamSelection, Reduction, ShortResponse,
-};
+use erosion_data::{Sequence, ShortResponse};
+use erosion_forward::gradients::{GradientComputer, LossSpan, LossSpec, ParamSelection, Reduction};
 use erosion_forward::row_store::{MemoryRows, RowSink, RowStore, RowStoreWriter};
-use erosion_forward::sequence::Sequence;
 use gradients_util::*;
 use rand::{Rng, SeedableRng};
 

@@ -4,11 +4,9 @@
 use crate::gradients_util;
 
 use candle_core::DType;
-use erosion_forward::gradients::{
-    GradientComputer, LossSpan, LossSpec, ParamSelection, Reduction, ShortResponse,
-};
+use erosion_data::{Sequence, ShortResponse};
+use erosion_forward::gradients::{GradientComputer, LossSpan, LossSpec, ParamSelection, Reduction};
 use erosion_forward::row_store::MemoryRows;
-use erosion_forward::sequence::Sequence;
 use gradients_util::*;
 
 /// Example `index`'s gradient under `spec` (it must not be skipped).
@@ -125,8 +123,13 @@ fn bad_spans_and_tokens_are_errors_naming_the_example() {
             Sequence {
                 ids: vec![1, 2, 3, 4],
                 response: 2..4,
+                end_of_turn: None,
             },
-            Sequence { ids, response },
+            Sequence {
+                ids,
+                response,
+                end_of_turn: None,
+            },
         ];
         let mut sink = MemoryRows::new(gc.dim()).unwrap();
         gc.run(&seqs, 1, &mut sink, &mut |_| {})
@@ -158,7 +161,8 @@ fn bad_spans_and_tokens_are_errors_naming_the_example() {
                 0,
                 &Sequence {
                     ids: vec![1, 2],
-                    response: 1..2
+                    response: 1..2,
+                    end_of_turn: None
                 }
             )
             .is_err()

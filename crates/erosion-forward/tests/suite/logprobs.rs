@@ -4,9 +4,9 @@
 use crate::forward_util;
 
 use candle_core::{DType, Device, Tensor};
+use erosion_data::Sequence;
 use erosion_forward::batch::{BatchOptions, NoProgress, ProgressFn};
 use erosion_forward::logprobs::{next_token, response_logprobs, response_logprobs_hooked};
-use erosion_forward::sequence::Sequence;
 use erosion_model::hooks::{Edit, HookPoint, Positions};
 use forward_util::*;
 
@@ -173,6 +173,7 @@ fn responses_without_a_prefix_or_tokens_are_refused_by_index() {
             Sequence {
                 ids: vec![5, 6],
                 response: 1..4,
+                end_of_turn: None,
             },
             "1..4",
         ),

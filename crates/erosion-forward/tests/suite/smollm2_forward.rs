@@ -7,10 +7,10 @@
 
 use crate::forward_util;
 
+use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::{next_token, response_logprobs};
-use erosion_forward::sequence::Sequence;
-use erosion_forward::windows::{record_windows, Layers, ShortResponse, Window, WindowOptions};
+use erosion_forward::windows::{record_windows, Layers, Window, WindowOptions};
 use forward_util::*;
 use serde_json::Value;
 

@@ -5,11 +5,10 @@
 use crate::forward_util;
 
 use candle_core::DType;
+use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
-use erosion_forward::sequence::Sequence;
 use erosion_forward::windows::{
-    record_windows, LayerConvention, Layers, ShortResponse, Skipped, Window, WindowOptions,
-    WindowReport,
+    record_windows, LayerConvention, Layers, Skipped, Window, WindowOptions, WindowReport,
 };
 use erosion_model::transformer::Transformer;
 use forward_util::*;

@@ -22,9 +22,9 @@ use crate::context::StudyContext;
 use crate::section::SectionOutput;
 use anyhow::{bail, Context, Result};
 use erosion_data::Role;
+use erosion_data::Sequence;
 use erosion_forward::batch::NoProgress;
 use erosion_forward::logprobs::{next_token, response_logprobs, NextToken, ResponseLogprobs};
-use erosion_forward::sequence::Sequence;
 use prompt::{prefix_prompt, renders_plainly, token_text, PrefixPrompt};
 use table::CellData;
 
@@ -206,10 +206,10 @@ fn choose_example(ctx: &StudyContext, models: &[String]) -> Result<ExampleChoice
     let r = reference.get(index).with_context(|| {
         format!("[behaviour] example: dataset `{dataset}` has {} examples, so there is no example {index}", reference.len())
     })?;
-    if r.response.is_empty() || r.response.start == 0 {
+    if r.seq.response.is_empty() || r.seq.response.start == 0 {
         bail!("[behaviour] example {index} of `{dataset}` has no response tokens to score (rendered for the instruct model)");
     }
-    let ids = r.response_ids().to_vec();
+    let ids = r.seq.response_ids().to_vec();
     let labeller = &ctx.model("instruct")?.checkpoint.tokenizer;
     let tokens = ids.iter().map(|&id| token_text(labeller, id)).collect();
     let own_tokens_differ = models
@@ -218,7 +218,7 @@ fn choose_example(ctx: &StudyContext, models: &[String]) -> Result<ExampleChoice
             Ok(ctx
                 .rendered(m, &dataset)?
                 .get(index)
-                .map(|o| o.response_ids())
+                .map(|o| o.seq.response_ids())
                 != Some(ids.as_slice()))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -237,7 +237,7 @@ fn choose_example(ctx: &StudyContext, models: &[String]) -> Result<ExampleChoice
 fn example_sequence(ctx: &StudyContext, m: &str, ex: &ExampleChoice) -> Result<Sequence> {
     let rendered = ctx.rendered(m, &ex.dataset)?;
     let r = &rendered[ex.index];
-    let start = r.response.start;
+    let start = r.seq.response.start;
     if start == 0 {
         bail!(
             "example {} of `{}` rendered for model `{m}` has no prompt before its response",
@@ -245,7 +245,7 @@ fn example_sequence(ctx: &StudyContext, m: &str, ex: &ExampleChoice) -> Result<S
             ex.dataset
         );
     }
-    Ok(joined(&r.ids[..start], &ex.ids))
+    Ok(joined(&r.seq.ids[..start], &ex.ids))
 }
 
 /// `prompt ++ response` with the response span after the prompt.
@@ -255,6 +255,7 @@ fn joined(prompt: &[u32], response: &[u32]) -> Sequence {
     Sequence {
         ids,
         response: prompt.len()..prompt.len() + response.len(),
+        end_of_turn: None,
     }
 }
 

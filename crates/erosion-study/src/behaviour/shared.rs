@@ -6,10 +6,10 @@
 use crate::context::StudyContext;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use erosion_data::Sequence;
 use erosion_forward::batch::{AdvanceOnly, Progress};
 use erosion_forward::cache::{CacheKey, Origin};
 use erosion_forward::logprobs::{response_logprobs, ResponseLogprobs};
-use erosion_forward::sequence::Sequence;
 use erosion_model::transformer::Transformer;
 use std::collections::HashMap;
 
@@ -224,7 +224,11 @@ mod tests {
     use super::*;
 
     fn seq(ids: Vec<u32>, r: std::ops::Range<usize>) -> Sequence {
-        Sequence { ids, response: r }
+        Sequence {
+            ids,
+            response: r,
+            end_of_turn: None,
+        }
     }
 
     #[test]

@@ -28,11 +28,11 @@ use erosion_analysis::directions::{
     bootstrap_stability, cross_cosines, top_directions, CosineMode, DirectionStability, Directions,
     SignConvention, SvdMethod,
 };
-use erosion_analysis::layers::{Pooling, ShortWindowPolicy, WindowSpec};
+use erosion_analysis::layers::{Pooling, WindowSpec};
 use erosion_analysis::matrix::Matrix;
 use erosion_analysis::subspace::{random_subspace_baseline, SubspaceBaseline};
-use erosion_data::Role;
-use erosion_forward::windows::{self, Layers, Window, WindowOptions, WindowRecord};
+use erosion_data::{Role, ShortResponse};
+use erosion_forward::windows::{Layers, Window, WindowOptions, WindowRecord};
 use erosion_report::html::Verdict;
 use stream::PassReport;
 
@@ -191,10 +191,7 @@ pub(crate) fn resolve_layer(layer: i64, n_layers: usize) -> Result<usize> {
 /// The window, its short-response policy and its pooling for a token choice. A window shorter
 /// than T is averaged over the tokens there are (`window-mean`) or left out (`window-flatten`,
 /// whose rows must all have T * d values).
-pub(crate) fn token_window(
-    token: TokenChoice,
-    t: usize,
-) -> (Window, windows::ShortResponse, WindowSpec) {
+pub(crate) fn token_window(token: TokenChoice, t: usize) -> (Window, ShortResponse, WindowSpec) {
     let spec = |len, pooling, short| WindowSpec {
         len,
         offset: 0,
@@ -204,18 +201,18 @@ pub(crate) fn token_window(
     match token {
         TokenChoice::Last => (
             Window::LastToken,
-            windows::ShortResponse::Error,
-            spec(1, Pooling::Mean, ShortWindowPolicy::Error),
+            ShortResponse::Error,
+            spec(1, Pooling::Mean, ShortResponse::Error),
         ),
         TokenChoice::WindowMean => (
             Window::Response { offset: 0, len: t },
-            windows::ShortResponse::UseAvailable,
-            spec(t, Pooling::Mean, ShortWindowPolicy::UseAvailable),
+            ShortResponse::UseAvailable,
+            spec(t, Pooling::Mean, ShortResponse::UseAvailable),
         ),
         TokenChoice::WindowFlatten => (
             Window::Response { offset: 0, len: t },
-            windows::ShortResponse::Skip,
-            spec(t, Pooling::Flatten, ShortWindowPolicy::Skip),
+            ShortResponse::Skip,
+            spec(t, Pooling::Flatten, ShortResponse::Skip),
         ),
     }
 }

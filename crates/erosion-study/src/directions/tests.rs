@@ -5,10 +5,10 @@
 use super::*;
 use crate::layers::tests::{cached_pass, sequences, tiny_model};
 use erosion_analysis::stats::{gaussian_vec, rng_from_seed};
+use erosion_data::Sequence;
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::cache::DiskCache;
 use erosion_forward::cached_windows::windows_cache_key;
-use erosion_forward::sequence::Sequence;
 use erosion_forward::windows::{record_windows, LayerConvention};
 use erosion_model::transformer::Transformer;
 use std::collections::BTreeMap;
@@ -50,19 +50,19 @@ fn token_choices() {
     let (w, s, p) = token_window(TokenChoice::Last, 64);
     assert_eq!(
         (w, s, p.len, p.pooled_dim(10)),
-        (Window::LastToken, windows::ShortResponse::Error, 1, 10)
+        (Window::LastToken, ShortResponse::Error, 1, 10)
     );
     let (w, s, p) = token_window(TokenChoice::WindowMean, 8);
     assert_eq!(
         (w, s, p.pooled_dim(10)),
         (
             Window::Response { offset: 0, len: 8 },
-            windows::ShortResponse::UseAvailable,
+            ShortResponse::UseAvailable,
             10
         )
     );
     let (_, s, p) = token_window(TokenChoice::WindowFlatten, 8);
-    assert_eq!((s, p.pooled_dim(10)), (windows::ShortResponse::Skip, 80));
+    assert_eq!((s, p.pooled_dim(10)), (ShortResponse::Skip, 80));
 }
 
 /// Uncached rows of one layer, pooled by hand: example -> z.

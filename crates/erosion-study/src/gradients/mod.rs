@@ -27,7 +27,7 @@ use erosion_analysis::loss_vectors::{two_group_loss_vectors, TwoGroupLossVectors
 use erosion_analysis::matrix::Matrix;
 use erosion_analysis::quadrants::{quadrant_summary, QuadrantSummary};
 use erosion_analysis::sketch::GramPlan;
-use erosion_forward::sequence::Sequence;
+use erosion_data::Sequence;
 use erosion_model::seed;
 use erosion_report::html::Verdict;
 use serde_json::json;

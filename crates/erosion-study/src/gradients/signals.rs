@@ -16,15 +16,13 @@ use crate::keys::sequences_fingerprint;
 use crate::spec::{GradientParams, GradientsSpec, LossOver};
 use anyhow::{bail, Context, Result};
 use erosion_analysis::cosine::{blocked_gram, MmapRows};
-use erosion_analysis::loss_vectors::ShortResponsePolicy;
 use erosion_analysis::matrix::{dot, Matrix};
 use erosion_analysis::sketch::{choose_gram_plan, GramBudget, GramPlan, SketchKind, Sketcher};
+use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::gradients::{
-    GradientComputer, GradientRun, LossSpan, LossSpec, ParamSelection, Reduction, ShortResponse,
-    Targets,
+    GradientComputer, GradientRun, LossSpan, LossSpec, ParamSelection, Reduction, Targets,
 };
 use erosion_forward::row_store::{RowSink, RowStore, RowStoreWriter};
-use erosion_forward::sequence::Sequence;
 use erosion_model::seed::Fnv1a;
 use erosion_model::transformer::Transformer;
 use serde_json::{json, Value};
@@ -49,23 +47,22 @@ pub(crate) fn param_selection(p: &GradientParams) -> ParamSelection {
 
 /// The loss of each example's gradient, matched to the loss vectors (analysis 2a):
 /// - `response-window`: the first `window_used` response tokens (T, or T' = the shortest
-///   response under `truncate-to-shortest`). `pad-zeros` counts missing positions as
+///   response under `truncate_to_shortest`). `use_available` counts missing positions as
 ///   cross-entropy 0, i.e. loss = (1/T) sum of the available tokens: the sum reduction (the
 ///   constant 1/T scales every gradient alike, which no cosine, centred or not, sees); the other
 ///   policies give every kept example exactly T tokens, where the mean is used. `skip` and
 ///   `error` map to the same policies.
 /// - `response`, `sequence`: the mean over those tokens (transformers' loss; the study's code
-///   passed the whole sequence as labels).
+///   passed the whole sequence as labels), with the tokens there are.
 pub(crate) fn loss_spec(spec: &GradientsSpec, window_used: usize) -> LossSpec {
     match spec.loss_over {
         LossOver::ResponseWindow => {
             let (reduction, short) = match spec.short {
-                ShortResponsePolicy::PadZeros => (Reduction::Sum, ShortResponse::UseAvailable),
-                ShortResponsePolicy::TruncateToShortest => {
-                    (Reduction::Mean, ShortResponse::UseAvailable)
-                }
-                ShortResponsePolicy::Skip => (Reduction::Mean, ShortResponse::Skip),
-                ShortResponsePolicy::Error => (Reduction::Mean, ShortResponse::Error),
+                ShortResponse::UseAvailable => (Reduction::Sum, ShortResponse::UseAvailable),
+                // `window_used` is already the shortest response's length, so no example is
+                // short; the loss reads one example at a time, where the policy reads as this.
+                ShortResponse::TruncateToShortest => (Reduction::Mean, ShortResponse::UseAvailable),
+                policy @ (ShortResponse::Skip | ShortResponse::Error) => (Reduction::Mean, policy),
             };
             LossSpec {
                 span: LossSpan::ResponseWindow { t: window_used },
@@ -357,7 +354,7 @@ mod tests {
     fn loss_follows_the_loss_vector_policy() {
         let mut spec = GradientsSpec {
             loss_over: LossOver::ResponseWindow,
-            short: ShortResponsePolicy::PadZeros,
+            short: ShortResponse::UseAvailable,
             ..Default::default()
         };
         let l = loss_spec(&spec, 64);
@@ -366,11 +363,11 @@ mod tests {
             (l.reduction, l.short),
             (Reduction::Sum, ShortResponse::UseAvailable)
         );
-        spec.short = ShortResponsePolicy::TruncateToShortest;
+        spec.short = ShortResponse::TruncateToShortest;
         assert_eq!(loss_spec(&spec, 7).span, LossSpan::ResponseWindow { t: 7 });
-        spec.short = ShortResponsePolicy::Skip;
+        spec.short = ShortResponse::Skip;
         assert_eq!(loss_spec(&spec, 64).short, ShortResponse::Skip);
-        spec.short = ShortResponsePolicy::Error;
+        spec.short = ShortResponse::Error;
         assert_eq!(loss_spec(&spec, 64).short, ShortResponse::Error);
         spec.loss_over = LossOver::Sequence;
         let l = loss_spec(&spec, 64);

@@ -80,14 +80,16 @@ pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
             offset: spec.offset,
             len: spec.window,
         },
-        short: stream::forward_short(spec.short),
+        short: spec.short,
     };
     // Records already start at the offset, so the pooling's offset is 0.
     let pool = WindowSpec {
         len: spec.window,
         offset: 0,
         pooling: stream::analysis_pooling(spec.pooling),
-        short: stream::pooling_short(spec.short),
+        // Records reaching the pooling already obey the policy; with `UseAvailable`, flatten
+        // pooling zero-fills the missing positions.
+        short: spec.short,
     };
     let models: Vec<String> = ctx.models.iter().map(|m| m.name.clone()).collect();
     if models.len() < 2 || models[0] != "base" || models[1] != "instruct" {

@@ -415,7 +415,9 @@ fn notes(ctx: &StudyContext, models: &[String], dim: usize) -> Vec<String> {
     let short = match spec.short {
         ShortResponse::Error => "error: a response shorter than offset + T stops the analysis".to_string(),
         ShortResponse::Skip => "skip: such examples are left out (per model, listed in results.json)".to_string(),
-        ShortResponse::Truncate => match spec.pooling {
+        // Refused by the spec's validation: the layers read one example at a time.
+        ShortResponse::TruncateToShortest => "truncate_to_shortest: not supported".to_string(),
+        ShortResponse::UseAvailable => match spec.pooling {
             Pooling::Flatten => "truncate: the tokens there are; flatten pooling fills the missing positions with 0, which pulls those coordinates of the means toward 0".to_string(),
             Pooling::Mean => "truncate: the tokens there are are averaged".to_string(),
         },

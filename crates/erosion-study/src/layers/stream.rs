@@ -6,13 +6,12 @@ use crate::context::StudyContext;
 use crate::keys::sequences_fingerprint;
 use crate::spec::Pooling;
 use anyhow::{Context, Result};
-use erosion_analysis::layers::{pool_window, ShortWindowPolicy, WindowSpec};
-use erosion_data::ShortResponse;
+use erosion_analysis::layers::{pool_window, WindowSpec};
+use erosion_data::Sequence;
 use erosion_forward::batch::Progress;
 use erosion_forward::cache::{CacheEntry, ChunkStatus};
 use erosion_forward::cached_windows::{record_windows_cached, replay_entry, windows_cache_key};
-use erosion_forward::sequence::Sequence;
-use erosion_forward::windows::{self, Window, WindowOptions, WindowRecord, WindowReport};
+use erosion_forward::windows::{Window, WindowOptions, WindowRecord, WindowReport};
 
 /// The most bytes of hidden states one cache chunk holds (f32). Chunks bound the memory of a
 /// windows pass (records of one chunk are gathered before they are stored) and are the unit
@@ -20,26 +19,6 @@ use erosion_forward::windows::{self, Window, WindowOptions, WindowRecord, Window
 pub(crate) const CHUNK_BYTES: usize = 256 << 20;
 /// At most this many examples per chunk, so small models still resume at a fine grain.
 pub(crate) const MAX_CHUNK_EXAMPLES: usize = 256;
-
-/// The study's short-response policy as the forward pass's. `Truncate` (use the tokens there
-/// are) is the forward pass's `UseAvailable`.
-pub(crate) fn forward_short(s: ShortResponse) -> windows::ShortResponse {
-    match s {
-        ShortResponse::Error => windows::ShortResponse::Error,
-        ShortResponse::Truncate => windows::ShortResponse::UseAvailable,
-        ShortResponse::Skip => windows::ShortResponse::Skip,
-    }
-}
-
-/// The same policy as the pooling's (records reaching the pooling already obey it; with
-/// `UseAvailable`, flatten pooling zero-fills the missing positions).
-pub(crate) fn pooling_short(s: ShortResponse) -> ShortWindowPolicy {
-    match s {
-        ShortResponse::Error => ShortWindowPolicy::Error,
-        ShortResponse::Truncate => ShortWindowPolicy::UseAvailable,
-        ShortResponse::Skip => ShortWindowPolicy::Skip,
-    }
-}
 
 pub(crate) fn analysis_pooling(p: Pooling) -> erosion_analysis::layers::Pooling {
     match p {
@@ -175,6 +154,7 @@ pub(crate) fn file_stem(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use erosion_data::ShortResponse;
     use erosion_forward::windows::{LayerConvention, Layers};
 
     #[test]
@@ -183,7 +163,7 @@ mod tests {
             layers: Layers::All,
             convention: LayerConvention::ResidualStream,
             window: Window::Response { offset: 0, len },
-            short: windows::ShortResponse::Skip,
+            short: ShortResponse::Skip,
         };
         // Qwen2.5-32B, T = 64 flattened at 65 layers: 65 * 64 * 5120 * 4 = 85 MB per example.
         assert_eq!(chunk_size(&opts(64), 64, 5120).unwrap(), 3);
@@ -198,26 +178,6 @@ mod tests {
             ..opts(1)
         };
         assert_eq!(chunk_size(&last, 2, 1 << 30).unwrap(), 1);
-    }
-
-    #[test]
-    fn policies_map_truncate_to_use_available() {
-        assert_eq!(
-            forward_short(ShortResponse::Truncate),
-            windows::ShortResponse::UseAvailable
-        );
-        assert_eq!(
-            forward_short(ShortResponse::Skip),
-            windows::ShortResponse::Skip
-        );
-        assert_eq!(
-            pooling_short(ShortResponse::Truncate),
-            ShortWindowPolicy::UseAvailable
-        );
-        assert_eq!(
-            pooling_short(ShortResponse::Error),
-            ShortWindowPolicy::Error
-        );
     }
 
     #[test]

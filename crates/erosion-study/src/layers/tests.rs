@@ -4,13 +4,13 @@
 
 use super::*;
 use candle_core::{DType, Device};
-use erosion_analysis::layers::{Pooling as APooling, ShortWindowPolicy};
+use erosion_analysis::layers::Pooling as APooling;
+use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::cache::DiskCache;
 use erosion_forward::cached_windows::record_windows_cached;
 use erosion_forward::cached_windows::windows_cache_key;
-use erosion_forward::sequence::Sequence;
-use erosion_forward::windows::{record_windows, LayerConvention, ShortResponse};
+use erosion_forward::windows::{record_windows, LayerConvention};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::Transformer;
 use std::collections::BTreeMap;
@@ -102,7 +102,7 @@ fn streamed_means_and_replayed_projections_match_hand_pooling() {
             len: 3,
             offset: 0,
             pooling,
-            short: ShortWindowPolicy::UseAvailable,
+            short: ShortResponse::UseAvailable,
         };
         let dim = pool.pooled_dim(32);
         let tmp = tempfile::tempdir().unwrap();
@@ -187,7 +187,7 @@ fn skipped_examples_have_no_projection_and_unwritten_entries_are_refused() {
         len: 3,
         offset: 0,
         pooling: APooling::Mean,
-        short: ShortWindowPolicy::Skip,
+        short: ShortResponse::Skip,
     };
     let tmp = tempfile::tempdir().unwrap();
     let cache = DiskCache::new(tmp.path()).unwrap();

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
+use erosion_data::Sequence;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::{ForwardOptions, LoraConfig, Transformer};
@@ -47,7 +48,7 @@ pub fn data(n: usize) -> Vec<TrainExample> {
             let len = 6 + i % 5;
             let ids: Vec<u32> = (0..len).map(|j| ((i * 7 + j) % VOCAB) as u32).collect();
             if i % 2 == 1 {
-                TrainExample::response(ids, len / 2..len, None)
+                TrainExample::response(Sequence::new(ids, len / 2..len).unwrap())
             } else {
                 TrainExample::all_tokens(ids)
             }
@@ -350,7 +351,7 @@ fn bad_input_is_refused_clearly() -> Result<()> {
     let mut o = options(1, Method::Full);
     o.lr = 0.0;
     assert!(Trainer::new(model(DType::F32), o).is_err());
-    let empty = TrainExample::response(vec![1, 2, 3], 3..3, None);
+    let empty = TrainExample::response(Sequence::new(vec![1, 2, 3], 3..3)?);
     let mut t = Trainer::new(model(DType::F32), options(1, Method::Full))?;
     let err = t.fit(&[empty], 1, true, |_, _| Ok(())).unwrap_err();
     assert!(format!("{err:#}").contains("training example 0"), "{err:#}");

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use erosion_forward::sequence::Sequence;
+use erosion_data::Sequence;
 use erosion_model::hooks::{HookPoint, Hooks, Positions};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::{ForwardOptions, Transformer};

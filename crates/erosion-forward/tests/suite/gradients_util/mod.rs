@@ -5,8 +5,8 @@
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarMap;
-use erosion_forward::gradients::{LossSpan, LossSpec, ParamSelection, Reduction, ShortResponse};
-use erosion_forward::sequence::Sequence;
+use erosion_data::{Sequence, ShortResponse};
+use erosion_forward::gradients::{LossSpan, LossSpec, ParamSelection, Reduction};
 use erosion_model::transformer::{ForwardOptions, Transformer};
 use erosion_model::Config;
 use rand::{Rng, SeedableRng};
@@ -40,6 +40,7 @@ pub fn sequences(spec: &[(usize, Range<usize>)], vocab: usize, seed: u64) -> Vec
         .map(|(n, r)| Sequence {
             ids: (0..*n).map(|_| rng.random_range(1..vocab as u32)).collect(),
             response: r.clone(),
+            end_of_turn: None,
         })
         .collect()
 }
