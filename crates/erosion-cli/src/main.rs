@@ -2,6 +2,7 @@
 
 mod alloc;
 mod cmd;
+mod datasets;
 mod device;
 mod probe;
 

@@ -1,7 +1,7 @@
 //! `erosion train MODEL DATASET --out DIR`: supervised fine-tuning (full or LoRA) into a
 //! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
 
-use super::datasets::dataset_specs;
+use crate::datasets::dataset_specs;
 use crate::device::DeviceArgs;
 use crate::probe::ProbeArgs;
 use anyhow::{Context, Result};
