@@ -6,16 +6,22 @@
 //!   layers, beside the same action along the random control, measured by refusal and
 //!   compliance rates (`erosion-eval`, steered decoding), the log-prob margin
 //!   `ln P(toxic) - ln P(reject)` and the KL cost on benign text (`erosion_forward::kl`).
-//! - [`drift`]: s_l and the margin of a fixed probe set across checkpoints or training steps.
+//! - [`drift`]: s_l and the margin of a fixed probe set across checkpoints or training steps;
+//!   [`drift_series`]: a whole drift run over checkpoints, and the probe watching training.
+//! - [`steer`]: a whole steering run (`erosion steer`): directions, test, files.
+//! - [`data`]: messages files rendered into the paired sequences the tests measure.
 //! - [`export`]: directions as safetensors, `.npy` and llama.cpp control vectors (GGUF).
 //! - [`html`]: the report section, with its verdict rule; [`output`]: the files of a run.
 
+pub mod data;
 pub mod directions;
 pub mod drift;
+pub mod drift_series;
 pub mod experiment;
 pub mod export;
 pub mod html;
 pub mod output;
+pub mod steer;
 
 pub use directions::LayerDirections;
 pub use experiment::{run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest};

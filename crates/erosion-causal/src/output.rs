@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use erosion_forward::notice::Notify;
 use erosion_model::atomic::write_bytes_atomic;
 use erosion_report::html::Report;
 use erosion_report::provenance::Provenance;
@@ -35,13 +36,14 @@ struct DirectionsInfo<'a> {
 }
 
 /// Writes every file into `out` and returns their paths. `model_hint` names the architecture
-/// in the control vector (e.g. "qwen2").
+/// in the control vector (e.g. "qwen2"); a control vector that cannot be written is a notice.
 pub fn write_all(
     out: &Path,
     dirs: &LayerDirections,
     results: &[CausalResult],
     provenance: &Provenance,
     model_hint: &str,
+    notices: &mut dyn Notify,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut files = vec![
@@ -58,7 +60,7 @@ pub fn write_all(
             left
         }
         Err(e) => {
-            eprintln!("no control vector written: {e:#}");
+            notices.notice(&format!("no control vector written: {e:#}"));
             dirs.available()
         }
     };

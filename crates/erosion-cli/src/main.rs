@@ -2,7 +2,9 @@
 
 mod alloc;
 mod cmd;
+mod datasets;
 mod device;
+mod probe;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +35,11 @@ enum Command {
     Steer(cmd::steer::Args),
     /// Drift: a probe set's projection on the alignment directions and its margin across checkpoints.
     Drift(cmd::drift::Args),
+}
+
+/// The library's notices (progress lines, failures, files replaced), one line each on stderr.
+pub(crate) fn notice_on_stderr(line: &str) {
+    eprintln!("{line}");
 }
 
 fn main() {

@@ -12,6 +12,7 @@ use erosion_causal::experiment::{
 use erosion_causal::html::causal_section;
 use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
 use erosion_forward::batch::BatchOptions;
+use erosion_forward::notice::Notify;
 use erosion_report::provenance::Provenance;
 use erosion_study::run::ExtraSection;
 
@@ -27,13 +28,16 @@ fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalMode
 }
 
 /// Runs the tests, writes their files under `out/causal/` and returns the report section.
-/// The first `n` held-out harmful requests are measured.
+/// The first `n` held-out harmful requests are measured; `command_line` is recorded in the
+/// files' provenance.
 pub fn causal_tests(
     org: &Organism,
     models: &mut [EvalModel],
     out: &Path,
     n: usize,
     seed: u64,
+    command_line: &[String],
+    notices: &mut dyn Notify,
 ) -> Result<ExtraSection> {
     let set = |name: &str| {
         org.corpus
@@ -101,16 +105,19 @@ pub fn causal_tests(
                 .with_context(|| format!("causal test `{label}`"))?,
         );
     }
-    let mut prov = Provenance::new(
+    let prov = Provenance::builder(
         serde_json::json!({ "options": &opts, "measured": n, "window": LAYER_WINDOW }),
-    );
-    prov.seed = Some(seed);
+    )
+    .command_line(command_line.to_vec())
+    .seed(seed)
+    .build();
     erosion_causal::output::write_all(
         &out.join("causal"),
         dirs,
         &results,
         &prov,
         &model(models, "base")?.model.config().model_type,
+        notices,
     )?;
     Ok(ExtraSection {
         key: "causal_tests".into(),

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_eval::html::eval_section;
 use erosion_eval::{evaluate, EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_forward::notice::Notify;
 use erosion_report::html::Verdict;
 use erosion_study::run::{run_study_with, ExtraSection, StudyOutcome};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,10 @@ pub struct DemoOptions {
     /// Held-out harmful and code requests of the behavioural evaluation.
     pub harmful_prompts: usize,
     pub code_prompts: usize,
+    /// No progress bars, and no notices of the demo's own stages (the study's still come).
     pub quiet: bool,
+    /// Recorded in the provenance of every file written.
+    pub command_line: Vec<String>,
 }
 
 pub struct DemoOutcome {
@@ -35,16 +39,19 @@ pub struct DemoOutcome {
     pub seconds: f64,
 }
 
-pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
+/// The whole demo; each stage starting is a notice (unless `quiet`).
+pub fn run(opts: &DemoOptions, notices: &mut dyn Notify) -> Result<DemoOutcome> {
     let start = Instant::now();
-    let org = grow(&opts.recipe, &opts.cache, opts.quiet).context("growing the organism")?;
+    let cl = &opts.command_line;
+    let org =
+        grow(&opts.recipe, &opts.cache, opts.quiet, cl, notices).context("growing the organism")?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     // Absolute, so that study.toml can be rerun from anywhere.
     let out = opts.out.canonicalize()?;
 
     if !opts.quiet {
-        eprintln!("== behavioural evaluation");
+        notices.notice("== behavioural evaluation");
     }
     let prompts = EvalPrompts::organism(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
     let mut models = org
@@ -65,14 +72,15 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
     section.notes.extend(behaviour.1.iter().cloned());
 
     if !opts.quiet {
-        eprintln!("== causal tests");
+        notices.notice("== causal tests");
     }
     // Half of the held-out harmful requests: each test decodes them under three conditions.
     let n_causal = opts.harmful_prompts.min(org.corpus.sizes.eval / 2);
-    let causal = crate::causal::causal_tests(&org, &mut models, &out, n_causal, opts.recipe.seed)
+    let seed = opts.recipe.seed;
+    let causal = crate::causal::causal_tests(&org, &mut models, &out, n_causal, seed, cl, notices)
         .context("causal tests")?;
     if !opts.quiet {
-        eprintln!("== protected fine-tunes");
+        notices.notice("== protected fine-tunes");
     }
     let protect =
         crate::protect::protect_section(&org, &models, &evaluation.report, opts.recipe.seed)
@@ -93,7 +101,8 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         .iter()
         .map(|x| (x.section.title.clone(), x.section.verdict))
         .collect();
-    let study = run_study_with(spec, Path::new("."), None, vec![extra, causal, protect])?;
+    let extra = vec![extra, causal, protect];
+    let study = run_study_with(spec, Path::new("."), None, extra, cl.clone(), notices)?;
     Ok(DemoOutcome {
         organism: org,
         study,

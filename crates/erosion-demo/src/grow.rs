@@ -20,6 +20,7 @@ use anyhow::{anyhow, Context, Result};
 use candle_core::{DType, Device};
 use erosion_causal::drift::{DriftLog, DriftPoint};
 use erosion_causal::LayerDirections;
+use erosion_forward::notice::Notify;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -73,7 +74,15 @@ impl Organism {
     }
 }
 
-pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
+/// Grows (or reuses) every stage of the organism in `dir`. Unless `quiet`, each stage trained
+/// is a notice and shows a progress bar; `command_line` is recorded in the drift files.
+pub fn grow(
+    recipe: &Recipe,
+    dir: &Path,
+    quiet: bool,
+    command_line: &[String],
+    notices: &mut dyn Notify,
+) -> Result<Organism> {
     let corpus = Corpus::generate(recipe.sizes, recipe.seed);
     corpus.write_jsonl(&dir.join("data"))?;
     let tok_dir = dir.join("tokenizer");
@@ -121,14 +130,14 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
             monitor,
         };
         if !quiet {
-            eprintln!(
+            notices.notice(&format!(
                 "organism: {name} ({} sequences, {} steps)",
                 data.len(),
                 opts.steps
-            );
+            ));
         }
         let out = models.join(name);
-        let outcome = train(&spec, &data, opts, &out)
+        let outcome = train(&spec, &data, opts, &out, &mut *notices)
             .with_context(|| format!("training the {name} organism"))?;
         let secs = if outcome.reused {
             0.0
@@ -191,10 +200,12 @@ pub fn grow(recipe: &Recipe, dir: &Path, quiet: bool) -> Result<Organism> {
         opts.protect = guard
             .map(|g| alignment.protection(g, &instruct_model))
             .transpose()?;
-        let mut prov = Provenance::new(serde_json::json!({
+        let prov = Provenance::builder(serde_json::json!({
             "model": name, "directions": &probe.dirs.origin, "window": probe.opts.window,
-        }));
-        prov.seed = Some(probe.opts.seed);
+        }))
+        .command_line(command_line.to_vec())
+        .seed(probe.opts.seed)
+        .build();
         let log = DriftLog::new(&dir.join("drift").join(name), prov);
         let watch = |step: usize, model: &Transformer| -> Result<()> {
             log.record(probe.measure(model, &format!("{name} step {step}"), Some(step))?)?;

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use erosion_demo::demo::{run, DemoOptions};
 use erosion_demo::recipe::Recipe;
+use erosion_forward::notice::Silent;
 
 #[test]
 fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
@@ -15,8 +16,9 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         harmful_prompts: 12,
         code_prompts: 8,
         quiet: true,
+        command_line: Vec::new(),
     };
-    let first = run(&opts)?;
+    let first = run(&opts, &mut Silent)?;
     let names: Vec<&str> = first
         .organism
         .models
@@ -109,7 +111,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     assert_eq!(spec.models.finetuned.len(), 3);
 
     // A second run trains nothing.
-    let second = run(&opts)?;
+    let second = run(&opts, &mut Silent)?;
     assert!(second.organism.timings.iter().all(|(_, s)| *s == 0.0));
     assert_eq!(second.behaviour.0, first.behaviour.0);
     assert_eq!(second.organism.drift, first.organism.drift);

@@ -5,6 +5,7 @@
 //! - [`logprobs`]: per-token log-probabilities and entropies of responses; next-token top-k.
 //! - [`windows`]: hidden states at chosen layers and positions, streamed to a sink.
 //! - [`cache`], [`cached_windows`]: the on-disk activation cache, chunked so a study resumes.
+//! - [`notice`]: the lines a long run reports to its caller, who decides whether to print them.
 
 pub mod batch;
 pub mod cache;
@@ -12,5 +13,6 @@ pub mod cached_windows;
 pub mod gradients;
 pub mod kl;
 pub mod logprobs;
+pub mod notice;
 pub mod row_store;
 pub mod windows;

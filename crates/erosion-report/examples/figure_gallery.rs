@@ -213,8 +213,10 @@ fn main() -> Result<()> {
     // A report with every figure, to look at the page.
     let mut report = erosion_report::html::Report::new("Gallery report")
         .summary("Every figure kind, for a visual check.");
-    let mut prov = erosion_report::provenance::Provenance::new(serde_json::json!({"window": 64}));
-    prov.seed = Some(7);
+    let prov = erosion_report::provenance::Provenance::builder(serde_json::json!({"window": 64}))
+        .command_line(std::env::args().collect())
+        .seed(7)
+        .build();
     report = report.provenance(prov);
     let mut sec = erosion_report::html::Section::new(
         "All figures",

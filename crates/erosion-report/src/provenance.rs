@@ -16,6 +16,9 @@ use sha2::{Digest, Sha256};
 
 use erosion_model::atomic::write_bytes_atomic;
 
+mod builder;
+pub use builder::ProvenanceBuilder;
+
 /// The program that produced a result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolInfo {
@@ -152,7 +155,7 @@ impl DatasetHash {
     }
 }
 
-/// Everything needed to know how a result was produced.
+/// Everything needed to know how a result was produced; assembled by [`Provenance::builder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     pub tool: ToolInfo,
@@ -166,22 +169,6 @@ pub struct Provenance {
     pub options: serde_json::Value,
     pub models: Vec<FileSetHash>,
     pub datasets: Vec<DatasetHash>,
-}
-
-impl Provenance {
-    /// A provenance for this process, now: `erosion`'s version, the process's arguments.
-    /// Models, datasets and the seed are added by the caller.
-    pub fn new(options: serde_json::Value) -> Self {
-        Self {
-            tool: ToolInfo::erosion(),
-            created: utc_now(),
-            command_line: std::env::args().collect(),
-            seed: None,
-            options,
-            models: Vec::new(),
-            datasets: Vec::new(),
-        }
-    }
 }
 
 /// Lower-case hex of bytes.

@@ -99,11 +99,12 @@ impl StudyContext {
             datasets.push(loaded);
         }
         hashes.save()?;
-        let mut provenance = Provenance::new(serde_json::to_value(&spec)?);
-        provenance.seed = Some(spec.seed);
-        provenance.command_line = command_line;
-        provenance.models = models.iter().map(|m| m.hash.clone()).collect();
-        provenance.datasets = dataset_hashes;
+        let provenance = Provenance::builder(serde_json::to_value(&spec)?)
+            .command_line(command_line)
+            .seed(spec.seed)
+            .models(models.iter().map(|m| m.hash.clone()))
+            .datasets(dataset_hashes)
+            .build();
         let device = parse_device(&spec.device)?;
         let dtype = parse_dtype(&spec.dtype)?;
         Ok(StudyContext {

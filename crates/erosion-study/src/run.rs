@@ -8,6 +8,7 @@ use crate::context::StudyContext;
 use crate::section::SectionOutput;
 use crate::spec::{Analysis, Preset, StudySpec};
 use anyhow::{bail, Result};
+use erosion_forward::notice::Notify;
 use erosion_report::html::{Report, Section, Verdict};
 use erosion_report::results::write_results_json;
 use serde_json::{json, Map, Value};
@@ -25,10 +26,14 @@ pub struct StudyOutcome {
 }
 
 /// Reads `study_file`, applies `preset` (it overrides the file's analysis options), runs it.
+/// `command_line` is recorded in the provenance; each analysis's title and failure go to
+/// `notices`.
 pub fn run_study_file(
     study_file: &Path,
     preset: Option<Preset>,
     output: Option<PathBuf>,
+    command_line: Vec<String>,
+    notices: &mut dyn Notify,
 ) -> Result<StudyOutcome> {
     let mut spec = StudySpec::from_file(study_file)?;
     if let Some(p) = preset {
@@ -38,11 +43,17 @@ pub fn run_study_file(
         spec.output = std::env::current_dir()?.join(out);
     }
     let base_dir = study_file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    run_study(spec, &base_dir, preset)
+    run_study(spec, &base_dir, preset, command_line, notices)
 }
 
-pub fn run_study(spec: StudySpec, base_dir: &Path, preset: Option<Preset>) -> Result<StudyOutcome> {
-    run_study_with(spec, base_dir, preset, Vec::new())
+pub fn run_study(
+    spec: StudySpec,
+    base_dir: &Path,
+    preset: Option<Preset>,
+    command_line: Vec<String>,
+    notices: &mut dyn Notify,
+) -> Result<StudyOutcome> {
+    run_study_with(spec, base_dir, preset, Vec::new(), command_line, notices)
 }
 
 /// A section computed outside the study (e.g. `erosion demo`'s behavioural evaluation) that
@@ -59,9 +70,11 @@ pub fn run_study_with(
     base_dir: &Path,
     preset: Option<Preset>,
     extra: Vec<ExtraSection>,
+    command_line: Vec<String>,
+    notices: &mut dyn Notify,
 ) -> Result<StudyOutcome> {
     let analyses = spec.analyses.clone();
-    let ctx = StudyContext::open(spec, base_dir, std::env::args().collect())?;
+    let ctx = StudyContext::open(spec, base_dir, command_line)?;
     let mut results = Map::new();
     let mut sections = Vec::new();
     let n_extra = extra.len();
@@ -72,7 +85,7 @@ pub fn run_study_with(
     let mut failures = Vec::new();
     for analysis in analyses {
         let (key, title) = describe(analysis);
-        eprintln!("== {title}");
+        notices.notice(&format!("== {title}"));
         match run_analysis(&ctx, analysis) {
             Ok(out) => {
                 results.insert(out.key.to_string(), out.results);
@@ -80,7 +93,7 @@ pub fn run_study_with(
             }
             Err(err) => {
                 let msg = format!("{err:#}");
-                eprintln!("   failed: {msg}");
+                notices.notice(&format!("   failed: {msg}"));
                 results.insert(key.to_string(), json!({ "error": msg }));
                 let mut s = Section::new(
                     title,
@@ -195,6 +208,7 @@ impl StudyOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use erosion_forward::notice::Silent;
 
     fn study_toml(dir: &std::path::Path) -> std::path::PathBuf {
         let toxic = crate::fixture::shared_data("toxic-lat-harmful/lat_harmful.jsonl");
@@ -239,7 +253,7 @@ bootstrap = 20
         let dir = keep.as_deref().unwrap_or(tmp.path());
         std::fs::create_dir_all(dir).unwrap();
         let study = study_toml(dir);
-        let outcome = run_study_file(&study, None, None).unwrap();
+        let outcome = run_study_file(&study, None, None, Vec::new(), &mut Silent).unwrap();
         assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
         assert_eq!(outcome.verdicts.len(), 4);
 
@@ -285,7 +299,7 @@ bootstrap = 20
         }
 
         // Resumed: the same numbers again (the cache serves the forward passes).
-        let again = run_study_file(&study, None, None).unwrap();
+        let again = run_study_file(&study, None, None, Vec::new(), &mut Silent).unwrap();
         let second: Value =
             serde_json::from_str(&std::fs::read_to_string(&again.results_json).unwrap()).unwrap();
         assert_eq!(
@@ -313,7 +327,12 @@ bootstrap = 20
     "#,
         )
         .unwrap();
-        let err = format!("{:#}", run_study_file(&path, None, None).err().unwrap());
+        let err = format!(
+            "{:#}",
+            run_study_file(&path, None, None, Vec::new(), &mut Silent)
+                .err()
+                .unwrap()
+        );
         assert!(
             err.contains("insecrue") && err.contains("insecure"),
             "{err}"

@@ -9,6 +9,7 @@ use crate::options::{Method, TrainOptions};
 use crate::trainer::Trainer;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use erosion_forward::notice::Notify;
 use erosion_model::load::{Checkpoint, GenerationConfig};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -71,8 +72,9 @@ pub struct RunSpec<'a> {
     pub replace_other_run: bool,
 }
 
-/// `out` holds `what`, of another run: an error, or when the caller owns the folder, removed.
-fn other_run(spec: &RunSpec, out: &Path, what: &str) -> Result<()> {
+/// `out` holds `what`, of another run: an error, or when the caller owns the folder, removed
+/// (a notice unless `quiet`).
+fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -> Result<()> {
     if !spec.replace_other_run {
         bail!(
             "{} already holds {what}; choose another output folder or remove it",
@@ -80,7 +82,7 @@ fn other_run(spec: &RunSpec, out: &Path, what: &str) -> Result<()> {
         );
     }
     if !spec.quiet {
-        eprintln!("{}: replacing {what}", out.display());
+        notices.notice(&format!("{}: replacing {what}", out.display()));
     }
     std::fs::remove_dir_all(out).with_context(|| format!("cannot remove {}", out.display()))
 }
@@ -105,12 +107,13 @@ pub struct Outcome {
     pub finished: bool,
 }
 
-/// Trains `data` with `opts` into `out`.
+/// Trains `data` with `opts` into `out`; a folder of another run replaced is a notice.
 pub fn train(
     spec: &RunSpec,
     data: &[TrainExample],
     opts: &TrainOptions,
     out: &Path,
+    notices: &mut dyn Notify,
 ) -> Result<Outcome> {
     opts.validate()?;
     let fingerprint = data_fingerprint(data);
@@ -137,6 +140,7 @@ pub fn train(
                 done.step,
                 &done.data_fingerprint[..12]
             ),
+            notices,
         )?;
     }
     let resume = match checkpoint::checkpoints(out)?.pop() {
@@ -146,7 +150,7 @@ pub fn train(
                 Some((dir, state))
             } else {
                 let what = "a checkpoint of another run (other options, data or start model)";
-                other_run(spec, out, what)?;
+                other_run(spec, out, what, notices)?;
                 None
             }
         }

@@ -48,8 +48,9 @@ pub fn run(args: Args) -> Result<()> {
         code_prompts: args.code.min(n_eval),
         recipe,
         quiet: args.quiet,
+        command_line: std::env::args().collect(),
     };
-    let outcome = run_demo(&opts)?;
+    let outcome = run_demo(&opts, &mut crate::notice_on_stderr)?;
     let grown: Vec<String> = outcome
         .organism
         .timings

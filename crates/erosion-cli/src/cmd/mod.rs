@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-pub mod datasets;
 pub mod demo;
 pub mod drift;
 pub mod eval;

@@ -1,6 +1,6 @@
 //! `erosion render MODEL DATASET`: each example as the model sees it, response span marked.
 
-use super::datasets::dataset_specs;
+use crate::datasets::dataset_specs;
 use anyhow::Result;
 use erosion_data::{render_example, RenderOptions};
 use erosion_model::chat::{BoundaryPolicy, ChatFormat, PlainFormat};

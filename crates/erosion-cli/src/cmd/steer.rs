@@ -3,20 +3,12 @@
 //! direction of the same norm, and measure refusals, harmful compliance, the log-prob margin
 //! of toxic over refusing answers, and the KL cost on benign answers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use erosion_causal::experiment::{run_test, Action, CausalData, CausalOptions, CausalTest};
-use erosion_causal::export::read_safetensors;
-use erosion_causal::LayerDirections;
-use erosion_eval::prompts::sets_from_dataset_arg;
-use erosion_eval::{
-    EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, OrganismJudge, PromptKind,
-};
-use erosion_forward::batch::BatchOptions;
-use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
+use anyhow::{bail, Result};
+use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
+use erosion_causal::Action;
 
-use super::datasets::chat_sequences as sequences;
 use crate::device::DeviceArgs;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -90,182 +82,64 @@ pub struct Args {
     pub device: DeviceArgs,
 }
 
-/// The three datasets of the measures.
-struct Files {
-    toxic: PathBuf,
-    reject: PathBuf,
-    benign: PathBuf,
-}
-
-impl Files {
-    fn of(args: &Args) -> Result<Self> {
-        if let Some(dir) = &args.organism_data {
-            let f = |n: &str| dir.join(format!("eval_{n}.jsonl"));
-            return Ok(Files {
-                toxic: f("toxic"),
-                reject: f("toxic_reject"),
-                benign: f("general"),
-            });
-        }
-        match (&args.toxic, &args.reject, &args.benign) {
-            (Some(t), Some(r), Some(b)) => Ok(Files {
-                toxic: t.clone(),
-                reject: r.clone(),
-                benign: b.clone(),
-            }),
-            _ => bail!("name the data: --organism-data DIR, or --toxic, --reject and --benign"),
-        }
+/// The three datasets of the measures, from the flags.
+fn data(args: &Args) -> Result<SteerData> {
+    if let Some(dir) = &args.organism_data {
+        return Ok(SteerData::organism(dir));
+    }
+    match (&args.toxic, &args.reject, &args.benign) {
+        (Some(t), Some(r), Some(b)) => Ok(SteerData {
+            toxic: t.clone(),
+            reject: r.clone(),
+            benign: b.clone(),
+            organism: false,
+        }),
+        _ => bail!("name the data: --organism-data DIR, or --toxic, --reject and --benign"),
     }
 }
 
-fn directions(args: &Args, files: &Files, batch: &BatchOptions) -> Result<LayerDirections> {
+fn directions(args: &Args) -> Result<DirectionSource> {
     if let Some(p) = &args.directions {
-        return read_safetensors(p);
+        return Ok(DirectionSource::File(p.clone()));
     }
     let (Some(base), Some(instruct)) = (&args.base, &args.instruct) else {
         bail!("pass --directions FILE, or --base and --instruct to compute them");
     };
-    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
-    let (path, range) = match &args.direction_data {
-        Some(p) => (p.clone(), 0..usize::MAX),
-        None => (files.toxic.clone(), args.limit..usize::MAX),
-    };
-    let b = EvalModel::open(base, Some("base"), dtype, &device)?;
-    let i = EvalModel::open(instruct, Some("instruct"), dtype, &device)?;
-    let sb = sequences(&path, &b.tokenizer, range.clone()).context("direction data")?;
-    let si = sequences(&path, &i.tokenizer, range).context("direction data")?;
-    let mut dirs = LayerDirections::alignment(&b.model, &sb, &i.model, &si, args.window, batch)?;
-    dirs.origin = format!(
-        "{} (base {base}, instruct {instruct}, data {})",
-        dirs.origin,
-        path.display()
-    );
-    Ok(dirs)
-}
-
-fn default_layers(action: ActionArg, dirs: &LayerDirections) -> Vec<usize> {
-    let blocks: Vec<usize> = dirs.available().into_iter().filter(|&l| l > 0).collect();
-    match action {
-        ActionArg::Ablate => blocks,
-        ActionArg::Add => blocks
-            .get(blocks.len() / 2)
-            .map(|&l| vec![l])
-            .unwrap_or_default(),
-    }
+    Ok(DirectionSource::Alignment {
+        base: base.clone(),
+        instruct: instruct.clone(),
+        data: args.direction_data.clone(),
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
-    let files = Files::of(&args)?;
-    let batch = BatchOptions::default();
-    let dirs = directions(&args, &files, &batch)?;
-    let mut m = EvalModel::open(&args.model, None, dtype, &device)?;
-    if dirs.d_model != m.model.config().hidden_size || dirs.layers.len() != m.model.n_layers() + 1 {
-        bail!(
-            "the directions ({} layer indices of width {}) do not fit {} ({} blocks of width {})",
-            dirs.layers.len(),
-            dirs.d_model,
-            args.model,
-            m.model.n_layers(),
-            m.model.config().hidden_size
-        );
-    }
-    let layers = if args.layers.is_empty() {
-        default_layers(args.action, &dirs)
-    } else {
-        args.layers.clone()
-    };
-    let action = match args.action {
-        ActionArg::Add => Action::Add { scale: args.scale },
-        ActionArg::Ablate => Action::Ablate,
-    };
-    let test = CausalTest {
-        name: format!("{} on {}", action.describe(), args.model),
-        action,
-        layers,
-    };
-    let n = args.limit;
-    let toxic = sequences(&files.toxic, &m.tokenizer, 0..n)?;
-    let reject = sequences(&files.reject, &m.tokenizer, 0..n)?;
-    let benign = sequences(&files.benign, &m.tokenizer, 0..n)?;
-    let mut prompts = EvalPrompts::new(sets_from_dataset_arg(
-        PromptKind::Harmful,
-        &files.toxic,
-        Some(n),
-    )?);
-    prompts.sets.retain(|s| !s.prompts.is_empty());
-    let judge: Box<dyn Judge> = match (args.judge.as_deref(), args.organism_data.is_some()) {
-        (Some("organism"), _) | (None, true) => Box::new(OrganismJudge),
-        (Some(spec), _) => Box::new(LogprobJudge::open(spec, dtype, &device)?),
-        (None, false) => bail!("judging answers to these prompts needs --judge MODEL"),
-    };
-    let opts = CausalOptions {
-        eval: EvalOptions {
-            max_new_tokens: args.max_new_tokens,
-            seed: args.seed,
-            batch_size: args.batch_size,
-            two_turn: false,
-            ..EvalOptions::default()
+    let spec = SteerSpec {
+        data: data(&args)?,
+        directions: directions(&args)?,
+        model: args.model,
+        window: args.window,
+        action: match args.action {
+            ActionArg::Add => Action::Add { scale: args.scale },
+            ActionArg::Ablate => Action::Ablate,
         },
-        batch,
+        layers: args.layers,
+        judge: args.judge,
+        limit: args.limit,
+        max_new_tokens: args.max_new_tokens,
+        seed: args.seed,
         control_seed: args.control_seed,
+        batch_size: args.batch_size,
+        out: args.out,
+        dtype,
+        device,
+        command_line: std::env::args().collect(),
     };
-    let data = CausalData {
-        prompts: &prompts,
-        toxic: &toxic,
-        reject: &reject,
-        benign: &benign,
-    };
-    eprintln!(
-        "{}: {} pairs, {} benign, layers {:?}",
-        test.name,
-        toxic.len(),
-        benign.len(),
-        test.layers
-    );
-    let result = run_test(&mut m, &dirs, &test, &data, judge.as_ref(), &opts)?;
-
-    let mut prov = Provenance::new(
-        serde_json::json!({ "test": &test, "options": &opts, "window": args.window }),
-    );
-    prov.seed = Some(args.seed);
-    let mut cache = HashCache::in_memory();
-    let p = Path::new(&args.model);
-    if p.is_dir() {
-        prov.models
-            .push(FileSetHash::from_dir("model", &args.model, p, &mut cache)?);
-    } else if p.is_file() {
-        prov.models.push(FileSetHash::from_files(
-            "model",
-            &args.model,
-            &[p.to_path_buf()],
-            &mut cache,
-        )?);
-    }
-    for (name, path) in [
-        ("toxic", &files.toxic),
-        ("reject", &files.reject),
-        ("benign", &files.benign),
-    ] {
-        prov.datasets.push(DatasetHash::new(
-            name,
-            path,
-            n,
-            &format!("first {n}"),
-            &mut cache,
-        )?);
-    }
-    let hint = m.model.config().model_type.clone();
-    for f in erosion_causal::output::write_all(
-        &args.out,
-        &dirs,
-        std::slice::from_ref(&result),
-        &prov,
-        &hint,
-    )? {
+    let outcome = run_steer(&spec, &mut crate::notice_on_stderr)?;
+    for f in &outcome.files {
         println!("wrote {}", f.display());
     }
-    for c in &result.conditions {
+    for c in &outcome.result.conditions {
         println!(
             "{:<15} refusal {:>5}  compliance {:>5}  margin {:>8.3}  KL {}",
             c.name,

@@ -20,7 +20,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let preset = args.preset.as_deref().map(Preset::parse).transpose()?;
-    let outcome = run_study_file(&args.study, preset, args.out)?;
+    let outcome = run_study_file(
+        &args.study,
+        preset,
+        args.out,
+        std::env::args().collect(),
+        &mut crate::notice_on_stderr,
+    )?;
     println!("report:  {}", outcome.report_html.display());
     println!("results: {}", outcome.results_json.display());
     for (title, verdict) in &outcome.verdicts {

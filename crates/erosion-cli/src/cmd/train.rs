@@ -1,11 +1,12 @@
 //! `erosion train MODEL DATASET --out DIR`: supervised fine-tuning (full or LoRA) into a
 //! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
 
-use super::datasets::{chat_sequences, dataset_specs};
-use super::drift::{load_probe, provenance, write_report, ProbeArgs};
+use crate::datasets::dataset_specs;
 use crate::device::DeviceArgs;
+use crate::probe::ProbeArgs;
 use anyhow::{Context, Result};
-use erosion_causal::drift::DriftLog;
+use erosion_causal::data::chat_sequences;
+use erosion_causal::drift_series::TrainingMonitor;
 use erosion_causal::export::read_safetensors;
 use erosion_data::{render_example, RenderOptions};
 use erosion_model::chat::{ChatFormat, PlainFormat};
@@ -183,17 +184,17 @@ pub fn run(args: Args) -> Result<()> {
     opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
     opts.protect = protection(&args, &ck)?;
     let probe = match args.monitor {
-        Some(_) => Some(load_probe(&args.probe, &ck.tokenizer)?),
+        Some(_) => Some(TrainingMonitor::new(
+            &args.probe.spec()?,
+            &ck.tokenizer,
+            &args.out.join("monitor"),
+            std::env::args().collect(),
+        )?),
         None => None,
     };
-    let monitor_dir = args.out.join("monitor");
-    let prov = provenance(&args.probe);
-    let log = DriftLog::new(&monitor_dir, prov.clone());
     let watch = |step: usize, model: &erosion_model::transformer::Transformer| -> Result<()> {
         let p = probe.as_ref().expect("the monitor runs only with a probe");
-        let points = log.record(p.measure(model, &format!("step {step}"), Some(step))?)?;
-        write_report(&monitor_dir, &points, &prov)?;
-        Ok(())
+        p.watch(step, model)
     };
     let spec = RunSpec {
         start: Start::Checkpoint(args.model.clone()),
@@ -216,7 +217,7 @@ pub fn run(args: Args) -> Result<()> {
         opts.steps,
         opts.sequences_per_step()
     );
-    let outcome = train(&spec, &data, &opts, &args.out)
+    let outcome = train(&spec, &data, &opts, &args.out, &mut crate::notice_on_stderr)
         .with_context(|| format!("training into {}", args.out.display()))?;
     let last = outcome.state.history.last();
     match (outcome.reused, last) {

@@ -164,17 +164,23 @@ fn results_json_round_trip_with_provenance() {
     let data = dir.path().join("toxic.jsonl");
     std::fs::write(&data, b"abc").unwrap();
     let mut cache = HashCache::in_memory();
-    let mut prov = Provenance::new(serde_json::json!({"window": 64, "pooling": "flatten"}));
-    prov.seed = Some(7);
-    prov.datasets
-        .push(DatasetHash::new("toxic", &data, 2, "first 2", &mut cache).unwrap());
-    prov.models.push(
-        FileSetHash::from_files("base", "folder", std::slice::from_ref(&data), &mut cache).unwrap(),
-    );
+    let prov = Provenance::builder(serde_json::json!({"window": 64, "pooling": "flatten"}))
+        .command_line(vec!["erosion".into(), "study".into()])
+        .seed(7)
+        .datasets([DatasetHash::new("toxic", &data, 2, "first 2", &mut cache).unwrap()])
+        .models([FileSetHash::from_files(
+            "base",
+            "folder",
+            std::slice::from_ref(&data),
+            &mut cache,
+        )
+        .unwrap()])
+        .build();
+    assert_eq!(prov.seed, Some(7));
     assert_eq!(prov.tool.name, "erosion");
     assert_eq!(prov.tool.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(prov.tool, ToolInfo::erosion());
-    assert!(!prov.command_line.is_empty());
+    assert_eq!(prov.command_line, ["erosion", "study"]);
 
     let out = dir.path().join("results.json");
     // A plain struct, not a `json!` value: the writer itself must turn NaN into null.
@@ -201,7 +207,7 @@ fn results_json_round_trip_with_provenance() {
 #[test]
 fn results_of_an_older_layout_read_as_version_0_and_a_newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let prov = Provenance::new(serde_json::json!({}));
+    let prov = Provenance::builder(serde_json::json!({})).build();
     let path = dir.path().join("results.json");
     write_results_json(&path, &prov, &serde_json::json!({"x": 1})).unwrap();
     let mut value: serde_json::Value =
@@ -216,4 +222,25 @@ fn results_of_an_older_layout_read_as_version_0_and_a_newer_layout_is_refused() 
     let err = format!("{:#}", read_results_json(&path).unwrap_err());
     assert!(err.contains("results schema version 2 is newer"), "{err}");
     assert!(err.contains("results.json"), "{err}");
+}
+
+#[test]
+fn the_builder_hashes_a_model_folder_or_file_and_skips_a_hub_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.safetensors");
+    std::fs::write(&weights, b"abc").unwrap();
+    let (folder, file) = (dir.path().to_string_lossy(), weights.to_string_lossy());
+    let mut cache = HashCache::in_memory();
+    let prov = Provenance::builder(serde_json::json!({}))
+        .model_at("folder", &folder, &mut cache)
+        .unwrap()
+        .model_at("file", &file, &mut cache)
+        .unwrap()
+        .model_at("hub", "org/no-such-model", &mut cache)
+        .unwrap()
+        .build();
+    let names: Vec<&str> = prov.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["folder", "file"]);
+    assert_eq!(prov.models[0].files, prov.models[1].files);
+    assert!(prov.command_line.is_empty() && prov.seed.is_none());
 }

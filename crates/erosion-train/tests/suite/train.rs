@@ -5,6 +5,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use erosion_data::Sequence;
+use erosion_forward::notice::Silent;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::{ForwardOptions, LoraConfig, Transformer};
@@ -237,16 +238,22 @@ fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
 fn resume_is_exact(method: Method) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (tok, data, opts) = (tokenizer(), data(20), options(6, method));
-    let straight = train(&spec(&tok, None), &data, &opts, &tmp.path().join("a"))?;
+    let straight = train(
+        &spec(&tok, None),
+        &data,
+        &opts,
+        &tmp.path().join("a"),
+        &mut Silent,
+    )?;
     assert!(straight.finished && straight.resumed_from.is_none());
 
     let b = tmp.path().join("b");
-    let half = train(&spec(&tok, Some(3)), &data, &opts, &b)?;
+    let half = train(&spec(&tok, Some(3)), &data, &opts, &b, &mut Silent)?;
     assert!(!half.finished);
     assert!(b
         .join("checkpoint-3/training_state/trainer_state.json")
         .is_file());
-    let rest = train(&spec(&tok, None), &data, &opts, &b)?;
+    let rest = train(&spec(&tok, None), &data, &opts, &b, &mut Silent)?;
     assert_eq!(rest.resumed_from, Some(3));
     assert!(
         !b.join("checkpoint-3").exists(),
@@ -267,11 +274,11 @@ fn resume_is_exact(method: Method) -> Result<()> {
     t.fit(&data, 6, true, |_, _| Ok(()))?;
     assert_eq!(logits(&a), logits(&t.merged()?));
 
-    let again = train(&spec(&tok, None), &data, &opts, &b)?;
+    let again = train(&spec(&tok, None), &data, &opts, &b, &mut Silent)?;
     assert!(again.reused);
     let mut other = opts.clone();
     other.lr *= 2.0;
-    let err = train(&spec(&tok, None), &data, &other, &b).unwrap_err();
+    let err = train(&spec(&tok, None), &data, &other, &b, &mut Silent).unwrap_err();
     assert!(format!("{err:#}").contains("another run"), "{err:#}");
     Ok(())
 }
@@ -291,6 +298,7 @@ fn lora_resumes_exactly_and_saves_a_peft_adapter() -> Result<()> {
         &data(10),
         &options(2, lora()),
         tmp.path(),
+        &mut Silent,
     )?;
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         tmp.path().join("adapter/adapter_config.json"),
@@ -316,17 +324,17 @@ fn a_retrained_start_is_another_run() -> Result<()> {
     let tok = tokenizer();
     let (parent, child) = (tmp.path().join("parent"), tmp.path().join("child"));
     let opts = options(2, Method::Full);
-    train(&spec(&tok, None), &data(10), &opts, &parent)?;
+    train(&spec(&tok, None), &data(10), &opts, &parent, &mut Silent)?;
     let from_parent = RunSpec {
         start: Start::Checkpoint(parent.to_string_lossy().into_owned()),
         ..spec(&tok, None)
     };
-    train(&from_parent, &data(8), &opts, &child)?;
-    assert!(train(&from_parent, &data(8), &opts, &child)?.reused);
+    train(&from_parent, &data(8), &opts, &child, &mut Silent)?;
+    assert!(train(&from_parent, &data(8), &opts, &child, &mut Silent)?.reused);
 
     std::fs::remove_dir_all(&parent)?;
-    train(&spec(&tok, None), &data(12), &opts, &parent)?;
-    let err = train(&from_parent, &data(8), &opts, &child).unwrap_err();
+    train(&spec(&tok, None), &data(12), &opts, &parent, &mut Silent)?;
+    let err = train(&from_parent, &data(8), &opts, &child, &mut Silent).unwrap_err();
     assert!(format!("{err:#}").contains("another run"), "{err:#}");
 
     // A cache that the caller owns (the demo's organism) is trained anew instead, to the
@@ -335,10 +343,10 @@ fn a_retrained_start_is_another_run() -> Result<()> {
         replace_other_run: true,
         ..from_parent
     };
-    let redone = train(&owned, &data(8), &opts, &child)?;
+    let redone = train(&owned, &data(8), &opts, &child, &mut Silent)?;
     assert!(!redone.reused && redone.finished);
     let fresh = tmp.path().join("fresh");
-    train(&owned, &data(8), &opts, &fresh)?;
+    train(&owned, &data(8), &opts, &fresh, &mut Silent)?;
     let load = |dir: &std::path::Path| -> Result<Transformer> {
         Checkpoint::open_folder(dir)?.load_model(DType::F32, &Device::Cpu)
     };
@@ -406,8 +414,8 @@ fn the_monitor_sees_the_start_every_kth_step_and_the_end() -> Result<()> {
         ..spec(&tok, stop_after)
     };
     let out = tmp.path().join("m");
-    train(&watched(Some(3)), &data, &opts, &out)?;
-    train(&watched(None), &data, &opts, &out)?;
+    train(&watched(Some(3)), &data, &opts, &out, &mut Silent)?;
+    train(&watched(None), &data, &opts, &out, &mut Silent)?;
     let steps: Vec<usize> = seen.borrow().iter().map(|(s, _)| *s).collect();
     assert_eq!(steps, vec![0, 2, 4, 5]);
     let end = Checkpoint::open_folder(&out)?.load_model(DType::F32, &Device::Cpu)?;

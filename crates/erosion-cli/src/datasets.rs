@@ -1,10 +1,7 @@
 //! Naming datasets on the command line: a spec file or one data file.
 
-use anyhow::bail;
 use anyhow::{Context, Result};
-use erosion_data::Sequence;
-use erosion_data::{render_examples, DatasetList, DatasetSpec, Format, RenderOptions};
-use erosion_model::tokenizer::ModelTokenizer;
+use erosion_data::{DatasetList, DatasetSpec, Format};
 use std::path::{Path, PathBuf};
 
 /// The datasets a command reads: a spec file (`.toml`, relative paths relative to it) or one
@@ -31,30 +28,4 @@ pub fn dataset_specs(dataset: &str, format: Option<&str>) -> Result<(Vec<Dataset
         vec![DatasetSpec::new(&name, path, format)],
         PathBuf::from("."),
     ))
-}
-
-/// Examples `range` of a messages file (`start..usize::MAX`: from `start` to the end),
-/// rendered with `tok`'s chat template.
-pub fn chat_sequences(
-    path: &Path,
-    tok: &ModelTokenizer,
-    range: std::ops::Range<usize>,
-) -> Result<Vec<Sequence>> {
-    let data = DatasetSpec::new("data", path, Format::Messages).load(Path::new("."))?;
-    let len = data.examples.len();
-    let end = if range.end == usize::MAX {
-        len
-    } else {
-        range.end
-    };
-    if range.start >= end || end > len {
-        bail!(
-            "{} has {len} examples; examples {}..{end} were asked for",
-            path.display(),
-            range.start
-        );
-    }
-    let start = range.start;
-    let rendered = render_examples(tok, &data.examples[start..end], &RenderOptions::default())?;
-    Ok(rendered.into_iter().map(|r| r.seq).collect())
 }

@@ -1,0 +1,193 @@
+//! Drift across a series of checkpoints, as `erosion drift` runs it: a fixed probe set's
+//! projection on the alignment directions (every layer) and its harmful-vs-refusal log-prob
+//! margin, per checkpoint (e.g. a fine-tuning run's `checkpoint-N` folders). The same probe
+//! watches a training run ([`TrainingMonitor`], `erosion train --monitor`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use erosion_forward::batch::BatchOptions;
+use erosion_forward::notice::Notify;
+use erosion_model::load::Checkpoint;
+use erosion_model::tokenizer::ModelTokenizer;
+use erosion_model::transformer::Transformer;
+use erosion_report::html::Report;
+use erosion_report::provenance::Provenance;
+
+use crate::data::chat_sequences;
+use crate::drift::{drift_section, write_points, DriftLog, DriftOptions, DriftPoint, ProbeSet};
+use crate::export::read_safetensors;
+
+/// The probe: paired toxic / refusing answers (messages .jsonl), the toxic ones also projected.
+#[derive(Debug, Clone)]
+pub struct ProbeSpec {
+    /// Directions written by `erosion steer` (directions.safetensors).
+    pub directions: PathBuf,
+    /// Harmful requests answered compliantly.
+    pub toxic: PathBuf,
+    /// The same requests, in the same order, answered with refusals.
+    pub reject: PathBuf,
+    /// Examples of the probe.
+    pub probe_size: usize,
+    /// Response tokens averaged per example.
+    pub window: usize,
+    /// Seed of the margin's bootstrap.
+    pub seed: u64,
+}
+
+impl ProbeSpec {
+    /// The probe, rendered for `tok`.
+    pub fn load(&self, tok: &ModelTokenizer) -> Result<ProbeSet> {
+        Ok(ProbeSet {
+            dirs: read_safetensors(&self.directions)?,
+            toxic: chat_sequences(&self.toxic, tok, 0..self.probe_size)
+                .context("probe toxic answers")?,
+            reject: chat_sequences(&self.reject, tok, 0..self.probe_size)
+                .context("probe refusals")?,
+            opts: DriftOptions {
+                window: self.window,
+                batch: BatchOptions::default(),
+                bootstrap_resamples: 2000,
+                seed: self.seed,
+            },
+        })
+    }
+
+    /// What the probe was, for the drift files' provenance.
+    pub fn provenance(&self, command_line: Vec<String>) -> Provenance {
+        Provenance::builder(serde_json::json!({
+            "directions": self.directions, "toxic": self.toxic, "reject": self.reject,
+            "probe_size": self.probe_size, "window": self.window,
+        }))
+        .command_line(command_line)
+        .seed(self.seed)
+        .build()
+    }
+}
+
+/// Writes `report.html` of the drift `points` into `out`, atomically.
+pub fn write_report(out: &Path, points: &[DriftPoint], prov: &Provenance) -> Result<PathBuf> {
+    let html = out.join("report.html");
+    Report::new("erosion drift: alignment across fine-tuning")
+        .provenance(prov.clone())
+        .section(drift_section(points)?)
+        .write(&html)?;
+    Ok(html)
+}
+
+/// The training step of a checkpoint: N of a `checkpoint-N` folder, else the step recorded in
+/// the folder's training state (a finished `erosion train` run).
+fn step_of(spec: &str) -> Option<usize> {
+    let path = Path::new(spec);
+    let named = path
+        .file_name()?
+        .to_str()?
+        .strip_prefix("checkpoint-")
+        .and_then(|n| n.parse().ok());
+    named.or_else(|| {
+        erosion_train::checkpoint::read_state(path)
+            .ok()
+            .flatten()
+            .map(|s| s.step)
+    })
+}
+
+/// One drift run over checkpoints.
+#[derive(Debug, Clone)]
+pub struct DriftSpec {
+    /// Checkpoints in training order (folders, .gguf or hub ids); a folder named
+    /// `checkpoint-N` is placed at step N, a finished `erosion train` folder at its last step.
+    pub checkpoints: Vec<String>,
+    pub probe: ProbeSpec,
+    pub out: PathBuf,
+    pub dtype: DType,
+    pub device: Device,
+    /// Recorded in the provenance.
+    pub command_line: Vec<String>,
+}
+
+/// What a drift run measured and wrote.
+#[derive(Debug, Clone)]
+pub struct DriftOutcome {
+    /// One point per checkpoint, in order.
+    pub points: Vec<DriftPoint>,
+    /// `drift.json` and `report.html`.
+    pub files: Vec<PathBuf>,
+}
+
+/// Measures the probe on every checkpoint (rendered with the first one's tokenizer) and writes
+/// `drift.json` and `report.html` into `spec.out`; each checkpoint's margin goes to `notices`.
+pub fn run_drift(spec: &DriftSpec, notices: &mut dyn Notify) -> Result<DriftOutcome> {
+    let mut probe: Option<ProbeSet> = None;
+    let mut points = Vec::new();
+    for name in &spec.checkpoints {
+        let ck = Checkpoint::open(name)?;
+        let model = ck.load_model(spec.dtype, &spec.device)?;
+        if probe.is_none() {
+            probe = Some(spec.probe.load(&ck.tokenizer)?);
+        }
+        let p = probe.as_ref().expect("loaded above");
+        let point = p
+            .measure(&model, name, step_of(name))
+            .with_context(|| format!("checkpoint {name}"))?;
+        notices.notice(&format!("{name}: margin {:.3}", point.margin.estimate));
+        points.push(point);
+    }
+    let prov = spec.probe.provenance(spec.command_line.clone());
+    let files = vec![
+        write_points(&spec.out, &points, &prov)?,
+        write_report(&spec.out, &points, &prov)?,
+    ];
+    Ok(DriftOutcome { points, files })
+}
+
+/// The probe watching a training run: each measured step is recorded in `dir/drift.json`
+/// (see [`DriftLog`]) and `dir/report.html` is rewritten.
+pub struct TrainingMonitor {
+    probe: ProbeSet,
+    log: DriftLog,
+    prov: Provenance,
+    dir: PathBuf,
+}
+
+impl TrainingMonitor {
+    /// The probe of `spec`, rendered for `tok`, writing into `dir`.
+    pub fn new(
+        spec: &ProbeSpec,
+        tok: &ModelTokenizer,
+        dir: &Path,
+        command_line: Vec<String>,
+    ) -> Result<Self> {
+        let probe = spec.load(tok)?;
+        let prov = spec.provenance(command_line);
+        Ok(TrainingMonitor {
+            probe,
+            log: DriftLog::new(dir, prov.clone()),
+            prov,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Measures `model` at training step `step`, records it and rewrites the report.
+    pub fn watch(&self, step: usize, model: &Transformer) -> Result<()> {
+        let point = self
+            .probe
+            .measure(model, &format!("step {step}"), Some(step))?;
+        let points = self.log.record(point)?;
+        write_report(&self.dir, &points, &self.prov)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_of;
+
+    #[test]
+    fn a_checkpoint_folder_is_placed_at_its_step() {
+        assert_eq!(step_of("runs/lora/checkpoint-40"), Some(40));
+        assert_eq!(step_of("runs/lora/checkpoint-final"), None);
+        assert_eq!(step_of("org/no-such-model"), None);
+    }
+}
