@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 use erosion_analysis::stats::ConfidenceInterval;
+use erosion_report::figures::grouped_bars::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use erosion_report::html::{fmt_number, Figure, Section, Table, Verdict};
 
-use crate::chart::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use crate::judge::Label;
 use crate::prompts::PromptKind;
 use crate::report::{EvalReport, ModelEval};

@@ -28,7 +28,6 @@
 //! # anyhow::Ok(())
 //! ```
 
-pub mod chart;
 pub mod chat;
 pub mod evaluate;
 pub mod forward;
