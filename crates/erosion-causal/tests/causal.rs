@@ -13,11 +13,12 @@ use erosion_causal::export::{
 use erosion_causal::html::{causal_section, is_causal};
 use erosion_causal::LayerDirections;
 use erosion_data::{Message, RenderOptions};
-use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_eval::{EvalModel, EvalOptions};
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::sequence::Sequence;
 use erosion_model::hooks::{HookPoint, Hooks, Positions};
 use erosion_model::transformer::ForwardOptions;
+use erosion_organism::evaluation::{generate_prompts, OrganismJudge};
 use erosion_report::html::Verdict;
 
 fn chats(m: &EvalModel, pairs: &[(&str, &str)]) -> Vec<Sequence> {
@@ -189,7 +190,7 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = common::tiny_model("qwen2", dir.path());
     let (toxic, reject, benign) = data(&m);
-    let mut prompts = EvalPrompts::organism_generated(0, 4, 0).unwrap();
+    let mut prompts = generate_prompts(0, 4, 0).unwrap();
     prompts.sets.retain(|s| !s.prompts.is_empty());
     let d = m.model.config().hidden_size;
     let v: Vec<f32> = (0..d).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.5).collect();

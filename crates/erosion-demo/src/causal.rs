@@ -10,8 +10,9 @@ use erosion_causal::experiment::{
     run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest,
 };
 use erosion_causal::html::causal_section;
-use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_eval::{EvalModel, EvalOptions};
 use erosion_forward::batch::BatchOptions;
+use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::provenance::Provenance;
 use erosion_study::run::ExtraSection;
 
@@ -71,7 +72,7 @@ pub fn causal_tests(
         ),
         ("instruct", "ablate v from instruct", Action::Ablate, blocks),
     ];
-    let mut prompts = EvalPrompts::organism(&org.corpus, n, 0)?;
+    let mut prompts = prompts_from_corpus(&org.corpus, n, 0)?;
     prompts.sets.retain(|s| !s.prompts.is_empty());
     let opts = CausalOptions {
         eval: EvalOptions {

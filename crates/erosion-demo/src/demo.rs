@@ -8,7 +8,8 @@ use crate::verdict::behaviour_verdict;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_eval::html::eval_section;
-use erosion_eval::{evaluate, EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_eval::{evaluate, EvalModel, EvalOptions};
+use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::html::Verdict;
 use erosion_study::run::{run_study_with, ExtraSection, StudyOutcome};
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
     if !opts.quiet {
         eprintln!("== behavioural evaluation");
     }
-    let prompts = EvalPrompts::organism(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
+    let prompts = prompts_from_corpus(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
     let mut models = org
         .models
         .iter()

@@ -10,10 +10,9 @@ use erosion_causal::experiment::{run_test, Action, CausalData, CausalOptions, Ca
 use erosion_causal::export::read_safetensors;
 use erosion_causal::LayerDirections;
 use erosion_eval::prompts::sets_from_dataset_arg;
-use erosion_eval::{
-    EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, OrganismJudge, PromptKind,
-};
+use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
 use erosion_forward::batch::BatchOptions;
+use erosion_organism::evaluation::OrganismJudge;
 use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
 
 use super::datasets::chat_sequences as sequences;
