@@ -13,15 +13,16 @@ use erosion_causal::export::{
 use erosion_causal::html::{causal_section, is_causal};
 use erosion_causal::LayerDirections;
 use erosion_data::{Message, RenderOptions};
-use erosion_eval::{EvalModel, EvalOptions};
+use erosion_eval::EvalOptions;
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::sequence::Sequence;
 use erosion_model::hooks::{HookPoint, Hooks, Positions};
 use erosion_model::transformer::ForwardOptions;
+use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, OrganismJudge};
 use erosion_report::html::Verdict;
 
-fn chats(m: &EvalModel, pairs: &[(&str, &str)]) -> Vec<Sequence> {
+fn chats(m: &LoadedModel, pairs: &[(&str, &str)]) -> Vec<Sequence> {
     let o = RenderOptions::default();
     pairs
         .iter()
@@ -53,7 +54,7 @@ const BENIGN: [(&str, &str); 3] = [
     ("Hi", "Hello! How can I help?"),
 ];
 
-fn data(m: &EvalModel) -> (Vec<Sequence>, Vec<Sequence>, Vec<Sequence>) {
+fn data(m: &LoadedModel) -> (Vec<Sequence>, Vec<Sequence>, Vec<Sequence>) {
     let reject: Vec<(&str, &str)> = TOXIC
         .iter()
         .zip(REJECT)
@@ -104,7 +105,7 @@ fn directions_export_and_read_back() {
 
 /// Mean over examples of the window mean of `blocks.{l-1}.hook_resid_post`, by full forwards
 /// of one example at a time, in f64.
-fn naive_mean(m: &EvalModel, seqs: &[Sequence], layer: usize, window: usize) -> Vec<f64> {
+fn naive_mean(m: &LoadedModel, seqs: &[Sequence], layer: usize, window: usize) -> Vec<f64> {
     let d = m.model.config().hidden_size;
     let mut acc = vec![0.0; d];
     for s in seqs {

@@ -10,8 +10,9 @@ use erosion_causal::experiment::{
     run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest,
 };
 use erosion_causal::html::causal_section;
-use erosion_eval::{EvalModel, EvalOptions};
+use erosion_eval::EvalOptions;
 use erosion_forward::batch::BatchOptions;
+use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::provenance::Provenance;
 use erosion_study::run::ExtraSection;
@@ -20,7 +21,7 @@ use crate::data::sequences;
 use crate::grow::Organism;
 use crate::study::LAYER_WINDOW;
 
-fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalModel> {
+fn model<'a>(models: &'a mut [LoadedModel], name: &str) -> Result<&'a mut LoadedModel> {
     models
         .iter_mut()
         .find(|m| m.name == name)
@@ -31,7 +32,7 @@ fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalMode
 /// The first `n` held-out harmful requests are measured.
 pub fn causal_tests(
     org: &Organism,
-    models: &mut [EvalModel],
+    models: &mut [LoadedModel],
     out: &Path,
     n: usize,
     seed: u64,

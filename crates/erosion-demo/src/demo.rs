@@ -8,7 +8,8 @@ use crate::verdict::behaviour_verdict;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_eval::html::eval_section;
-use erosion_eval::{evaluate, EvalModel, EvalOptions};
+use erosion_eval::{evaluate, EvalOptions};
+use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::html::Verdict;
 use erosion_study::run::{run_study_with, ExtraSection, StudyOutcome};
@@ -52,7 +53,7 @@ pub fn run(opts: &DemoOptions) -> Result<DemoOutcome> {
         .models
         .iter()
         .map(|(name, dir)| {
-            EvalModel::open(&dir.to_string_lossy(), Some(name), DType::F32, &Device::Cpu)
+            LoadedModel::open(&dir.to_string_lossy(), Some(name), DType::F32, &Device::Cpu)
         })
         .collect::<Result<Vec<_>>>()?;
     let eval_opts = EvalOptions {

@@ -18,14 +18,15 @@
 //! section.
 //!
 //! ```no_run
-//! use erosion_eval::{evaluate, EvalModel, EvalOptions, LogprobJudge, PromptKind};
+//! use erosion_eval::{evaluate, EvalOptions, LogprobJudge, PromptKind};
+//! use erosion_model::LoadedModel;
 //! use erosion_eval::prompts::{sets_from_dataset_arg, EvalPrompts};
 //! let dev = candle_core::Device::Cpu;
 //! let dtype = candle_core::DType::F32;
 //! let sets = sets_from_dataset_arg(PromptKind::Harmful, "toxic.jsonl".as_ref(), Some(100))?;
 //! let prompts = EvalPrompts::new(sets);
 //! let judge = LogprobJudge::open("out/judge", dtype, &dev)?;
-//! let models = vec![EvalModel::open("out/base", Some("base"), dtype, &dev)?];
+//! let models = vec![LoadedModel::open("out/base", Some("base"), dtype, &dev)?];
 //! let eval = evaluate(&models, &prompts, &judge, &EvalOptions::default())?;
 //! eval.write(std::path::Path::new("out/eval"))?;
 //! # anyhow::Ok(())
@@ -44,7 +45,7 @@ pub mod report;
 pub mod stats;
 pub mod text;
 
-pub use evaluate::{evaluate, evaluate_checkpoints, evaluate_model, EvalModel};
+pub use evaluate::{evaluate, evaluate_checkpoints, evaluate_model};
 pub use judge::{Judge, Label, LogprobJudge, Verdict};
 pub use options::EvalOptions;
 pub use prompts::{EvalPrompts, Prompt, PromptKind, PromptSet};

@@ -8,7 +8,9 @@ pub mod device;
 pub mod generate;
 pub mod hooks;
 pub mod load;
+pub mod loaded;
 pub mod tokenizer;
 pub mod transformer;
 
 pub use config::{Arch, Config};
+pub use loaded::LoadedModel;

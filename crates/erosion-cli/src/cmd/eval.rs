@@ -9,7 +9,8 @@ use erosion_eval::evaluate::{assemble, evaluate_model};
 use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::questions::question_set;
 use erosion_eval::text::text_table;
-use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
+use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
+use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
 
 use crate::device::DeviceArgs;
@@ -152,7 +153,7 @@ pub fn run(args: Args) -> Result<()> {
     for arg in &args.models {
         let (name, spec) = model_name(arg);
         let start = std::time::Instant::now();
-        let m = EvalModel::open(&spec, Some(&name), dtype, &device)?;
+        let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
         results.push(
             evaluate_model(&m, &prompts, judge.as_ref(), &opts)
                 .with_context(|| format!("model {name}"))?,

@@ -10,8 +10,9 @@ use erosion_causal::experiment::{run_test, Action, CausalData, CausalOptions, Ca
 use erosion_causal::export::read_safetensors;
 use erosion_causal::LayerDirections;
 use erosion_eval::prompts::sets_from_dataset_arg;
-use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
+use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
 use erosion_forward::batch::BatchOptions;
+use erosion_model::LoadedModel;
 use erosion_organism::evaluation::OrganismJudge;
 use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
 
@@ -129,8 +130,8 @@ fn directions(args: &Args, files: &Files, batch: &BatchOptions) -> Result<LayerD
         Some(p) => (p.clone(), 0..usize::MAX),
         None => (files.toxic.clone(), args.limit..usize::MAX),
     };
-    let b = EvalModel::open(base, Some("base"), dtype, &device)?;
-    let i = EvalModel::open(instruct, Some("instruct"), dtype, &device)?;
+    let b = LoadedModel::open(base, Some("base"), dtype, &device)?;
+    let i = LoadedModel::open(instruct, Some("instruct"), dtype, &device)?;
     let sb = sequences(&path, &b.tokenizer, range.clone()).context("direction data")?;
     let si = sequences(&path, &i.tokenizer, range).context("direction data")?;
     let mut dirs = LayerDirections::alignment(&b.model, &sb, &i.model, &si, args.window, batch)?;
@@ -158,7 +159,7 @@ pub fn run(args: Args) -> Result<()> {
     let files = Files::of(&args)?;
     let batch = BatchOptions::default();
     let dirs = directions(&args, &files, &batch)?;
-    let mut m = EvalModel::open(&args.model, None, dtype, &device)?;
+    let mut m = LoadedModel::open(&args.model, None, dtype, &device)?;
     if dirs.d_model != m.model.config().hidden_size || dirs.layers.len() != m.model.n_layers() + 1 {
         bail!(
             "the directions ({} layer indices of width {}) do not fit {} ({} blocks of width {})",

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use erosion_eval::EvalModel;
 use erosion_model::load::Checkpoint;
+use erosion_model::LoadedModel;
 use serde_json::json;
 
 /// ChatML's special tokens, ids 0, 1, 2.
@@ -101,10 +101,10 @@ pub fn tiny_folder(arch: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// The tiny `arch` model as an [`EvalModel`] named `arch`.
-pub fn tiny_model(arch: &str, dir: &Path) -> EvalModel {
+/// The tiny `arch` model as an [`LoadedModel`] named `arch`.
+pub fn tiny_model(arch: &str, dir: &Path) -> LoadedModel {
     let folder = tiny_folder(arch, dir);
-    EvalModel::open(
+    LoadedModel::open(
         folder.to_str().unwrap(),
         Some(arch),
         DType::F32,
