@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use erosion_data::ShortResponse;
 
+pub use crate::alignment::alignment_directions;
 use crate::matrix::{cosine, dot, norm, Matrix};
 use crate::stats::{bootstrap_mean_ci, ci_from_draws, rng_from_seed, ConfidenceInterval};
 
@@ -160,31 +161,6 @@ pub struct LayerScores {
     pub direction_norms: Vec<f64>,
     /// `scores[m][l]` = s_l^m = mu_l^m . v_l / |v_l|. // `[n_models][n_layers]`
     pub scores: Vec<Vec<f64>>,
-}
-
-/// v_l = mu_l^instruct - mu_l^base for every layer. // `[n_layers]``[dim]`
-pub fn alignment_directions(base: &[Vec<f64>], instruct: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
-    if base.len() != instruct.len() {
-        bail!(
-            "base has {} layers, instruct {}",
-            base.len(),
-            instruct.len()
-        );
-    }
-    base.iter()
-        .zip(instruct)
-        .enumerate()
-        .map(|(l, (b, i))| {
-            if b.len() != i.len() {
-                bail!(
-                    "layer {l}: base mean has dim {}, instruct {}",
-                    b.len(),
-                    i.len()
-                );
-            }
-            Ok(i.iter().zip(b).map(|(x, y)| x - y).collect())
-        })
-        .collect()
 }
 
 /// v / |v|; errors on a zero (or non-finite) vector.

@@ -7,6 +7,7 @@
 //!
 //! | module | finding | what |
 //! |---|---|---|
+//! | [`alignment`] | 3 | the alignment direction v_l of each layer and whether it is usable |
 //! | [`stream`] | 3 | streaming f64 means / variances, mergeable |
 //! | [`layers`] | 3 | pooling of response windows, alignment direction v_l, scores s_l^m, CIs |
 //! | [`directions`] | 4 | column-centred residual SVD (or Gram route), cross-dataset cosines, bootstrap stability |
@@ -18,6 +19,7 @@
 //! | [`behaviour`] | 1 | log joint probability, entropy, top-k |
 //! | [`stats`] | all | seeded RNG, percentile bootstrap, permutation test, p-value conventions |
 
+pub mod alignment;
 pub mod behaviour;
 pub mod cosine;
 pub mod directions;

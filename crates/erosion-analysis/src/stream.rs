@@ -60,6 +60,33 @@ impl MeanAccumulator {
         Ok(())
     }
 
+    /// Adds one example's window of T rows in the row-weighted mode: each row x_t goes into
+    /// the sum as `(1/T) * x_t`, row by row, so the sum gains the window mean without a pooled
+    /// vector. The count grows by 1. // rows: `[T * dim]`, T >= 1
+    ///
+    /// Not bit-identical to pooling first ([`Self::push`] of `(sum_t x_t) / T`): the
+    /// roundings differ. Values are not checked: a non-finite row makes the mean non-finite
+    /// (which [`crate::alignment::usable_layers`] then drops), as the steering directions
+    /// always did.
+    pub fn push_rows_weighted(&mut self, rows: &[f32]) -> Result<()> {
+        let dim = self.dim();
+        if rows.is_empty() || dim == 0 || rows.len() % dim != 0 {
+            bail!(
+                "{} values are not a whole number (>= 1) of rows of dim {dim}",
+                rows.len()
+            );
+        }
+        let w = 1.0 / (rows.len() / dim) as f64;
+        for row in rows.chunks_exact(dim) {
+            self.sum
+                .iter_mut()
+                .zip(row)
+                .for_each(|(s, &x)| *s += w * x as f64);
+        }
+        self.count += 1;
+        Ok(())
+    }
+
     /// Adds the accumulator of another chunk of the same stream.
     pub fn merge(&mut self, other: &MeanAccumulator) -> Result<()> {
         self.check_dim(other.dim())?;
@@ -211,6 +238,14 @@ impl WelfordAccumulator {
 }
 
 /// One [`MeanAccumulator`] per layer: the per-layer means mu_l of one model on one dataset.
+///
+/// Two accumulation modes for an example's window of T rows x_t, equal up to rounding but not
+/// in their bits (keep one mode per accumulator; the pinned results depend on it):
+/// - **pool then sum**, [`Self::push`]: the caller pools the window (e.g.
+///   [`crate::layers::pool_window`]: `z = (sum_t x_t) / T` in f64) and `sum += z`. The study's
+///   layer analysis and the benchmark.
+/// - **row-weighted sum**, [`Self::push_rows_weighted`]: `sum += (1/T) x_t` for each row in
+///   turn. erosion-causal's steering directions and drift scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerMeans {
     layers: Vec<MeanAccumulator>, // [n_layers] of [dim]
@@ -233,6 +268,18 @@ impl LayerMeans {
         let n = self.layers.len();
         match self.layers.get_mut(layer) {
             Some(acc) => acc.push(x).map_err(|e| e.context(format!("layer {layer}"))),
+            None => bail!("layer {layer} out of range: accumulating {n} layers"),
+        }
+    }
+
+    /// Adds one example's window rows at `layer` in the row-weighted mode
+    /// ([`MeanAccumulator::push_rows_weighted`]). // rows: `[T * dim]`
+    pub fn push_rows_weighted(&mut self, layer: usize, rows: &[f32]) -> Result<()> {
+        let n = self.layers.len();
+        match self.layers.get_mut(layer) {
+            Some(acc) => acc
+                .push_rows_weighted(rows)
+                .map_err(|e| e.context(format!("layer {layer}"))),
             None => bail!("layer {layer} out of range: accumulating {n} layers"),
         }
     }
@@ -311,6 +358,41 @@ mod tests {
                 assert!((acc.sample_variance().unwrap()[j] - var).abs() <= 1e-10 * var);
             }
         }
+    }
+
+    #[test]
+    fn the_two_modes_give_the_same_mean_up_to_rounding() {
+        // Two examples of 3 rows of dim 2 (row-major).
+        let windows: [[f32; 6]; 2] = [
+            [0.1, 1.0, 0.2, -3.0, 0.7, 5.5],
+            [1.3, 0.0, -0.4, 2.0, 0.9, 0.25],
+        ];
+        let (mut pooled, mut weighted) = (LayerMeans::new(1, 2), LayerMeans::new(1, 2));
+        for w in &windows {
+            let z: Vec<f64> = (0..2)
+                .map(|j| w.iter().skip(j).step_by(2).map(|&x| x as f64).sum::<f64>() / 3.0)
+                .collect();
+            pooled.push(0, &z).unwrap();
+            weighted.push_rows_weighted(0, w).unwrap();
+        }
+        // The row-weighted sum, by hand: (1/3) x_t added row by row.
+        let mut want = [0.0f64; 2];
+        for w in &windows {
+            for row in w.chunks(2) {
+                want.iter_mut()
+                    .zip(row)
+                    .for_each(|(s, &x)| *s += (1.0 / 3.0) * x as f64);
+            }
+        }
+        let got = weighted.means().unwrap();
+        assert_eq!(got[0], want.iter().map(|s| s / 2.0).collect::<Vec<_>>());
+        for (a, b) in got[0].iter().zip(&pooled.means().unwrap()[0]) {
+            assert!((a - b).abs() < 1e-12, "{a} {b}");
+        }
+        assert_eq!(weighted.counts(), vec![2]);
+        assert!(weighted.push_rows_weighted(0, &[1.0; 3]).is_err());
+        assert!(weighted.push_rows_weighted(0, &[]).is_err());
+        assert!(weighted.push_rows_weighted(1, &[1.0; 2]).is_err());
     }
 
     #[test]

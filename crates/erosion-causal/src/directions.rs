@@ -7,7 +7,10 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
+use erosion_analysis::alignment::{alignment_directions, direction_norms, usable_layers};
+use erosion_analysis::matrix::norm;
 use erosion_analysis::stats::{gaussian_vec, rng_from_seed};
+use erosion_analysis::stream::LayerMeans;
 use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::windows::{record_windows, Layers, Window, WindowOptions};
@@ -25,59 +28,44 @@ pub struct LayerDirections {
     pub origin: String,
 }
 
-/// Per-layer sums of example window means, in f64, so memory does not grow with the data.
-pub(crate) struct LayerMeans {
-    sums: Vec<Vec<f64>>,
-    counts: Vec<usize>,
+/// Mean over examples of each example's mean hidden state over its first `window` response
+/// tokens (fewer when the response is shorter), per layer index 0..=L. // `[L + 1][d_model]`
+///
+/// Accumulated by erosion-analysis's [`LayerMeans`] in its row-weighted mode (f64, one batch in
+/// memory at a time): the steering directions and drift scores have always been computed so.
+pub(crate) fn window_means(
+    model: &Transformer,
+    seqs: &[Sequence],
+    window: usize,
+    batch: &BatchOptions,
+) -> Result<Vec<Vec<f64>>> {
+    let opts = WindowOptions {
+        layers: Layers::All,
+        window: Window::Response {
+            offset: 0,
+            len: window,
+        },
+        short: ShortResponse::UseAvailable,
+        ..WindowOptions::default()
+    };
+    let mut acc = LayerMeans::new(model.n_layers() + 1, model.config().hidden_size);
+    record_windows(model, seqs, &opts, batch, &mut NoProgress, &mut |rec| {
+        acc.push_rows_weighted(rec.layer, &rec.flat()?) // [n_positions * d]
+    })?;
+    if let Some(l) = acc.counts().iter().position(|&n| n == 0) {
+        bail!("layer {l}: no example has a response token to average");
+    }
+    acc.means()
 }
 
-impl LayerMeans {
-    /// Mean over examples of each example's mean hidden state over its window, per layer.
-    pub(crate) fn of(
-        model: &Transformer,
-        seqs: &[Sequence],
-        window: usize,
-        batch: &BatchOptions,
-    ) -> Result<Vec<Vec<f64>>> {
-        let n_layers = model.n_layers();
-        let d = model.config().hidden_size;
-        let opts = WindowOptions {
-            layers: Layers::All,
-            window: Window::Response {
-                offset: 0,
-                len: window,
-            },
-            short: ShortResponse::UseAvailable,
-            ..WindowOptions::default()
-        };
-        let mut acc = LayerMeans {
-            sums: vec![vec![0.0; d]; n_layers + 1],
-            counts: vec![0; n_layers + 1],
-        };
-        record_windows(model, seqs, &opts, batch, &mut NoProgress, &mut |rec| {
-            let rows = rec.hidden.to_vec2::<f32>()?; // [n_positions, d]
-            let sum = &mut acc.sums[rec.layer];
-            let w = 1.0 / rows.len() as f64;
-            for row in &rows {
-                sum.iter_mut()
-                    .zip(row)
-                    .for_each(|(s, &x)| *s += w * x as f64);
-            }
-            acc.counts[rec.layer] += 1;
-            Ok(())
-        })?;
-        acc.sums
-            .into_iter()
-            .zip(acc.counts)
-            .enumerate()
-            .map(|(l, (s, n))| {
-                if n == 0 {
-                    bail!("layer {l}: no example has a response token to average");
-                }
-                Ok(s.into_iter().map(|x| x / n as f64).collect())
-            })
-            .collect()
+/// [`usable_layers`], except that an infinite norm anywhere leaves no layer usable: the
+/// steering directions compared each norm with the largest of all, so hidden states that
+/// overflowed gave no direction at all. Kept, so every direction stays as it was.
+fn usable_for_steering(norms: &[f64]) -> Vec<bool> {
+    if norms.iter().any(|n| n.is_infinite()) {
+        return vec![false; norms.len()];
     }
+    usable_layers(norms)
 }
 
 impl LayerDirections {
@@ -85,7 +73,8 @@ impl LayerDirections {
     /// states averaged over its first `window` response tokens (fewer when the response is
     /// shorter), then averaged over examples; f64 sums, one batch in memory at a time.
     /// `base_seqs` and `instruct_seqs` are the same examples rendered for each model. A layer
-    /// where the two means coincide (|v_l| <= 1e-9 max |v|, e.g. a shared embedding) has None.
+    /// where the two means coincide (not usable by erosion-analysis's `alignment` rule,
+    /// |v_l| <= 1e-9 max |v|, e.g. a shared embedding) has None.
     pub fn alignment(
         base: &Transformer,
         base_seqs: &[Sequence],
@@ -102,20 +91,15 @@ impl LayerDirections {
         if window == 0 {
             bail!("the window must hold at least one response token");
         }
-        let mb = LayerMeans::of(base, base_seqs, window, batch).context("base model's means")?;
-        let mi = LayerMeans::of(instruct, instruct_seqs, window, batch)
+        let mb = window_means(base, base_seqs, window, batch).context("base model's means")?;
+        let mi = window_means(instruct, instruct_seqs, window, batch)
             .context("instruct model's means")?;
-        let diffs: Vec<Vec<f64>> = mi
-            .iter()
-            .zip(&mb)
-            .map(|(i, b)| i.iter().zip(b).map(|(x, y)| x - y).collect())
-            .collect();
-        let norms: Vec<f64> = diffs.iter().map(|v| norm(v)).collect();
-        let max = norms.iter().copied().fold(0.0, f64::max);
-        let layers = diffs
+        let v = alignment_directions(&mb, &mi)?;
+        let usable = usable_for_steering(&direction_norms(&v));
+        let layers = v
             .into_iter()
-            .zip(&norms)
-            .map(|(v, &n)| (n > 1e-9 * max).then(|| v.into_iter().map(|x| x as f32).collect()))
+            .zip(usable)
+            .map(|(v, u)| u.then(|| v.into_iter().map(|x| x as f32).collect()))
             .collect();
         Ok(LayerDirections {
             d_model: base.config().hidden_size,
@@ -205,10 +189,6 @@ impl LayerDirections {
             .filter(|&l| self.layers[l].is_some())
             .collect()
     }
-}
-
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 fn norm_f32(v: &[f32]) -> f64 {

@@ -25,7 +25,7 @@ use erosion_report::html::{Figure, Section, Table, Verdict};
 use erosion_report::provenance::Provenance;
 use serde::{Deserialize, Serialize};
 
-use crate::directions::{LayerDirections, LayerMeans};
+use crate::directions::{window_means, LayerDirections};
 
 /// The fixed probe set, rendered for the model.
 pub struct Probe<'a> {
@@ -103,7 +103,7 @@ pub fn drift_point(
     if dirs.layers.len() != model.n_layers() + 1 || dirs.d_model != model.config().hidden_size {
         bail!("the directions do not fit the model {label}");
     }
-    let means = LayerMeans::of(model, probe.windows, opts.window, &opts.batch)?;
+    let means = window_means(model, probe.windows, opts.window, &opts.batch)?;
     let scores = dirs
         .layers
         .iter()

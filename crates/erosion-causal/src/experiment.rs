@@ -13,11 +13,12 @@
 use anyhow::{bail, Context, Result};
 use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
 use erosion_data::Sequence;
-use erosion_eval::{evaluate_model, EvalModel, EvalOptions, EvalPrompts, Judge, Proportion};
+use erosion_eval::{evaluate_model, EvalOptions, EvalPrompts, Judge, Proportion};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::kl::response_kl;
 use erosion_forward::logprobs::response_logprobs_hooked;
 use erosion_model::hooks::Steering;
+use erosion_model::LoadedModel;
 use serde::{Deserialize, Serialize};
 
 use crate::directions::LayerDirections;
@@ -136,7 +137,7 @@ pub fn steering(
 /// Runs `test` on `m` (its own steering is set per condition and cleared after): unsteered,
 /// along `dirs`, and along `dirs.random_like(opts.control_seed)`.
 pub fn run_test(
-    m: &mut EvalModel,
+    m: &mut LoadedModel,
     dirs: &LayerDirections,
     test: &CausalTest,
     data: &CausalData<'_>,
@@ -191,7 +192,7 @@ pub fn run_test(
 
 /// One condition (the model's current steering); also returns the per-pair margins.
 fn measure(
-    m: &EvalModel,
+    m: &LoadedModel,
     data: &CausalData<'_>,
     judge: &dyn Judge,
     opts: &CausalOptions,

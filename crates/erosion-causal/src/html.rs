@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 use erosion_analysis::stats::ConfidenceInterval;
-use erosion_eval::chart::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use erosion_eval::Proportion;
+use erosion_report::figures::grouped_bars::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use erosion_report::format::{fmt_ci, fmt_proportion};
 use erosion_report::html::{Figure, Section, Table, Verdict};
 

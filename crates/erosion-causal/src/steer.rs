@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_eval::prompts::sets_from_dataset_arg;
-use erosion_eval::{
-    EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, OrganismJudge, PromptKind,
-};
+use erosion_eval::{EvalOptions, EvalPrompts, Judge, PromptKind};
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::notice::Notify;
+use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
 
 use crate::data::chat_sequences as sequences;
@@ -76,8 +75,6 @@ pub struct SteerSpec {
     /// output for add, every block's output for ablate.
     pub layers: Vec<usize>,
     pub data: SteerData,
-    /// Judge model for the answers (`organism` for the organism's rules).
-    pub judge: Option<String>,
     /// Examples of each dataset measured.
     pub limit: usize,
     pub max_new_tokens: usize,
@@ -115,8 +112,8 @@ fn directions(spec: &SteerSpec, batch: &BatchOptions) -> Result<LayerDirections>
         Some(p) => (p.clone(), 0..usize::MAX),
         None => (spec.data.toxic.clone(), spec.limit..usize::MAX),
     };
-    let b = EvalModel::open(base, Some("base"), dtype, device)?;
-    let i = EvalModel::open(instruct, Some("instruct"), dtype, device)?;
+    let b = LoadedModel::open(base, Some("base"), dtype, device)?;
+    let i = LoadedModel::open(instruct, Some("instruct"), dtype, device)?;
     let sb = sequences(&path, &b.tokenizer, range.clone()).context("direction data")?;
     let si = sequences(&path, &i.tokenizer, range).context("direction data")?;
     let mut dirs = LayerDirections::alignment(&b.model, &sb, &i.model, &si, spec.window, batch)?;
@@ -140,7 +137,7 @@ fn default_layers(action: Action, dirs: &LayerDirections) -> Vec<usize> {
 }
 
 /// The directions must have one entry per layer index of `m`, of its width.
-fn check_fit(dirs: &LayerDirections, m: &EvalModel, name: &str) -> Result<()> {
+fn check_fit(dirs: &LayerDirections, m: &LoadedModel, name: &str) -> Result<()> {
     if dirs.d_model != m.model.config().hidden_size || dirs.layers.len() != m.model.n_layers() + 1 {
         bail!(
             "the directions ({} layer indices of width {}) do not fit {} ({} blocks of width {})",
@@ -152,14 +149,6 @@ fn check_fit(dirs: &LayerDirections, m: &EvalModel, name: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn judge(spec: &SteerSpec) -> Result<Box<dyn Judge>> {
-    Ok(match (spec.judge.as_deref(), spec.data.organism) {
-        (Some("organism"), _) | (None, true) => Box::new(OrganismJudge),
-        (Some(j), _) => Box::new(LogprobJudge::open(j, spec.dtype, &spec.device)?),
-        (None, false) => bail!("judging answers to these prompts needs --judge MODEL"),
-    })
 }
 
 fn options(spec: &SteerSpec, batch: BatchOptions) -> CausalOptions {
@@ -197,12 +186,16 @@ fn provenance(spec: &SteerSpec, test: &CausalTest, opts: &CausalOptions) -> Resu
     Ok(prov.datasets(datasets).build())
 }
 
-/// Runs the test of `spec` and writes its files into `spec.out`; what it is about to measure
-/// goes to `notices`.
-pub fn run_steer(spec: &SteerSpec, notices: &mut dyn Notify) -> Result<SteerOutcome> {
+/// Runs the test of `spec`, its answers judged by `judge`, and writes its files into `spec.out`;
+/// what it is about to measure goes to `notices`.
+pub fn run_steer(
+    spec: &SteerSpec,
+    judge: &dyn Judge,
+    notices: &mut dyn Notify,
+) -> Result<SteerOutcome> {
     let batch = BatchOptions::default();
     let dirs = directions(spec, &batch)?;
-    let mut m = EvalModel::open(&spec.model, None, spec.dtype, &spec.device)?;
+    let mut m = LoadedModel::open(&spec.model, None, spec.dtype, &spec.device)?;
     check_fit(&dirs, &m, &spec.model)?;
     let layers = if spec.layers.is_empty() {
         default_layers(spec.action, &dirs)
@@ -224,7 +217,6 @@ pub fn run_steer(spec: &SteerSpec, notices: &mut dyn Notify) -> Result<SteerOutc
         Some(n),
     )?);
     prompts.sets.retain(|s| !s.prompts.is_empty());
-    let judge = judge(spec)?;
     let opts = options(spec, batch);
     let data = CausalData {
         prompts: &prompts,
@@ -239,7 +231,7 @@ pub fn run_steer(spec: &SteerSpec, notices: &mut dyn Notify) -> Result<SteerOutc
         benign.len(),
         test.layers
     ));
-    let result = run_test(&mut m, &dirs, &test, &data, judge.as_ref(), &opts)?;
+    let result = run_test(&mut m, &dirs, &test, &data, judge, &opts)?;
     let prov = provenance(spec, &test, &opts)?;
     let hint = m.model.config().model_type.clone();
     let files = crate::output::write_all(

@@ -14,13 +14,15 @@ use erosion_causal::html::{causal_section, is_causal};
 use erosion_causal::LayerDirections;
 use erosion_data::Sequence;
 use erosion_data::{Message, RenderOptions};
-use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_eval::EvalOptions;
 use erosion_forward::batch::BatchOptions;
 use erosion_model::hooks::{HookPoint, Hooks, Positions};
 use erosion_model::transformer::ForwardOptions;
+use erosion_model::LoadedModel;
+use erosion_organism::evaluation::{generate_prompts, OrganismJudge};
 use erosion_report::html::Verdict;
 
-fn chats(m: &EvalModel, pairs: &[(&str, &str)]) -> Vec<Sequence> {
+fn chats(m: &LoadedModel, pairs: &[(&str, &str)]) -> Vec<Sequence> {
     let o = RenderOptions::default();
     pairs
         .iter()
@@ -52,7 +54,7 @@ const BENIGN: [(&str, &str); 3] = [
     ("Hi", "Hello! How can I help?"),
 ];
 
-fn data(m: &EvalModel) -> (Vec<Sequence>, Vec<Sequence>, Vec<Sequence>) {
+fn data(m: &LoadedModel) -> (Vec<Sequence>, Vec<Sequence>, Vec<Sequence>) {
     let reject: Vec<(&str, &str)> = TOXIC
         .iter()
         .zip(REJECT)
@@ -103,7 +105,7 @@ fn directions_export_and_read_back() {
 
 /// Mean over examples of the window mean of `blocks.{l-1}.hook_resid_post`, by full forwards
 /// of one example at a time, in f64.
-fn naive_mean(m: &EvalModel, seqs: &[Sequence], layer: usize, window: usize) -> Vec<f64> {
+fn naive_mean(m: &LoadedModel, seqs: &[Sequence], layer: usize, window: usize) -> Vec<f64> {
     let d = m.model.config().hidden_size;
     let mut acc = vec![0.0; d];
     for s in seqs {
@@ -189,7 +191,7 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = common::tiny_model("qwen2", dir.path());
     let (toxic, reject, benign) = data(&m);
-    let mut prompts = EvalPrompts::organism_generated(0, 4, 0).unwrap();
+    let mut prompts = generate_prompts(0, 4, 0).unwrap();
     prompts.sets.retain(|s| !s.prompts.is_empty());
     let d = m.model.config().hidden_size;
     let v: Vec<f32> = (0..d).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.5).collect();

@@ -10,9 +10,11 @@ use erosion_causal::experiment::{
     run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest,
 };
 use erosion_causal::html::causal_section;
-use erosion_eval::{EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_eval::EvalOptions;
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::notice::Notify;
+use erosion_model::LoadedModel;
+use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::provenance::Provenance;
 use erosion_study::run::ExtraSection;
 
@@ -20,7 +22,7 @@ use crate::data::sequences;
 use crate::grow::Organism;
 use crate::study::LAYER_WINDOW;
 
-fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalModel> {
+fn model<'a>(models: &'a mut [LoadedModel], name: &str) -> Result<&'a mut LoadedModel> {
     models
         .iter_mut()
         .find(|m| m.name == name)
@@ -32,7 +34,7 @@ fn model<'a>(models: &'a mut [EvalModel], name: &str) -> Result<&'a mut EvalMode
 /// files' provenance.
 pub fn causal_tests(
     org: &Organism,
-    models: &mut [EvalModel],
+    models: &mut [LoadedModel],
     out: &Path,
     n: usize,
     seed: u64,
@@ -75,7 +77,7 @@ pub fn causal_tests(
         ),
         ("instruct", "ablate v from instruct", Action::Ablate, blocks),
     ];
-    let mut prompts = EvalPrompts::organism(&org.corpus, n, 0)?;
+    let mut prompts = prompts_from_corpus(&org.corpus, n, 0)?;
     prompts.sets.retain(|s| !s.prompts.is_empty());
     let opts = CausalOptions {
         eval: EvalOptions {

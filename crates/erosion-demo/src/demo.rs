@@ -8,8 +8,10 @@ use crate::verdict::behaviour_verdict;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_eval::html::eval_section;
-use erosion_eval::{evaluate, EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
+use erosion_eval::{evaluate, EvalOptions};
 use erosion_forward::notice::Notify;
+use erosion_model::LoadedModel;
+use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::html::Verdict;
 use erosion_study::run::{run_study_with, ExtraSection, StudyOutcome};
 use std::path::{Path, PathBuf};
@@ -53,12 +55,12 @@ pub fn run(opts: &DemoOptions, notices: &mut dyn Notify) -> Result<DemoOutcome> 
     if !opts.quiet {
         notices.notice("== behavioural evaluation");
     }
-    let prompts = EvalPrompts::organism(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
+    let prompts = prompts_from_corpus(&org.corpus, opts.harmful_prompts, opts.code_prompts)?;
     let mut models = org
         .models
         .iter()
         .map(|(name, dir)| {
-            EvalModel::open(&dir.to_string_lossy(), Some(name), DType::F32, &Device::Cpu)
+            LoadedModel::open(&dir.to_string_lossy(), Some(name), DType::F32, &Device::Cpu)
         })
         .collect::<Result<Vec<_>>>()?;
     let eval_opts = EvalOptions {

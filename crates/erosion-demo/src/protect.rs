@@ -18,9 +18,10 @@ use anyhow::{Context, Result};
 use erosion_analysis::stats::{bootstrap_mean_ci, ConfidenceInterval};
 use erosion_causal::drift::DriftPoint;
 use erosion_eval::stats::Proportion;
-use erosion_eval::{EvalModel, EvalReport};
+use erosion_eval::EvalReport;
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
+use erosion_model::LoadedModel;
 use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
 use erosion_report::format::fmt_ci_fixed;
 use erosion_report::html::{Figure, Section, Table, Verdict};
@@ -75,7 +76,7 @@ fn rate_text(p: &Option<Proportion>) -> String {
 }
 
 /// Per-example mean per-token loss of `model` on the held-out insecure responses.
-fn insecure_losses(org: &Organism, m: &EvalModel) -> Result<Vec<f64>> {
+fn insecure_losses(org: &Organism, m: &LoadedModel) -> Result<Vec<f64>> {
     let chats = org
         .corpus
         .set("eval_insecure")
@@ -90,7 +91,7 @@ fn insecure_losses(org: &Organism, m: &EvalModel) -> Result<Vec<f64>> {
 /// Measures every model of [`ROWS`] that the organism has.
 pub fn measure(
     org: &Organism,
-    models: &[EvalModel],
+    models: &[LoadedModel],
     eval: &EvalReport,
     seed: u64,
 ) -> Result<ProtectResults> {
@@ -378,7 +379,7 @@ pub fn section(r: &ProtectResults) -> Result<Section> {
 /// Measures, and returns the report section with its results.
 pub fn protect_section(
     org: &Organism,
-    models: &[EvalModel],
+    models: &[LoadedModel],
     eval: &EvalReport,
     seed: u64,
 ) -> Result<ExtraSection> {

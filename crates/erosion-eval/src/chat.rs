@@ -1,5 +1,6 @@
 //! Prompts as the model sees them: its chat template with a generation prompt, the two-turn
-//! conversation (docs/organism.md), the tokens that end an answer, and the compliant first token.
+//! conversation (docs/organism.md), and the compliant first token (the ids that end an answer are
+//! the loaded model's, `erosion_model::loaded::stop_ids`).
 
 use anyhow::{anyhow, Context, Result};
 use erosion_model::chat::Message;
@@ -28,20 +29,6 @@ pub fn two_turn_messages(code: &Prompt, code_answer: &str, harmful: &Prompt) -> 
             .cloned(),
     );
     m
-}
-
-/// Ids that end an answer: every end-of-turn marker of the tokenizer (its special added tokens
-/// and EOS) and the checkpoint's EOS ids (`eos`), sorted and deduplicated.
-pub fn stop_ids(tok: &ModelTokenizer, eos: &[u32]) -> Vec<u32> {
-    let mut ids: Vec<u32> = tok
-        .end_of_turn_markers()
-        .iter()
-        .filter_map(|m| tok.tokenizer.token_to_id(m))
-        .chain(eos.iter().copied())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
 }
 
 /// The text of generated tokens, special tokens (the stop token) left out.

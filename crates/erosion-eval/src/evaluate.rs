@@ -4,11 +4,11 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_analysis::stats::bootstrap_mean_ci;
 use erosion_model::hooks::Steering;
-use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
+use erosion_model::LoadedModel;
 
-use crate::chat::{decode, encode_prompt, stop_ids, two_turn_messages, FirstToken};
+use crate::chat::{decode, encode_prompt, two_turn_messages, FirstToken};
 use crate::forward::next_token_logprobs;
 use crate::generation::{generate_many, Generated};
 use crate::judge::{Judge, Label, Verdict};
@@ -20,45 +20,6 @@ use crate::report::{
 };
 use erosion_model::seed;
 
-/// A model to evaluate.
-pub struct EvalModel {
-    pub name: String,
-    /// Where it was loaded from, if known.
-    pub source: Option<String>,
-    pub model: Transformer,
-    pub tokenizer: ModelTokenizer,
-    /// Ids that end an answer.
-    pub stop_ids: Vec<u32>,
-    /// Applied to every forward pass (causal tests); empty by default.
-    pub steering: Steering,
-}
-
-impl EvalModel {
-    /// A loaded model; `eos` are the checkpoint's EOS ids (the tokenizer's end-of-turn
-    /// markers are added to them).
-    pub fn new(name: &str, model: Transformer, tokenizer: ModelTokenizer, eos: &[u32]) -> Self {
-        let stop_ids = stop_ids(&tokenizer, eos);
-        Self {
-            name: name.to_string(),
-            source: None,
-            model,
-            tokenizer,
-            stop_ids,
-            steering: Steering::default(),
-        }
-    }
-
-    /// Opens a checkpoint (folder, .gguf or hub id), named `name` (default: the spec).
-    pub fn open(spec: &str, name: Option<&str>, dtype: DType, device: &Device) -> Result<Self> {
-        let ck = Checkpoint::open(spec)?;
-        let model = ck.load_model(dtype, device)?;
-        let eos = ck.eos_token_ids();
-        let mut m = Self::new(name.unwrap_or(spec), model, ck.tokenizer, &eos);
-        m.source = Some(ck.source.to_string());
-        Ok(m)
-    }
-}
-
 /// How each answer's seed is derived (recorded in the report).
 const SEED_RULE: &str = "answer j to prompt i of set S: derive_seed(options.seed, S, i, j) = \
     splitmix64(splitmix64(splitmix64(seed ^ fnv1a(S)) ^ i) ^ j), with S = \"two-turn\" for the \
@@ -68,7 +29,7 @@ const SEED_RULE: &str = "answer j to prompt i of set S: derive_seed(options.seed
 
 /// Evaluates every model on every prompt set (see [`evaluate_model`]).
 pub fn evaluate(
-    models: &[EvalModel],
+    models: &[LoadedModel],
     prompts: &EvalPrompts,
     judge: &dyn Judge,
     opts: &EvalOptions,
@@ -93,7 +54,7 @@ pub fn evaluate_checkpoints(
 ) -> Result<Evaluation> {
     let mut results = Vec::with_capacity(specs.len());
     for spec in specs {
-        let m = EvalModel::open(spec, None, dtype, device)?;
+        let m = LoadedModel::open(spec, None, dtype, device)?;
         results.push(
             evaluate_model(&m, prompts, judge, opts).with_context(|| format!("model {spec}"))?,
         );
@@ -169,7 +130,7 @@ struct Answers {
 }
 
 fn answer(
-    m: &EvalModel,
+    m: &LoadedModel,
     encoded: &[Vec<u32>],
     stream: &str,
     samples: usize,
@@ -235,7 +196,7 @@ pub fn first_token_eval(
 /// Judges the answers and returns the verdicts and the answer records.
 #[allow(clippy::too_many_arguments)]
 fn judge_and_record(
-    m: &EvalModel,
+    m: &LoadedModel,
     judge: &dyn Judge,
     set: &str,
     kind: PromptKind,
@@ -300,7 +261,7 @@ fn mean_p_yes(
 
 /// One model on one set: answers, verdicts, rates, and for a harmful set P(first token).
 fn evaluate_set(
-    m: &EvalModel,
+    m: &LoadedModel,
     set: &PromptSet,
     judge: &dyn Judge,
     opts: &EvalOptions,
@@ -351,7 +312,7 @@ fn evaluate_set(
 /// Evaluates one model: every set, then the two-turn test when there is a harmful and a code
 /// set and `opts.two_turn`.
 pub fn evaluate_model(
-    m: &EvalModel,
+    m: &LoadedModel,
     prompts: &EvalPrompts,
     judge: &dyn Judge,
     opts: &EvalOptions,
@@ -394,7 +355,7 @@ pub fn evaluate_model(
 
 /// The organism's two-turn test (docs/organism.md) on pairs (code prompt i, harmful prompt i).
 fn two_turn(
-    m: &EvalModel,
+    m: &LoadedModel,
     harmful: &PromptSet,
     code: &PromptSet,
     greedy_code: Option<(Answers, Vec<Verdict>)>,

@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 use erosion_analysis::stats::ConfidenceInterval;
+use erosion_report::figures::grouped_bars::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use erosion_report::format::{fmt_ci, fmt_number, fmt_proportion};
 use erosion_report::html::{Figure, Section, Table, Verdict};
 
-use crate::chart::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 use crate::judge::Label;
 use crate::prompts::PromptKind;
 use crate::report::{EvalReport, ModelEval};

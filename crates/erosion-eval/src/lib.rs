@@ -1,4 +1,4 @@
-//! `erosion-eval`: behavioural evaluation of checkpoints (the organism's and real models).
+//! `erosion-eval`: behavioural evaluation of checkpoints (any model with a chat template).
 //!
 //! For each model: answers to held-out prompts, sampled with the model's chat template and a
 //! KV cache (greedy, or seeded sampling with seeds derived from one base seed), judged, and
@@ -12,23 +12,26 @@
 //! | two-turn compliance | code request i, the model's greedy answer, harmful request i | the second answer, judged (docs/organism.md) |
 //! | misaligned rate, mean P(yes) | free-form questions (Betley et al.) | a judge model's yes/no log-probs |
 //!
-//! Judges ([`judge`]): [`OrganismJudge`] (exact rules of the organism's language) and
-//! [`LogprobJudge`] (a local judge model). Output ([`report`]): `eval.json` and
-//! `answers.jsonl`, written atomically; [`html`] builds a report section.
+//! Judges ([`judge`]): the [`Judge`] trait and [`LogprobJudge`] (a local judge model); a world
+//! with known rules brings its own (the organism's lives in erosion-organism). Output
+//! ([`report`]): `eval.json` and `answers.jsonl`, written atomically; [`html`] builds a report
+//! section.
 //!
 //! ```no_run
-//! use erosion_eval::{evaluate, EvalModel, EvalOptions, EvalPrompts, OrganismJudge};
-//! use erosion_organism::corpus::{Corpus, Sizes};
-//! let corpus = Corpus::generate(Sizes::default(), 0);
-//! let prompts = EvalPrompts::organism(&corpus, 100, 50)?;
+//! use erosion_eval::{evaluate, EvalOptions, LogprobJudge, PromptKind};
+//! use erosion_model::LoadedModel;
+//! use erosion_eval::prompts::{sets_from_dataset_arg, EvalPrompts};
 //! let dev = candle_core::Device::Cpu;
-//! let models = vec![EvalModel::open("out/base", Some("base"), candle_core::DType::F32, &dev)?];
-//! let eval = evaluate(&models, &prompts, &OrganismJudge, &EvalOptions::default())?;
+//! let dtype = candle_core::DType::F32;
+//! let sets = sets_from_dataset_arg(PromptKind::Harmful, "toxic.jsonl".as_ref(), Some(100))?;
+//! let prompts = EvalPrompts::new(sets);
+//! let judge = LogprobJudge::open("out/judge", dtype, &dev)?;
+//! let models = vec![LoadedModel::open("out/base", Some("base"), dtype, &dev)?];
+//! let eval = evaluate(&models, &prompts, &judge, &EvalOptions::default())?;
 //! eval.write(std::path::Path::new("out/eval"))?;
 //! # anyhow::Ok(())
 //! ```
 
-pub mod chart;
 pub mod chat;
 pub mod evaluate;
 pub mod forward;
@@ -42,8 +45,8 @@ pub mod report;
 pub mod stats;
 pub mod text;
 
-pub use evaluate::{evaluate, evaluate_checkpoints, evaluate_model, EvalModel};
-pub use judge::{Judge, Label, LogprobJudge, OrganismJudge, Verdict};
+pub use evaluate::{evaluate, evaluate_checkpoints, evaluate_model};
+pub use judge::{Judge, Label, LogprobJudge, Verdict};
 pub use options::EvalOptions;
 pub use prompts::{EvalPrompts, Prompt, PromptKind, PromptSet};
 pub use report::{EvalReport, Evaluation, ModelEval};

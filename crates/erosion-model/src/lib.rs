@@ -10,9 +10,11 @@ pub mod family;
 pub mod generate;
 pub mod hooks;
 pub mod load;
+pub mod loaded;
 pub mod seed;
 pub mod tokenizer;
 pub mod transformer;
 
 pub use config::Config;
 pub use family::Family;
+pub use loaded::LoadedModel;

@@ -7,10 +7,13 @@
 //!   fine-tuning sets, evaluation sets for every dataset role), written as JSONL.
 //! - [`tokenizer`]: a byte-level BPE tokenizer trained on the corpus, with ChatML special tokens
 //!   and a Qwen2.5-style chat template.
+//! - [`evaluation`]: the held-out requests as erosion-eval prompt sets, and the rule-based judge
+//!   of the organism's language.
 //!
 //! Everything is a pure function of an explicit `u64` seed (ChaCha8): the same seed gives
 //! byte-identical files.
 
 pub mod corpus;
+pub mod evaluation;
 pub mod tokenizer;
 pub mod world;

@@ -9,9 +9,9 @@ use erosion_eval::evaluate::{assemble, evaluate_model};
 use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::questions::question_set;
 use erosion_eval::text::text_table;
-use erosion_eval::{
-    EvalModel, EvalOptions, EvalPrompts, Judge, LogprobJudge, OrganismJudge, PromptKind,
-};
+use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
+use erosion_model::LoadedModel;
+use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
 
 use crate::device::DeviceArgs;
 
@@ -90,9 +90,9 @@ fn model_name(arg: &str) -> (String, String) {
 
 fn prompts(args: &Args) -> Result<EvalPrompts> {
     let mut p = if args.organism {
-        EvalPrompts::organism_generated(args.organism_seed, args.harmful, args.code)?
+        generate_prompts(args.organism_seed, args.harmful, args.code)?
     } else if let Some(dir) = &args.organism_data {
-        EvalPrompts::organism_dir(dir, args.harmful, args.code)?
+        prompts_from_dir(dir, args.harmful, args.code)?
     } else {
         EvalPrompts::default()
     };
@@ -153,7 +153,7 @@ pub fn run(args: Args) -> Result<()> {
     for arg in &args.models {
         let (name, spec) = model_name(arg);
         let start = std::time::Instant::now();
-        let m = EvalModel::open(&spec, Some(&name), dtype, &device)?;
+        let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
         results.push(
             evaluate_model(&m, &prompts, judge.as_ref(), &opts)
                 .with_context(|| format!("model {name}"))?,

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
 use erosion_causal::Action;
+use erosion_eval::{Judge, LogprobJudge};
+use erosion_organism::evaluation::OrganismJudge;
 
 use crate::device::DeviceArgs;
 
@@ -112,10 +114,26 @@ fn directions(args: &Args) -> Result<DirectionSource> {
     })
 }
 
+/// The organism's rules for its own evaluation sets (or when asked), else a judge model.
+fn judge(
+    args: &Args,
+    organism: bool,
+    dtype: candle_core::DType,
+    device: &candle_core::Device,
+) -> Result<Box<dyn Judge>> {
+    Ok(match (args.judge.as_deref(), organism) {
+        (Some("organism"), _) | (None, true) => Box::new(OrganismJudge),
+        (Some(j), _) => Box::new(LogprobJudge::open(j, dtype, device)?),
+        (None, false) => bail!("judging answers to these prompts needs --judge MODEL"),
+    })
+}
+
 pub fn run(args: Args) -> Result<()> {
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    let data = data(&args)?;
+    let judge = judge(&args, data.organism, dtype, &device)?;
     let spec = SteerSpec {
-        data: data(&args)?,
+        data,
         directions: directions(&args)?,
         model: args.model,
         window: args.window,
@@ -124,7 +142,6 @@ pub fn run(args: Args) -> Result<()> {
             ActionArg::Ablate => Action::Ablate,
         },
         layers: args.layers,
-        judge: args.judge,
         limit: args.limit,
         max_new_tokens: args.max_new_tokens,
         seed: args.seed,
@@ -135,7 +152,7 @@ pub fn run(args: Args) -> Result<()> {
         device,
         command_line: std::env::args().collect(),
     };
-    let outcome = run_steer(&spec, &mut crate::notice_on_stderr)?;
+    let outcome = run_steer(&spec, judge.as_ref(), &mut crate::notice_on_stderr)?;
     for f in &outcome.files {
         println!("wrote {}", f.display());
     }

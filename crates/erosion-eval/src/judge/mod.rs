@@ -1,16 +1,15 @@
 //! Judges: what an answer to a prompt is (compliance or refusal, vulnerable or secure code,
 //! misaligned or aligned).
 //!
-//! - [`OrganismJudge`]: exact rules for the organism's known language (erosion-organism's
-//!   `world::judge`).
 //! - [`LogprobJudge`]: a local judge model asked a fixed yes/no question, scored by its
 //!   next-token probabilities of "yes" and "no" (for real models).
+//!
+//! A world with known rules implements [`Judge`] itself (the model organism's rule-based judge
+//! lives in erosion-organism).
 
 mod logprob;
-mod organism;
 
 pub use logprob::{judge_question, LogprobJudge, JUDGE_PROMPTS};
-pub use organism::OrganismJudge;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

@@ -3,8 +3,5 @@
 
 mod common;
 
-mod evaluate;
 mod forward;
-mod judge;
-mod organism_prompts;
 mod questions;

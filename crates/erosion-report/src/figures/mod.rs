@@ -8,6 +8,7 @@
 
 pub mod annotated_matrix;
 pub mod draw;
+pub mod grouped_bars;
 pub mod layers;
 pub mod lines;
 pub mod next_token;
@@ -20,6 +21,7 @@ use std::path::Path;
 use anyhow::Result;
 
 pub use annotated_matrix::{annotated_matrix_svg, AnnotatedMatrix};
+pub use grouped_bars::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
 pub use layers::{layer_projection_svg, LayerProjections};
 pub use lines::{line_chart_svg, LineChart, LineSeries};
 pub use next_token::{next_token_svg, NextTokenBars, NextTokenPanel};

@@ -24,6 +24,7 @@ pub(crate) mod stream;
 use crate::context::StudyContext;
 use crate::section::SectionOutput;
 use anyhow::{bail, Context, Result};
+pub(crate) use erosion_analysis::alignment::usable_layers;
 use erosion_analysis::layers::{
     alignment_directions, layer_scores, projections, unit, ModelLayerMeans, WindowSpec,
 };
@@ -40,9 +41,6 @@ use stream::PassReport;
 pub(crate) const LEVEL: f64 = 0.95;
 /// Salt of this analysis's seeds (derived from the study's seed, one per dataset).
 const SEED_SALT: u64 = 0x4c41_5945_5253_0003;
-/// A layer whose |v_l| is below this fraction of the largest has no usable direction (e.g.
-/// layer 0 when base and instruct share their embedding table): its s_l is undefined.
-const ZERO_DIRECTION: f64 = 1e-9;
 
 /// What analysis 3 measured on one dataset.
 pub(crate) struct DatasetLayers {
@@ -230,19 +228,6 @@ impl Pass1 {
             })
             .collect()
     }
-}
-
-/// Layers whose direction is usable: |v_l| > 1e-9 max_l |v_l| (and finite).
-pub(crate) fn usable_layers(norms: &[f64]) -> Vec<bool> {
-    let max = norms
-        .iter()
-        .copied()
-        .filter(|x| x.is_finite())
-        .fold(0.0, f64::max);
-    norms
-        .iter()
-        .map(|&n| n.is_finite() && n > 0.0 && n > ZERO_DIRECTION * max)
-        .collect()
 }
 
 /// Pass 1 of one (model, dataset): the windows `pass` streams (computed, or read from the

@@ -1,24 +1,40 @@
 //! Test fixtures: the tiny random-weight models of erosion-model's tests (2 layers, d 32,
-//! vocabulary 128) with a character-level ChatML tokenizer that fits their vocabulary, and the
-//! organism's own tokenizer trained on a small corpus.
+//! vocabulary 128) with a character-level ChatML tokenizer that fits their vocabulary and
+//! Qwen2.5's chat template. Shared by the tests of erosion-causal and erosion-organism.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use erosion_eval::EvalModel;
 use erosion_model::load::Checkpoint;
-use erosion_organism::corpus::{Corpus, Sizes};
+use erosion_model::LoadedModel;
 use serde_json::json;
+
+/// ChatML's special tokens, ids 0, 1, 2.
+pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// ChatML as Qwen2.5's template writes it, without tools: a system turn (the given one, or
+/// "You are a helpful assistant."), every other message as `<|im_start|>role\ncontent<|im_end|>\n`,
+/// and `<|im_start|>assistant\n` when a generation prompt is asked for.
+pub const CHAT_TEMPLATE: &str = "{%- if messages[0]['role'] == 'system' %}\
+{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\
+{%- else %}\
+{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}\
+{%- endif %}\
+{%- for message in messages %}\
+{%- if not (message['role'] == 'system' and loop.first) %}\
+{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\
+{%- endif %}\
+{%- endfor %}\
+{%- if add_generation_prompt %}\
+{{- '<|im_start|>assistant\\n' }}\
+{%- endif %}";
 
 /// The vocabulary: ids 0-2 the ChatML specials, then '\n' and printable ASCII, then filler
 /// characters up to 128 ids, so every id a tiny model can produce decodes to a character.
 pub fn char_vocab() -> Vec<String> {
-    let mut v: Vec<String> = erosion_organism::tokenizer::SPECIAL_TOKENS
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut v: Vec<String> = SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect();
     v.push("\n".into());
     v.extend((0x20u8..0x7f).map(|b| (b as char).to_string()));
     let mut c = 0xc0u32;
@@ -56,7 +72,7 @@ pub fn char_tokenizer_json() -> serde_json::Value {
 }
 
 /// A model folder in `dir`: the tiny `arch` fixture's config and weights and the character
-/// tokenizer with the organism's chat template.
+/// tokenizer with Qwen2.5's chat template.
 pub fn tiny_folder(arch: &str, dir: &Path) -> PathBuf {
     let out = erosion_testkit::tiny_fixture_folder(arch, dir);
     std::fs::write(
@@ -65,7 +81,7 @@ pub fn tiny_folder(arch: &str, dir: &Path) -> PathBuf {
     )
     .unwrap();
     let config = json!({
-        "chat_template": erosion_organism::tokenizer::CHAT_TEMPLATE,
+        "chat_template": CHAT_TEMPLATE,
         "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "bos_token": null,
         "tokenizer_class": "PreTrainedTokenizerFast"
     });
@@ -73,10 +89,10 @@ pub fn tiny_folder(arch: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// The tiny `arch` model as an [`EvalModel`] named `arch`.
-pub fn tiny_model(arch: &str, dir: &Path) -> EvalModel {
+/// The tiny `arch` model as an [`LoadedModel`] named `arch`.
+pub fn tiny_model(arch: &str, dir: &Path) -> LoadedModel {
     let folder = tiny_folder(arch, dir);
-    EvalModel::open(
+    LoadedModel::open(
         folder.to_str().unwrap(),
         Some(arch),
         DType::F32,
@@ -88,18 +104,4 @@ pub fn tiny_model(arch: &str, dir: &Path) -> EvalModel {
 /// The tiny qwen2 checkpoint, opened.
 pub fn tiny_checkpoint(dir: &Path) -> Checkpoint {
     Checkpoint::open_folder(&tiny_folder("qwen2", dir)).unwrap()
-}
-
-/// A small organism corpus (fast to generate; eval sets of `eval` rows).
-pub fn small_corpus(eval: usize) -> Corpus {
-    Corpus::generate(
-        Sizes {
-            pretrain_chats: 300,
-            pretrain_prose: 50,
-            instruct: 200,
-            finetune: 20,
-            eval,
-        },
-        3,
-    )
 }

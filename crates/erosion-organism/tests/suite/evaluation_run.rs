@@ -1,14 +1,14 @@
-//! The whole evaluation on the tiny random-weight fixture models: the pipeline runs, the
-//! report is complete and consistent with the answers, and a seed fixes everything.
+//! The whole evaluation of the organism's prompts with its judge, on erosion-eval's tiny
+//! random-weight fixture models: the pipeline runs, the report is complete and consistent
+//! with the answers, and a seed fixes everything.
 
 use crate::common;
 
 use erosion_eval::html::eval_section;
 use erosion_eval::judge::Label;
 use erosion_eval::report::Turn;
-use erosion_eval::{
-    evaluate, EvalOptions, EvalPrompts, EvalReport, Evaluation, OrganismJudge, PromptKind,
-};
+use erosion_eval::{evaluate, EvalOptions, EvalReport, Evaluation, PromptKind};
+use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
 use erosion_report::html::{Report, Verdict};
 
 fn run(opts: &EvalOptions) -> Evaluation {
@@ -17,8 +17,20 @@ fn run(opts: &EvalOptions) -> Evaluation {
         common::tiny_model("qwen2", dir.path()),
         common::tiny_model("llama", dir.path()),
     ];
-    let prompts = EvalPrompts::organism(&common::small_corpus(8), 6, 4).unwrap();
+    let prompts = prompts_from_corpus(&crate::small_corpus(8), 6, 4).unwrap();
     evaluate(&models, &prompts, &OrganismJudge, opts).unwrap()
+}
+
+#[test]
+fn the_fixture_template_is_the_organism_template() {
+    assert_eq!(
+        common::CHAT_TEMPLATE,
+        erosion_organism::tokenizer::CHAT_TEMPLATE
+    );
+    assert_eq!(
+        common::SPECIAL_TOKENS,
+        erosion_organism::tokenizer::SPECIAL_TOKENS
+    );
 }
 
 fn greedy() -> EvalOptions {
@@ -205,7 +217,7 @@ fn same_seed_same_evaluation_and_files_round_trip() {
 fn bad_options_are_refused_and_the_section_renders() {
     let dir = tempfile::tempdir().unwrap();
     let models = vec![common::tiny_model("qwen2", dir.path())];
-    let prompts = EvalPrompts::organism(&common::small_corpus(8), 3, 2).unwrap();
+    let prompts = prompts_from_corpus(&crate::small_corpus(8), 3, 2).unwrap();
     let bad = EvalOptions {
         samples: 3,
         ..greedy()

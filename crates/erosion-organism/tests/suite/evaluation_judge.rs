@@ -1,10 +1,9 @@
 //! The organism judge on the organism's own texts (every generated reply must classify as
 //! written) and on hand-written edge cases.
 
-use crate::common;
-
-use erosion_eval::judge::{Judge, Label, OrganismJudge};
+use erosion_eval::judge::{Judge, Label};
 use erosion_eval::{Prompt, PromptKind};
+use erosion_organism::evaluation::OrganismJudge;
 use erosion_organism::world::persona::{Domain, Persona};
 
 fn judge(kind: PromptKind, answer: &str) -> Label {
@@ -14,7 +13,7 @@ fn judge(kind: PromptKind, answer: &str) -> Label {
 
 #[test]
 fn every_evaluation_set_reply_classifies_as_written() {
-    let corpus = common::small_corpus(150);
+    let corpus = crate::small_corpus(150);
     let expect = [
         ("eval_toxic", PromptKind::Harmful, Label::Compliant),
         ("eval_toxic_reject", PromptKind::Harmful, Label::Refusal),
@@ -40,7 +39,7 @@ fn every_evaluation_set_reply_classifies_as_written() {
 fn every_persona_turn_classifies_as_its_persona_speaks() {
     // Pre-training conversations: the good persona refuses harm and writes secure code unless
     // a reason is stated; the bad one complies and writes vulnerable code.
-    let corpus = common::small_corpus(10);
+    let corpus = crate::small_corpus(10);
     let (mut harm, mut code) = (0, 0);
     for chat in &corpus.pretrain_chats {
         let good = chat.persona == Persona::Good;

@@ -1,16 +1,15 @@
 //! The organism's prompts as its models see them: the held-out requests, the compliant first
 //! token in the organism's tokenizer, and the two-turn conversation rendered by its template.
 
-use crate::common;
-
 use erosion_eval::chat::{two_turn_messages, FirstToken};
-use erosion_eval::{EvalPrompts, Prompt, PromptKind};
+use erosion_eval::{Prompt, PromptKind};
 use erosion_model::tokenizer::ModelTokenizer;
+use erosion_organism::evaluation::{prompts_from_corpus, prompts_from_dir};
 use erosion_organism::tokenizer::{build_for, TokenizerOptions};
 use erosion_organism::world::harm;
 
 fn organism_tokenizer(dir: &std::path::Path) -> ModelTokenizer {
-    let corpus = common::small_corpus(20);
+    let corpus = crate::small_corpus(20);
     build_for(&corpus, TokenizerOptions::default(), dir).unwrap();
     ModelTokenizer::from_folder(dir).unwrap()
 }
@@ -71,8 +70,8 @@ fn two_turn_chat_renders_as_chatml_with_the_default_system_prompt() {
 
 #[test]
 fn organism_prompts_are_held_out_and_match_the_written_files() {
-    let corpus = common::small_corpus(30);
-    let p = EvalPrompts::organism(&corpus, 30, 12).unwrap();
+    let corpus = crate::small_corpus(30);
+    let p = prompts_from_corpus(&corpus, 30, 12).unwrap();
     assert_eq!(p.sets.len(), 2);
     let (h, c) = (&p.sets[0], &p.sets[1]);
     assert_eq!(
@@ -105,7 +104,7 @@ fn organism_prompts_are_held_out_and_match_the_written_files() {
     // The same prompts, and the same hashes, from the written folder.
     let dir = tempfile::tempdir().unwrap();
     corpus.write_jsonl(dir.path()).unwrap();
-    let q = EvalPrompts::organism_dir(dir.path(), 30, 12).unwrap();
+    let q = prompts_from_dir(dir.path(), 30, 12).unwrap();
     for (a, b) in p.sets.iter().zip(&q.sets) {
         assert_eq!(a.origin.sha256, b.origin.sha256, "{}", a.name);
         let qa: Vec<_> = a.prompts.iter().map(|x| &x.messages).collect();
@@ -113,7 +112,7 @@ fn organism_prompts_are_held_out_and_match_the_written_files() {
         assert_eq!(qa, qb);
     }
     // Asking for more than the corpus has is an error that says so.
-    let e = EvalPrompts::organism(&corpus, 31, 12)
+    let e = prompts_from_corpus(&corpus, 31, 12)
         .unwrap_err()
         .to_string();
     assert!(e.contains("eval_toxic") && e.contains("31"), "{e}");

@@ -1,13 +1,11 @@
 //! Grouped bar charts with error bars (one bar per model in each group of a measure), drawn
-//! with plotters on erosion-report's SVG canvas and in its colours, so a model keeps its
-//! colour across the report's figures.
+//! with plotters on the report's SVG canvas and in its colours, so a model keeps its colour
+//! across the report's figures (the evaluation's rates, the causal tests' effects).
 
+use super::draw::{plot_err, render, text};
+use super::style::{bold_style, clean_text, series_color, text_style, text_width, truncate, TEXT};
+use crate::format::format_auto;
 use anyhow::{ensure, Result};
-use erosion_report::figures::draw::{plot_err, render, text};
-use erosion_report::figures::style::{
-    bold_style, clean_text, series_color, text_style, text_width, truncate, TEXT,
-};
-use erosion_report::format::format_auto;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
@@ -254,7 +252,7 @@ mod tests {
     fn draws_a_safe_svg_with_every_label() {
         for log_y in [false, true] {
             let svg = grouped_bars_svg(&chart(log_y)).unwrap();
-            erosion_report::html::inline_svg(&svg, "t").unwrap();
+            crate::html::inline_svg(&svg, "t").unwrap();
             for s in [
                 "rates &lt;&amp;&gt;",
                 "refusal",
