@@ -4,6 +4,7 @@ mod alloc;
 mod cmd;
 mod datasets;
 mod device;
+mod layer;
 mod probe;
 
 use clap::{Parser, Subcommand};

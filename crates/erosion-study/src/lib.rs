@@ -2,6 +2,7 @@
 //! through erosion-forward and erosion-analysis; results.json, `.npy` arrays, SVG figures and a
 //! self-contained report.html out (erosion-report).
 
+pub mod analysis;
 pub mod behaviour;
 pub mod context;
 pub mod directions;

@@ -4,9 +4,9 @@
 //! error, and the command exits with an error after writing everything else. Forward passes
 //! go through the activation cache, so running a stopped study again resumes it.
 
+use crate::analysis::registered;
 use crate::context::StudyContext;
-use crate::section::SectionOutput;
-use crate::spec::{Analysis, Preset, StudySpec};
+use crate::spec::{Preset, StudySpec};
 use anyhow::{bail, Result};
 use erosion_forward::notice::Notify;
 use erosion_report::html::{Report, Section, Verdict};
@@ -84,9 +84,10 @@ pub fn run_study_with(
     }
     let mut failures = Vec::new();
     for analysis in analyses {
-        let (key, title) = describe(analysis);
+        let analysis = registered(analysis);
+        let (key, title) = (analysis.key, analysis.title);
         notices.notice(&format!("== {title}"));
-        match run_analysis(&ctx, analysis) {
+        match analysis.run(&ctx) {
             Ok(out) => {
                 results.insert(out.key.to_string(), out.results);
                 sections.push(out.section);
@@ -132,30 +133,6 @@ pub fn run_study_with(
         verdicts,
         failures,
     })
-}
-
-fn run_analysis(ctx: &StudyContext, analysis: Analysis) -> Result<SectionOutput> {
-    match analysis {
-        Analysis::Behaviour => crate::behaviour::run(ctx),
-        Analysis::Gradients => crate::gradients::run(ctx),
-        Analysis::Layers => crate::layers::run(ctx),
-        Analysis::Directions => crate::directions::run(ctx),
-    }
-}
-
-fn describe(analysis: Analysis) -> (&'static str, &'static str) {
-    match analysis {
-        Analysis::Behaviour => ("behaviour", "1. Behaviour reverts to base"),
-        Analysis::Gradients => (
-            "gradients",
-            "2. Misaligned intent gives opposing learning signals",
-        ),
-        Analysis::Layers => ("layers", "3. Alignment erodes layer by layer"),
-        Analysis::Directions => (
-            "directions",
-            "4. One direction governs alignment across domains",
-        ),
-    }
 }
 
 fn summary(ctx: &StudyContext, preset: Option<Preset>, verdicts: &[(String, Verdict)]) -> String {

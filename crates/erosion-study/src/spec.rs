@@ -59,7 +59,7 @@ pub struct StudySpec {
     pub render: RenderSpec,
     /// Which analyses run (default: all four).
     #[serde(default = "all_analyses")]
-    pub analyses: Vec<Analysis>,
+    pub analyses: Vec<AnalysisName>,
     #[serde(default)]
     pub behaviour: BehaviourSpec,
     #[serde(default)]
@@ -72,19 +72,19 @@ pub struct StudySpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Analysis {
+pub enum AnalysisName {
     Behaviour,
     Gradients,
     Layers,
     Directions,
 }
 
-fn all_analyses() -> Vec<Analysis> {
+fn all_analyses() -> Vec<AnalysisName> {
     vec![
-        Analysis::Behaviour,
-        Analysis::Gradients,
-        Analysis::Layers,
-        Analysis::Directions,
+        AnalysisName::Behaviour,
+        AnalysisName::Gradients,
+        AnalysisName::Layers,
+        AnalysisName::Directions,
     ]
 }
 fn default_output() -> PathBuf {
@@ -443,7 +443,7 @@ impl StudySpec {
         if let Some(e) = &self.behaviour.example {
             known(&e.dataset, "[behaviour] example")?;
         }
-        if self.analyses.contains(&Analysis::Gradients) {
+        if self.analyses.contains(&AnalysisName::Gradients) {
             known(&self.gradients.a, "[gradients] a")?;
             known(&self.gradients.b, "[gradients] b")?;
             if !models.contains(&self.gradients.model) {

@@ -12,6 +12,7 @@ use erosion_eval::{Judge, LogprobJudge};
 use erosion_organism::evaluation::OrganismJudge;
 
 use crate::device::DeviceArgs;
+use crate::layer::ResidLayer;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum ActionArg {
@@ -45,10 +46,11 @@ pub struct Args {
     /// Multiple of v_l to add (negative removes alignment).
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub scale: f64,
-    /// Layer indices (0 = embeddings, l = output of block l-1). Default: the middle block's
-    /// output for add, every block's output for ablate.
+    /// Residual-stream points to steer, comma-separated: `blocks.L.hook_resid_post`, L (the
+    /// same point) or `embed`. Default: the middle block's output for add, every block's output
+    /// for ablate.
     #[arg(long, value_delimiter = ',')]
-    pub layers: Vec<usize>,
+    pub layers: Vec<ResidLayer>,
     /// The organism's corpus folder: eval_toxic, eval_toxic_reject and eval_general, judged
     /// by the organism's rules.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["toxic", "reject", "benign"])]
@@ -141,7 +143,7 @@ pub fn run(args: Args) -> Result<()> {
             ActionArg::Add => Action::Add { scale: args.scale },
             ActionArg::Ablate => Action::Ablate,
         },
-        layers: args.layers,
+        layers: crate::layer::indices(&args.layers),
         limit: args.limit,
         max_new_tokens: args.max_new_tokens,
         seed: args.seed,

@@ -3,6 +3,7 @@
 
 use crate::datasets::dataset_specs;
 use crate::device::DeviceArgs;
+use crate::layer::ResidLayer;
 use crate::probe::ProbeArgs;
 use anyhow::{Context, Result};
 use erosion_causal::data::chat_sequences;
@@ -93,9 +94,10 @@ pub struct Args {
     /// --protect-weight x the squared drift of the --toxic probe's projections to the loss.
     #[arg(long, value_enum, requires = "directions")]
     pub protect: Option<ProtectArg>,
-    /// Layer indices to protect (default: every block output with a direction).
+    /// Residual-stream points to protect, comma-separated: `blocks.L.hook_resid_post`, L (the
+    /// same point) or `embed` (default: every block output with a direction).
     #[arg(long, value_delimiter = ',')]
-    pub protect_layers: Vec<usize>,
+    pub protect_layers: Vec<ResidLayer>,
     #[arg(long, default_value_t = 10.0)]
     pub protect_weight: f64,
     #[command(flatten)]
@@ -252,13 +254,16 @@ fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
     let layers: Vec<usize> = if args.protect_layers.is_empty() {
         dirs.available().into_iter().filter(|&l| l > 0).collect()
     } else {
-        args.protect_layers.clone()
+        crate::layer::indices(&args.protect_layers)
     };
     let directions = layers
         .iter()
         .map(|&l| match dirs.layers.get(l) {
             Some(Some(v)) => Ok((l, v.clone())),
-            _ => anyhow::bail!("--protect-layers: layer {l} has no direction"),
+            _ => anyhow::bail!(
+                "--protect-layers: {} has no direction in the --directions file",
+                ResidLayer(l)
+            ),
         })
         .collect::<Result<Vec<_>>>()?;
     let mut p = Protection {

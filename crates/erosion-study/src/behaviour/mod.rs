@@ -63,7 +63,24 @@ pub(crate) struct Computed {
     pub cells: Vec<Vec<CellData>>,
 }
 
-pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
+/// Analysis 1 of the study, as the study runs it (module docs).
+pub struct BehaviourAnalysis;
+
+impl crate::analysis::Analysis for BehaviourAnalysis {
+    const KEY: &'static str = "behaviour";
+    const TITLE: &'static str = "1. Behaviour reverts to base";
+    type Results = serde_json::Value;
+
+    fn run(ctx: &StudyContext) -> Result<crate::analysis::Finished<Self::Results>> {
+        let out = run(ctx)?;
+        Ok(crate::analysis::Finished {
+            results: out.results,
+            section: out.section,
+        })
+    }
+}
+
+fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     let computed = compute(ctx)?;
     report::build(ctx, &computed)
 }

@@ -69,7 +69,24 @@ pub(crate) struct PairComparison {
 /// Residual matrices up to this many values are written to the output folder.
 const MAX_WRITTEN_RESIDUALS: usize = 1 << 24;
 
-pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
+/// Analysis 4 of the study, as the study runs it (module docs).
+pub struct DirectionsAnalysis;
+
+impl crate::analysis::Analysis for DirectionsAnalysis {
+    const KEY: &'static str = "directions";
+    const TITLE: &'static str = "4. One direction governs alignment across domains";
+    type Results = serde_json::Value;
+
+    fn run(ctx: &StudyContext) -> Result<crate::analysis::Finished<Self::Results>> {
+        let out = run(ctx)?;
+        Ok(crate::analysis::Finished {
+            results: out.results,
+            section: out.section,
+        })
+    }
+}
+
+fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     let spec = &ctx.spec.directions;
     let datasets = chosen_datasets(ctx);
     if datasets.is_empty() {

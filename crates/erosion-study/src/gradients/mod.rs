@@ -58,7 +58,24 @@ pub(crate) struct Computed {
     pub seeds: serde_json::Value,
 }
 
-pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
+/// Analysis 2 of the study, as the study runs it (module docs).
+pub struct GradientsAnalysis;
+
+impl crate::analysis::Analysis for GradientsAnalysis {
+    const KEY: &'static str = "gradients";
+    const TITLE: &'static str = "2. Misaligned intent gives opposing learning signals";
+    type Results = serde_json::Value;
+
+    fn run(ctx: &StudyContext) -> Result<crate::analysis::Finished<Self::Results>> {
+        let out = run(ctx)?;
+        Ok(crate::analysis::Finished {
+            results: out.results,
+            section: out.section,
+        })
+    }
+}
+
+fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     let c = compute(ctx)?;
     report::build(ctx, &c)
 }

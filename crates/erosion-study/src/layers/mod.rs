@@ -65,7 +65,24 @@ pub(crate) struct DatasetLayers {
     pub units: Vec<Option<Vec<f64>>>,
 }
 
-pub fn run(ctx: &StudyContext) -> Result<SectionOutput> {
+/// Analysis 3 of the study, as the study runs it (module docs).
+pub struct LayersAnalysis;
+
+impl crate::analysis::Analysis for LayersAnalysis {
+    const KEY: &'static str = "layers";
+    const TITLE: &'static str = "3. Alignment erodes layer by layer";
+    type Results = serde_json::Value;
+
+    fn run(ctx: &StudyContext) -> Result<crate::analysis::Finished<Self::Results>> {
+        let out = run(ctx)?;
+        Ok(crate::analysis::Finished {
+            results: out.results,
+            section: out.section,
+        })
+    }
+}
+
+fn run(ctx: &StudyContext) -> Result<SectionOutput> {
     let spec = &ctx.spec.layers;
     let datasets = ctx.spec.dataset_names(&spec.datasets);
     if datasets.is_empty() {
