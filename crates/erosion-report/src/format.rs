@@ -183,8 +183,11 @@ pub fn format_tick(v: f64, step: f64) -> String {
     } else {
         (-step.log10().floor()) as usize
     };
-    let s = format!("{v:.decimals$}");
-    // "-0.0" reads as a mistake.
+    typeset_minus(format!("{v:.decimals$}"))
+}
+
+/// A typeset minus sign (U+2212) for `-`, and no sign on a zero ("-0.0" reads as a mistake).
+fn typeset_minus(s: String) -> String {
     if s.trim_start_matches('-')
         .chars()
         .all(|c| c == '0' || c == '.')
@@ -227,15 +230,7 @@ pub fn format_value(v: f64, decimals: usize) -> String {
         }
         .to_string()
     } else {
-        let s = format!("{v:.decimals$}");
-        if s.trim_start_matches('-')
-            .chars()
-            .all(|c| c == '0' || c == '.')
-        {
-            s.trim_start_matches('-').to_string()
-        } else {
-            s.replace('-', "\u{2212}")
-        }
+        typeset_minus(format!("{v:.decimals$}"))
     }
 }
 

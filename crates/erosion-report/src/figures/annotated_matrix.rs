@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{cell, colorbar, plot_err, render, text};
+use super::draw::{cell, colorbar, figure_title, plot_err, render, text};
 use super::style::{
     bold_style, clean_text, text_style, text_width, truncate, ColorScale, Scale, MUTED, TEXT,
 };
@@ -102,12 +102,7 @@ pub fn annotated_matrix_svg(f: &AnnotatedMatrix) -> Result<String> {
     let h = top + gh.max(bar_h + if any_missing { 30 } else { 0 }) + 16;
 
     render(w as u32, h as u32, |root| {
-        text(
-            root,
-            &title,
-            (w / 2, 22),
-            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
-        )?;
+        figure_title(root, &title, w)?;
         if let Some(n) = &note {
             text(
                 root,

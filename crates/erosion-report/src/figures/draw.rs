@@ -29,6 +29,16 @@ pub fn render(w: u32, h: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<
     Ok(buf)
 }
 
+/// A figure's title: bold 16 px, centred on a figure `width` pixels wide, 22 px from the top.
+pub fn figure_title(root: &Area, title: &str, width: i32) -> Result<()> {
+    text(
+        root,
+        title,
+        (width / 2, 22),
+        &super::style::bold_style(16.0, TEXT, HPos::Center, VPos::Center),
+    )
+}
+
 /// Draws `s` at pixel `pos` in `style`.
 pub fn text(area: &Area, s: &str, pos: (i32, i32), style: &TextStyle) -> Result<()> {
     if s.is_empty() {

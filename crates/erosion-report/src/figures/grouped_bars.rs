@@ -2,8 +2,8 @@
 //! with plotters on the report's SVG canvas and in its colours, so a model keeps its colour
 //! across the report's figures (the evaluation's rates, the causal tests' effects).
 
-use super::draw::{plot_err, render, text};
-use super::style::{bold_style, clean_text, series_color, text_style, text_width, truncate, TEXT};
+use super::draw::{figure_title, plot_err, render, text};
+use super::style::{clean_text, series_color, text_style, text_width, truncate, TEXT};
 use crate::format::format_auto;
 use anyhow::{ensure, Result};
 use plotters::prelude::*;
@@ -113,12 +113,7 @@ pub fn grouped_bars_svg(c: &GroupedBars) -> Result<String> {
     let legend_h = (c.models.len() as i32 + 1) * 20;
     let h = top + PLOT_H.max(legend_h) + bottom;
     render(w as u32, h as u32, |root| {
-        text(
-            root,
-            &title,
-            (w / 2, 22),
-            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
-        )?;
+        figure_title(root, &title, w)?;
         let sub = root
             .clone()
             .shrink((16, top), ((LEFT + plot_w) as u32, (PLOT_H + 40) as u32));

@@ -7,8 +7,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{legend, plot_err, render, text, Area, Mark};
-use super::style::{bold_style, clean_text, series_color, text_style, text_width, TEXT};
+use super::draw::{figure_title, legend, plot_err, render, Area, Mark};
+use super::style::{clean_text, series_color, text_style, text_width, TEXT};
 use crate::format::format_auto;
 
 /// One line; `lower`/`upper`, when given, bound a shaded band around it.
@@ -268,12 +268,7 @@ pub(crate) fn chart_with_legend(
     let legend_h = entries.len() as i32 * 20;
     let h = top + plot_h.max(legend_h) + BOTTOM_AXIS + 14;
     render(w as u32, h as u32, |root| {
-        text(
-            root,
-            &title,
-            (w / 2, 22),
-            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
-        )?;
+        figure_title(root, &title, w)?;
         line_panel(
             root,
             (left, top),

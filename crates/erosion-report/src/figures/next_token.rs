@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{plot_err, render, text, Area};
+use super::draw::{figure_title, plot_err, render, text, Area};
 use super::style::{
     bold_style, clean_text, series_color, text_style, text_width, token_label, truncate, TEXT,
 };
@@ -96,12 +96,7 @@ pub fn next_token_svg(f: &NextTokenBars) -> Result<String> {
     let w = (16 + cols * panel_w).max(text_width(&title, 16.0) as i32 + 40);
     let h = top + rows * panel_h + 10;
     render(w as u32, h as u32, |root| {
-        text(
-            root,
-            &title,
-            (w / 2, 22),
-            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
-        )?;
+        figure_title(root, &title, w)?;
         if let Some(s) = &subtitle {
             text(
                 root,

@@ -10,10 +10,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{cell, colorbar, plot_err, render, text};
-use super::style::{
-    bold_style, clean_text, text_style, text_width, truncate, ColorScale, MUTED, TEXT,
-};
+use super::draw::{cell, colorbar, figure_title, plot_err, render, text};
+use super::style::{clean_text, text_style, text_width, truncate, ColorScale, MUTED, TEXT};
 
 /// Most blocks drawn per side.
 pub const MAX_CELLS: usize = 160;
@@ -172,12 +170,7 @@ pub fn matrix_heatmap_svg(f: &MatrixHeatmap) -> Result<String> {
     let h = top + grid.max(bar_h + 30) + bottom_labels + 16;
 
     render(w as u32, h as u32, |root| {
-        text(
-            root,
-            &title,
-            (w / 2, 22),
-            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
-        )?;
+        figure_title(root, &title, w)?;
         if binned {
             let note = format!(
                 "{n} x {n} shown as {b} x {b} block means",

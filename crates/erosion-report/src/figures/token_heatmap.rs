@@ -8,12 +8,12 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{cell, colorbar, legend, render, text};
+use super::draw::{cell, colorbar, figure_title, legend, render, text};
 use super::lines::{
     legend_entries, line_panel, padded_range, LineSeries, Panel, BOTTOM_AXIS, LEFT_AXIS,
 };
 use super::style::{
-    bold_style, clean_text, text_style, text_width, token_label, truncate, ColorScale, MUTED, TEXT,
+    clean_text, text_style, text_width, token_label, truncate, ColorScale, MUTED, TEXT,
 };
 
 /// Data of the token heatmap.
@@ -135,12 +135,7 @@ pub fn token_logprob_svg(f: &TokenLogprobs) -> Result<String> {
     let h = panel_top + panel_h + BOTTOM_AXIS + 12;
 
     render(w as u32, h as u32, |root| {
-        text(
-            root,
-            &title,
-            (w / 2, 22),
-            &bold_style(16.0, TEXT, HPos::Center, VPos::Center),
-        )?;
+        figure_title(root, &title, w)?;
         // Token positions every 5 tokens (every 10 when long), above the grid.
         let every = if n > 60 { 10 } else { 5 };
         let pos_style = text_style(10.0, MUTED, HPos::Center, VPos::Bottom);
