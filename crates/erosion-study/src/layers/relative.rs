@@ -10,10 +10,10 @@
 //! and layers (one index draw serves every layer, so group means and differences are
 //! consistent), with the directions v_l held fixed.
 
+use super::results::ErosionTest;
 use anyhow::{bail, Result};
 use erosion_analysis::stats::{bootstrap_ci, ConfidenceInterval};
 use erosion_report::html::Verdict;
-use serde::Serialize;
 
 /// Early layers must place the model at least this far from base toward instruct.
 pub(crate) const TRACKS_EARLY_MIN: f64 = 0.75;
@@ -138,25 +138,6 @@ impl<'a> Paired<'a> {
             seed,
         )
     }
-}
-
-/// The early-vs-deep comparison of one fine-tuned model on one dataset.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct ErosionTest {
-    pub model: String,
-    /// The model the verdict is about (the others are controls).
-    pub under_test: bool,
-    pub early_layers: Vec<usize>,
-    pub deep_layers: Vec<usize>,
-    pub n_paired: usize,
-    pub early: ConfidenceInterval,
-    pub deep: ConfidenceInterval,
-    /// r(early) - r(deep).
-    pub drop: ConfidenceInterval,
-    pub tracks_early: bool,
-    pub drop_significant: bool,
-    pub deep_fell_half_way: bool,
-    pub verdict: Verdict,
 }
 
 /// The rule of analysis 3, from the relative positions r (0 = base, 1 = instruct):

@@ -2,15 +2,23 @@
 //! projections against the uncached windows pooled by hand (tiny fixture models), and the
 //! pass-1 arithmetic on constructed means.
 
+use super::passes::{layer_means, replay_projections, Pass1};
+use super::statistics::statistics;
+use super::stream::PassReport;
 use super::*;
+use anyhow::Result;
 use candle_core::{DType, Device};
+use erosion_analysis::alignment::usable_layers;
 use erosion_analysis::layers::Pooling as APooling;
+use erosion_analysis::layers::{unit, WindowSpec};
 use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
+use erosion_forward::cache::CacheEntry;
 use erosion_forward::cache::DiskCache;
 use erosion_forward::cached_windows::record_windows_cached;
 use erosion_forward::cached_windows::windows_cache_key;
 use erosion_forward::windows::{record_windows, LayerConvention};
+use erosion_forward::windows::{Layers, Window, WindowOptions, WindowRecord};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::Transformer;
 use std::collections::BTreeMap;
@@ -324,4 +332,37 @@ fn statistics_of_constructed_projections() {
         .err()
         .expect("a mismatch");
     assert!(e.to_string().contains("replayed projections"), "{e}");
+}
+
+/// The typed results of one dataset go through JSON and back unchanged; a layer without a
+/// direction is null, and a test that could not run is `{model, error}`.
+#[test]
+fn typed_results_round_trip_through_json() {
+    use super::compute::dataset_results;
+    let models: Vec<String> = ["base", "instruct", "ft"].map(String::from).to_vec();
+    let nan = vec![f64::NAN; 2];
+    let proj = vec![
+        vec![nan.clone(), vec![-1.0, 1.0], vec![0.0, 0.0]],
+        vec![nan.clone(), vec![4.0, 6.0], vec![2.0, 2.0]],
+        vec![nan.clone(), vec![3.0, 5.0], vec![0.0, 2.0]],
+    ];
+    let mut st = statistics("d", constructed_pass1(), &models, &proj, 50, 9).unwrap();
+    st.tests.push(Err("no paired example".into()));
+    let more: Vec<String> = ["base", "instruct", "ft", "other"]
+        .map(String::from)
+        .to_vec();
+    let d = dataset_results(&st, &more, vec!["arrays/x.npy".into()]);
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json["scores"]["ft"][0], serde_json::Value::Null);
+    assert_eq!(json["scores"]["ft"][1], 4.0);
+    assert_eq!(
+        json["tests"][1],
+        serde_json::json!({ "model": "other", "error": "no paired example" })
+    );
+    let keys: Vec<&String> = json["scores"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["base", "instruct", "ft"]);
+    let back: DatasetLayers = serde_json::from_value(json.clone()).unwrap();
+    assert!(matches!(back.tests[0], TestOutcome::Ran(_)));
+    assert!(matches!(back.tests[1], TestOutcome::NotRun { .. }));
+    assert_eq!(serde_json::to_value(&back).unwrap(), json);
 }
