@@ -11,284 +11,69 @@
 //!
 //! Models are run one at a time (model-major): every pass of a model happens before the next
 //! model is loaded. Dataset passes go through the activation cache (shared.rs).
+//!
+//! Layout: passes.rs runs the forward passes, compute.rs turns them into the typed
+//! [`BehaviourResults`] (results.rs) and saves the arrays, section.rs writes the report section
+//! from those results alone (figures.rs, tables.rs).
 
+mod compute;
+mod figures;
+mod named;
+mod passes;
 mod prompt;
-mod report;
+mod results;
+mod section;
 pub(crate) mod shared;
 mod table;
 mod tables;
 
+pub use results::*;
+
+use crate::analysis::{Analysis, Finished};
 use crate::context::StudyContext;
-use crate::section::SectionOutput;
-use anyhow::{bail, Context, Result};
-use erosion_data::Role;
-use erosion_data::Sequence;
-use erosion_forward::batch::NoProgress;
-use erosion_forward::logprobs::{next_token, response_logprobs, NextToken, ResponseLogprobs};
-use prompt::{prefix_prompt, renders_plainly, token_text, PrefixPrompt};
-use table::CellData;
+use anyhow::Result;
 
-/// The response shown token by token.
-pub(crate) struct ExampleChoice {
-    pub dataset: String,
-    pub index: usize,
-    /// `[behaviour] example` was given (else the default rule chose it).
-    pub explicit: bool,
-    /// The instruct model's rendering of the response: the tokens every model is scored on.
-    pub ids: Vec<u32>,
-    /// Each id decoded with the instruct model's tokenizer.
-    pub tokens: Vec<String>,
-    /// Per model: its own rendering tokenizes the response differently from the instruct one.
-    pub own_tokens_differ: Vec<bool>,
-}
-
-/// Everything analysis 1 computed, handed to report.rs.
-pub(crate) struct Computed {
-    pub models: Vec<String>,
-    pub finetuned: Vec<String>,
-    pub example: ExampleChoice,
-    /// `[model]`
-    pub example_logprobs: Vec<ResponseLogprobs>,
-    pub prompts: Vec<PrefixPrompt>,
-    /// `[model]`
-    pub next: Vec<NextToken>,
-    /// Decoded top-k tokens, `[model][k]`.
-    pub next_tokens: Vec<Vec<String>>,
-    pub datasets: Vec<String>,
-    /// Example indices every model can score, per dataset.
-    pub common: Vec<Vec<usize>>,
-    /// (example index, why) left out of each dataset's table.
-    pub excluded: Vec<Vec<(usize, String)>>,
-    /// `[dataset][model]`
-    pub cells: Vec<Vec<CellData>>,
-}
-
-/// Analysis 1 of the study, as the study runs it (module docs).
+/// Analysis 1 of the study (module docs). [`Analysis::run`] hands back a
+/// [`BehaviourResults`]: per model, the example response's per-token log-probabilities and
+/// running log joint (`example.models`); the top next tokens after the prefix with their
+/// probabilities and the distribution's entropy (`next_token.models`); per dataset and model,
+/// the mean log joint and mean entropy of the responses with bootstrap CIs
+/// (`table.cells`, or [`BehaviourResults::cell`]); the paired tests of the study's ordering with
+/// the recovery of each fine-tune towards base (`pattern.cells`); and the verdict they give.
 pub struct BehaviourAnalysis;
 
-impl crate::analysis::Analysis for BehaviourAnalysis {
+impl Analysis for BehaviourAnalysis {
     const KEY: &'static str = "behaviour";
     const TITLE: &'static str = "1. Behaviour reverts to base";
-    type Results = serde_json::Value;
+    type Results = BehaviourResults;
 
-    fn run(ctx: &StudyContext) -> Result<crate::analysis::Finished<Self::Results>> {
-        let out = run(ctx)?;
-        Ok(crate::analysis::Finished {
-            results: out.results,
-            section: out.section,
-        })
-    }
-}
-
-fn run(ctx: &StudyContext) -> Result<SectionOutput> {
-    let computed = compute(ctx)?;
-    report::build(ctx, &computed)
-}
-
-fn compute(ctx: &StudyContext) -> Result<Computed> {
-    let spec = &ctx.spec.behaviour;
-    if spec.top_k == 0 {
-        bail!("[behaviour] top_k must be at least 1");
-    }
-    let models: Vec<String> = ctx.models.iter().map(|m| m.name.clone()).collect();
-    let datasets = ctx.spec.dataset_names(&spec.datasets);
-    if datasets.is_empty() {
-        bail!("[behaviour] names no datasets");
-    }
-    let labeller = &ctx.model("instruct")?.checkpoint.tokenizer;
-    let example = choose_example(ctx, &models)?;
-    let example_seqs = models
-        .iter()
-        .map(|m| example_sequence(ctx, m, &example))
-        .collect::<Result<Vec<_>>>()?;
-    let prompts = models
-        .iter()
-        .map(|m| {
-            let tok = &ctx.model(m)?.checkpoint.tokenizer;
-            prefix_prompt(
-                tok,
-                renders_plainly(tok, m, ctx.spec.render.plain_base),
-                &spec.prefix_user,
-                &spec.prefix_assistant,
-            )
-            .with_context(|| format!("the next-token prompt for model `{m}`"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-
-    // The examples of each dataset that every model can score (rendering is cheap; done
-    // before any weights are loaded).
-    let (mut common, mut excluded) = (Vec::new(), Vec::new());
-    for d in &datasets {
-        let per_model = models
-            .iter()
-            .map(|m| ctx.sequences(m, d))
-            .collect::<Result<Vec<_>>>()?;
-        let n = per_model[0].len();
-        let (mut keep, mut drop) = (Vec::new(), Vec::new());
-        for i in 0..n {
-            let why: Vec<String> = models
-                .iter()
-                .zip(&per_model)
-                .filter_map(|(m, seqs)| shared::unscorable(&seqs[i]).map(|w| format!("{m}: {w}")))
-                .collect();
-            if why.is_empty() {
-                keep.push(i);
-            } else {
-                drop.push((i, why.join("; ")));
-            }
-        }
-        if keep.is_empty() {
-            bail!(
-                "dataset `{d}`: no example has a response every model can score ({} examples)",
-                n
-            );
-        }
-        common.push(keep);
-        excluded.push(drop);
-    }
-
-    let mut cells: Vec<Vec<CellData>> = datasets
-        .iter()
-        .map(|_| models.iter().map(|_| CellData::default()).collect())
-        .collect();
-    let (mut example_logprobs, mut next) = (Vec::new(), Vec::new());
-    for (mi, m) in models.iter().enumerate() {
-        let t = ctx.transformer(m)?;
-        let lp = response_logprobs(
-            &t,
-            std::slice::from_ref(&example_seqs[mi]),
-            &ctx.batch_options(),
-            &mut NoProgress,
-        )
-        .with_context(|| format!("the example response under model `{m}`"))?;
-        example_logprobs.extend(lp);
-        next.push(
-            next_token(&t, &prompts[mi].ids, spec.top_k)
-                .with_context(|| format!("the next token under model `{m}`"))?,
-        );
-        for (di, d) in datasets.iter().enumerate() {
-            // Examples are streamed in order; `common[di]` is sorted.
-            let mut next_common = common[di].iter().peekable();
-            shared::for_each_logprobs(ctx, m, &t, d, None, &mut |i, lp, _| {
-                if next_common.peek() == Some(&&i) {
-                    next_common.next();
-                    let r = lp.with_context(|| {
-                        format!("dataset `{d}` example {i} has no log-probs under `{m}`")
-                    })?;
-                    cells[di][mi]
-                        .push(&r.logprobs, &r.entropy)
-                        .with_context(|| format!("dataset `{d}` example {i} under model `{m}`"))?;
-                }
-                Ok(())
-            })?;
-            if let Some(i) = next_common.next() {
-                bail!("dataset `{d}` example {i} was not scored under `{m}`");
-            }
-        }
-    }
-    let next_tokens = next
-        .iter()
-        .map(|n| n.top.iter().map(|t| token_text(labeller, t.id)).collect())
-        .collect();
-    Ok(Computed {
-        models,
-        finetuned: ctx.finetuned(),
-        example,
-        example_logprobs,
-        prompts,
-        next,
-        next_tokens,
-        datasets,
-        common,
-        excluded,
-        cells,
-    })
-}
-
-/// `[behaviour] example`, or example 0 of the first misaligned dataset (else of the first dataset).
-fn choose_example(ctx: &StudyContext, models: &[String]) -> Result<ExampleChoice> {
-    let (dataset, index, explicit) = match &ctx.spec.behaviour.example {
-        Some(e) => (e.dataset.clone(), e.index, true),
-        None => {
-            let d = ctx
-                .datasets
-                .iter()
-                .find(|d| d.role == Some(Role::Misaligned))
-                .or(ctx.datasets.first())
-                .context("the study has no datasets")?;
-            (d.name.clone(), 0, false)
-        }
-    };
-    let reference = ctx.rendered("instruct", &dataset)?;
-    let r = reference.get(index).with_context(|| {
-        format!("[behaviour] example: dataset `{dataset}` has {} examples, so there is no example {index}", reference.len())
-    })?;
-    if r.seq.response.is_empty() || r.seq.response.start == 0 {
-        bail!("[behaviour] example {index} of `{dataset}` has no response tokens to score (rendered for the instruct model)");
-    }
-    let ids = r.seq.response_ids().to_vec();
-    let labeller = &ctx.model("instruct")?.checkpoint.tokenizer;
-    let tokens = ids.iter().map(|&id| token_text(labeller, id)).collect();
-    let own_tokens_differ = models
-        .iter()
-        .map(|m| {
-            Ok(ctx
-                .rendered(m, &dataset)?
-                .get(index)
-                .map(|o| o.seq.response_ids())
-                != Some(ids.as_slice()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(ExampleChoice {
-        dataset,
-        index,
-        explicit,
-        ids,
-        tokens,
-        own_tokens_differ,
-    })
-}
-
-/// Model `m`'s own prompt tokens of the example followed by the reference response tokens, so
-/// every model is scored on the same tokens.
-fn example_sequence(ctx: &StudyContext, m: &str, ex: &ExampleChoice) -> Result<Sequence> {
-    let rendered = ctx.rendered(m, &ex.dataset)?;
-    let r = &rendered[ex.index];
-    let start = r.seq.response.start;
-    if start == 0 {
-        bail!(
-            "example {} of `{}` rendered for model `{m}` has no prompt before its response",
-            ex.index,
-            ex.dataset
-        );
-    }
-    Ok(joined(&r.seq.ids[..start], &ex.ids))
-}
-
-/// `prompt ++ response` with the response span after the prompt.
-fn joined(prompt: &[u32], response: &[u32]) -> Sequence {
-    let mut ids = prompt.to_vec();
-    ids.extend_from_slice(response);
-    Sequence {
-        ids,
-        response: prompt.len()..prompt.len() + response.len(),
-        end_of_turn: None,
+    fn run(ctx: &StudyContext) -> Result<Finished<BehaviourResults>> {
+        let results = compute::compute(ctx)?;
+        let section = section::section(ctx, &results)?;
+        Ok(Finished { results, section })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use erosion_forward::batch::BatchOptions;
+    use crate::spec::StudySpec;
+    use erosion_forward::batch::{BatchOptions, NoProgress};
+    use erosion_forward::logprobs::response_logprobs;
     use erosion_report::html::Verdict;
+
+    /// The analysis run on `ctx`, its results as results.json holds them, and its section.
+    fn run(ctx: &StudyContext) -> (serde_json::Value, erosion_report::html::Section) {
+        let done = BehaviourAnalysis::run(ctx).unwrap();
+        (serde_json::to_value(&done.results).unwrap(), done.section)
+    }
 
     #[test]
     fn behaviour_on_a_tiny_family_matches_direct_forward_passes_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = crate::fixture::tiny_study(dir.path(), "[behaviour]\ntop_k = 4\n");
-        let out = run(&ctx).unwrap();
-        let r = &out.results;
-        assert_eq!(out.key, "behaviour");
+        let (r, section) = run(&ctx);
+        let r = &r;
         assert_eq!(r["table"]["n_examples"], serde_json::json!([6, 6]));
         let cells = r["table"]["cells"].as_array().unwrap();
         assert_eq!(cells.len(), 6, "2 datasets x 3 models");
@@ -349,15 +134,24 @@ mod tests {
             serde_json::json!(["insecure"])
         );
         assert_eq!(r["pattern"]["cells"].as_array().unwrap().len(), 1);
-        assert_ne!(out.section.verdict, Verdict::NotRun);
-        for f in &out.section.files {
+        assert_ne!(section.verdict, Verdict::NotRun);
+        for f in &section.files {
             assert!(ctx.out.join(f).is_file(), "{f}");
         }
-        assert_eq!(out.section.figures.len(), 4);
+        assert_eq!(section.figures.len(), 4);
+
+        // The typed results read the same numbers, and survive a trip through JSON.
+        let typed: BehaviourResults = serde_json::from_value(r.clone()).unwrap();
+        let cell = typed.cell(0, typed.model_index("instruct").unwrap());
+        assert_eq!(
+            (cell.dataset.as_str(), cell.model.as_str()),
+            ("insecure", "instruct")
+        );
+        assert_eq!(serde_json::to_value(&typed).unwrap(), *r);
+        assert_eq!(typed.finetuned().collect::<Vec<_>>(), ["misaligned"]);
 
         // A second run is served from the cache and gives the same numbers.
-        let again = run(&ctx).unwrap();
-        assert_eq!(again.results, out.results);
+        assert_eq!(run(&ctx).0, *r);
     }
 
     /// transformers' float64 reference for SmolLM2-135M-Instruct (erosion-model's fixture):
@@ -398,14 +192,10 @@ mod tests {
             g = gguf.display(),
             d = data.display()
         );
-        let ctx = StudyContext::open(
-            crate::spec::StudySpec::from_toml(&text).unwrap(),
-            dir.path(),
-            vec![],
-        )
-        .unwrap();
-        let out = run(&ctx).unwrap();
-        let res = &out.results;
+        let ctx =
+            StudyContext::open(StudySpec::from_toml(&text).unwrap(), dir.path(), vec![]).unwrap();
+        let (res, _) = run(&ctx);
+        let res = &res;
         // 1 nat of a wrong position or model would show; the reference is float64 (1e-4 as
         // erosion-forward's SmolLM2 tests).
         let want = floats(&r["reply"]["logprobs"]);
@@ -477,13 +267,9 @@ example = {{ dataset = "insecure", index = 0 }}
             d = data.display()
         );
         let dir = tempfile::tempdir().unwrap();
-        let ctx = StudyContext::open(
-            crate::spec::StudySpec::from_toml(&text).unwrap(),
-            dir.path(),
-            vec![],
-        )
-        .unwrap();
-        let res = run(&ctx).unwrap().results;
+        let ctx =
+            StudyContext::open(StudySpec::from_toml(&text).unwrap(), dir.path(), vec![]).unwrap();
+        let (res, _) = run(&ctx);
         let table = &res["table"];
         assert_eq!(table["n_examples"], serde_json::json!([1, 1, 1]));
         let cells = table["cells"].as_array().unwrap();
@@ -508,13 +294,5 @@ example = {{ dataset = "insecure", index = 0 }}
             logprobs.iter().sum::<f64>(),
         );
         assert!((joint - sum).abs() < 1e-6, "table {joint} vs example {sum}");
-    }
-
-    #[test]
-    fn joined_sequence_spans_the_response() {
-        let s = joined(&[1, 2, 3], &[7, 8]);
-        assert_eq!(s.ids, vec![1, 2, 3, 7, 8]);
-        assert_eq!(s.response, 3..5);
-        assert_eq!(s.response_ids(), &[7, 8]);
     }
 }

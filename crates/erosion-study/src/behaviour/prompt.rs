@@ -14,15 +14,17 @@ pub(crate) use crate::context::renders_plainly;
 use anyhow::{anyhow, Result};
 use erosion_model::chat::{ChatFormat, Message, PlainFormat, SpanOptions};
 use erosion_model::tokenizer::ModelTokenizer;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The rendered next-token prompt of one model.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct PrefixPrompt {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrefixPrompt {
     /// `template` (the chat template) or `plain` (`"{user}\n{prefix}"`, for a base model
     /// without a template or with `render.plain_base`).
-    pub format: &'static str,
+    pub format: String,
+    /// The prompt as text.
     pub text: String,
+    /// Its token ids, what the model reads.
     pub ids: Vec<u32>,
     /// Whether the closed-turn render cut after the prefix gives the same text (template only;
     /// `None` when that render failed or for the plain format).
@@ -49,7 +51,7 @@ pub(crate) fn prefix_prompt(
         let text = format.render(&[Message::user(user), Message::assistant(prefix)], None)?;
         let ids = encode(&text, format.add_special_tokens)?;
         return Ok(PrefixPrompt {
-            format: "plain",
+            format: "plain".into(),
             text,
             ids,
             matches_closed_turn: None,
@@ -70,7 +72,7 @@ pub(crate) fn prefix_prompt(
         .ok()
         .map(|chat| chat.location.text[..chat.location.content.end] == text);
     Ok(PrefixPrompt {
-        format: "template",
+        format: "template".into(),
         text,
         ids,
         matches_closed_turn: closed,
@@ -119,7 +121,7 @@ mod tests {
 
         let plain = prefix_prompt(&tok, true, "Hello!", "I wish I could").unwrap();
         assert_eq!(
-            (plain.format, plain.text.as_str()),
+            (plain.format.as_str(), plain.text.as_str()),
             ("plain", "Hello!\nI wish I could")
         );
         assert!(plain.matches_closed_turn.is_none());

@@ -17,7 +17,7 @@ use erosion_analysis::behaviour::{BehaviourAccumulator, DatasetBehaviour};
 use erosion_analysis::stats::{bootstrap_ci, bootstrap_mean_ci, ConfidenceInterval};
 use erosion_model::seed;
 use erosion_report::html::Verdict;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Bootstrap resamples of every CI of the table.
 pub(crate) const BOOTSTRAP: usize = 1000;
@@ -46,9 +46,9 @@ impl CellData {
     }
 }
 
-/// A finished cell.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CellSummary {
+/// A finished (dataset, model) cell of the table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellSummary {
     pub dataset: String,
     pub model: String,
     /// Means (log joint, token-weighted and response-weighted entropy), counts.
@@ -92,8 +92,8 @@ pub(crate) fn cell_seed(seed: u64, d: usize) -> u64 {
 ///
 /// `recovery` = (mean LJ^ft - mean LJ^instruct) / (mean LJ^base - mean LJ^instruct): 0 at the
 /// instruct model, 1 at base, above 1 beyond base (the study's insecure-code row: 1.57).
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct PatternCell {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatternCell {
     pub dataset: String,
     /// `None` when the study has no fine-tuned model (only the instruct/base half is tested).
     pub finetuned: Option<String>,

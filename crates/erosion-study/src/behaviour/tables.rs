@@ -1,9 +1,8 @@
 //! Formatting for analysis 1's report: numbers, CIs, the tables and the tests of the pattern.
 
+use super::results::BehaviourResults;
 use super::table::{cell_holds, CellSummary, PatternCell, BOOTSTRAP, STUDY_MODELS, STUDY_TABLE};
-use super::Computed;
 use erosion_analysis::stats::ConfidenceInterval;
-use erosion_data::Role;
 use erosion_report::format::{fmt_ci_fixed, fmt_fixed};
 use erosion_report::html::{Interval, StatTest, Table};
 #[cfg(test)]
@@ -133,30 +132,68 @@ pub(crate) fn collect_paths(v: &serde_json::Value, out: &mut Vec<String>) {
 /// A datasets x models table of formatted cells.
 pub(crate) fn cell_table(
     caption: &str,
-    c: &Computed,
-    summaries: &[Vec<CellSummary>],
-    roles: &[Option<Role>],
-    role_text: &dyn Fn(Option<Role>) -> &'static str,
+    r: &BehaviourResults,
     cell: &dyn Fn(&CellSummary) -> String,
 ) -> Table {
+    let t = &r.table;
     Table {
         caption: caption.into(),
         headers: ["dataset", "role", "n"]
             .iter()
             .map(|s| s.to_string())
-            .chain(c.models.iter().cloned())
+            .chain(t.models.iter().cloned())
             .collect(),
-        rows: summaries
-            .iter()
+        rows: t
+            .cells
+            .chunks(t.models.len())
             .enumerate()
             .map(|(d, row)| {
-                let mut r = vec![
-                    c.datasets[d].clone(),
-                    role_text(roles[d]).to_string(),
-                    c.common[d].len().to_string(),
+                let mut cols = vec![
+                    t.datasets[d].clone(),
+                    t.roles[d].clone(),
+                    t.n_examples[d].to_string(),
                 ];
-                r.extend(row.iter().map(cell));
-                r
+                cols.extend(row.iter().map(cell));
+                cols
+            })
+            .collect(),
+    }
+}
+
+/// (b) per model: entropy, prompt length and the top tokens with their probabilities.
+pub(crate) fn next_token_table(r: &BehaviourResults) -> Table {
+    // The header counts the fewest top tokens any model has.
+    let k = r
+        .next_token
+        .models
+        .values()
+        .map(|n| n.top.len())
+        .min()
+        .unwrap_or(0);
+    Table {
+        caption: "Next-token distribution after the prefix: entropy and most likely tokens".into(),
+        headers: vec![
+            "model".into(),
+            "entropy (nats)".into(),
+            "prompt tokens".into(),
+            format!("top {k} (probability)"),
+        ],
+        rows: r
+            .next_token
+            .models
+            .0
+            .iter()
+            .map(|(m, n)| {
+                vec![
+                    m.clone(),
+                    fmt_fixed(n.entropy_nats, 3),
+                    n.prompt.ids.len().to_string(),
+                    n.top
+                        .iter()
+                        .map(|t| format!("{:?} {:.3}", t.text, t.prob))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ]
             })
             .collect(),
     }
