@@ -2,15 +2,22 @@
 //! built through the cache against uncached hidden states subtracted by hand (tiny fixture
 //! models), and planted shared / unshared directions through `analyse` and `compare`.
 
-use super::*;
+use super::compute::{analyse, compare, max_cell};
+use super::residuals::{
+    default_datasets, pooled_rows, residual_matrix, resolve_layer, subtract_pass, token_window,
+};
+use super::results::{ByName, Stability};
 use crate::layers::tests::{cached_pass, sequences, tiny_model};
+use crate::spec::TokenChoice;
+use erosion_analysis::matrix::Matrix;
 use erosion_analysis::stats::{gaussian_vec, rng_from_seed};
-use erosion_data::Sequence;
+use erosion_data::{Role, Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::cache::DiskCache;
 use erosion_forward::cached_windows::windows_cache_key;
-use erosion_forward::windows::{record_windows, LayerConvention};
+use erosion_forward::windows::{record_windows, LayerConvention, Layers, Window, WindowOptions};
 use erosion_model::transformer::Transformer;
+use erosion_report::html::Verdict;
 use std::collections::BTreeMap;
 
 #[test]
@@ -215,7 +222,7 @@ fn a_planted_shared_direction_is_reproduced_and_independent_ones_are_not() {
         )
         .unwrap();
         let cmp = compare(&[a, b], 0, 1, d, 300, 13).unwrap();
-        (report::max_cell(&cmp.abs), cmp.verdict, cmp)
+        (max_cell(&cmp.abs), cmp.verdict, cmp)
     };
     let ((mx, i, j), v, cmp) = run(planted(&u, 30, 0.1, 2));
     assert!(mx > 0.95 && (i, j) == (0, 0), "{mx} at ({i}, {j})");
@@ -251,4 +258,39 @@ fn too_few_examples_is_a_clear_error() {
             && msg.contains("at least k + 1 = 4"),
         "{msg}"
     );
+}
+
+#[test]
+fn by_name_keeps_the_order_and_a_repeated_name_its_first_place() {
+    let mut m = ByName::default();
+    m.insert("toxic".to_string(), 1);
+    m.insert("insecure".to_string(), 2);
+    m.insert("toxic".to_string(), 3);
+    let json = serde_json::to_string(&m).unwrap();
+    assert_eq!(json, r#"{"toxic":3,"insecure":2}"#);
+    // As a JSON object built by inserting.
+    let mut obj = serde_json::Map::new();
+    obj.insert("toxic".into(), 1.into());
+    obj.insert("insecure".into(), 2.into());
+    obj.insert("toxic".into(), 3.into());
+    assert_eq!(serde_json::to_string(&obj).unwrap(), json);
+    let back: ByName<i32> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, m);
+    assert_eq!(
+        (back.get("insecure"), back.get("x"), back.len()),
+        (Some(&2), None, 2)
+    );
+}
+
+#[test]
+fn stability_is_an_array_or_an_error_object() {
+    let failed = Stability::Failed {
+        error: "rank 2 < k".into(),
+    };
+    let json = serde_json::to_value(&failed).unwrap();
+    assert_eq!(json, serde_json::json!({ "error": "rank 2 < k" }));
+    let back: Stability = serde_json::from_value(json).unwrap();
+    assert!(matches!(back, Stability::Failed { error } if error == "rank 2 < k"));
+    let computed: Stability = serde_json::from_str("[]").unwrap();
+    assert!(matches!(computed, Stability::Computed(v) if v.is_empty()));
 }
