@@ -94,7 +94,6 @@ pub(crate) struct GradientGram {
     pub gram: Matrix,
     /// The exact route's row store.
     pub store: Option<PathBuf>,
-    pub sketch_seed: u64,
 }
 
 /// Gradients of every sequence (`key` identifies them for the store) and their Gram matrix,
@@ -139,7 +138,7 @@ pub(crate) fn gradient_gram(
     let first = computer.first_differentiable_layer();
     match &plan {
         GramPlan::Exact { block_rows, .. } => {
-            let dir = ctx.cache.root().join("gradients");
+            let dir = store_dir(ctx);
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             let path = dir.join(format!("{}.f32", fingerprint(&key, seqs)));
@@ -166,7 +165,6 @@ pub(crate) fn gradient_gram(
                 plan,
                 gram,
                 store: Some(path),
-                sketch_seed,
             })
         }
         GramPlan::Sketch { bound } => {
@@ -186,10 +184,14 @@ pub(crate) fn gradient_gram(
                 plan,
                 gram: gram_of(&y),
                 store: None,
-                sketch_seed,
             })
         }
     }
+}
+
+/// The folder of the exact route's row stores, under the study's cache folder.
+pub(crate) fn store_dir(ctx: &StudyContext) -> PathBuf {
+    ctx.cache.root().join("gradients")
 }
 
 /// File name of a store: FNV-1a of the key's JSON and the sequences.
