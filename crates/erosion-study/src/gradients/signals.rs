@@ -138,23 +138,7 @@ pub(crate) fn gradient_gram(
     let first = computer.first_differentiable_layer();
     match &plan {
         GramPlan::Exact { block_rows, .. } => {
-            let dir = store_dir(ctx);
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let path = dir.join(format!("{}.f32", fingerprint(&key, seqs)));
-            let run = match reusable(&path, &key, dim) {
-                Some(run) => run,
-                None => {
-                    let mut writer = RowStoreWriter::create(&path, dim, json!({ "key": key }))?;
-                    let run = computer.run(seqs, batch, &mut writer, &mut progress)?;
-                    writer.finish()?;
-                    let record = serde_json::to_vec_pretty(
-                        &json!({ "key": key, "run": run, "loss_bits": loss_bits(&run) }),
-                    )?;
-                    erosion_model::atomic::write_bytes_atomic(&run_path(&path), &record)?;
-                    run
-                }
-            };
+            let (run, path) = stored_run(ctx, &computer, seqs, &key, batch, &mut progress)?;
             let mut rows = MmapRows::open(&path, dim)?;
             let gram = blocked_gram(&mut rows, *block_rows)
                 .with_context(|| format!("the Gram matrix of {}", path.display()))?;
@@ -187,6 +171,34 @@ pub(crate) fn gradient_gram(
             })
         }
     }
+}
+
+/// The exact route's gradients, in a row store under [`store_dir`] named by `key` and the
+/// sequences: reused when a finished store made for `key` is there, else computed and stored
+/// with its run record.
+fn stored_run(
+    ctx: &StudyContext,
+    computer: &GradientComputer,
+    seqs: &[Sequence],
+    key: &Value,
+    batch: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(GradientRun, PathBuf)> {
+    let dim = computer.dim();
+    let dir = store_dir(ctx);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.f32", fingerprint(key, seqs)));
+    if let Some(run) = reusable(&path, key, dim) {
+        return Ok((run, path));
+    }
+    let mut writer = RowStoreWriter::create(&path, dim, json!({ "key": key }))?;
+    let run = computer.run(seqs, batch, &mut writer, progress)?;
+    writer.finish()?;
+    let record = serde_json::to_vec_pretty(
+        &json!({ "key": key, "run": run, "loss_bits": loss_bits(&run) }),
+    )?;
+    erosion_model::atomic::write_bytes_atomic(&run_path(&path), &record)?;
+    Ok((run, path))
 }
 
 /// The folder of the exact route's row stores, under the study's cache folder.
