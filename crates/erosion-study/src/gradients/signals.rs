@@ -94,7 +94,6 @@ pub(crate) struct GradientGram {
     pub gram: Matrix,
     /// The exact route's row store.
     pub store: Option<PathBuf>,
-    pub sketch_seed: u64,
 }
 
 /// Gradients of every sequence (`key` identifies them for the store) and their Gram matrix,
@@ -139,23 +138,7 @@ pub(crate) fn gradient_gram(
     let first = computer.first_differentiable_layer();
     match &plan {
         GramPlan::Exact { block_rows, .. } => {
-            let dir = ctx.cache.root().join("gradients");
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let path = dir.join(format!("{}.f32", fingerprint(&key, seqs)));
-            let run = match reusable(&path, &key, dim) {
-                Some(run) => run,
-                None => {
-                    let mut writer = RowStoreWriter::create(&path, dim, json!({ "key": key }))?;
-                    let run = computer.run(seqs, batch, &mut writer, &mut progress)?;
-                    writer.finish()?;
-                    let record = serde_json::to_vec_pretty(
-                        &json!({ "key": key, "run": run, "loss_bits": loss_bits(&run) }),
-                    )?;
-                    erosion_model::atomic::write_bytes_atomic(&run_path(&path), &record)?;
-                    run
-                }
-            };
+            let (run, path) = stored_run(ctx, &computer, seqs, &key, batch, &mut progress)?;
             let mut rows = MmapRows::open(&path, dim)?;
             let gram = blocked_gram(&mut rows, *block_rows)
                 .with_context(|| format!("the Gram matrix of {}", path.display()))?;
@@ -166,7 +149,6 @@ pub(crate) fn gradient_gram(
                 plan,
                 gram,
                 store: Some(path),
-                sketch_seed,
             })
         }
         GramPlan::Sketch { bound } => {
@@ -186,10 +168,42 @@ pub(crate) fn gradient_gram(
                 plan,
                 gram: gram_of(&y),
                 store: None,
-                sketch_seed,
             })
         }
     }
+}
+
+/// The exact route's gradients, in a row store under [`store_dir`] named by `key` and the
+/// sequences: reused when a finished store made for `key` is there, else computed and stored
+/// with its run record.
+fn stored_run(
+    ctx: &StudyContext,
+    computer: &GradientComputer,
+    seqs: &[Sequence],
+    key: &Value,
+    batch: usize,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(GradientRun, PathBuf)> {
+    let dim = computer.dim();
+    let dir = store_dir(ctx);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.f32", fingerprint(key, seqs)));
+    if let Some(run) = reusable(&path, key, dim) {
+        return Ok((run, path));
+    }
+    let mut writer = RowStoreWriter::create(&path, dim, json!({ "key": key }))?;
+    let run = computer.run(seqs, batch, &mut writer, progress)?;
+    writer.finish()?;
+    let record = serde_json::to_vec_pretty(
+        &json!({ "key": key, "run": run, "loss_bits": loss_bits(&run) }),
+    )?;
+    erosion_model::atomic::write_bytes_atomic(&run_path(&path), &record)?;
+    Ok((run, path))
+}
+
+/// The folder of the exact route's row stores, under the study's cache folder.
+pub(crate) fn store_dir(ctx: &StudyContext) -> PathBuf {
+    ctx.cache.root().join("gradients")
 }
 
 /// File name of a store: FNV-1a of the key's JSON and the sequences.

@@ -1,18 +1,23 @@
 //! Analysis 2 on a tiny model family: the section's cosine matrices against gradients and
 //! log-probs computed one example at a time in memory, the centred route against centring by
-//! hand, and the on-arrival sketch within its stated bound.
+//! hand, the on-arrival sketch within its stated bound, and the section rebuilt from results
+//! read back from JSON.
 
+use super::compute::origin;
 use super::signals::{loss_spec, param_selection, SketchSink, DELTA};
 use super::*;
 use crate::fixture::tiny_study;
-use erosion_analysis::sketch::{sketch_bound, SketchKind, Sketcher};
+use erosion_analysis::cosine::cosine_matrix;
+use erosion_analysis::matrix::Matrix;
+use erosion_analysis::sketch::{sketch_bound, GramPlan, SketchKind, Sketcher};
+use erosion_data::Sequence;
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::gradients::GradientComputer;
 use erosion_forward::logprobs::response_logprobs;
 use erosion_report::npy::read_npy_as;
 
-fn npy(ctx: &StudyContext, rel: &serde_json::Value) -> (Vec<usize>, Vec<f64>) {
-    read_npy_as::<f64>(&ctx.out.join(rel.as_str().unwrap())).unwrap()
+fn npy(ctx: &StudyContext, rel: &str) -> (Vec<usize>, Vec<f64>) {
+    read_npy_as::<f64>(&ctx.out.join(rel)).unwrap()
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -24,23 +29,29 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 }
 
 #[test]
+fn positions_map_back_to_datasets() {
+    let used = [vec![0, 2, 5], vec![1, 4]];
+    assert_eq!(origin(&used, 0), (0, 0));
+    assert_eq!(origin(&used, 2), (0, 5));
+    assert_eq!(origin(&used, 3), (1, 1));
+    assert_eq!(origin(&used, 4), (1, 4));
+}
+
+#[test]
 fn cosines_match_examples_computed_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut ctx = tiny_study(
         dir.path(),
         "[gradients]\na = \"insecure\"\nb = \"educational\"\nwindow = 16\npermutations = 99\n",
     );
-    let out = run(&ctx).unwrap();
-    let r = out.results.clone();
-    assert_eq!(out.key, "gradients");
-    assert_eq!(
-        (
-            r["gradients"]["n_a"].as_u64(),
-            r["gradients"]["n_b"].as_u64()
-        ),
-        (Some(6), Some(6))
-    );
-    assert_eq!(r["gradients"]["gram_plan"]["method"], "exact");
+    let out = GradientsAnalysis::run(&ctx).unwrap();
+    let r = &out.results;
+    assert_eq!((r.gradients.n_a, r.gradients.n_b), (6, 6));
+    assert!(matches!(r.gradients.gram_plan, GramPlan::Exact { .. }));
+
+    // The section is a function of the results: read back from JSON, they give it again.
+    let back: GradientsResults = serde_json::from_value(serde_json::to_value(r).unwrap()).unwrap();
+    assert_eq!(section::section(&ctx, &back).unwrap(), out.section);
 
     let g = ctx.spec.gradients.clone();
     let t = ctx.transformer(&g.model).unwrap();
@@ -55,7 +66,7 @@ fn cosines_match_examples_computed_one_by_one() {
         .iter()
         .flat_map(|d| (0..16).map(|p| d.logprobs.get(p).map_or(0.0, |v| -(*v as f64))))
         .collect();
-    let (shape, got) = npy(&ctx, &r["files"]["loss_vectors"]);
+    let (shape, got) = npy(&ctx, &r.files.loss_vectors);
     assert_eq!(shape, vec![12, 16]);
     assert!(max_diff(&got, &want) < 1e-4);
 
@@ -68,13 +79,14 @@ fn cosines_match_examples_computed_one_by_one() {
         .flat_map(|(i, s)| computer.example(i, s).unwrap().unwrap().grad)
         .collect();
     let x = Matrix::from_f32(12, computer.dim(), &rows).unwrap();
-    let (shape, cos) = npy(&ctx, &r["files"]["gradient_cosine"]);
+    let (shape, cos) = npy(&ctx, &r.files.gradient_cosine);
     assert_eq!(shape, vec![12, 12]);
     assert!(max_diff(&cos, &cosine_matrix(&x, false).unwrap().data) < 1e-5);
 
     // Centred: the double-centred Gram against rows centred by hand.
     ctx.spec.gradients.centre = true;
-    let centred = run(&ctx).unwrap();
+    let centred = GradientsAnalysis::run(&ctx).unwrap();
+    assert!(centred.results.gradients.centred);
     let mu: Vec<f64> = (0..x.cols)
         .map(|j| (0..12).map(|i| x.get(i, j)).sum::<f64>() / 12.0)
         .collect();
@@ -84,12 +96,16 @@ fn cosines_match_examples_computed_one_by_one() {
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    let (_, cos_c) = npy(&ctx, &centred.results["files"]["gradient_cosine"]);
+    let (_, cos_c) = npy(&ctx, &centred.results.files.gradient_cosine);
     assert!(max_diff(&cos_c, &cosine_matrix(&xc, false).unwrap().data) < 1e-5);
     ctx.spec.gradients.centre = false;
 
     // A second run reuses the stored gradients and gives the same numbers.
-    assert_eq!(run(&ctx).unwrap().results, r);
+    let again = GradientsAnalysis::run(&ctx).unwrap().results;
+    assert_eq!(
+        serde_json::to_value(&again).unwrap(),
+        serde_json::to_value(r).unwrap()
+    );
 
     // The sketch sink fed by the gradient pass: cosines within the stated bound.
     let k = 2000;
