@@ -32,6 +32,7 @@
 
 pub mod analysis;
 pub mod behaviour;
+pub mod by_name;
 pub mod context;
 pub mod directions;
 #[cfg(test)]

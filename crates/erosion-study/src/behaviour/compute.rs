@@ -48,7 +48,7 @@ fn model_index(p: &Passes, name: &str) -> Result<usize> {
 fn example_results(ctx: &StudyContext, p: &Passes) -> Result<ExampleResults> {
     let (ex, nm) = (&p.example, p.models.len());
     let nt = ex.ids.len();
-    let models: Named<ExampleModel> = p
+    let models: ByName<ExampleModel> = p
         .models
         .iter()
         .zip(&p.example_logprobs)
@@ -270,7 +270,7 @@ fn table_files(ctx: &StudyContext, p: &Passes, cells: &[CellSummary]) -> Result<
             &[nd, nm, 2],
             &bounds(&|s| &s.entropy_ci),
         )?,
-        per_dataset: Named(per_dataset),
+        per_dataset: ByName(per_dataset),
     })
 }
 

@@ -18,7 +18,6 @@
 
 mod compute;
 mod figures;
-mod named;
 mod passes;
 mod prompt;
 mod results;

@@ -4,9 +4,9 @@
 //! [`TableResults::models`] order, `D` datasets, `T` response tokens of the example, `K` top
 //! tokens, `N_d` the common examples of dataset `d`).
 
-pub use super::named::Named;
 pub use super::prompt::PrefixPrompt;
 pub use super::table::{CellSummary, PatternCell};
+pub use crate::by_name::ByName;
 use crate::spec::{BehaviourSpec, RenderSpec};
 use erosion_report::html::Verdict;
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ pub struct ExampleResults {
     /// The `T` response tokens, decoded one by one with the instruct tokenizer.
     pub tokens: Vec<TokenLabel>,
     /// Per model (study order).
-    pub models: Named<ExampleModel>,
+    pub models: ByName<ExampleModel>,
     pub files: ExampleFiles,
 }
 
@@ -93,7 +93,7 @@ pub struct NextTokenResults {
     pub prefix_assistant: String,
     pub top_k: usize,
     /// Per model (study order).
-    pub models: Named<NextTokenModel>,
+    pub models: ByName<NextTokenModel>,
     /// The instruct model's entropy is below every other model's.
     pub instruct_has_lowest_entropy: bool,
     pub files: NextTokenFiles,
@@ -141,7 +141,7 @@ pub struct TableResults {
     /// Per dataset: the examples every model can score.
     pub n_examples: Vec<usize>,
     /// Per dataset: the examples left out, and why.
-    pub excluded: Named<Vec<Excluded>>,
+    pub excluded: ByName<Vec<Excluded>>,
     /// What the entropy CI is a mean of.
     pub entropy_column: String,
     /// `D x M` cells, dataset-major.
@@ -178,7 +178,7 @@ pub struct TableFiles {
     /// Its CI (lower, upper), f64 `[D, M, 2]`.
     pub entropy_ci: String,
     /// Per dataset: the per-example values.
-    pub per_dataset: Named<DatasetFiles>,
+    pub per_dataset: ByName<DatasetFiles>,
 }
 
 /// One dataset's per-example arrays.
@@ -210,9 +210,9 @@ pub struct StudyTableRow {
     /// "misaligned" or "aligned".
     pub role: String,
     /// Mean log joint (nats) by the study's model names.
-    pub log_joint: Named<f64>,
+    pub log_joint: ByName<f64>,
     /// Mean entropy (nats) by the study's model names.
-    pub entropy: Named<f64>,
+    pub entropy: ByName<f64>,
 }
 
 /// The verdict and why.

@@ -3,15 +3,12 @@
 //! Shapes: k = `options.k` directions per dataset, `dim` values per residual row (d, or T * d
 //! for `window-flatten`). Every `files` entry is a `.npy` path relative to the report.
 
+pub use crate::by_name::ByName;
 use crate::spec::{LayerIndexing, TokenChoice};
 use erosion_analysis::directions::{CosineMode, DirectionStability, SignConvention, SvdMethod};
 use erosion_analysis::subspace::SubspaceBaseline;
 use erosion_report::html::Verdict;
-use serde::de::{MapAccess, Visitor};
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
-use std::marker::PhantomData;
+use serde::{Deserialize, Serialize};
 
 /// Everything analysis 4 computed, with the options that made it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,72 +143,4 @@ pub struct MaxCell {
     pub value: f64,
     pub row: usize,
     pub col: usize,
-}
-
-/// Values keyed by name in a fixed order, written as a JSON object in that order. A name given
-/// twice keeps its first place and its last value, as a JSON object built by inserting does.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ByName<T>(Vec<(String, T)>);
-
-impl<T> ByName<T> {
-    /// Inserts `value` under `name`; a name already there keeps its place and takes the value.
-    pub fn insert(&mut self, name: String, value: T) {
-        match self.0.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, v)) => *v = value,
-            None => self.0.push((name, value)),
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    /// (name, value) in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<T> Default for ByName<T> {
-    fn default() -> Self {
-        ByName(Vec::new())
-    }
-}
-
-impl<T: Serialize> Serialize for ByName<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
-            map.serialize_entry(name, value)?;
-        }
-        map.end()
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ByName<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Entries<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for Entries<T> {
-            type Value = ByName<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of values keyed by name")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ByName<T>, A::Error> {
-                let mut out = ByName::default();
-                while let Some((name, value)) = map.next_entry()? {
-                    out.insert(name, value);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_map(Entries(PhantomData))
-    }
 }

@@ -2,13 +2,13 @@
 //! arrays, and the typed results that hold them.
 
 use super::arrays::{direction_cosines, save_dataset_arrays};
-use super::by_name::ByName;
 use super::passes::{layer_means, replay_projections, Pass1};
 use super::relative::{combine, DEEP_MAX, TRACKS_EARLY_MIN};
 use super::results::{DatasetLayers, LayersOptions, LayersResults, TestOutcome, VerdictRule};
 use super::statistics::{statistics, DatasetStats};
 use super::stream;
 use super::{LEVEL, SEED_SALT};
+use crate::by_name::ByName;
 use crate::context::StudyContext;
 use anyhow::{bail, Context, Result};
 use erosion_analysis::layers::WindowSpec;

@@ -22,7 +22,6 @@
 //! `figures`, `prose`) is written from those results alone.
 
 mod arrays;
-mod by_name;
 mod compute;
 mod figures;
 mod passes;
@@ -37,7 +36,7 @@ use crate::analysis::{Analysis, Finished};
 use crate::context::StudyContext;
 use anyhow::Result;
 
-pub use by_name::ByName;
+pub use crate::by_name::ByName;
 pub use results::{
     DatasetLayers, DirectionCosines, ErosionTest, LayersOptions, LayersResults, TestOutcome,
     VerdictRule,

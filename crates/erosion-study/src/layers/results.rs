@@ -6,7 +6,7 @@
 //! vector has `n_layers` = L + 1 entries. Where a layer has no alignment direction (base and
 //! instruct means coincide) its values are `None` (null in JSON).
 
-use super::by_name::ByName;
+pub use crate::by_name::ByName;
 use crate::spec::{LayerIndexing, Pooling};
 use erosion_analysis::stats::ConfidenceInterval;
 use erosion_data::ShortResponse;

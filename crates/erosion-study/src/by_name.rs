@@ -8,11 +8,26 @@ use std::marker::PhantomData;
 
 /// `(name, value)` pairs in insertion order, written as a JSON object with the same key
 /// order (a `BTreeMap` would sort the names; the study's order is base, instruct, then the
-/// fine-tuned models).
+/// fine-tuned models). A name inserted twice keeps its first place and its last value, as a
+/// JSON object built by inserting does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ByName<T>(pub Vec<(String, T)>);
 
+impl<T> Default for ByName<T> {
+    fn default() -> Self {
+        ByName(Vec::new())
+    }
+}
+
 impl<T> ByName<T> {
+    /// Inserts `value` under `name`; a name already there keeps its place and takes the value.
+    pub fn insert(&mut self, name: String, value: T) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
     /// The value of `name`, if any.
     pub fn get(&self, name: &str) -> Option<&T> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
@@ -39,7 +54,11 @@ impl<T> ByName<T> {
 
 impl<T> FromIterator<(String, T)> for ByName<T> {
     fn from_iter<I: IntoIterator<Item = (String, T)>>(iter: I) -> Self {
-        ByName(iter.into_iter().collect())
+        let mut out = ByName::default();
+        for (name, value) in iter {
+            out.insert(name, value);
+        }
+        out
     }
 }
 
@@ -62,11 +81,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ByName<T> {
                 f.write_str("an object keyed by name")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::with_capacity(access.size_hint().unwrap_or(0));
-                while let Some(pair) = access.next_entry()? {
-                    pairs.push(pair);
+                let mut out = ByName::default();
+                while let Some((name, value)) = access.next_entry()? {
+                    out.insert(name, value);
                 }
-                Ok(ByName(pairs))
+                Ok(out)
             }
         }
         deserializer.deserialize_map(Pairs(PhantomData))
@@ -88,5 +107,14 @@ mod tests {
         let back: ByName<u32> = serde_json::from_str(&s).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.get("base"), Some(&1));
+    }
+
+    #[test]
+    fn a_name_given_twice_keeps_its_place_and_takes_the_last_value() {
+        let m: ByName<u32> = [("a", 1), ("b", 2), ("a", 3)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into_iter()
+            .collect();
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"a":3,"b":2}"#);
     }
 }
