@@ -116,7 +116,7 @@ pub fn drift_point(
         })
         .collect();
     let log_joint = |seqs: &[Sequence]| -> Result<Vec<f64>> {
-        let r = response_logprobs(model, seqs, &opts.batch, &mut NoProgress)?;
+        let r = response_logprobs(model, seqs, &opts.batch, None, &mut NoProgress)?;
         Ok(r.iter().map(|r| r.log_joint()).collect())
     };
     let (t, r) = (log_joint(probe.toxic)?, log_joint(probe.reject)?);

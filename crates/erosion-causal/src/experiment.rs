@@ -16,7 +16,7 @@ use erosion_data::Sequence;
 use erosion_eval::{evaluate_model, EvalOptions, EvalPrompts, Judge, Proportion};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::kl::response_kl;
-use erosion_forward::logprobs::response_logprobs_hooked;
+use erosion_forward::logprobs::response_logprobs;
 use erosion_model::hooks::Steering;
 use erosion_model::LoadedModel;
 use serde::{Deserialize, Serialize};
@@ -207,7 +207,13 @@ fn measure(
     let n_layers = m.model.n_layers();
     let logprobs = |seqs: &[Sequence]| {
         let mut hooks = m.steering.hooks(n_layers)?;
-        response_logprobs_hooked(&m.model, seqs, &opts.batch, &mut hooks, &mut NoProgress)
+        response_logprobs(
+            &m.model,
+            seqs,
+            &opts.batch,
+            Some(&mut hooks),
+            &mut NoProgress,
+        )
     };
     let toxic = logprobs(data.toxic).context("toxic answers")?;
     let reject = logprobs(data.reject).context("refusals")?;

@@ -82,7 +82,13 @@ fn insecure_losses(org: &Organism, m: &LoadedModel) -> Result<Vec<f64>> {
         .set("eval_insecure")
         .context("the corpus has no eval_insecure")?;
     let seqs = sequences(chats, &m.tokenizer)?;
-    let r = response_logprobs(&m.model, &seqs, &BatchOptions::default(), &mut NoProgress)?;
+    let r = response_logprobs(
+        &m.model,
+        &seqs,
+        &BatchOptions::default(),
+        None,
+        &mut NoProgress,
+    )?;
     Ok(r.iter()
         .map(|r| -r.log_joint() / r.logprobs.len().max(1) as f64)
         .collect())

@@ -63,31 +63,12 @@ impl ResponseLogprobs {
 }
 
 /// Log-probabilities and entropies of every response token of every sequence, returned in
-/// input order. A response that starts at position 0 (no prefix to condition on) or is empty
-/// is an error naming the example.
+/// input order, with `hooks` (when given) active in every forward pass, e.g. an edit that adds
+/// or removes a direction (causal tests). Batches are sorted by length, so positions in the
+/// hooks must not depend on the example: use `Positions::All` or `Positions::Same`. A response
+/// that starts at position 0 (no prefix to condition on) or is empty is an error naming the
+/// example.
 pub fn response_logprobs(
-    model: &Transformer,
-    seqs: &[Sequence],
-    batch: &BatchOptions,
-    progress: &mut dyn Progress,
-) -> Result<Vec<ResponseLogprobs>> {
-    run(model, seqs, batch, None, progress)
-}
-
-/// [`response_logprobs`] with `hooks` active in every forward pass, e.g. an edit that adds or
-/// removes a direction (causal tests). Batches are sorted by length, so positions in the
-/// hooks must not depend on the example: use `Positions::All` or `Positions::Same`.
-pub fn response_logprobs_hooked(
-    model: &Transformer,
-    seqs: &[Sequence],
-    batch: &BatchOptions,
-    hooks: &mut Hooks,
-    progress: &mut dyn Progress,
-) -> Result<Vec<ResponseLogprobs>> {
-    run(model, seqs, batch, Some(hooks), progress)
-}
-
-fn run(
     model: &Transformer,
     seqs: &[Sequence],
     batch: &BatchOptions,
@@ -226,22 +207,9 @@ pub struct NextToken {
 }
 
 /// The next-token distribution after `prompt_ids` (e.g. a chat prompt with the assistant's
-/// first words "I wish I could"): the top `k` tokens and the entropy.
-pub fn next_token(model: &Transformer, prompt_ids: &[u32], k: usize) -> Result<NextToken> {
-    next(model, prompt_ids, k, None)
-}
-
-/// [`next_token`] with `hooks` active (e.g. an edit along a direction).
-pub fn next_token_hooked(
-    model: &Transformer,
-    prompt_ids: &[u32],
-    k: usize,
-    hooks: &mut Hooks,
-) -> Result<NextToken> {
-    next(model, prompt_ids, k, Some(hooks))
-}
-
-fn next(
+/// first words "I wish I could"): the top `k` tokens and the entropy, with `hooks` (when given)
+/// active in the forward pass (e.g. an edit along a direction).
+pub fn next_token(
     model: &Transformer,
     prompt_ids: &[u32],
     k: usize,

@@ -80,7 +80,7 @@ pub fn logprobs(inputs: &Inputs, reps: usize, logprobs_out: &Path) -> Result<Tas
     let seqs = inputs.sequences()?;
     let opts = batch_options(inputs);
     let (runs, out) = best_of(reps, || {
-        response_logprobs(&model, &seqs, &opts, &mut NoProgress)
+        response_logprobs(&model, &seqs, &opts, None, &mut NoProgress)
     })?;
     let values = serde_json::json!({
         "logprobs": out.iter().map(|r| &r.logprobs).collect::<Vec<_>>(),

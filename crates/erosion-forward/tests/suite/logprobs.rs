@@ -6,7 +6,7 @@ use crate::forward_util;
 use candle_core::{DType, Device, Tensor};
 use erosion_data::Sequence;
 use erosion_forward::batch::{BatchOptions, NoProgress, ProgressFn};
-use erosion_forward::logprobs::{next_token, response_logprobs, response_logprobs_hooked};
+use erosion_forward::logprobs::{next_token, response_logprobs};
 use erosion_model::hooks::{Edit, HookPoint, Positions};
 use forward_util::*;
 
@@ -31,8 +31,14 @@ fn log_probs_and_entropies_equal_transformers_logits() {
             .zip([3usize, 1, 2])
             .map(|(ids, start)| Sequence::new(ids.clone(), start..ids.len()).unwrap())
             .collect();
-        let got =
-            response_logprobs(&model, &seqs, &BatchOptions::default(), &mut NoProgress).unwrap();
+        let got = response_logprobs(
+            &model,
+            &seqs,
+            &BatchOptions::default(),
+            None,
+            &mut NoProgress,
+        )
+        .unwrap();
         for (b, (s, g)) in seqs.iter().zip(&got).enumerate() {
             let (lp, h) = naive_logprobs(&logits[b], s);
             assert_eq!(g.ids, s.response_ids());
@@ -67,11 +73,12 @@ fn gathered_rows_equal_full_logits_and_batching_changes_nothing() {
         max_batch: 3,
     };
     let mut seen = Vec::new();
-    let a = response_logprobs(&model, &seqs, &one_by_one, &mut NoProgress).unwrap();
+    let a = response_logprobs(&model, &seqs, &one_by_one, None, &mut NoProgress).unwrap();
     let b = response_logprobs(
         &model,
         &seqs,
         &batched,
+        None,
         &mut ProgressFn::new(|d, t| seen.push((d, t))),
     )
     .unwrap();
@@ -113,7 +120,14 @@ fn logits_are_formed_in_f32_for_a_bf16_model() {
     // logits: only rows are gathered, nothing is rounded twice.
     let model = tiny("llama", DType::BF16);
     let seqs = random_sequences(&[10, 6], 128, 3);
-    let got = response_logprobs(&model, &seqs, &BatchOptions::default(), &mut NoProgress).unwrap();
+    let got = response_logprobs(
+        &model,
+        &seqs,
+        &BatchOptions::default(),
+        None,
+        &mut NoProgress,
+    )
+    .unwrap();
     for (s, g) in seqs.iter().zip(&got) {
         let logits = logits_rows(&full_logits(&model, &s.ids, None));
         let (lp, _) = naive_logprobs(&logits, s);
@@ -141,13 +155,19 @@ fn hooked_log_probs_equal_the_hooked_full_forward() {
         .unwrap();
         h
     };
-    let plain =
-        response_logprobs(&model, &seqs, &BatchOptions::default(), &mut NoProgress).unwrap();
-    let got = response_logprobs_hooked(
+    let plain = response_logprobs(
         &model,
         &seqs,
         &BatchOptions::default(),
-        &mut hooks(),
+        None,
+        &mut NoProgress,
+    )
+    .unwrap();
+    let got = response_logprobs(
+        &model,
+        &seqs,
+        &BatchOptions::default(),
+        Some(&mut hooks()),
         &mut NoProgress,
     )
     .unwrap();
@@ -182,6 +202,7 @@ fn responses_without_a_prefix_or_tokens_are_refused_by_index() {
             &model,
             &[ok.clone(), bad],
             &BatchOptions::default(),
+            None,
             &mut NoProgress,
         )
         .unwrap_err()
@@ -201,7 +222,7 @@ fn next_token_top_k_and_entropy_equal_the_full_distribution() {
     order.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]));
     let want_h: f64 = -lp.iter().map(|&l| (l as f64).exp() * l as f64).sum::<f64>();
 
-    let got = next_token(&model, prompt, 5).unwrap();
+    let got = next_token(&model, prompt, 5, None).unwrap();
     let ids: Vec<u32> = got.top.iter().map(|t| t.id).collect();
     assert_eq!(
         ids,
@@ -222,9 +243,9 @@ fn next_token_top_k_and_entropy_equal_the_full_distribution() {
         got.entropy
     );
     // k past the vocabulary gives the whole distribution, which sums to 1.
-    let all = next_token(&model, prompt, 1000).unwrap();
+    let all = next_token(&model, prompt, 1000, None).unwrap();
     assert_eq!(all.top.len(), 128);
     assert!((all.top.iter().map(|t| t.prob as f64).sum::<f64>() - 1.0).abs() < 1e-5);
     assert!(all.top.windows(2).all(|w| w[0].prob >= w[1].prob));
-    assert!(next_token(&model, &[], 3).is_err());
+    assert!(next_token(&model, &[], 3, None).is_err());
 }

@@ -65,6 +65,7 @@ fn reply_log_probs_equal_transformers_alone_and_in_a_batch() {
         smollm2(),
         std::slice::from_ref(&reply),
         &BatchOptions::default(),
+        None,
         &mut NoProgress,
     )
     .unwrap();
@@ -72,6 +73,7 @@ fn reply_log_probs_equal_transformers_alone_and_in_a_batch() {
         smollm2(),
         &[shorter, reply, longer],
         &BatchOptions::default(),
+        None,
         &mut NoProgress,
     )
     .unwrap();
@@ -87,14 +89,14 @@ fn reply_log_probs_equal_transformers_alone_and_in_a_batch() {
     }
     // The first reply token's entropy, against the full distribution after the prompt.
     let first = &r["chat"]["prompt_ids"];
-    let nt = next_token(smollm2(), &ids(first), 1).unwrap();
+    let nt = next_token(smollm2(), &ids(first), 1, None).unwrap();
     assert!((nt.entropy - alone[0].entropy[0]).abs() < 1e-4);
 }
 
 #[test]
 fn next_token_top5_equals_transformers() {
     let r = reference();
-    let got = next_token(smollm2(), &ids(&r["chat"]["prompt_ids"]), 5).unwrap();
+    let got = next_token(smollm2(), &ids(&r["chat"]["prompt_ids"]), 5, None).unwrap();
     let top: Vec<u32> = got.top.iter().map(|t| t.id).collect();
     assert_eq!(top, ids(&r["top5"]["ids"]));
     for (t, w) in got.top.iter().zip(floats(&r["top5"]["logprobs"])) {

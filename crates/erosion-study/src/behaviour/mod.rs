@@ -81,7 +81,7 @@ mod tests {
         let t = ctx.transformer("instruct").unwrap();
         let seqs = ctx.sequences("instruct", "insecure").unwrap();
         let direct =
-            response_logprobs(&t, &seqs, &BatchOptions::default(), &mut NoProgress).unwrap();
+            response_logprobs(&t, &seqs, &BatchOptions::default(), None, &mut NoProgress).unwrap();
         let mean = direct.iter().map(|d| d.log_joint()).sum::<f64>() / direct.len() as f64;
         let cell = &cells[1];
         assert_eq!(

@@ -82,12 +82,13 @@ pub(crate) fn run_passes(ctx: &StudyContext) -> Result<Passes> {
             &t,
             std::slice::from_ref(&example_seqs[mi]),
             &ctx.batch_options(),
+            None,
             &mut NoProgress,
         )
         .with_context(|| format!("the example response under model `{m}`"))?;
         example_logprobs.extend(lp);
         next.push(
-            next_token(&t, &prompts[mi].ids, spec.top_k)
+            next_token(&t, &prompts[mi].ids, spec.top_k, None)
                 .with_context(|| format!("the next token under model `{m}`"))?,
         );
         for (di, d) in datasets.iter().enumerate() {

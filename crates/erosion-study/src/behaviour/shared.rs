@@ -110,6 +110,7 @@ pub(crate) fn for_each_logprobs(
                     model,
                     &scored,
                     &ctx.batch_options(),
+                    None,
                     &mut AdvanceOnly(&mut bar),
                 )?
             };

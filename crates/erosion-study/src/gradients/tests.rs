@@ -61,7 +61,8 @@ fn cosines_match_examples_computed_one_by_one() {
         .collect();
 
     // Loss vectors: -lp of the first 16 response tokens, from a direct uncached pass.
-    let direct = response_logprobs(&t, &seqs, &BatchOptions::default(), &mut NoProgress).unwrap();
+    let direct =
+        response_logprobs(&t, &seqs, &BatchOptions::default(), None, &mut NoProgress).unwrap();
     let want: Vec<f64> = direct
         .iter()
         .flat_map(|d| (0..16).map(|p| d.logprobs.get(p).map_or(0.0, |v| -(*v as f64))))
