@@ -6,6 +6,7 @@ mod datasets;
 mod device;
 mod layer;
 mod probe;
+mod progress;
 
 use clap::{Parser, Subcommand};
 

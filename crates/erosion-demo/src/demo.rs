@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_eval::html::eval_section;
 use erosion_eval::{evaluate, EvalOptions};
+use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{prompts_from_corpus, OrganismJudge};
@@ -41,8 +42,13 @@ pub struct DemoOutcome {
     pub seconds: f64,
 }
 
-/// The whole demo; each stage starting is a notice (unless `quiet`).
-pub fn run(opts: &DemoOptions, notices: &mut dyn Notify) -> Result<DemoOutcome> {
+/// The whole demo; each stage starting is a notice (unless `quiet`), the study's forward
+/// passes report to `progress`.
+pub fn run(
+    opts: &DemoOptions,
+    notices: &mut dyn Notify,
+    progress: Box<dyn ProgressSink>,
+) -> Result<DemoOutcome> {
     let start = Instant::now();
     let cl = &opts.command_line;
     let org =
@@ -104,7 +110,15 @@ pub fn run(opts: &DemoOptions, notices: &mut dyn Notify) -> Result<DemoOutcome> 
         .map(|x| (x.section.title.clone(), x.section.verdict))
         .collect();
     let extra = vec![extra, causal, protect];
-    let study = run_study_with(spec, Path::new("."), None, extra, cl.clone(), notices)?;
+    let study = run_study_with(
+        spec,
+        Path::new("."),
+        None,
+        extra,
+        cl.clone(),
+        notices,
+        progress,
+    )?;
     Ok(DemoOutcome {
         organism: org,
         study,

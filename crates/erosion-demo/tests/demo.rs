@@ -4,6 +4,7 @@
 use anyhow::Result;
 use erosion_demo::demo::{run, DemoOptions};
 use erosion_demo::recipe::Recipe;
+use erosion_forward::batch::Quiet;
 use erosion_forward::notice::Silent;
 
 #[test]
@@ -18,7 +19,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         quiet: true,
         command_line: Vec::new(),
     };
-    let first = run(&opts, &mut Silent)?;
+    let first = run(&opts, &mut Silent, Box::new(Quiet))?;
     let names: Vec<&str> = first
         .organism
         .models
@@ -111,7 +112,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     assert_eq!(spec.models.finetuned.len(), 3);
 
     // A second run trains nothing.
-    let second = run(&opts, &mut Silent)?;
+    let second = run(&opts, &mut Silent, Box::new(Quiet))?;
     assert!(second.organism.timings.iter().all(|(_, s)| *s == 0.0));
     assert_eq!(second.behaviour.0, first.behaviour.0);
     assert_eq!(second.organism.drift, first.organism.drift);

@@ -144,6 +144,33 @@ pub trait Progress {
     fn advance(&mut self, examples: usize);
 }
 
+/// Where the progress of a run's passes goes: the library names each pass, the caller decides
+/// how to show it (a terminal bar, a log line, nothing), so library code never draws.
+pub trait ProgressSink {
+    /// A report for the pass `label`; the pass is over when the report is dropped.
+    fn start(&self, label: &str) -> Box<dyn Progress>;
+}
+
+/// Shows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Quiet;
+
+impl ProgressSink for Quiet {
+    fn start(&self, _label: &str) -> Box<dyn Progress> {
+        Box::new(NoProgress)
+    }
+}
+
+/// A boxed report (what a [`ProgressSink`] hands out) reports like the one it holds.
+impl<P: Progress + ?Sized> Progress for Box<P> {
+    fn set_total(&mut self, examples: usize) {
+        (**self).set_total(examples);
+    }
+    fn advance(&mut self, examples: usize) {
+        (**self).advance(examples);
+    }
+}
+
 /// Reports nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoProgress;

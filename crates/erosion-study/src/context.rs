@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_data::Sequence;
 use erosion_data::{render_example, Dataset, RenderOptions, RenderedExample};
-use erosion_forward::batch::BatchOptions;
+use erosion_forward::batch::{BatchOptions, ProgressSink, Quiet};
 use erosion_forward::cache::DiskCache;
 use erosion_forward::windows::LayerConvention;
 use erosion_model::chat::{ChatFormat, PlainFormat};
@@ -49,9 +49,17 @@ pub struct StudyContext {
     loaded: RefCell<Option<(String, Rc<Transformer>)>>,
     /// Rendered examples per (model, dataset).
     rendered: RefCell<RenderCache>,
+    /// Where the forward passes' progress goes (the caller's; nothing by default).
+    pub(crate) progress_sink: Box<dyn ProgressSink>,
 }
 
 impl StudyContext {
+    /// Shows the forward passes' progress through `sink` (a terminal bar, a log, ...).
+    pub fn with_progress(mut self, sink: Box<dyn ProgressSink>) -> Self {
+        self.progress_sink = sink;
+        self
+    }
+
     /// Opens every checkpoint (config and tokenizer only; weights are read when a model runs),
     /// loads every dataset, hashes both for provenance, and creates the output folder.
     /// Relative paths in the study are resolved against `base_dir` (the study file's folder).
@@ -118,6 +126,7 @@ impl StudyContext {
             provenance,
             loaded: RefCell::new(None),
             rendered: RefCell::new(BTreeMap::new()),
+            progress_sink: Box::new(Quiet),
         })
     }
 

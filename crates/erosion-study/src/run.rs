@@ -8,6 +8,7 @@ use crate::analysis::registered;
 use crate::context::StudyContext;
 use crate::spec::{Preset, StudySpec};
 use anyhow::{bail, Result};
+use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
 use erosion_report::html::{Report, Section, Verdict};
 use erosion_report::results::write_results_json;
@@ -27,13 +28,14 @@ pub struct StudyOutcome {
 
 /// Reads `study_file`, applies `preset` (it overrides the file's analysis options), runs it.
 /// `command_line` is recorded in the provenance; each analysis's title and failure go to
-/// `notices`.
+/// `notices`, the forward passes' progress to `progress`.
 pub fn run_study_file(
     study_file: &Path,
     preset: Option<Preset>,
     output: Option<PathBuf>,
     command_line: Vec<String>,
     notices: &mut dyn Notify,
+    progress: Box<dyn ProgressSink>,
 ) -> Result<StudyOutcome> {
     let mut spec = StudySpec::from_file(study_file)?;
     if let Some(p) = preset {
@@ -43,7 +45,7 @@ pub fn run_study_file(
         spec.output = std::env::current_dir()?.join(out);
     }
     let base_dir = study_file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    run_study(spec, &base_dir, preset, command_line, notices)
+    run_study(spec, &base_dir, preset, command_line, notices, progress)
 }
 
 pub fn run_study(
@@ -52,8 +54,17 @@ pub fn run_study(
     preset: Option<Preset>,
     command_line: Vec<String>,
     notices: &mut dyn Notify,
+    progress: Box<dyn ProgressSink>,
 ) -> Result<StudyOutcome> {
-    run_study_with(spec, base_dir, preset, Vec::new(), command_line, notices)
+    run_study_with(
+        spec,
+        base_dir,
+        preset,
+        Vec::new(),
+        command_line,
+        notices,
+        progress,
+    )
 }
 
 /// A section computed outside the study (e.g. `erosion demo`'s behavioural evaluation) that
@@ -72,9 +83,10 @@ pub fn run_study_with(
     extra: Vec<ExtraSection>,
     command_line: Vec<String>,
     notices: &mut dyn Notify,
+    progress: Box<dyn ProgressSink>,
 ) -> Result<StudyOutcome> {
     let analyses = spec.analyses.clone();
-    let ctx = StudyContext::open(spec, base_dir, command_line)?;
+    let ctx = StudyContext::open(spec, base_dir, command_line)?.with_progress(progress);
     let mut results = Map::new();
     let mut sections = Vec::new();
     let n_extra = extra.len();
@@ -185,6 +197,7 @@ impl StudyOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use erosion_forward::batch::Quiet;
     use erosion_forward::notice::Silent;
 
     fn study_toml(dir: &std::path::Path) -> std::path::PathBuf {
@@ -230,7 +243,8 @@ bootstrap = 20
         let dir = keep.as_deref().unwrap_or(tmp.path());
         std::fs::create_dir_all(dir).unwrap();
         let study = study_toml(dir);
-        let outcome = run_study_file(&study, None, None, Vec::new(), &mut Silent).unwrap();
+        let outcome =
+            run_study_file(&study, None, None, Vec::new(), &mut Silent, Box::new(Quiet)).unwrap();
         assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
         assert_eq!(outcome.verdicts.len(), 4);
 
@@ -276,7 +290,8 @@ bootstrap = 20
         }
 
         // Resumed: the same numbers again (the cache serves the forward passes).
-        let again = run_study_file(&study, None, None, Vec::new(), &mut Silent).unwrap();
+        let again =
+            run_study_file(&study, None, None, Vec::new(), &mut Silent, Box::new(Quiet)).unwrap();
         let second: Value =
             serde_json::from_str(&std::fs::read_to_string(&again.results_json).unwrap()).unwrap();
         assert_eq!(
@@ -306,7 +321,7 @@ bootstrap = 20
         .unwrap();
         let err = format!(
             "{:#}",
-            run_study_file(&path, None, None, Vec::new(), &mut Silent)
+            run_study_file(&path, None, None, Vec::new(), &mut Silent, Box::new(Quiet))
                 .err()
                 .unwrap()
         );

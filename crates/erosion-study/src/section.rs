@@ -6,7 +6,6 @@ use erosion_forward::batch::Progress;
 use erosion_report::figures::write_svg;
 use erosion_report::html::{Figure, Section};
 use erosion_report::npy::write_npy;
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// One analysis's output.
 pub struct SectionOutput {
@@ -41,35 +40,8 @@ impl StudyContext {
         })
     }
 
-    /// A progress bar over examples for a forward pass (hidden when stderr is not a terminal).
-    pub fn progress(&self, message: String) -> Bar {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:40} [{bar:30}] {pos}/{len} examples {elapsed}<{eta}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(message);
-        Bar(bar)
-    }
-}
-
-/// An indicatif bar as a forward-pass [`Progress`].
-pub struct Bar(pub ProgressBar);
-
-impl Progress for Bar {
-    fn set_total(&mut self, examples: usize) {
-        self.0.set_length(examples as u64);
-    }
-    fn advance(&mut self, examples: usize) {
-        self.0.inc(examples as u64);
-    }
-}
-
-impl Drop for Bar {
-    fn drop(&mut self) {
-        self.0.finish_and_clear();
+    /// The progress report of one forward pass, shown however the caller's sink shows it.
+    pub fn progress(&self, label: String) -> Box<dyn Progress> {
+        self.progress_sink.start(&label)
     }
 }

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use erosion_demo::demo::{run as run_demo, DemoOptions};
 use erosion_demo::recipe::Recipe;
+use erosion_forward::batch::{ProgressSink, Quiet};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -50,7 +51,13 @@ pub fn run(args: Args) -> Result<()> {
         quiet: args.quiet,
         command_line: std::env::args().collect(),
     };
-    let outcome = run_demo(&opts, &mut crate::notice_on_stderr)?;
+    // --quiet: no bars (the study's section notices still come, as before).
+    let progress: Box<dyn ProgressSink> = if opts.quiet {
+        Box::new(Quiet)
+    } else {
+        Box::new(crate::progress::Bars)
+    };
+    let outcome = run_demo(&opts, &mut crate::notice_on_stderr, progress)?;
     let grown: Vec<String> = outcome
         .organism
         .timings

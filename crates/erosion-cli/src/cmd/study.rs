@@ -26,6 +26,7 @@ pub fn run(args: Args) -> Result<()> {
         args.out,
         std::env::args().collect(),
         &mut crate::notice_on_stderr,
+        Box::new(crate::progress::Bars),
     )?;
     println!("report:  {}", outcome.report_html.display());
     println!("results: {}", outcome.results_json.display());

@@ -132,9 +132,13 @@ pub(crate) fn gradient_gram(
     let plan = choose_gram_plan(n_rows, dim, &budget).context("[gradients] memory_budget_mb")?;
     let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(1).max(1);
     let batch = (ctx.spec.batch_tokens / longest).clamp(1, ctx.batch_options().max_batch);
-    let bar = ctx.progress(format!("gradients: {}", spec.model));
-    bar.0.set_length(seqs.len() as u64);
-    let mut progress = |done: usize| bar.0.set_position(done as u64);
+    let mut bar = ctx.progress(format!("gradients: {}", spec.model));
+    bar.set_total(seqs.len());
+    let mut shown = 0;
+    let mut progress = |done: usize| {
+        bar.advance(done.saturating_sub(shown));
+        shown = shown.max(done);
+    };
     let first = computer.first_differentiable_layer();
     match &plan {
         GramPlan::Exact { block_rows, .. } => {
