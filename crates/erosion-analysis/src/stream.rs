@@ -265,21 +265,23 @@ impl LayerMeans {
 
     /// Adds the pooled vector of one example at `layer`. // x: `[dim]`
     pub fn push(&mut self, layer: usize, x: &[f64]) -> Result<()> {
-        let n = self.layers.len();
-        match self.layers.get_mut(layer) {
-            Some(acc) => acc.push(x).map_err(|e| e.context(format!("layer {layer}"))),
-            None => bail!("layer {layer} out of range: accumulating {n} layers"),
-        }
+        self.layer_mut(layer)?
+            .push(x)
+            .map_err(|e| e.context(format!("layer {layer}")))
     }
 
     /// Adds one example's window rows at `layer` in the row-weighted mode
     /// ([`MeanAccumulator::push_rows_weighted`]). // rows: `[T * dim]`
     pub fn push_rows_weighted(&mut self, layer: usize, rows: &[f32]) -> Result<()> {
+        self.layer_mut(layer)?
+            .push_rows_weighted(rows)
+            .map_err(|e| e.context(format!("layer {layer}")))
+    }
+
+    fn layer_mut(&mut self, layer: usize) -> Result<&mut MeanAccumulator> {
         let n = self.layers.len();
         match self.layers.get_mut(layer) {
-            Some(acc) => acc
-                .push_rows_weighted(rows)
-                .map_err(|e| e.context(format!("layer {layer}"))),
+            Some(acc) => Ok(acc),
             None => bail!("layer {layer} out of range: accumulating {n} layers"),
         }
     }

@@ -224,12 +224,18 @@ pub fn run_steer(
         reject: &reject,
         benign: &benign,
     };
+    // Layers by hook name, as the command line names them (not the library's indices).
+    let hooks: Vec<String> = test
+        .layers
+        .iter()
+        .map(|&l| LayerDirections::hook_point(l).to_string())
+        .collect();
     notices.notice(&format!(
-        "{}: {} pairs, {} benign, layers {:?}",
+        "{}: {} pairs, {} benign, layers {}",
         test.name,
         toxic.len(),
         benign.len(),
-        test.layers
+        hooks.join(", ")
     ));
     let result = run_test(&mut m, &dirs, &test, &data, judge, &opts)?;
     let prov = provenance(spec, &test, &opts)?;

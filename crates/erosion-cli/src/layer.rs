@@ -6,6 +6,8 @@
 //! embeddings, l = the output of block l - 1); [`ResidLayer`] converts, so no command adds or
 //! subtracts one by hand.
 
+use erosion_causal::LayerDirections;
+use erosion_model::hooks::{HookPoint, Site};
 use std::fmt;
 use std::str::FromStr;
 
@@ -16,18 +18,20 @@ pub struct ResidLayer(pub usize);
 impl FromStr for ResidLayer {
     type Err = String;
 
+    /// Names are read by the hook points' own parser; only its residual-stream points pass.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        if s == "embed" || s == "hook_embed" {
-            return Ok(Self(0));
+        if let Ok(block) = s.parse::<usize>() {
+            return Ok(Self(block + 1));
         }
-        let block = s
-            .strip_prefix("blocks.")
-            .and_then(|rest| rest.strip_suffix(".hook_resid_post"))
-            .unwrap_or(s);
-        match block.parse::<usize>() {
-            Ok(l) => Ok(Self(l + 1)),
-            Err(_) => Err(format!(
+        let name = if s == "embed" { "hook_embed" } else { s };
+        match HookPoint::parse(name, usize::MAX) {
+            Ok(HookPoint::Embed) => Ok(Self(0)),
+            Ok(HookPoint::Block {
+                layer,
+                site: Site::ResidPost,
+            }) => Ok(Self(layer + 1)),
+            _ => Err(format!(
                 "`{s}` is not a residual-stream point: name one as blocks.L.hook_resid_post, \
                  as L (the same point), or as embed"
             )),
@@ -37,10 +41,7 @@ impl FromStr for ResidLayer {
 
 impl fmt::Display for ResidLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            0 => f.write_str("hook_embed"),
-            l => write!(f, "blocks.{}.hook_resid_post", l - 1),
-        }
+        LayerDirections::hook_point(self.0).fmt(f)
     }
 }
 

@@ -49,16 +49,8 @@ impl Estimate for (f64, f64, f64) {
 
 /// A number with 4 significant digits (scientific outside [1e-3, 1e6)), "n/a" if NaN.
 pub fn fmt_number(v: f64) -> String {
-    if v.is_nan() {
-        return "n/a".to_string();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+\u{221e}"
-        } else {
-            "\u{2212}\u{221e}"
-        }
-        .to_string();
+    if let Some(s) = non_finite(v) {
+        return s;
     }
     let a = v.abs();
     let s = if a == 0.0 {
@@ -141,31 +133,26 @@ pub fn fmt_fixed(x: f64, decimals: usize) -> String {
 
 /// "0.0053 [0.0031, 0.0080]": each number by [`fmt_number`].
 pub fn fmt_ci<E: Estimate + ?Sized>(ci: &E) -> String {
-    format!(
-        "{} [{}, {}]",
-        fmt_number(ci.estimate()),
-        fmt_number(ci.lower()),
-        fmt_number(ci.upper())
-    )
+    bracketed(ci, fmt_number)
 }
 
 /// "0.1235 [0.0031, 12.50]": each number by [`fmt_sig4`].
 pub fn fmt_ci_sig4<E: Estimate + ?Sized>(ci: &E) -> String {
-    format!(
-        "{} [{}, {}]",
-        fmt_sig4(ci.estimate()),
-        fmt_sig4(ci.lower()),
-        fmt_sig4(ci.upper())
-    )
+    bracketed(ci, fmt_sig4)
 }
 
 /// "0.12 [0.07, 0.20]" (`decimals` = 2): each number by [`fmt_fixed`].
 pub fn fmt_ci_fixed<E: Estimate + ?Sized>(ci: &E, decimals: usize) -> String {
+    bracketed(ci, |x| fmt_fixed(x, decimals))
+}
+
+/// "estimate [lower, upper]", each number written by `number`.
+fn bracketed<E: Estimate + ?Sized>(ci: &E, number: impl Fn(f64) -> String) -> String {
     format!(
         "{} [{}, {}]",
-        fmt_fixed(ci.estimate(), decimals),
-        fmt_fixed(ci.lower(), decimals),
-        fmt_fixed(ci.upper(), decimals)
+        number(ci.estimate()),
+        number(ci.lower()),
+        number(ci.upper())
     )
 }
 
@@ -201,8 +188,8 @@ fn typeset_minus(s: String) -> String {
 /// An axis label for a value plotters chose: at most 6 decimals, trailing zeros dropped,
 /// scientific notation outside [1e-4, 1e5).
 pub fn format_auto(v: f64) -> String {
-    if !v.is_finite() {
-        return format_value(v, 0);
+    if let Some(s) = non_finite(v) {
+        return s;
     }
     let a = v.abs();
     let s = if a != 0.0 && !(1e-4..1e5).contains(&a) {
@@ -220,17 +207,24 @@ pub fn format_auto(v: f64) -> String {
 
 /// A value for a cell or a bar: fixed decimals, "n/a" for NaN, "+∞"/"−∞".
 pub fn format_value(v: f64, decimals: usize) -> String {
+    non_finite(v).unwrap_or_else(|| typeset_minus(format!("{v:.decimals$}")))
+}
+
+/// "n/a" for NaN, "+∞" / "−∞" (true minus) for the infinities; `None` for a finite number.
+fn non_finite(v: f64) -> Option<String> {
     if v.is_nan() {
-        "n/a".to_string()
+        Some("n/a".to_string())
     } else if v.is_infinite() {
-        if v > 0.0 {
-            "+\u{221e}"
-        } else {
-            "\u{2212}\u{221e}"
-        }
-        .to_string()
+        Some(
+            if v > 0.0 {
+                "+\u{221e}"
+            } else {
+                "\u{2212}\u{221e}"
+            }
+            .to_string(),
+        )
     } else {
-        typeset_minus(format!("{v:.decimals$}"))
+        None
     }
 }
 
