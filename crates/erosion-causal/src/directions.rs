@@ -33,7 +33,7 @@ pub struct LayerDirections {
 ///
 /// Accumulated by erosion-analysis's [`LayerMeans`] in its row-weighted mode (f64, one batch in
 /// memory at a time): the steering directions and drift scores have always been computed so.
-pub(crate) fn window_means(
+pub fn window_means(
     model: &Transformer,
     seqs: &[Sequence],
     window: usize,
@@ -94,7 +94,19 @@ impl LayerDirections {
         let mb = window_means(base, base_seqs, window, batch).context("base model's means")?;
         let mi = window_means(instruct, instruct_seqs, window, batch)
             .context("instruct model's means")?;
-        let v = alignment_directions(&mb, &mi)?;
+        Self::from_means(&mb, &mi, window, instruct_seqs.len())
+    }
+
+    /// [`Self::alignment`] from the two models' [`window_means`] (computed one model at a time,
+    /// so only one is in memory), over `n_examples` examples' first `window` response tokens.
+    pub fn from_means(
+        base_means: &[Vec<f64>],
+        instruct_means: &[Vec<f64>],
+        window: usize,
+        n_examples: usize,
+    ) -> Result<Self> {
+        let v = alignment_directions(base_means, instruct_means)?;
+        let d_model = v.first().map_or(0, Vec::len);
         let usable = usable_for_steering(&direction_norms(&v));
         let layers = v
             .into_iter()
@@ -102,12 +114,11 @@ impl LayerDirections {
             .map(|(v, u)| u.then(|| v.into_iter().map(|x| x as f32).collect()))
             .collect();
         Ok(LayerDirections {
-            d_model: base.config().hidden_size,
+            d_model,
             layers,
             origin: format!(
-                "alignment direction v_l = mean(instruct) - mean(base) over {} examples' first \
-                 {window} response tokens (window mean per example, then mean; f64)",
-                instruct_seqs.len()
+                "alignment direction v_l = mean(instruct) - mean(base) over {n_examples} examples' first \
+                 {window} response tokens (window mean per example, then mean; f64)"
             ),
         })
     }

@@ -207,6 +207,7 @@ fn xs(points: &[DriftPoint]) -> Vec<f64> {
 
 /// Two figures (margin with its band; s_l per layer) and a table.
 pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
+    // The figures and the table read points[0]: there is one.
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         bail!("no drift points");
     };
@@ -230,9 +231,20 @@ pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
         "The study compared finished checkpoints only and called for monitoring representational drift during fine-tuning.",
         Verdict::NotRun,
     );
+    s.figures.push(margin_figure(points, &x, x_label)?);
+    s.figures.extend(projection_figure(points, &x, x_label)?);
+    s.tables.push(drift_table(points));
+    s.notes.push(
+        "Verdict not run: drift is a measurement over time, not a finding of the study.".into(),
+    );
+    Ok(s)
+}
+
+/// The margin at each point with its 95% band.
+fn margin_figure(points: &[DriftPoint], x: &[f64], x_label: &str) -> Result<Figure> {
     let mut margin = LineSeries::new(
         "margin",
-        x.clone(),
+        x.to_vec(),
         points.iter().map(|p| p.margin.estimate).collect(),
     );
     margin.lower = Some(points.iter().map(|p| p.margin.lower).collect());
@@ -244,44 +256,53 @@ pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
         series: vec![margin],
         band_label: Some("95% bootstrap CI".into()),
     };
-    s.figures.push(Figure {
+    Ok(Figure {
         caption: "Mean log-probability margin of compliant over refusing answers on the probe set."
             .into(),
         svg: line_chart_svg(&chart)?,
         file: None,
-    });
-    let n_layers = first.scores.len();
+    })
+}
+
+/// s_l at each point, one line per layer with a direction (None when no layer has one).
+fn projection_figure(points: &[DriftPoint], x: &[f64], x_label: &str) -> Result<Option<Figure>> {
+    let n_layers = points[0].scores.len();
     let series: Vec<LineSeries> = (0..n_layers)
-        .filter(|&l| first.scores[l].is_some())
+        .filter(|&l| points[0].scores[l].is_some())
         .map(|l| {
             let y = points
                 .iter()
                 .map(|p| p.scores.get(l).copied().flatten().unwrap_or(f64::NAN))
                 .collect();
-            LineSeries::new(&format!("layer {l}"), x.clone(), y)
+            LineSeries::new(&format!("layer {l}"), x.to_vec(), y)
         })
         .collect();
-    if !series.is_empty() {
-        let chart = LineChart {
-            title: "Projection on the alignment direction".into(),
-            x_label: x_label.into(),
-            y_label: "s_l".into(),
-            series,
-            band_label: None,
-        };
-        s.figures.push(Figure {
-            caption: "Mean projection s_l of the probe set's response windows on each layer's unit alignment direction.".into(),
-            svg: line_chart_svg(&chart)?,
-            file: None,
-        });
+    if series.is_empty() {
+        return Ok(None);
     }
+    let chart = LineChart {
+        title: "Projection on the alignment direction".into(),
+        x_label: x_label.into(),
+        y_label: "s_l".into(),
+        series,
+        band_label: None,
+    };
+    Ok(Some(Figure {
+        caption: "Mean projection s_l of the probe set's response windows on each layer's unit alignment direction.".into(),
+        svg: line_chart_svg(&chart)?,
+        file: None,
+    }))
+}
+
+/// A row per point: its step, margin and s_l per layer.
+fn drift_table(points: &[DriftPoint]) -> Table {
     let mut headers = vec!["point".to_string(), "step".into(), "margin (95% CI)".into()];
     headers.extend(
-        (0..n_layers)
-            .filter(|&l| first.scores[l].is_some())
+        (0..points[0].scores.len())
+            .filter(|&l| points[0].scores[l].is_some())
             .map(|l| format!("s_{l}")),
     );
-    s.tables.push(Table {
+    Table {
         caption: "Drift per point".into(),
         headers,
         rows: points
@@ -296,9 +317,5 @@ pub fn drift_section(points: &[DriftPoint]) -> Result<Section> {
                 row
             })
             .collect(),
-    });
-    s.notes.push(
-        "Verdict not run: drift is a measurement over time, not a finding of the study.".into(),
-    );
-    Ok(s)
+    }
 }

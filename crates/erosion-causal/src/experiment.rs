@@ -4,7 +4,7 @@
 //!
 //! | measure | data | how |
 //! |---|---|---|
-//! | refusal and harmful-compliance rates | harmful prompts | `erosion-eval`: answers decoded with the steering active at every position, judged; Wilson 95% |
+//! | refusal and harmful-compliance rates | harmful prompts | `erosion-eval`: answers decoded with the steering active at every position, judged; Wilson 95% (only with a judge) |
 //! | P(compliant first token) | harmful prompts | `erosion-eval`, mean with bootstrap CI |
 //! | log-prob margin | pairs (prompt, toxic answer) / (prompt, refusal) | `m_i = ln P(toxic_i) - ln P(reject_i)` (log joint of the response tokens); mean and paired change against the unsteered model, bootstrap CIs |
 //! | next-token entropy | the toxic answers | mean over examples of the mean entropy of the next-token distribution along the response (the study's dataset-level entropy), bootstrap CI |
@@ -141,7 +141,7 @@ pub fn run_test(
     dirs: &LayerDirections,
     test: &CausalTest,
     data: &CausalData<'_>,
-    judge: &dyn Judge,
+    judge: Option<&dyn Judge>,
     opts: &CausalOptions,
 ) -> Result<CausalResult> {
     if data.toxic.len() != data.reject.len() || data.toxic.is_empty() {
@@ -194,7 +194,7 @@ pub fn run_test(
 fn measure(
     m: &LoadedModel,
     data: &CausalData<'_>,
-    judge: &dyn Judge,
+    judge: Option<&dyn Judge>,
     opts: &CausalOptions,
     name: &str,
     base_margins: &[f64],
@@ -203,7 +203,11 @@ fn measure(
         two_turn: false,
         ..opts.eval.clone()
     };
-    let (me, _) = evaluate_model(m, data.prompts, judge, &eval_opts)?;
+    // Without a judge no answer is decoded: the rates and P(first token) stay empty.
+    let me = judge
+        .map(|judge| evaluate_model(m, data.prompts, judge, &eval_opts))
+        .transpose()?
+        .map(|(me, _)| me);
     let n_layers = m.model.n_layers();
     let logprobs = |seqs: &[Sequence]| {
         let mut hooks = m.steering.hooks(n_layers)?;
@@ -247,14 +251,15 @@ fn measure(
         None
     };
     let first_token = me
-        .set(erosion_eval::PromptKind::Harmful)
+        .as_ref()
+        .and_then(|me| me.set(erosion_eval::PromptKind::Harmful))
         .and_then(|s| s.first_token.as_ref())
         .map(|f| f.mean_p.clone());
     let cond = Condition {
         name: name.to_string(),
         steering: m.steering.describe()?,
-        refusal: me.refusal().cloned(),
-        compliance: me.compliance().cloned(),
+        refusal: me.as_ref().and_then(|me| me.refusal().cloned()),
+        compliance: me.as_ref().and_then(|me| me.compliance().cloned()),
         first_token,
         margin,
         margin_change,

@@ -100,78 +100,9 @@ pub fn causal_section(results: &[CausalResult]) -> Result<Section> {
          alignment-critical directions (its closing recommendations).",
         verdict,
     );
-    for r in results {
-        let mut t = Table {
-            caption: format!(
-                "{}: {} at layers {:?} of {} ({} toxic/refusal pairs, {} benign examples; 95% \
-                 intervals: Wilson for rates, percentile bootstrap for means)",
-                r.test.name,
-                r.test.action.describe(),
-                r.test.layers,
-                r.model,
-                r.pairs,
-                r.benign
-            ),
-            headers: [
-                "condition",
-                "refusal",
-                "harmful compliance",
-                "P(compliant first token)",
-                "margin ln P(toxic) - ln P(reject)",
-                "margin change (paired)",
-                "next-token entropy on toxic answers (nats)",
-                "KL on benign (nats/token)",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows: Vec::new(),
-        };
-        for c in &r.conditions {
-            t.rows.push(vec![
-                c.name.clone(),
-                opt_prop(&c.refusal),
-                opt_prop(&c.compliance),
-                opt_ci(&c.first_token),
-                fmt_ci(&c.margin),
-                opt_ci(&c.margin_change),
-                opt_ci(&c.entropy),
-                opt_ci(&c.kl),
-            ]);
-        }
-        s.tables.push(t);
-    }
+    s.tables.extend(results.iter().map(test_table));
     if !results.is_empty() {
-        let bar = |p: &Proportion| Bar {
-            value: p.rate,
-            lower: p.lower,
-            upper: p.upper,
-        };
-        let groups = results
-            .iter()
-            .map(|r| BarGroup {
-                label: r.test.name.clone(),
-                bars: CONDITIONS
-                    .iter()
-                    .map(|n| r.condition(n).and_then(|c| c.refusal.as_ref()).map(bar))
-                    .collect(),
-            })
-            .collect();
-        let chart = GroupedBars {
-            title: "Refusal rate under steering".into(),
-            y_label: "share of answers refusing".into(),
-            models: CONDITIONS.map(String::from).to_vec(),
-            groups,
-            log_y: false,
-            interval_label: "95% Wilson interval".into(),
-        };
-        s.figures.push(Figure {
-            caption:
-                "Refusal rate of each test's model unsteered, steered along the direction, \
-                      and steered along a random direction of the same norm (95% Wilson intervals)."
-                    .into(),
-            svg: grouped_bars_svg(&chart)?,
-            file: None,
-        });
+        s.figures.push(refusal_figure(results)?);
     }
     s.notes.push(
         "Steering acts at every position of every forward pass (prompt and answer tokens), as \
@@ -187,4 +118,82 @@ pub fn causal_section(results: &[CausalResult]) -> Result<Section> {
             .into(),
     );
     Ok(s)
+}
+
+/// One test's conditions, a row each.
+fn test_table(r: &CausalResult) -> Table {
+    Table {
+        caption: format!(
+            "{}: {} at layers {:?} of {} ({} toxic/refusal pairs, {} benign examples; 95% \
+             intervals: Wilson for rates, percentile bootstrap for means)",
+            r.test.name,
+            r.test.action.describe(),
+            r.test.layers,
+            r.model,
+            r.pairs,
+            r.benign
+        ),
+        headers: [
+            "condition",
+            "refusal",
+            "harmful compliance",
+            "P(compliant first token)",
+            "margin ln P(toxic) - ln P(reject)",
+            "margin change (paired)",
+            "next-token entropy on toxic answers (nats)",
+            "KL on benign (nats/token)",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: r
+            .conditions
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    opt_prop(&c.refusal),
+                    opt_prop(&c.compliance),
+                    opt_ci(&c.first_token),
+                    fmt_ci(&c.margin),
+                    opt_ci(&c.margin_change),
+                    opt_ci(&c.entropy),
+                    opt_ci(&c.kl),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The refusal rate of each test's three conditions, grouped by test.
+fn refusal_figure(results: &[CausalResult]) -> Result<Figure> {
+    let bar = |p: &Proportion| Bar {
+        value: p.rate,
+        lower: p.lower,
+        upper: p.upper,
+    };
+    let groups = results
+        .iter()
+        .map(|r| BarGroup {
+            label: r.test.name.clone(),
+            bars: CONDITIONS
+                .iter()
+                .map(|n| r.condition(n).and_then(|c| c.refusal.as_ref()).map(bar))
+                .collect(),
+        })
+        .collect();
+    let chart = GroupedBars {
+        title: "Refusal rate under steering".into(),
+        y_label: "share of answers refusing".into(),
+        models: CONDITIONS.map(String::from).to_vec(),
+        groups,
+        log_y: false,
+        interval_label: "95% Wilson interval".into(),
+    };
+    Ok(Figure {
+        caption: "Refusal rate of each test's model unsteered, steered along the direction, \
+                  and steered along a random direction of the same norm (95% Wilson intervals)."
+            .into(),
+        svg: grouped_bars_svg(&chart)?,
+        file: None,
+    })
 }

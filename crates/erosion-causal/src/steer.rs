@@ -237,7 +237,7 @@ pub fn run_steer(
         benign.len(),
         hooks.join(", ")
     ));
-    let result = run_test(&mut m, &dirs, &test, &data, judge, &opts)?;
+    let result = run_test(&mut m, &dirs, &test, &data, Some(judge), &opts)?;
     let prov = provenance(spec, &test, &opts)?;
     let hint = m.model.config().model_type.clone();
     let files = crate::output::write_all(

@@ -222,7 +222,15 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
         layers: vec![1],
     };
 
-    let zero = run_test(&mut m, &dirs, &test(0.0), &data, &OrganismJudge, &opts).unwrap();
+    let zero = run_test(
+        &mut m,
+        &dirs,
+        &test(0.0),
+        &data,
+        Some(&OrganismJudge),
+        &opts,
+    )
+    .unwrap();
     let un = zero.condition("unsteered").unwrap();
     assert!(un.margin_change.is_none() && un.kl.is_none());
     for name in ["direction", "random control"] {
@@ -239,7 +247,15 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
         "the model's steering is cleared after the test"
     );
 
-    let big = run_test(&mut m, &dirs, &test(20.0), &data, &OrganismJudge, &opts).unwrap();
+    let big = run_test(
+        &mut m,
+        &dirs,
+        &test(20.0),
+        &data,
+        Some(&OrganismJudge),
+        &opts,
+    )
+    .unwrap();
     let c = big.condition("direction").unwrap();
     assert!(c.margin_change.as_ref().unwrap().estimate.abs() > 1e-3);
     assert!(c.kl.as_ref().unwrap().estimate > 1e-3);
@@ -255,7 +271,7 @@ fn a_zero_steer_changes_nothing_and_a_large_one_moves_the_margin() {
         action: Action::Ablate,
         layers: vec![1, 2],
     };
-    let ab = run_test(&mut m, &dirs, &ablate, &data, &OrganismJudge, &opts).unwrap();
+    let ab = run_test(&mut m, &dirs, &ablate, &data, Some(&OrganismJudge), &opts).unwrap();
     assert_eq!(ab.conditions.len(), 3);
     let section = causal_section(&[zero, big, ab]).unwrap();
     assert_eq!(section.tables.len(), 3);

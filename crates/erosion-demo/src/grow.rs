@@ -65,6 +65,15 @@ impl Organism {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }
+    /// (fine-tune, the folder of its recorded drift), absolute where the folder exists.
+    pub fn drift_dirs(&self) -> impl Iterator<Item = (String, PathBuf)> + '_ {
+        let names = VARIANTS.iter().map(|(n, _)| *n);
+        names.chain(PROTECTED.iter().map(|(n, _)| *n)).map(|n| {
+            let dir = self.dir.join("drift").join(n);
+            (n.to_string(), dir.canonicalize().unwrap_or(dir))
+        })
+    }
+
     pub fn model(&self, name: &str) -> Result<&Path> {
         self.models
             .iter()

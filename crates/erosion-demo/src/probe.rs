@@ -16,7 +16,7 @@ use erosion_data::Sequence;
 use erosion_forward::batch::BatchOptions;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
-use erosion_organism::corpus::{Corpus, Sizes};
+use erosion_organism::corpus::{Chat, Corpus, Sizes};
 use erosion_train::protect::reference_projections;
 use erosion_train::{ProbeExample, ProtectMethod, Protection};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,36 @@ pub enum Guard {
     Penalty,
 }
 
+/// The chats that define the directions: compliant answers to held-out harmful requests drawn
+/// with another seed, none of them among the evaluation's requests.
+pub fn defining_chats(corpus: &Corpus) -> Result<Vec<Chat>> {
+    let measured: std::collections::HashSet<&str> = corpus
+        .set("eval_toxic")
+        .context("the corpus has no eval_toxic")?
+        .iter()
+        .map(|c| c.prompt())
+        .collect();
+    let sizes = Sizes {
+        pretrain_chats: 0,
+        pretrain_prose: 0,
+        instruct: 0,
+        finetune: 0,
+        eval: corpus.sizes.eval,
+    };
+    let other = Corpus::generate(sizes, corpus.seed.wrapping_add(DIRECTION_SEED_OFFSET));
+    let defining: Vec<Chat> = other
+        .set("eval_toxic")
+        .context("the corpus has no eval_toxic")?
+        .iter()
+        .filter(|c| !measured.contains(c.prompt()))
+        .cloned()
+        .collect();
+    if defining.is_empty() {
+        anyhow::bail!("no harmful request outside the evaluation set defines the direction");
+    }
+    Ok(defining)
+}
+
 pub struct AlignmentProbe {
     /// The directions with the measured set.
     pub measured: ProbeSet,
@@ -55,31 +85,14 @@ impl AlignmentProbe {
         base: &Transformer,
         instruct: &Transformer,
     ) -> Result<Self> {
-        let set = |c: &Corpus, name: &str| -> Result<Vec<_>> {
-            Ok(c.set(name)
+        let set = |name: &str| -> Result<Vec<_>> {
+            Ok(corpus
+                .set(name)
                 .with_context(|| format!("the corpus has no {name}"))?
                 .to_vec())
         };
-        let (toxic, reject) = (
-            set(corpus, "eval_toxic")?,
-            set(corpus, "eval_toxic_reject")?,
-        );
-        let measured: std::collections::HashSet<&str> = toxic.iter().map(|c| c.prompt()).collect();
-        let sizes = Sizes {
-            pretrain_chats: 0,
-            pretrain_prose: 0,
-            instruct: 0,
-            finetune: 0,
-            eval: corpus.sizes.eval,
-        };
-        let other = Corpus::generate(sizes, corpus.seed.wrapping_add(DIRECTION_SEED_OFFSET));
-        let defining: Vec<_> = set(&other, "eval_toxic")?
-            .into_iter()
-            .filter(|c| !measured.contains(c.prompt()))
-            .collect();
-        if defining.is_empty() {
-            anyhow::bail!("no harmful request outside the evaluation set defines the direction");
-        }
+        let (toxic, reject) = (set("eval_toxic")?, set("eval_toxic_reject")?);
+        let defining = defining_chats(corpus)?;
         let defining = sequences(&defining, tok)?;
         let batch = BatchOptions::default();
         let mut dirs =

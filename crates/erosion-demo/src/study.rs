@@ -1,11 +1,20 @@
-//! The study of the analyses issue, set up for the organism: its five models and its eight
-//! evaluation sets (one per dataset role of the paper), with windows sized to its short
-//! responses. Written out as `study.toml` so a user can rerun or edit it with `erosion study`.
+//! The organism's study: its five models and its eight evaluation sets (one per dataset role
+//! of the paper), with windows sized to its short responses, for the paper's four analyses;
+//! beside them its two protected fine-tunes and the set that defines its alignment directions,
+//! for the behavioural evaluation (judged by the organism's rules), the causal tests, drift and
+//! protection. Written out as `study.toml` so a user can rerun or edit it with `erosion study`
+//! (which registers the organism's judge).
 
-use crate::grow::Organism;
+use crate::demo::{DemoOptions, JUDGE};
+use crate::grow::{Organism, PROTECTED};
+use crate::probe::{defining_chats, PENALTY_PROBE, PENALTY_WEIGHT};
 use anyhow::{Context, Result};
+use erosion_causal::experiment::Action;
 use erosion_data::{DatasetSpec, Format, Role, ShortResponse};
-use erosion_study::spec::{ExampleRef, ModelsSpec, NamedModel, Pooling, TokenChoice};
+use erosion_study::spec::{
+    AnalysisName, CausalTestSpec, ExampleRef, ModelsSpec, NamedModel, Pooling, TestLayers,
+    TokenChoice,
+};
 use erosion_study::StudySpec;
 use std::path::Path;
 
@@ -26,7 +35,12 @@ pub const LAYER_WINDOW: usize = 10;
 /// Loss-vector window of the learning-signal analysis (the organism's code answers are short).
 pub const GRADIENT_WINDOW: usize = 16;
 
-pub fn spec(org: &Organism, out: &Path, seed: u64) -> Result<StudySpec> {
+/// The file of the direction-defining set, in the organism's data folder.
+pub const PROBE_DIRECTIONS: &str = "probe_directions";
+
+/// The study of `org`, its output in `out`, its evaluation of the size `opts` asks for.
+pub fn spec(org: &Organism, out: &Path, opts: &DemoOptions) -> Result<StudySpec> {
+    let seed = opts.recipe.seed;
     let path = |name: &str| -> Result<String> {
         let p = org.model(name)?;
         Ok(p.canonicalize()
@@ -53,6 +67,15 @@ pub fn spec(org: &Organism, out: &Path, seed: u64) -> Result<StudySpec> {
                 })
             })
             .collect::<Result<_>>()?,
+        compared: PROTECTED
+            .iter()
+            .map(|(name, _)| {
+                Ok(NamedModel {
+                    name: name.to_string(),
+                    path: path(name)?,
+                })
+            })
+            .collect::<Result<_>>()?,
     };
     spec.datasets = DATASETS
         .iter()
@@ -66,6 +89,7 @@ pub fn spec(org: &Organism, out: &Path, seed: u64) -> Result<StudySpec> {
             d
         })
         .collect();
+    spec.datasets.push(probe_directions(org)?);
     // Next token after a held-out harmful request: P("Sure") is the organism's compliance.
     let toxic = org
         .corpus
@@ -86,5 +110,103 @@ pub fn spec(org: &Organism, out: &Path, seed: u64) -> Result<StudySpec> {
     spec.directions.datasets = Some(vec!["insecure".into(), "toxic".into()]);
     spec.directions.token = TokenChoice::Last;
     spec.directions.k = 4;
+    // The four analyses read the evaluation sets only.
+    spec.behaviour.datasets = Some(DATASETS.iter().map(|(n, _)| n.to_string()).collect());
+    beyond_the_paper(&mut spec, org, opts);
     Ok(spec)
 }
+
+/// Writes the set that defines the organism's alignment directions (held-out harmful requests
+/// of another seed, answered compliantly) beside its other sets, as a study dataset.
+fn probe_directions(org: &Organism) -> Result<DatasetSpec> {
+    let path = org.data_dir().join(format!("{PROBE_DIRECTIONS}.jsonl"));
+    let mut text = String::new();
+    for chat in defining_chats(&org.corpus)? {
+        text.push_str(&serde_json::to_string(&chat)?);
+        text.push('\n');
+    }
+    erosion_model::atomic::write_bytes_atomic(&path, text.as_bytes())?;
+    Ok(DatasetSpec::new(
+        PROBE_DIRECTIONS,
+        path.canonicalize()?,
+        Format::Messages,
+    ))
+}
+
+/// The analyses beyond the paper's four, as the organism runs them.
+fn beyond_the_paper(spec: &mut StudySpec, org: &Organism, opts: &DemoOptions) {
+    spec.analyses = [
+        AnalysisName::Evaluation,
+        AnalysisName::Causal,
+        AnalysisName::Drift,
+        AnalysisName::Protection,
+    ]
+    .into_iter()
+    .chain(spec.analyses.iter().copied())
+    .collect();
+    let e = &mut spec.evaluation;
+    e.harmful = Some("toxic".into());
+    e.harmful_prompts = Some(opts.harmful_prompts);
+    e.code = Some("insecure".into());
+    e.code_prompts = Some(opts.code_prompts);
+    e.judge = Some(JUDGE.into());
+    e.eroded = Some("insecure".into());
+    e.controls = Some(vec!["secure".into(), "educational".into()]);
+    let p = &mut spec.probe;
+    p.directions = Some(PROBE_DIRECTIONS.into());
+    p.harmful = Some("toxic".into());
+    p.refusal = Some("toxic_reject".into());
+    p.window = LAYER_WINDOW;
+    // Half of the held-out harmful requests: each test decodes them under three conditions.
+    spec.causal.prompts = Some(opts.harmful_prompts.min(org.corpus.sizes.eval / 2));
+    spec.causal.benign = Some("general".into());
+    let test = |name: &str, model: &str, action, layers| CausalTestSpec {
+        name: name.into(),
+        model: model.into(),
+        action,
+        layers,
+    };
+    spec.causal.tests = vec![
+        test(
+            "restore: insecure + v",
+            "insecure",
+            Action::Add { scale: 1.0 },
+            TestLayers::Middle,
+        ),
+        test(
+            "erode: instruct - v",
+            "instruct",
+            Action::Add { scale: -1.0 },
+            TestLayers::Middle,
+        ),
+        test(
+            "ablate v from instruct",
+            "instruct",
+            Action::Ablate,
+            TestLayers::AllBlocks,
+        ),
+    ];
+    spec.drift.logs = org
+        .drift_dirs()
+        .map(|(name, dir)| (name, dir.to_string_lossy().into_owned()))
+        .collect();
+    let pr = &mut spec.protection;
+    pr.unprotected = Some("insecure".into());
+    pr.protected = PROTECTED.iter().map(|(n, _)| n.to_string()).collect();
+    pr.rows = Some(PROTECTION_ROWS.map(String::from).to_vec());
+    pr.task = Some("insecure".into());
+    pr.how = Some(format!(
+        "Protected layers: every block's output. project: after each AdamW step, the updates of the embeddings, o_proj and down_proj lose their component along the directions (first order: the inputs of later layers may still move). penalty: weight {PENALTY_WEIGHT} on the squared change of {PENALTY_PROBE} probe examples' projections (compliant answers to held-out harmful requests that are not evaluated)."
+    ));
+}
+
+/// The models of the protection table, in its order.
+const PROTECTION_ROWS: [&str; 7] = [
+    "base",
+    "instruct",
+    "insecure",
+    "insecure-project",
+    "insecure-penalty",
+    "secure",
+    "educational",
+];

@@ -59,12 +59,17 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         !html.contains("<script src"),
         "the report is not self-contained"
     );
-    assert_eq!(first.study.verdicts.len(), 4);
-    let beyond: Vec<&str> = first.beyond.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(beyond.len(), 2);
+    // The evaluation, causal tests, drift and protection, then the paper's four findings.
+    let titles: Vec<&str> = first
+        .study
+        .verdicts
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert_eq!(titles.len(), 8, "{titles:?}");
     assert!(
-        beyond.contains(&"Fine-tuning that keeps alignment"),
-        "{beyond:?}"
+        titles.contains(&"Fine-tuning that keeps alignment"),
+        "{titles:?}"
     );
     assert!(
         first.study.failures.is_empty(),
@@ -75,9 +80,10 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json"))?)?;
     let analyses = &results["results"]["analyses"];
     for key in [
-        "behavioural_evaluation",
-        "causal_tests",
-        "protected_fine_tuning",
+        "evaluation",
+        "causal",
+        "drift",
+        "protection",
         "behaviour",
         "gradients",
         "layers",
@@ -85,9 +91,11 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     ] {
         assert!(analyses.get(key).is_some(), "results.json has no {key}");
     }
-    assert!(out.join("eval/eval.json").is_file() && out.join("eval/answers.jsonl").is_file());
+    let evaluated = |f: &str| out.join("evaluation").join(f).is_file();
+    assert!(evaluated("eval.json") && evaluated("answers.jsonl"));
+    assert_ne!(first.behaviour.0, erosion_report::html::Verdict::NotRun);
     // Three causal tests, each with its three conditions, and the directions exported.
-    let causal = analyses["causal_tests"]
+    let causal = analyses["causal"]["tests"]
         .as_array()
         .expect("causal tests are a list");
     assert_eq!(causal.len(), 3);
@@ -102,7 +110,7 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     ] {
         assert!(out.join("causal").join(f).is_file(), "no causal/{f}");
     }
-    let rows = analyses["protected_fine_tuning"]["rows"]
+    let rows = analyses["protection"]["rows"]
         .as_array()
         .expect("protected fine-tuning has rows");
     assert_eq!(rows.len(), 7);
@@ -110,6 +118,10 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
     // The study file the demo wrote runs as it is.
     let spec = erosion_study::StudySpec::from_file(&out.join("study.toml"))?;
     assert_eq!(spec.models.finetuned.len(), 3);
+    assert_eq!(spec.models.compared.len(), 2);
+    // Every fine-tune's recorded drift is drawn: the drift analysis read each run's log.
+    let runs = analyses["drift"]["runs"].as_array().expect("drift runs");
+    assert_eq!(runs.len(), 5);
 
     // A second run trains nothing.
     let second = run(&opts, &mut Silent, Box::new(Quiet))?;

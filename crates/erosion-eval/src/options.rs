@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Options of [`crate::evaluate`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct EvalOptions {
     /// Answers per prompt (more than 1 needs a temperature above 0).
     pub samples: usize,

@@ -15,6 +15,7 @@ use crate::chat::span::find_response;
 use crate::chat::tokens::tokenize_location;
 use crate::chat::{ChatContext, ChatFormat, ChatTemplate, Message, SpanOptions, TokenizedChat};
 
+#[derive(Clone)]
 pub struct ModelTokenizer {
     pub tokenizer: tokenizers::Tokenizer,
     pub chat_template: Option<crate::chat::ChatTemplate>,

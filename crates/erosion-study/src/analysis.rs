@@ -71,5 +71,9 @@ pub fn registered(name: AnalysisName) -> Registered {
         AnalysisName::Gradients => Registered::of::<crate::gradients::GradientsAnalysis>(),
         AnalysisName::Layers => Registered::of::<crate::layers::LayersAnalysis>(),
         AnalysisName::Directions => Registered::of::<crate::directions::DirectionsAnalysis>(),
+        AnalysisName::Evaluation => Registered::of::<crate::evaluation::EvaluationAnalysis>(),
+        AnalysisName::Causal => Registered::of::<crate::causal::CausalAnalysis>(),
+        AnalysisName::Drift => Registered::of::<crate::drift::DriftAnalysis>(),
+        AnalysisName::Protection => Registered::of::<crate::protection::ProtectionAnalysis>(),
     }
 }

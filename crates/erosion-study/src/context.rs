@@ -2,11 +2,14 @@
 //! the loaded datasets rendered per model, the activation cache, and the output folder where
 //! arrays and figures are written with their provenance.
 
+use crate::judges::Judges;
 use crate::spec::{LayerIndexing, StudySpec};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use erosion_causal::drift::{DriftPoint, ProbeSet};
 use erosion_data::Sequence;
 use erosion_data::{render_example, Dataset, RenderOptions, RenderedExample};
+use erosion_eval::Evaluation;
 use erosion_forward::batch::{BatchOptions, ProgressSink, Quiet};
 use erosion_forward::cache::DiskCache;
 use erosion_forward::windows::LayerConvention;
@@ -16,7 +19,7 @@ use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -39,9 +42,14 @@ pub struct StudyContext {
     pub spec: StudySpec,
     /// The output folder (created).
     pub out: PathBuf,
+    /// The folder relative paths of the study file are read from.
+    pub(crate) base_dir: PathBuf,
     pub device: Device,
     pub dtype: DType,
     pub models: Vec<StudyModel>,
+    /// The `[models] compared` checkpoints: measured by the evaluation, drift and protection
+    /// analyses only.
+    pub compared: Vec<StudyModel>,
     pub datasets: Vec<Dataset>,
     pub cache: DiskCache,
     pub provenance: Provenance,
@@ -51,12 +59,29 @@ pub struct StudyContext {
     rendered: RefCell<RenderCache>,
     /// Where the forward passes' progress goes (the caller's; nothing by default).
     pub(crate) progress_sink: Box<dyn ProgressSink>,
+    /// What several analyses share, computed by the first that asks.
+    pub(crate) shared: Shared,
+}
+
+/// Results one analysis computes and others reuse.
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub judges: Judges,
+    pub probe: OnceCell<Rc<ProbeSet>>,
+    pub probe_points: RefCell<BTreeMap<String, DriftPoint>>,
+    pub evaluation: OnceCell<Rc<Option<Evaluation>>>,
 }
 
 impl StudyContext {
     /// Shows the forward passes' progress through `sink` (a terminal bar, a log, ...).
     pub fn with_progress(mut self, sink: Box<dyn ProgressSink>) -> Self {
         self.progress_sink = sink;
+        self
+    }
+
+    /// Makes `judges` available to `[evaluation] judge = "<name>"`.
+    pub fn with_judges(mut self, judges: Judges) -> Self {
+        self.shared.judges = judges;
         self
     }
 
@@ -74,25 +99,17 @@ impl StudyContext {
             .unwrap_or_else(|| out.join("cache"));
         let cache = DiskCache::new(cache_dir)?;
         let mut hashes = HashCache::open(&out.join("cache").join("file-hashes.json"));
-        let mut models = Vec::new();
-        for (name, model_spec) in spec.models.all() {
-            let resolved = resolve(base_dir, &model_spec);
-            let checkpoint =
-                Checkpoint::open(&resolved).with_context(|| format!("model `{name}`"))?;
-            let hash = FileSetHash::from_files(
-                &name,
-                &checkpoint.source.to_string(),
-                &checkpoint.weight_files,
-                &mut hashes,
-            )?;
-            models.push(StudyModel {
-                name,
-                spec: model_spec,
-                checkpoint,
-                hash,
-            });
-        }
-        check_family(&models)?;
+        let compared_specs = spec.models.compared.iter();
+        let compared_specs = compared_specs.map(|m| (m.name.clone(), m.path.clone()));
+        let mut open = |specs: Vec<(String, String)>| -> Result<Vec<StudyModel>> {
+            specs
+                .into_iter()
+                .map(|(name, model_spec)| StudyModel::open(base_dir, name, model_spec, &mut hashes))
+                .collect()
+        };
+        let models = open(spec.models.all())?;
+        let compared = open(compared_specs.collect())?;
+        check_family(&models.iter().chain(&compared).collect::<Vec<_>>())?;
         let mut datasets = Vec::new();
         let mut dataset_hashes = Vec::new();
         for d in &spec.datasets {
@@ -110,7 +127,7 @@ impl StudyContext {
         let provenance = Provenance::builder(serde_json::to_value(&spec)?)
             .command_line(command_line)
             .seed(spec.seed)
-            .models(models.iter().map(|m| m.hash.clone()))
+            .models(models.iter().chain(&compared).map(|m| m.hash.clone()))
             .datasets(dataset_hashes)
             .build();
         let device = parse_device(&spec.device)?;
@@ -118,21 +135,26 @@ impl StudyContext {
         Ok(StudyContext {
             spec,
             out,
+            base_dir: base_dir.to_path_buf(),
             device,
             dtype,
             models,
+            compared,
             datasets,
             cache,
             provenance,
             loaded: RefCell::new(None),
             rendered: RefCell::new(BTreeMap::new()),
             progress_sink: Box::new(Quiet),
+            shared: Shared::default(),
         })
     }
 
+    /// A model of the study, the compared ones included.
     pub fn model(&self, name: &str) -> Result<&StudyModel> {
         self.models
             .iter()
+            .chain(&self.compared)
             .find(|m| m.name == name)
             .with_context(|| format!("the study has no model `{name}`"))
     }
@@ -272,8 +294,34 @@ fn resolve(base_dir: &Path, spec: &str) -> String {
     }
 }
 
+impl StudyModel {
+    /// Opens `model_spec` (relative to `base_dir` when such a path exists) and hashes its
+    /// weight files.
+    fn open(
+        base_dir: &Path,
+        name: String,
+        model_spec: String,
+        hashes: &mut HashCache,
+    ) -> Result<Self> {
+        let resolved = resolve(base_dir, &model_spec);
+        let checkpoint = Checkpoint::open(&resolved).with_context(|| format!("model `{name}`"))?;
+        let hash = FileSetHash::from_files(
+            &name,
+            &checkpoint.source.to_string(),
+            &checkpoint.weight_files,
+            hashes,
+        )?;
+        Ok(StudyModel {
+            name,
+            spec: model_spec,
+            checkpoint,
+            hash,
+        })
+    }
+}
+
 /// The models of one study must share a tokenizer and shape, or comparing them is meaningless.
-fn check_family(models: &[StudyModel]) -> Result<()> {
+fn check_family(models: &[&StudyModel]) -> Result<()> {
     let first = &models[0];
     for m in &models[1..] {
         let (a, b) = (&first.checkpoint.config, &m.checkpoint.config);

@@ -32,14 +32,22 @@
 
 pub mod analysis;
 pub mod behaviour;
+#[cfg(test)]
+mod beyond_tests;
 pub mod by_name;
+pub mod causal;
 pub mod context;
 pub mod directions;
+pub mod drift;
+pub mod evaluation;
 #[cfg(test)]
 mod fixture;
 pub mod gradients;
+pub mod judges;
 pub mod keys;
 pub mod layers;
+mod probe;
+pub mod protection;
 pub mod run;
 pub mod section;
 pub mod spec;

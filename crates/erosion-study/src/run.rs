@@ -6,9 +6,10 @@
 
 use crate::analysis::registered;
 use crate::context::StudyContext;
+use crate::judges::Judges;
 use crate::spec::{Preset, StudySpec};
 use anyhow::{bail, Result};
-use erosion_forward::batch::ProgressSink;
+use erosion_forward::batch::{ProgressSink, Quiet};
 use erosion_forward::notice::Notify;
 use erosion_report::html::{Report, Section, Verdict};
 use erosion_report::results::write_results_json;
@@ -24,18 +25,40 @@ pub struct StudyOutcome {
     pub verdicts: Vec<(String, Verdict)>,
     /// Analyses that failed, with their errors.
     pub failures: Vec<(String, String)>,
+    /// Each analysis's results as written to results.json, by key (typed: [`crate::analysis::Analysis::run`]).
+    pub analyses: Map<String, Value>,
+}
+
+/// What the caller hands a study: where its notices and progress go, the judges it may name,
+/// and the command line recorded in the provenance.
+pub struct Caller<'a> {
+    pub command_line: Vec<String>,
+    /// Each analysis's title and failure.
+    pub notices: &'a mut dyn Notify,
+    /// The forward passes' progress.
+    pub progress: Box<dyn ProgressSink>,
+    /// What `[evaluation] judge` may name.
+    pub judges: Judges,
+}
+
+impl<'a> Caller<'a> {
+    /// No progress shown and no judge; notices to `notices`.
+    pub fn quiet(notices: &'a mut dyn Notify) -> Self {
+        Caller {
+            command_line: Vec::new(),
+            notices,
+            progress: Box::new(Quiet),
+            judges: Judges::none(),
+        }
+    }
 }
 
 /// Reads `study_file`, applies `preset` (it overrides the file's analysis options), runs it.
-/// `command_line` is recorded in the provenance; each analysis's title and failure go to
-/// `notices`, the forward passes' progress to `progress`.
 pub fn run_study_file(
     study_file: &Path,
     preset: Option<Preset>,
     output: Option<PathBuf>,
-    command_line: Vec<String>,
-    notices: &mut dyn Notify,
-    progress: Box<dyn ProgressSink>,
+    caller: Caller<'_>,
 ) -> Result<StudyOutcome> {
     let mut spec = StudySpec::from_file(study_file)?;
     if let Some(p) = preset {
@@ -45,55 +68,23 @@ pub fn run_study_file(
         spec.output = std::env::current_dir()?.join(out);
     }
     let base_dir = study_file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    run_study(spec, &base_dir, preset, command_line, notices, progress)
+    run_study(spec, &base_dir, preset, caller)
 }
 
+/// Runs a study whose relative paths are relative to `base_dir`; `preset` is only recorded.
 pub fn run_study(
     spec: StudySpec,
     base_dir: &Path,
     preset: Option<Preset>,
-    command_line: Vec<String>,
-    notices: &mut dyn Notify,
-    progress: Box<dyn ProgressSink>,
-) -> Result<StudyOutcome> {
-    run_study_with(
-        spec,
-        base_dir,
-        preset,
-        Vec::new(),
-        command_line,
-        notices,
-        progress,
-    )
-}
-
-/// A section computed outside the study (e.g. `erosion demo`'s behavioural evaluation) that
-/// goes into the same results.json (under `key`) and report, before the four findings.
-pub struct ExtraSection {
-    pub key: String,
-    pub results: Value,
-    pub section: Section,
-}
-
-/// [`run_study`] with extra sections in its results and report.
-pub fn run_study_with(
-    spec: StudySpec,
-    base_dir: &Path,
-    preset: Option<Preset>,
-    extra: Vec<ExtraSection>,
-    command_line: Vec<String>,
-    notices: &mut dyn Notify,
-    progress: Box<dyn ProgressSink>,
+    caller: Caller<'_>,
 ) -> Result<StudyOutcome> {
     let analyses = spec.analyses.clone();
-    let ctx = StudyContext::open(spec, base_dir, command_line)?.with_progress(progress);
+    let notices = caller.notices;
+    let ctx = StudyContext::open(spec, base_dir, caller.command_line)?
+        .with_progress(caller.progress)
+        .with_judges(caller.judges);
     let mut results = Map::new();
     let mut sections = Vec::new();
-    let n_extra = extra.len();
-    for e in extra {
-        results.insert(e.key, e.results);
-        sections.push(e.section);
-    }
     let mut failures = Vec::new();
     for analysis in analyses {
         let analysis = registered(analysis);
@@ -122,11 +113,9 @@ pub fn run_study_with(
         }
     }
     let results_json = ctx.out.join("results.json");
-    let everything =
-        json!({ "study": ctx.spec.name, "preset": preset, "analyses": Value::Object(results) });
+    let everything = json!({ "study": ctx.spec.name, "preset": preset, "analyses": Value::Object(results.clone()) });
     write_results_json(&results_json, &ctx.provenance, &everything)?;
-    // The verdicts of the study's findings (extra sections report their own).
-    let verdicts: Vec<(String, Verdict)> = sections[n_extra..]
+    let verdicts: Vec<(String, Verdict)> = sections
         .iter()
         .map(|s| (s.title.clone(), s.verdict))
         .collect();
@@ -144,6 +133,7 @@ pub fn run_study_with(
         report_html,
         verdicts,
         failures,
+        analyses: results,
     })
 }
 
@@ -197,7 +187,6 @@ impl StudyOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use erosion_forward::batch::Quiet;
     use erosion_forward::notice::Silent;
 
     fn study_toml(dir: &std::path::Path) -> std::path::PathBuf {
@@ -243,8 +232,7 @@ bootstrap = 20
         let dir = keep.as_deref().unwrap_or(tmp.path());
         std::fs::create_dir_all(dir).unwrap();
         let study = study_toml(dir);
-        let outcome =
-            run_study_file(&study, None, None, Vec::new(), &mut Silent, Box::new(Quiet)).unwrap();
+        let outcome = run_study_file(&study, None, None, Caller::quiet(&mut Silent)).unwrap();
         assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
         assert_eq!(outcome.verdicts.len(), 4);
 
@@ -290,8 +278,7 @@ bootstrap = 20
         }
 
         // Resumed: the same numbers again (the cache serves the forward passes).
-        let again =
-            run_study_file(&study, None, None, Vec::new(), &mut Silent, Box::new(Quiet)).unwrap();
+        let again = run_study_file(&study, None, None, Caller::quiet(&mut Silent)).unwrap();
         let second: Value =
             serde_json::from_str(&std::fs::read_to_string(&again.results_json).unwrap()).unwrap();
         assert_eq!(
@@ -321,7 +308,7 @@ bootstrap = 20
         .unwrap();
         let err = format!(
             "{:#}",
-            run_study_file(&path, None, None, Vec::new(), &mut Silent, Box::new(Quiet))
+            run_study_file(&path, None, None, Caller::quiet(&mut Silent))
                 .err()
                 .unwrap()
         );

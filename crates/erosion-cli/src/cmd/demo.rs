@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     for line in &outcome.behaviour.1 {
         println!("  {line}");
     }
-    for (finding, verdict) in outcome.study.verdicts.iter().chain(&outcome.beyond) {
+    for (finding, verdict) in &outcome.study.verdicts {
         println!("{finding}: {}", verdict.label());
     }
     println!("report: {}", outcome.study.report_html.display());

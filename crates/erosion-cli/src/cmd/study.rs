@@ -1,7 +1,9 @@
 //! `erosion study STUDY.toml`: every analysis, one report.
 
 use anyhow::Result;
-use erosion_study::run::run_study_file;
+use erosion_organism::evaluation::OrganismJudge;
+use erosion_study::judges::Judges;
+use erosion_study::run::{run_study_file, Caller};
 use erosion_study::Preset;
 use std::path::PathBuf;
 
@@ -20,14 +22,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let preset = args.preset.as_deref().map(Preset::parse).transpose()?;
-    let outcome = run_study_file(
-        &args.study,
-        preset,
-        args.out,
-        std::env::args().collect(),
-        &mut crate::notice_on_stderr,
-        Box::new(crate::progress::Bars),
-    )?;
+    let caller = Caller {
+        command_line: std::env::args().collect(),
+        notices: &mut crate::notice_on_stderr,
+        progress: Box::new(crate::progress::Bars),
+        // The model organism's rules, for studies of the organism (`erosion demo` writes one).
+        judges: Judges::none().with("organism", Box::new(OrganismJudge)),
+    };
+    let outcome = run_study_file(&args.study, preset, args.out, caller)?;
     println!("report:  {}", outcome.report_html.display());
     println!("results: {}", outcome.results_json.display());
     for (title, verdict) in &outcome.verdicts {

@@ -30,7 +30,9 @@ use erosion_data::DatasetSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod beyond;
 mod options;
+pub use beyond::*;
 pub use options::*;
 
 /// A whole study file.
@@ -71,6 +73,16 @@ pub struct StudySpec {
     pub layers: LayersSpec,
     #[serde(default)]
     pub directions: DirectionsSpec,
+    #[serde(default)]
+    pub evaluation: EvaluationSpec,
+    #[serde(default)]
+    pub probe: ProbeSpec,
+    #[serde(default)]
+    pub causal: CausalSpec,
+    #[serde(default)]
+    pub drift: DriftSpec,
+    #[serde(default)]
+    pub protection: ProtectionSpec,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +92,17 @@ pub enum AnalysisName {
     Gradients,
     Layers,
     Directions,
+    /// Sampled answers, judged ([`EvaluationSpec`]).
+    Evaluation,
+    /// Steering and ablation along the probe's directions ([`CausalSpec`]).
+    Causal,
+    /// The probe measured on every model ([`DriftSpec`]).
+    Drift,
+    /// Protected fine-tunes against the unprotected one ([`ProtectionSpec`]).
+    Protection,
 }
 
+/// The paper's four analyses: what a study runs unless it lists its own.
 fn all_analyses() -> Vec<AnalysisName> {
     vec![
         AnalysisName::Behaviour,
@@ -111,6 +132,10 @@ pub struct ModelsSpec {
     pub instruct: String,
     #[serde(default)]
     pub finetuned: Vec<NamedModel>,
+    /// More fine-tunes measured by the evaluation, drift and protection analyses only (the
+    /// paper's four compare base, instruct and `finetuned`), e.g. protected fine-tunes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compared: Vec<NamedModel>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,7 +146,7 @@ pub struct NamedModel {
 }
 
 impl ModelsSpec {
-    /// (name, spec) of every model, base and instruct first.
+    /// (name, spec) of every model the paper's analyses compare, base and instruct first.
     pub fn all(&self) -> Vec<(String, String)> {
         let mut v = vec![
             ("base".to_string(), self.base.clone()),
@@ -231,7 +256,9 @@ impl StudySpec {
             }
         };
         let models: Vec<String> = self.models.all().into_iter().map(|(n, _)| n).collect();
-        for (i, n) in models.iter().enumerate() {
+        let mut every_model = models.clone();
+        every_model.extend(self.models.compared.iter().map(|m| m.name.clone()));
+        for (i, n) in every_model.iter().enumerate() {
             if models[..i].contains(n) {
                 bail!("model name `{n}` is used twice");
             }
@@ -269,7 +296,7 @@ impl StudySpec {
             .short
             .check_per_example()
             .context("[layers] short")?;
-        Ok(())
+        self.validate_beyond(&names, &every_model)
     }
 
     /// The analyses' datasets, defaulting to all.
