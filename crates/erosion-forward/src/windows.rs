@@ -40,14 +40,11 @@ pub enum LayerConvention {
 impl LayerConvention {
     /// The hook point of layer index `layer` (0..=n_layers).
     pub fn hook_point(self, layer: usize, n_layers: usize) -> Result<HookPoint> {
-        match (self, layer) {
-            (_, 0) => Ok(HookPoint::Embed),
-            (LayerConvention::HfHiddenStates, _) => HookPoint::hf_hidden_state(layer, n_layers),
-            (LayerConvention::ResidualStream, l) if l <= n_layers => {
-                Ok(HookPoint::resid_post(l - 1))
-            }
-            (_, l) => bail!(
-                "layer {l} does not exist: a model of {n_layers} blocks has layers 0..={n_layers} \
+        match self {
+            LayerConvention::HfHiddenStates => HookPoint::hf_hidden_state(layer, n_layers),
+            LayerConvention::ResidualStream if layer <= n_layers => Ok(HookPoint::resid(layer)),
+            LayerConvention::ResidualStream => bail!(
+                "layer {layer} does not exist: a model of {n_layers} blocks has layers 0..={n_layers} \
                  (0 = embeddings, l = output of block l-1)"
             ),
         }
