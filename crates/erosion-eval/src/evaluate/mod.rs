@@ -1,7 +1,7 @@
 //! The evaluation of one model and of several: answers sampled, judged and counted.
 //!
-//! Here the runs over models and prompt sets; [`answers`] samples and judges one model's
-//! answers, [`two_turn`] is the organism's two-turn test.
+//! Here the runs over models and prompt sets; `answers.rs` samples and judges one model's
+//! answers, `two_turn.rs` is the organism's two-turn test.
 
 mod answers;
 mod two_turn;
