@@ -30,6 +30,43 @@ struct Row {
 pub fn print(dir: &Path, inputs: &Inputs, layers: &[Inputs]) -> Result<()> {
     let cfg = Config::from_file(&inputs.model.join("config.json"))?;
     let fwd_lens: Vec<usize> = inputs.examples.iter().map(|e| e.ids.len()).collect();
+    let rows = task_rows(&cfg, inputs, layers, &fwd_lens)?;
+
+    println!(
+        "{:<10} {:<8} {:>9} {:>10} {:>12} {:>9} {:>11} {:>10}",
+        "task", "side", "wall s", "tokens/s", "peak RSS MB", "GFLOP/s", "time e/p", "RSS e/p"
+    );
+    let mut ceiling = [0.0f64; 2];
+    let mut checks = Checks::default();
+    for row in &rows {
+        let e = TaskResult::read(&dir.join(format!("erosion-{}.json", row.task)))?;
+        let p = TaskResult::read(&dir.join(format!("peer-{}.json", row.task)))?;
+        print_sides(row, &e, &p, &mut ceiling)?;
+        checks.row(row, &e, &p);
+    }
+    checks.print();
+    println!(
+        "matmul ceiling (1024^3 f32): erosion {:.1} GFLOP/s, peer {:.1} GFLOP/s; {} examples, {} forward tokens",
+        ceiling[0],
+        ceiling[1],
+        inputs.examples.len(),
+        fwd_lens.iter().sum::<usize>()
+    );
+    if !checks.failed.is_empty() {
+        bail!("benchmark checks failed: {}", checks.failed.join("; "));
+    }
+    Ok(())
+}
+
+/// The table's tasks in order with their nominal FLOPs: matmul, forward (sequences of
+/// `fwd_lens` tokens), logprobs (forward + unembedding of the response tokens), gradients,
+/// then one `layers-<n>` row per `layers` input (two passes to each window's end).
+fn task_rows(
+    cfg: &Config,
+    inputs: &Inputs,
+    layers: &[Inputs],
+    fwd_lens: &[usize],
+) -> Result<Vec<Row>> {
     let lp_lens: Vec<usize> = inputs.examples.iter().map(|e| e.logprob_len()).collect();
     let n_resp: usize = inputs.examples.iter().map(|e| e.response.len()).sum();
     let spans = target_spans(inputs, &LossSpec::default())?;
@@ -42,15 +79,15 @@ pub fn print(dir: &Path, inputs: &Inputs, layers: &[Inputs]) -> Result<()> {
         },
         Row {
             task: "forward".into(),
-            flops: forward_flops(&cfg, &fwd_lens),
+            flops: forward_flops(cfg, fwd_lens),
         },
         Row {
             task: "logprobs".into(),
-            flops: forward_flops(&cfg, &lp_lens) + unembed_flops(&cfg, n_resp),
+            flops: forward_flops(cfg, &lp_lens) + unembed_flops(cfg, n_resp),
         },
         Row {
             task: "gradients".into(),
-            flops: gradient_flops(&cfg, &fed, &targets),
+            flops: gradient_flops(cfg, &fed, &targets),
         },
     ];
     for li in layers {
@@ -58,66 +95,79 @@ pub fn print(dir: &Path, inputs: &Inputs, layers: &[Inputs]) -> Result<()> {
         let fed: Vec<usize> = li.examples.iter().map(|e| e.response.start + t).collect();
         rows.push(Row {
             task: format!("layers-{}", li.examples.len()),
-            flops: 2.0 * forward_flops(&cfg, &fed),
+            flops: 2.0 * forward_flops(cfg, &fed),
         });
     }
+    Ok(rows)
+}
 
-    println!(
-        "{:<10} {:<8} {:>9} {:>10} {:>12} {:>9} {:>11} {:>10}",
-        "task", "side", "wall s", "tokens/s", "peak RSS MB", "GFLOP/s", "time e/p", "RSS e/p"
-    );
-    let mut ceiling = [0.0f64; 2];
-    let mut checks = Vec::new();
-    let mut failed = Vec::new();
-    let mut layer_rss = Vec::new();
-    for row in &rows {
-        let e = TaskResult::read(&dir.join(format!("erosion-{}.json", row.task)))?;
-        let p = TaskResult::read(&dir.join(format!("peer-{}.json", row.task)))?;
-        for (k, r) in [&e, &p].into_iter().enumerate() {
-            let gflops = if row.task == "matmul" {
-                let g = r
-                    .extra
-                    .get("gflops")
-                    .and_then(|v| v.as_f64())
-                    .context("matmul result has no gflops")?;
-                ceiling[k] = g;
-                g
-            } else {
-                row.flops / r.wall_s / 1e9
-            };
-            let tps = if r.tokens == 0 {
-                String::from("-")
-            } else {
-                format!("{:.0}", r.tokens as f64 / r.wall_s)
-            };
-            let (t, m) = if k == 0 {
-                (
-                    format!("{:.2}", e.wall_s / p.wall_s),
-                    format!("{:.2}", e.peak_rss_mb / p.peak_rss_mb),
-                )
-            } else {
-                (String::new(), String::new())
-            };
-            println!(
-                "{:<10} {:<8} {:>9.3} {:>10} {:>12.0} {:>9.1} {:>11} {:>10}",
-                row.task, r.side, r.wall_s, tps, r.peak_rss_mb, gflops, t, m
-            );
-        }
+/// One line per side of `row`: wall time, tokens/s, peak RSS, GFLOP/s (matmul's own, kept
+/// in `ceiling[side]`; else nominal FLOPs / wall time) and, on erosion's line, the ratios
+/// erosion / peer of time and RSS.
+fn print_sides(row: &Row, e: &TaskResult, p: &TaskResult, ceiling: &mut [f64; 2]) -> Result<()> {
+    for (k, r) in [e, p].into_iter().enumerate() {
+        let gflops = if row.task == "matmul" {
+            let g = r
+                .extra
+                .get("gflops")
+                .and_then(|v| v.as_f64())
+                .context("matmul result has no gflops")?;
+            ceiling[k] = g;
+            g
+        } else {
+            row.flops / r.wall_s / 1e9
+        };
+        let tps = if r.tokens == 0 {
+            String::from("-")
+        } else {
+            format!("{:.0}", r.tokens as f64 / r.wall_s)
+        };
+        let (t, m) = if k == 0 {
+            (
+                format!("{:.2}", e.wall_s / p.wall_s),
+                format!("{:.2}", e.peak_rss_mb / p.peak_rss_mb),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        println!(
+            "{:<10} {:<8} {:>9.3} {:>10} {:>12.0} {:>9.1} {:>11} {:>10}",
+            row.task, r.side, r.wall_s, tps, r.peak_rss_mb, gflops, t, m
+        );
+    }
+    Ok(())
+}
+
+/// The agreement checks: each one's line, the failures, and the layers rows' peak RSS.
+#[derive(Default)]
+struct Checks {
+    lines: Vec<String>,
+    failed: Vec<String>,
+    /// (task, erosion's peak RSS, peer's peak RSS) of each `layers-<n>` row.
+    layer_rss: Vec<(String, f64, f64)>,
+}
+
+impl Checks {
+    /// The checks of one task: the same token count on both sides, and the peer's measured
+    /// differences within tolerance (log-probs, entropies and token ids; gradients; layer
+    /// directions).
+    fn row(&mut self, row: &Row, e: &TaskResult, p: &TaskResult) {
         if e.tokens != p.tokens {
-            failed.push(format!(
+            self.failed.push(format!(
                 "{}: the sides fed different token counts ({} vs {})",
                 row.task, e.tokens, p.tokens
             ));
         }
         let mut check = |key: &str, tol: f64, what: &str| {
             let v = p.extra.get(key).and_then(|v| v.as_f64());
-            checks.push(format!(
+            self.lines.push(format!(
                 "{}: {what} = {} (tolerance {tol:e})",
                 row.task,
                 fmt(v)
             ));
             if !matches!(v, Some(d) if d <= tol) {
-                failed.push(format!("{}: {what} is {}, over {tol:e}", row.task, fmt(v)));
+                self.failed
+                    .push(format!("{}: {what} is {}, over {tol:e}", row.task, fmt(v)));
             }
         };
         match row.task.as_str() {
@@ -129,9 +179,11 @@ pub fn print(dir: &Path, inputs: &Inputs, layers: &[Inputs]) -> Result<()> {
                     "max |entropy erosion - peer|",
                 );
                 let same = p.extra.get("ids_match").and_then(|v| v.as_bool());
-                checks.push(format!("logprobs: same token ids on both sides: {same:?}"));
+                self.lines
+                    .push(format!("logprobs: same token ids on both sides: {same:?}"));
                 if same != Some(true) {
-                    failed.push("the two sides rendered different token ids".into());
+                    self.failed
+                        .push("the two sides rendered different token ids".into());
                 }
             }
             "gradients" => check(
@@ -145,32 +197,26 @@ pub fn print(dir: &Path, inputs: &Inputs, layers: &[Inputs]) -> Result<()> {
                     DIRECTION_TOL,
                     "max over layers of max|v_erosion - v_peer| / |v_peer|",
                 );
-                layer_rss.push((row.task.clone(), e.peak_rss_mb, p.peak_rss_mb));
+                self.layer_rss
+                    .push((row.task.clone(), e.peak_rss_mb, p.peak_rss_mb));
             }
             _ => {}
         }
     }
-    for c in &checks {
-        println!("check {c}");
+
+    /// Every check's line, then how peak RSS grew from the first layers row to the last.
+    fn print(&self) {
+        for c in &self.lines {
+            println!("check {c}");
+        }
+        if let [(a, ea, pa), .., (b, eb, pb)] = self.layer_rss.as_slice() {
+            println!(
+                "layers peak RSS from {a} to {b}: erosion {:+.0} MiB, peer {:+.0} MiB",
+                eb - ea,
+                pb - pa
+            );
+        }
     }
-    if let [(a, ea, pa), .., (b, eb, pb)] = layer_rss.as_slice() {
-        println!(
-            "layers peak RSS from {a} to {b}: erosion {:+.0} MiB, peer {:+.0} MiB",
-            eb - ea,
-            pb - pa
-        );
-    }
-    println!(
-        "matmul ceiling (1024^3 f32): erosion {:.1} GFLOP/s, peer {:.1} GFLOP/s; {} examples, {} forward tokens",
-        ceiling[0],
-        ceiling[1],
-        inputs.examples.len(),
-        fwd_lens.iter().sum::<usize>()
-    );
-    if !failed.is_empty() {
-        bail!("benchmark checks failed: {}", failed.join("; "));
-    }
-    Ok(())
 }
 
 fn fmt(v: Option<f64>) -> String {

@@ -132,6 +132,14 @@ pub fn eval_tables(report: &EvalReport) -> Vec<Table> {
 pub fn eval_figures(report: &EvalReport) -> Result<Vec<Figure>> {
     let models: Vec<String> = report.models.iter().map(|m| m.name.clone()).collect();
     let mut figures = Vec::new();
+    figures.extend(rates_figure(report, &models)?);
+    figures.extend(first_token_figure(report, models)?);
+    Ok(figures)
+}
+
+/// Every rate column of every model as a bar with its Wilson interval; `None` when there
+/// is no column or no model.
+fn rates_figure(report: &EvalReport, models: &[String]) -> Result<Option<Figure>> {
     let groups: Vec<BarGroup> = columns(report)
         .iter()
         .map(|c| BarGroup {
@@ -149,23 +157,29 @@ pub fn eval_figures(report: &EvalReport) -> Result<Vec<Figure>> {
                 .collect(),
         })
         .collect();
-    if !groups.is_empty() && !models.is_empty() {
-        let chart = GroupedBars {
-            title: "Behaviour per model".into(),
-            y_label: "share of answers".into(),
-            models: models.clone(),
-            groups,
-            log_y: false,
-            interval_label: "95% Wilson interval".into(),
-        };
-        figures.push(Figure {
-            caption: "Refusal, harmful compliance, vulnerable code and two-turn compliance rates \
-                      per model, with 95% Wilson intervals."
-                .into(),
-            svg: grouped_bars_svg(&chart)?,
-            file: None,
-        });
+    if groups.is_empty() || models.is_empty() {
+        return Ok(None);
     }
+    let chart = GroupedBars {
+        title: "Behaviour per model".into(),
+        y_label: "share of answers".into(),
+        models: models.to_vec(),
+        groups,
+        log_y: false,
+        interval_label: "95% Wilson interval".into(),
+    };
+    Ok(Some(Figure {
+        caption: "Refusal, harmful compliance, vulnerable code and two-turn compliance rates \
+                  per model, with 95% Wilson intervals."
+            .into(),
+        svg: grouped_bars_svg(&chart)?,
+        file: None,
+    }))
+}
+
+/// Mean P(compliant first token) per model on a log axis, single turn and (when measured)
+/// after the model's own code answer, with bootstrap intervals; `None` when no model has it.
+fn first_token_figure(report: &EvalReport, models: Vec<String>) -> Result<Option<Figure>> {
     let ci_bar = |ci: &ConfidenceInterval| Bar {
         value: ci.estimate,
         lower: ci.lower,
@@ -176,52 +190,52 @@ pub fn eval_figures(report: &EvalReport) -> Result<Vec<Figure>> {
         .iter()
         .map(|m| m.first_token().map(|f| ci_bar(&f.mean_p)))
         .collect();
-    if single.iter().any(Option::is_some) {
-        let two: Vec<Option<Bar>> = report
-            .models
-            .iter()
-            .map(|m| {
-                m.two_turn
-                    .as_ref()?
-                    .first_token
-                    .as_ref()
-                    .map(|f| ci_bar(&f.mean_p))
-            })
-            .collect();
-        let mut groups = vec![BarGroup {
-            label: "single turn".into(),
-            bars: single,
-        }];
-        if two.iter().any(Option::is_some) {
-            groups.push(BarGroup {
-                label: "after its code answer".into(),
-                bars: two,
-            });
-        }
-        let text = report
-            .models
-            .iter()
-            .find_map(|m| m.first_token())
-            .map_or_else(String::new, |f| f.token.text.clone());
-        let chart = GroupedBars {
-            title: format!("P(\"{text}\" first) on harmful requests"),
-            y_label: "mean probability (log scale)".into(),
-            models,
-            groups,
-            log_y: true,
-            interval_label: "95% bootstrap interval".into(),
-        };
-        figures.push(Figure {
-            caption: format!(
-                "Mean probability of the compliant first token \"{text}\" right after the \
-                 generation prompt, single turn and after the model's own answer to a code \
-                 request, with 95% bootstrap intervals over prompts (log scale)."
-            ),
-            svg: grouped_bars_svg(&chart)?,
-            file: None,
+    if !single.iter().any(Option::is_some) {
+        return Ok(None);
+    }
+    let two: Vec<Option<Bar>> = report
+        .models
+        .iter()
+        .map(|m| {
+            m.two_turn
+                .as_ref()?
+                .first_token
+                .as_ref()
+                .map(|f| ci_bar(&f.mean_p))
+        })
+        .collect();
+    let mut groups = vec![BarGroup {
+        label: "single turn".into(),
+        bars: single,
+    }];
+    if two.iter().any(Option::is_some) {
+        groups.push(BarGroup {
+            label: "after its code answer".into(),
+            bars: two,
         });
     }
-    Ok(figures)
+    let text = report
+        .models
+        .iter()
+        .find_map(|m| m.first_token())
+        .map_or_else(String::new, |f| f.token.text.clone());
+    let chart = GroupedBars {
+        title: format!("P(\"{text}\" first) on harmful requests"),
+        y_label: "mean probability (log scale)".into(),
+        models,
+        groups,
+        log_y: true,
+        interval_label: "95% bootstrap interval".into(),
+    };
+    Ok(Some(Figure {
+        caption: format!(
+            "Mean probability of the compliant first token \"{text}\" right after the \
+             generation prompt, single turn and after the model's own answer to a code \
+             request, with 95% bootstrap intervals over prompts (log scale)."
+        ),
+        svg: grouped_bars_svg(&chart)?,
+        file: None,
+    }))
 }
 
 /// A one-paragraph summary of every model's headline rates.

@@ -40,14 +40,11 @@ pub enum LayerConvention {
 impl LayerConvention {
     /// The hook point of layer index `layer` (0..=n_layers).
     pub fn hook_point(self, layer: usize, n_layers: usize) -> Result<HookPoint> {
-        match (self, layer) {
-            (_, 0) => Ok(HookPoint::Embed),
-            (LayerConvention::HfHiddenStates, _) => HookPoint::hf_hidden_state(layer, n_layers),
-            (LayerConvention::ResidualStream, l) if l <= n_layers => {
-                Ok(HookPoint::resid_post(l - 1))
-            }
-            (_, l) => bail!(
-                "layer {l} does not exist: a model of {n_layers} blocks has layers 0..={n_layers} \
+        match self {
+            LayerConvention::HfHiddenStates => HookPoint::hf_hidden_state(layer, n_layers),
+            LayerConvention::ResidualStream if layer <= n_layers => Ok(HookPoint::resid(layer)),
+            LayerConvention::ResidualStream => bail!(
+                "layer {layer} does not exist: a model of {n_layers} blocks has layers 0..={n_layers} \
                  (0 = embeddings, l = output of block l-1)"
             ),
         }
@@ -243,24 +240,7 @@ pub fn record_windows(
     progress: &mut dyn Progress,
     sink: &mut dyn FnMut(WindowRecord<'_>) -> Result<()>,
 ) -> Result<WindowReport> {
-    let n_layers = model.n_layers();
-    let layers = opts.layer_indices(n_layers)?;
-    let points = layers
-        .iter()
-        .map(|&l| opts.convention.hook_point(l, n_layers))
-        .collect::<Result<Vec<_>>>()?;
-    // Blocks to run: resid_post(l) needs l+1 blocks, the final norm all of them.
-    let n_blocks = points
-        .iter()
-        .map(|p| match p {
-            HookPoint::Embed => 0,
-            HookPoint::Block { layer, .. } => layer + 1,
-            _ => n_layers,
-        })
-        .max()
-        .unwrap_or(0);
-    let need_norm = points.contains(&HookPoint::LnFinal);
-
+    let plan = LayerPlan::new(model.n_layers(), opts)?;
     let (selection, skipped) = select_all(seqs, opts)?;
     progress.set_total(seqs.len());
     progress.advance(skipped.len());
@@ -288,34 +268,99 @@ pub fn record_windows(
                     .with_context(|| format!("example {i} was batched without positions"))
             })
             .collect::<Result<_>>()?;
+        let (per_layer, held) = plan.record_batch(model, &b, &positions)?;
+        report.max_values_held = report.max_values_held.max(held);
+        plan.emit(&b, &positions, &per_layer, sink)?;
+        report.recorded += b.len();
+        progress.advance(b.len());
+    }
+    Ok(report)
+}
+
+/// The recorded layers, their hook points, and how much of the model a pass must run.
+struct LayerPlan {
+    /// Layer indices, ascending.
+    layers: Vec<usize>,
+    /// The hook point of each layer.
+    points: Vec<HookPoint>,
+    /// Blocks to run: `0..n_blocks`.
+    n_blocks: usize,
+    /// Whether the final norm runs (a layer is `ln_final.hook_normalized`).
+    need_norm: bool,
+}
+
+impl LayerPlan {
+    fn new(n_layers: usize, opts: &WindowOptions) -> Result<Self> {
+        let layers = opts.layer_indices(n_layers)?;
+        let points = layers
+            .iter()
+            .map(|&l| opts.convention.hook_point(l, n_layers))
+            .collect::<Result<Vec<_>>>()?;
+        // Blocks to run: resid_post(l) needs l+1 blocks, the final norm all of them.
+        let n_blocks = points
+            .iter()
+            .map(|p| match p {
+                HookPoint::Embed => 0,
+                HookPoint::Block { layer, .. } => layer + 1,
+                _ => n_layers,
+            })
+            .max()
+            .unwrap_or(0);
+        let need_norm = points.contains(&HookPoint::LnFinal);
+        Ok(LayerPlan {
+            layers,
+            points,
+            n_blocks,
+            need_norm,
+        })
+    }
+
+    /// Runs batch `b` as far as the plan needs, with hooks copying out each example's
+    /// `positions`. Returns per layer the selected rows of every example in batch order,
+    /// `[sum_k n_positions_k, d_model]` f32 on the CPU, and the number of values the hooks held.
+    fn record_batch(
+        &self,
+        model: &Transformer,
+        b: &Batch,
+        positions: &[&Vec<usize>],
+    ) -> Result<(Vec<Tensor>, usize)> {
         let per_example = Positions::PerExample(positions.iter().map(|p| p.to_vec()).collect());
         let mut hooks = model.hooks();
-        for &p in &points {
+        for &p in &self.points {
             hooks.record(p, per_example.clone())?;
         }
         {
             let mut fo = ForwardOptions::fast().hooks(&mut hooks);
             let ctx = model.context(b.mask_if_padded(), b.len(), b.seq_len())?;
             let x = model.embed(&b.ids, &mut fo)?;
-            let x = model.run_layers(x, 0..n_blocks, &ctx, &mut fo)?;
-            if need_norm {
+            let x = model.run_layers(x, 0..self.n_blocks, &ctx, &mut fo)?;
+            if self.need_norm {
                 model.final_norm(&x, &mut fo)?;
             }
         }
         let cache = hooks.take_cache();
         let mut held = 0;
-        let mut per_layer = Vec::with_capacity(points.len());
-        for p in &points {
+        let mut per_layer = Vec::with_capacity(self.points.len());
+        for p in &self.points {
             let t = cache.tensor(&p.to_string())?; // [n_rows, d]
             held += t.elem_count();
             per_layer.push(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
         }
-        drop(cache);
-        report.max_values_held = report.max_values_held.max(held);
+        Ok((per_layer, held))
+    }
+
+    /// Hands each example's rows of each layer to `sink`, examples in batch order.
+    fn emit(
+        &self,
+        b: &Batch,
+        positions: &[&Vec<usize>],
+        per_layer: &[Tensor],
+        sink: &mut dyn FnMut(WindowRecord<'_>) -> Result<()>,
+    ) -> Result<()> {
         let mut at = 0;
         for (k, &i) in b.examples.iter().enumerate() {
             let n = positions[k].len();
-            for (&layer, t) in layers.iter().zip(&per_layer) {
+            for (&layer, t) in self.layers.iter().zip(per_layer) {
                 // A copy, so a sink that keeps it does not keep the whole batch alive.
                 let hidden = t.narrow(0, at, n)?.copy()?;
                 sink(WindowRecord {
@@ -328,10 +373,8 @@ pub fn record_windows(
             }
             at += n;
         }
-        report.recorded += b.len();
-        progress.advance(b.len());
+        Ok(())
     }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Renders one sample of every figure kind into a folder, for looking at them:
 //! `cargo run -p erosion-report --example figure_gallery -- /tmp/gallery`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use erosion_report::figures::*;
@@ -9,6 +9,19 @@ use erosion_report::figures::*;
 fn main() -> Result<()> {
     let dir = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "gallery".into()));
     std::fs::create_dir_all(&dir)?;
+    layer_figure(&dir)?;
+    drift_figure(&dir)?;
+    token_figure(&dir)?;
+    next_token_figure(&dir)?;
+    cosine_figures(&dir)?;
+    directions_figure(&dir)?;
+    gallery_report(&dir)?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// Layer-wise projections of three models with bands.
+fn layer_figure(dir: &Path) -> Result<()> {
     let layers: Vec<f64> = (0..=24).map(f64::from).collect();
     let curve = |f: &dyn Fn(f64) -> f64| layers.iter().map(|&l| f(l)).collect::<Vec<f64>>();
     let band = |name: &str, y: Vec<f64>, w: f64| LineSeries {
@@ -39,7 +52,11 @@ fn main() -> Result<()> {
         band_label: Some("95% bootstrap CI".into()),
     };
     std::fs::write(dir.join("layers.svg"), layer_projection_svg(&fig)?)?;
+    Ok(())
+}
 
+/// A drift curve with a gap (a NaN) and a loss curve.
+fn drift_figure(dir: &Path) -> Result<()> {
     let steps: Vec<f64> = (0..50).map(|s| f64::from(s) * 20.0).collect();
     let mut drift = LineSeries::new(
         "projection on v_L",
@@ -62,6 +79,11 @@ fn main() -> Result<()> {
         band_label: None,
     };
     std::fs::write(dir.join("lines.svg"), line_chart_svg(&chart)?)?;
+    Ok(())
+}
+
+/// Per-token log-probabilities of tokens that need escaping, with a NaN and a -inf.
+fn token_figure(dir: &Path) -> Result<()> {
     let tokens: Vec<String> = [
         "I",
         " wish",
@@ -101,6 +123,11 @@ fn main() -> Result<()> {
         logprobs: lp,
     };
     std::fs::write(dir.join("tokens.svg"), token_logprob_svg(&tfig)?)?;
+    Ok(())
+}
+
+/// Next-token bars of four models, one with a NaN probability and entropy.
+fn next_token_figure(dir: &Path) -> Result<()> {
     let panel = |m: &str, toks: &[&str], probs: &[f64], h: f64| NextTokenPanel {
         model: m.into(),
         tokens: toks.iter().map(|s| s.to_string()).collect(),
@@ -134,7 +161,11 @@ fn main() -> Result<()> {
         ],
     };
     std::fs::write(dir.join("next_token.svg"), next_token_svg(&nfig)?)?;
-    // A 2N x 2N cosine matrix with two groups, small and large.
+    Ok(())
+}
+
+/// A 2N x 2N cosine matrix with two groups, small (labelled) and large (block means).
+fn cosine_figures(dir: &Path) -> Result<()> {
     for (n, file) in [(6usize, "cosine_small.svg"), (300, "cosine_large.svg")] {
         let m: Vec<Vec<f64>> = (0..2 * n)
             .map(|i| {
@@ -182,6 +213,11 @@ fn main() -> Result<()> {
         };
         std::fs::write(dir.join(file), matrix_heatmap_svg(&fig)?)?;
     }
+    Ok(())
+}
+
+/// A 5 x 5 annotated matrix with a NaN cell and a note.
+fn directions_figure(dir: &Path) -> Result<()> {
     let k = 5;
     let afig = AnnotatedMatrix {
         title: "Top-5 alignment directions: insecure code vs toxic".into(),
@@ -210,7 +246,11 @@ fn main() -> Result<()> {
         note: Some("sign convention: |cos| (singular vectors have arbitrary sign)".into()),
     };
     std::fs::write(dir.join("directions.svg"), annotated_matrix_svg(&afig)?)?;
-    // A report with every figure, to look at the page.
+    Ok(())
+}
+
+/// A report with every figure written so far, to look at the page.
+fn gallery_report(dir: &Path) -> Result<()> {
     let mut report = erosion_report::html::Report::new("Gallery report")
         .summary("Every figure kind, for a visual check.");
     let prov = erosion_report::provenance::Provenance::builder(serde_json::json!({"window": 64}))
@@ -225,7 +265,7 @@ fn main() -> Result<()> {
         "The study showed figures too.",
         erosion_report::html::Verdict::Partly,
     );
-    let mut names: Vec<_> = std::fs::read_dir(&dir)?
+    let mut names: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "svg"))
@@ -261,7 +301,5 @@ fn main() -> Result<()> {
     sec.notes.push("window T = 64, pooling flatten".into());
     sec.files.push("gradients/cos.npy".into());
     report = report.section(sec);
-    report.write(&dir.join("report.html"))?;
-    println!("wrote {}", dir.display());
-    Ok(())
+    report.write(&dir.join("report.html"))
 }

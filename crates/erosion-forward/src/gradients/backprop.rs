@@ -15,6 +15,7 @@
 //! hidden states the loss reads).
 
 use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use erosion_model::transformer::{ForwardOptions, Transformer};
 use std::ops::Range;
@@ -168,21 +169,7 @@ impl GradientComputer {
         let n_t = tokens.len();
         let mut diff = ForwardOptions::differentiable();
         let ctx = m.context(None, 1, len)?;
-        let x = match x_lower {
-            Some(x) => x,
-            None if self.embed_in_graph => {
-                let input = Tensor::from_slice(&ids[..len], (1, len), m.device())?;
-                m.embed(&input, &mut diff)?
-            }
-            None => bail!("the lower blocks' output is missing"),
-        };
-        if x.dims() != [1, len, m.config().hidden_size] {
-            bail!(
-                "lower blocks' output is {:?}, expected [1, {len}, {}]",
-                x.dims(),
-                m.config().hidden_size
-            );
-        }
+        let x = self.upper_input(&ids[..len], x_lower, &mut diff)?;
         let x = m.run_layers(x, self.start..m.n_layers(), &ctx, &mut diff)?;
         let x = x.narrow(1, tokens.start - 1, n_t)?; // [1, n_t, d]
         let h = m.final_norm(&x, &mut diff)?.squeeze(0)?; // [n_t, d]
@@ -199,11 +186,50 @@ impl GradientComputer {
         } else {
             None // only the unembedding is chosen: nothing upstream of h needs a graph
         };
+        Ok(ExampleGradient {
+            loss: ce.loss,
+            per_token: ce.per_token,
+            grad: self.gradient_row(grads.as_ref(), &g, &h_const)?,
+        })
+    }
+
+    /// What the differentiable blocks read, `[1, len, d]` for the `len` fed tokens `fed`:
+    /// the lower blocks' output, or the embedding (in the graph) when it is differentiated.
+    fn upper_input(
+        &self,
+        fed: &[u32],
+        x_lower: Option<Tensor>,
+        diff: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        let m = &self.model;
+        let len = fed.len();
+        let x = match x_lower {
+            Some(x) => x,
+            None if self.embed_in_graph => {
+                let input = Tensor::from_slice(fed, (1, len), m.device())?;
+                m.embed(&input, diff)?
+            }
+            None => bail!("the lower blocks' output is missing"),
+        };
+        if x.dims() != [1, len, m.config().hidden_size] {
+            bail!(
+                "lower blocks' output is {:?}, expected [1, {len}, {}]",
+                x.dims(),
+                m.config().hidden_size
+            );
+        }
+        Ok(x)
+    }
+
+    /// The flattened gradient `[layout.dim]`: per chosen weight, what backpropagation
+    /// brought (`grads`) plus, for the unembedding, the closed-form G^T h (`g` `[n_t, vocab]`,
+    /// `h` `[n_t, d]`). Errors when a weight got no gradient, or a non-finite one.
+    fn gradient_row(&self, grads: Option<&GradStore>, g: &Tensor, h: &Tensor) -> Result<Vec<f32>> {
         let mut row = vec![0f32; self.layout.dim];
         for (i, (var, slice)) in self.vars.iter().zip(&self.layout.params).enumerate() {
-            let upstream = grads.as_ref().and_then(|g| g.get(var)).cloned();
+            let upstream = grads.and_then(|store| store.get(var)).cloned();
             let closed = if self.unembed_var == Some(i) {
-                Some(g.t()?.matmul(&h_const)?) // [vocab, d]
+                Some(g.t()?.matmul(h)?) // [vocab, d]
             } else {
                 None
             };
@@ -233,10 +259,6 @@ impl GradientComputer {
             }
             row[slice.offset..slice.offset + slice.len].copy_from_slice(&v);
         }
-        Ok(ExampleGradient {
-            loss: ce.loss,
-            per_token: ce.per_token,
-            grad: row,
-        })
+        Ok(row)
     }
 }

@@ -154,15 +154,7 @@ fn is_leap(y: i64) -> bool {
 /// Supported: `%a %A %b %B %d %e %H %I %j %m %M %p %S %y %Y %F %T %D %R %n %t %%`, and glibc's `%-d`
 /// style (no padding) for `d e H I j m M S`. Others are an error naming the directive.
 pub(crate) fn strftime(unix: i64, format: &str) -> Result<String, Error> {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday (index 3)
-    let cumulative = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let yday = cumulative[month as usize - 1] + day as i64 + i64::from(month > 2 && is_leap(year));
-    let hour12 = if hour % 12 == 0 { 12 } else { hour % 12 };
-
+    let t = Civil::from_unix(unix);
     let mut out = String::new();
     let mut chars = format.chars();
     while let Some(c) = chars.next() {
@@ -185,6 +177,62 @@ pub(crate) fn strftime(unix: i64, format: &str) -> Result<String, Error> {
                 )
             })?;
         }
+        t.directive(&mut out, spec, unpadded)?;
+    }
+    Ok(out)
+}
+
+/// A UTC instant's calendar fields, as `strftime` reads them.
+struct Civil {
+    year: i64,
+    /// 1..=12
+    month: u32,
+    /// 1..=31
+    day: u32,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    /// 0 = Monday .. 6 = Sunday (an index into `WEEKDAYS`).
+    weekday: usize,
+    /// Day of the year, 1..=366.
+    yday: i64,
+}
+
+impl Civil {
+    /// The fields of `unix` seconds since 1970-01-01 00:00 UTC.
+    fn from_unix(unix: i64) -> Self {
+        let days = unix.div_euclid(86_400);
+        let secs = unix.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        let weekday = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday (index 3)
+        let cumulative = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+        let yday =
+            cumulative[month as usize - 1] + day as i64 + i64::from(month > 2 && is_leap(year));
+        Civil {
+            year,
+            month,
+            day,
+            hour: secs / 3600,
+            minute: (secs / 60) % 60,
+            second: secs % 60,
+            weekday,
+            yday,
+        }
+    }
+
+    /// Appends directive `%spec` (`%-spec` when `unpadded`) to `out`.
+    fn directive(&self, out: &mut String, spec: char, unpadded: bool) -> Result<(), Error> {
+        let Civil {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            weekday,
+            yday,
+        } = *self;
+        let hour12 = if hour % 12 == 0 { 12 } else { hour % 12 };
         let num = |out: &mut String, v: i64, width: usize| {
             if unpadded {
                 let _ = write!(out, "{v}");
@@ -197,17 +245,17 @@ pub(crate) fn strftime(unix: i64, format: &str) -> Result<String, Error> {
             'A' => out.push_str(WEEKDAYS[weekday]),
             'b' | 'h' => out.push_str(&MONTHS[month as usize - 1][..3]),
             'B' => out.push_str(MONTHS[month as usize - 1]),
-            'd' => num(&mut out, day as i64, 2),
-            'e' if unpadded => num(&mut out, day as i64, 2),
+            'd' => num(out, day as i64, 2),
+            'e' if unpadded => num(out, day as i64, 2),
             'e' => {
                 let _ = write!(out, "{day:>2}");
             }
-            'H' => num(&mut out, hour, 2),
-            'I' => num(&mut out, hour12, 2),
-            'j' => num(&mut out, yday, 3),
-            'm' => num(&mut out, month as i64, 2),
-            'M' => num(&mut out, minute, 2),
-            'S' => num(&mut out, second, 2),
+            'H' => num(out, hour, 2),
+            'I' => num(out, hour12, 2),
+            'j' => num(out, yday, 3),
+            'm' => num(out, month as i64, 2),
+            'M' => num(out, minute, 2),
+            'S' => num(out, second, 2),
             'p' => out.push_str(if hour < 12 { "AM" } else { "PM" }),
             'y' => {
                 let _ = write!(out, "{:02}", year.rem_euclid(100));
@@ -237,8 +285,8 @@ pub(crate) fn strftime(unix: i64, format: &str) -> Result<String, Error> {
                 ))
             }
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -129,54 +129,104 @@ pub fn tokenize_location(
     opts: &SpanOptions,
 ) -> Result<TokenizedChat> {
     let (ids, offsets) = encode_with_offsets(tokenizer, &location.text, add_special_tokens)?;
-    // Offsets must not go backwards. They may overlap: the byte-level tokens of one character
-    // that no token holds whole all carry that character's offsets.
-    let mut last = (0, 0);
-    for (i, &(s, e)) in offsets.iter().enumerate() {
-        if s == e {
-            continue;
-        }
-        if s < last.0 || e < last.1 || e < s || e > location.text.len() {
-            bail!("token {i} has offsets {s}..{e} out of order; cannot map the response to tokens");
-        }
-        last = (s, e);
-    }
-    let text_tokens: Vec<usize> = (0..ids.len())
-        .filter(|&i| offsets[i].0 < offsets[i].1)
-        .collect();
-    // First text token that ends after `pos`, and first that starts at or after `pos`.
-    let ending_after = |pos: usize| {
-        text_tokens
-            .iter()
-            .copied()
-            .find(|&i| offsets[i].1 > pos)
-            .unwrap_or(ids.len())
-    };
-    let starting_from = |pos: usize| {
-        text_tokens
-            .iter()
-            .copied()
-            .find(|&i| offsets[i].0 >= pos)
-            .unwrap_or(ids.len())
-    };
-    let describe = |i: usize| {
-        let (s, e) = offsets[i];
-        format!("token {i} ({:?}, bytes {s}..{e})", &location.text[s..e])
-    };
-
+    check_offsets(&offsets, location.text.len())?;
+    let find = TextTokens::new(&offsets, ids.len());
     let start_byte = location.content.start;
     let end_byte = match (&location.end_of_turn, opts.include_end_of_turn) {
         (Some(eot), true) => eot.end,
         _ => location.content.end,
     };
-    let mut first = ending_after(start_byte);
-    let mut end = starting_from(end_byte).max(first);
+    let (response, straddles_start, straddles_end) =
+        response_tokens(&find, &location.text, start_byte..end_byte, opts.boundary)?;
+    let end_of_turn = location.end_of_turn.as_ref().map(|eot| {
+        let a = find
+            .starting_from(eot.start)
+            .min(find.ending_after(eot.start));
+        let b = find.starting_from(eot.end).max(a);
+        a..b
+    });
+    Ok(TokenizedChat {
+        location,
+        ids,
+        offsets,
+        response,
+        end_of_turn,
+        straddles_start,
+        straddles_end,
+    })
+}
+
+/// Offsets must not go backwards. They may overlap: the byte-level tokens of one character
+/// that no token holds whole all carry that character's offsets.
+fn check_offsets(offsets: &[(usize, usize)], text_len: usize) -> Result<()> {
+    let mut last = (0, 0);
+    for (i, &(s, e)) in offsets.iter().enumerate() {
+        if s == e {
+            continue;
+        }
+        if s < last.0 || e < last.1 || e < s || e > text_len {
+            bail!("token {i} has offsets {s}..{e} out of order; cannot map the response to tokens");
+        }
+        last = (s, e);
+    }
+    Ok(())
+}
+
+/// The tokens that hold text (non-empty offsets), searched by byte position; a search that
+/// finds none gives `n`, the number of tokens.
+struct TextTokens<'a> {
+    offsets: &'a [(usize, usize)],
+    text: Vec<usize>,
+    n: usize,
+}
+
+impl<'a> TextTokens<'a> {
+    fn new(offsets: &'a [(usize, usize)], n: usize) -> Self {
+        let text = (0..n).filter(|&i| offsets[i].0 < offsets[i].1).collect();
+        TextTokens { offsets, text, n }
+    }
+
+    /// The first text token that ends after byte `pos`.
+    fn ending_after(&self, pos: usize) -> usize {
+        self.text
+            .iter()
+            .copied()
+            .find(|&i| self.offsets[i].1 > pos)
+            .unwrap_or(self.n)
+    }
+
+    /// The first text token that starts at or after byte `pos`.
+    fn starting_from(&self, pos: usize) -> usize {
+        self.text
+            .iter()
+            .copied()
+            .find(|&i| self.offsets[i].0 >= pos)
+            .unwrap_or(self.n)
+    }
+}
+
+/// The response's tokens for its bytes `bytes` under `policy`, and whether a token straddles
+/// its start and its end: (first..end, straddles_start, straddles_end).
+fn response_tokens(
+    find: &TextTokens,
+    text: &str,
+    bytes: Range<usize>,
+    policy: BoundaryPolicy,
+) -> Result<(Range<usize>, bool, bool)> {
+    let (start_byte, end_byte) = (bytes.start, bytes.end);
+    let (offsets, n) = (find.offsets, find.n);
+    let describe = |i: usize| {
+        let (s, e) = offsets[i];
+        format!("token {i} ({:?}, bytes {s}..{e})", &text[s..e])
+    };
+    let mut first = find.ending_after(start_byte);
+    let mut end = find.starting_from(end_byte).max(first);
     let straddles_start =
-        first < ids.len() && offsets[first].0 < start_byte && offsets[first].1 > start_byte;
+        first < n && offsets[first].0 < start_byte && offsets[first].1 > start_byte;
     let straddles_end = end > 0 && end > first && offsets[end - 1].1 > end_byte;
     // An empty response inside a single token: no token is purely response text.
-    let swallowed = start_byte == end_byte && first < ids.len() && offsets[first].0 < start_byte;
-    match opts.boundary {
+    let swallowed = start_byte == end_byte && first < n && offsets[first].0 < start_byte;
+    match policy {
         BoundaryPolicy::Include => {}
         BoundaryPolicy::Exclude => {
             if straddles_start {
@@ -196,18 +246,5 @@ pub fn tokenize_location(
             }
         }
     }
-    let end_of_turn = location.end_of_turn.as_ref().map(|eot| {
-        let a = starting_from(eot.start).min(ending_after(eot.start));
-        let b = starting_from(eot.end).max(a);
-        a..b
-    });
-    Ok(TokenizedChat {
-        location,
-        ids,
-        offsets,
-        response: first..end,
-        end_of_turn,
-        straddles_start,
-        straddles_end,
-    })
+    Ok((first..end, straddles_start, straddles_end))
 }

@@ -150,6 +150,16 @@ impl HookPoint {
         Self::block(layer, Site::MlpOut)
     }
 
+    /// The residual stream at layer index `index` in the study's notation: 0 -> `hook_embed`
+    /// (the embeddings), l >= 1 -> `blocks.{l-1}.hook_resid_post` (the output of block l-1).
+    /// Unchecked: a model of L blocks has indices 0..=L.
+    pub fn resid(index: usize) -> Self {
+        match index {
+            0 => HookPoint::Embed,
+            l => HookPoint::resid_post(l - 1),
+        }
+    }
+
     /// Parses a name such as `blocks.3.hook_resid_post` and checks the layer against
     /// `n_layers`. An unknown name is an error that lists the accepted pattern.
     pub fn parse(name: &str, n_layers: usize) -> Result<Self> {
@@ -288,6 +298,13 @@ mod tests {
             HookPoint::LnFinal
         );
         assert!(HookPoint::hf_hidden_state(5, 4).is_err());
+    }
+
+    #[test]
+    fn resid_indices_are_embeddings_then_block_outputs() {
+        assert_eq!(HookPoint::resid(0), HookPoint::Embed);
+        assert_eq!(HookPoint::resid(1), HookPoint::resid_post(0));
+        assert_eq!(HookPoint::resid(4).to_string(), "blocks.3.hook_resid_post");
     }
 
     #[test]

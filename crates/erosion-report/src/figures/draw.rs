@@ -1,7 +1,12 @@
 //! Drawing helpers in pixel coordinates: the SVG canvas, cells (with a hatch for missing
-//! values), colour bars, legends and text.
+//! values), colour bars, legends and text; and the one way every figure sets up plotters'
+//! axes ([`axes`], [`styled_mesh`]).
+
+use std::ops::Range;
 
 use anyhow::{anyhow, Result};
+use plotters::chart::MeshStyle;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
@@ -27,6 +32,51 @@ pub fn render(w: u32, h: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<
         root.present().map_err(plot_err)?;
     }
     Ok(buf)
+}
+
+/// A chart with f64 axes drawn on an [`Area`].
+pub type Chart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Light and bold grid-line colours of a mesh.
+pub type GridColors = (RGBColor, RGBColor);
+
+/// The grid of the bar charts.
+pub const BAR_GRID: GridColors = (RGBColor(240, 240, 240), RGBColor(220, 220, 220));
+/// The (slightly darker) grid of the line charts.
+pub const LINE_GRID: GridColors = (RGBColor(238, 238, 238), RGBColor(215, 215, 215));
+
+/// A chart over `x` x `y` filling `sub`, with `left` and `bottom` pixels of it kept for tick
+/// labels and axis descriptions (0: none).
+pub fn axes<'a, 'b>(
+    sub: &'a Area<'b>,
+    (left, bottom): (i32, i32),
+    x: Range<f64>,
+    y: Range<f64>,
+) -> Result<Chart<'a, 'b>> {
+    ChartBuilder::on(sub)
+        .set_label_area_size(LabelAreaPosition::Left, left)
+        .set_label_area_size(LabelAreaPosition::Bottom, bottom)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_err)
+}
+
+/// The house style of a chart's mesh: 11 px tick labels, 12 px axis descriptions, grid lines
+/// in `grid`'s colours. Callers add ticks, formatters and descriptions, then draw it.
+pub fn styled_mesh<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+    (light, bold): GridColors,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.label_style(text_style(11.0, TEXT, HPos::Center, VPos::Center))
+        .axis_desc_style(text_style(12.0, TEXT, HPos::Center, VPos::Center))
+        .light_line_style(light)
+        .bold_line_style(bold)
+}
+
+/// A straight line from `a` to `b` in pixels.
+pub fn line(area: &Area, a: (i32, i32), b: (i32, i32), style: ShapeStyle) -> Result<()> {
+    area.draw(&PathElement::new(vec![a, b], style))
+        .map_err(plot_err)
 }
 
 /// A figure's title: bold 16 px, centred on a figure `width` pixels wide, 22 px from the top.

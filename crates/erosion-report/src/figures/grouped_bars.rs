@@ -2,7 +2,9 @@
 //! with plotters on the report's SVG canvas and in its colours, so a model keeps its colour
 //! across the report's figures (the evaluation's rates, the causal tests' effects).
 
-use super::draw::{figure_title, plot_err, render, text};
+use super::draw::{
+    axes, figure_title, line, plot_err, render, styled_mesh, text, Area, Chart, BAR_GRID,
+};
 use super::style::{clean_text, series_color, text_style, text_width, truncate, TEXT};
 use crate::format::format_auto;
 use anyhow::{ensure, Result};
@@ -66,31 +68,9 @@ fn validate(c: &GroupedBars) -> Result<()> {
 /// The SVG. Non-finite values are left out; on a log axis values are floored at 1e-6.
 pub fn grouped_bars_svg(c: &GroupedBars) -> Result<String> {
     validate(c)?;
-    let m = c.models.len() as f64;
-    let group_w = m * BAR_W + GAP;
+    let group_w = c.models.len() as f64 * BAR_W + GAP;
     let x_max = c.groups.len() as f64 * group_w;
-    let y = |v: f64| if c.log_y { v.max(LOG_FLOOR).log10() } else { v };
-    let finite = |b: &&Bar| b.value.is_finite() && b.lower.is_finite() && b.upper.is_finite();
-    let bars = || {
-        c.groups
-            .iter()
-            .flat_map(|g| g.bars.iter().flatten())
-            .filter(finite)
-    };
-    let (y_lo, y_hi) = if c.log_y {
-        let lo = bars()
-            .map(|b| y(b.lower.min(b.value)))
-            .fold(0.0, f64::min)
-            .floor();
-        let hi = bars()
-            .map(|b| y(b.upper.max(b.value)))
-            .fold(lo + 1.0, f64::max)
-            .ceil();
-        (lo, hi.max(lo + 1.0))
-    } else {
-        let hi = bars().map(|b| b.upper.max(b.value)).fold(0.0, f64::max);
-        (0.0, if hi <= 1.0 { 1.0 } else { hi * 1.05 })
-    };
+    let (y_lo, y_hi) = y_range(c);
     // Wide enough for every group label on one line.
     let widest_label = c
         .groups
@@ -117,99 +97,159 @@ pub fn grouped_bars_svg(c: &GroupedBars) -> Result<String> {
         let sub = root
             .clone()
             .shrink((16, top), ((LEFT + plot_w) as u32, (PLOT_H + 40) as u32));
-        let mut chart = ChartBuilder::on(&sub)
-            .set_label_area_size(LabelAreaPosition::Left, LEFT)
-            .set_label_area_size(LabelAreaPosition::Bottom, 40)
-            .build_cartesian_2d(0.0..x_max, y_lo..y_hi)
-            .map_err(plot_err)?;
-        let y_fmt = |v: &f64| {
-            if c.log_y {
-                format_auto(10f64.powf(*v))
-            } else {
-                format_auto(*v)
-            }
-        };
-        let y_ticks = if c.log_y {
-            (y_hi - y_lo) as usize + 1
-        } else {
-            6
-        };
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_labels(y_ticks)
-            .y_label_formatter(&y_fmt)
-            .y_desc(clean_text(&c.y_label))
-            .label_style(text_style(11.0, TEXT, HPos::Center, VPos::Center))
-            .axis_desc_style(text_style(12.0, TEXT, HPos::Center, VPos::Center))
-            .light_line_style(RGBColor(240, 240, 240))
-            .bold_line_style(RGBColor(220, 220, 220))
-            .draw()
-            .map_err(plot_err)?;
+        let mut chart = axes(&sub, (LEFT, 40), 0.0..x_max, y_lo..y_hi)?;
+        draw_y_axis(&mut chart, c, (y_lo, y_hi))?;
         for (gi, g) in c.groups.iter().enumerate() {
-            let x0 = gi as f64 * group_w + GAP / 2.0;
-            for (k, bar) in g.bars.iter().enumerate() {
-                let Some(b) = bar.as_ref().filter(finite) else {
-                    continue;
-                };
-                let color = series_color(k);
-                let (a, z) = (x0 + k as f64 * BAR_W, x0 + (k as f64 + 0.85) * BAR_W);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(a, y_lo), (z, y(b.value).max(y_lo))],
-                        color.mix(0.8).filled(),
-                    )))
-                    .map_err(plot_err)?;
-                // The whisker: a vertical line from lower to upper with caps 6 px wide.
-                let mid = (a + z) / 2.0;
-                let (lo, hi) = (y(b.lower).max(y_lo), y(b.upper).max(y_lo));
-                let (px, plo) = chart.backend_coord(&(mid, lo));
-                let (_, phi) = chart.backend_coord(&(mid, hi));
-                for seg in [
-                    vec![(px, plo), (px, phi)],
-                    vec![(px - 3, plo), (px + 3, plo)],
-                    vec![(px - 3, phi), (px + 3, phi)],
-                ] {
-                    root.draw(&PathElement::new(seg, TEXT.stroke_width(1)))
-                        .map_err(plot_err)?;
-                }
-            }
-            let (gx, gy) = chart.backend_coord(&(x0 + m * BAR_W / 2.0, y_lo));
-            let label = truncate(&clean_text(&g.label), 60);
-            text(
+            draw_group(
                 root,
-                &label,
-                (gx, gy + 14),
-                &text_style(11.0, TEXT, HPos::Center, VPos::Center),
+                &mut chart,
+                c,
+                gi as f64 * group_w + GAP / 2.0,
+                g,
+                y_lo,
             )?;
         }
-        // Legend: a swatch per model, then the whisker meaning.
-        let lx = 16 + LEFT + plot_w + 20;
-        let style = text_style(12.0, TEXT, HPos::Left, VPos::Center);
-        for (k, name) in c.models.iter().enumerate() {
-            let cy = top + k as i32 * 20 + 10;
-            root.draw(&Rectangle::new(
-                [(lx, cy - 6), (lx + 14, cy + 6)],
+        draw_legend(root, c, (16 + LEFT + plot_w + 20, top))
+    })
+}
+
+/// Where `v` goes on the y axis: log10(max(v, 1e-6)) on a log axis, else v.
+fn axis_y(log_y: bool, v: f64) -> f64 {
+    if log_y {
+        v.max(LOG_FLOOR).log10()
+    } else {
+        v
+    }
+}
+
+/// A bar is drawn only when its value and both ends of its interval are finite.
+fn drawable(b: &&Bar) -> bool {
+    b.value.is_finite() && b.lower.is_finite() && b.upper.is_finite()
+}
+
+/// The y axis' range in axis units: on a log axis whole decades covering every drawn bar and
+/// whisker (and 10^0); else from 0 to 1, or to 5% above the highest whisker when that is
+/// above 1.
+fn y_range(c: &GroupedBars) -> (f64, f64) {
+    let y = |v: f64| axis_y(c.log_y, v);
+    let bars = || {
+        c.groups
+            .iter()
+            .flat_map(|g| g.bars.iter().flatten())
+            .filter(drawable)
+    };
+    if c.log_y {
+        let lo = bars()
+            .map(|b| y(b.lower.min(b.value)))
+            .fold(0.0, f64::min)
+            .floor();
+        let hi = bars()
+            .map(|b| y(b.upper.max(b.value)))
+            .fold(lo + 1.0, f64::max)
+            .ceil();
+        (lo, hi.max(lo + 1.0))
+    } else {
+        let hi = bars().map(|b| b.upper.max(b.value)).fold(0.0, f64::max);
+        (0.0, if hi <= 1.0 { 1.0 } else { hi * 1.05 })
+    }
+}
+
+/// The y axis with its grid (no vertical grid lines, no x ticks: groups are labelled by
+/// hand); a log axis is labelled in the values, one tick per decade.
+fn draw_y_axis(chart: &mut Chart, c: &GroupedBars, (y_lo, y_hi): (f64, f64)) -> Result<()> {
+    let y_fmt = |v: &f64| {
+        if c.log_y {
+            format_auto(10f64.powf(*v))
+        } else {
+            format_auto(*v)
+        }
+    };
+    let y_ticks = if c.log_y {
+        (y_hi - y_lo) as usize + 1
+    } else {
+        6
+    };
+    styled_mesh(&mut chart.configure_mesh(), BAR_GRID)
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_labels(y_ticks)
+        .y_label_formatter(&y_fmt)
+        .y_desc(clean_text(&c.y_label))
+        .draw()
+        .map_err(plot_err)
+}
+
+/// One group starting at `x0` (axis units): a bar per model in the model's colour with its
+/// whisker, then the group's label under the axis.
+fn draw_group(
+    root: &Area,
+    chart: &mut Chart,
+    c: &GroupedBars,
+    x0: f64,
+    g: &BarGroup,
+    y_lo: f64,
+) -> Result<()> {
+    let y = |v: f64| axis_y(c.log_y, v).max(y_lo);
+    for (k, bar) in g.bars.iter().enumerate() {
+        let Some(b) = bar.as_ref().filter(drawable) else {
+            continue;
+        };
+        let (a, z) = (x0 + k as f64 * BAR_W, x0 + (k as f64 + 0.85) * BAR_W);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(a, y_lo), (z, y(b.value))],
                 series_color(k).mix(0.8).filled(),
-            ))
+            )))
             .map_err(plot_err)?;
-            text(
-                root,
-                &truncate(&clean_text(name), 28),
-                (lx + 22, cy),
-                &style,
-            )?;
+        // The whisker: a vertical line from lower to upper with caps 6 px wide.
+        let mid = (a + z) / 2.0;
+        let (px, plo) = chart.backend_coord(&(mid, y(b.lower)));
+        let (_, phi) = chart.backend_coord(&(mid, y(b.upper)));
+        for (from, to) in [
+            ((px, plo), (px, phi)),
+            ((px - 3, plo), (px + 3, plo)),
+            ((px - 3, phi), (px + 3, phi)),
+        ] {
+            line(root, from, to, TEXT.stroke_width(1))?;
         }
-        let cy = top + c.models.len() as i32 * 20 + 10;
-        root.draw(&PathElement::new(
-            vec![(lx + 7, cy - 6), (lx + 7, cy + 6)],
-            TEXT.stroke_width(1),
+    }
+    let m = c.models.len() as f64;
+    let (gx, gy) = chart.backend_coord(&(x0 + m * BAR_W / 2.0, y_lo));
+    let label = truncate(&clean_text(&g.label), 60);
+    text(
+        root,
+        &label,
+        (gx, gy + 14),
+        &text_style(11.0, TEXT, HPos::Center, VPos::Center),
+    )
+}
+
+/// The legend with its top-left corner at (lx, top): a swatch per model, then the whisker
+/// and what it means.
+fn draw_legend(root: &Area, c: &GroupedBars, (lx, top): (i32, i32)) -> Result<()> {
+    let style = text_style(12.0, TEXT, HPos::Left, VPos::Center);
+    for (k, name) in c.models.iter().enumerate() {
+        let cy = top + k as i32 * 20 + 10;
+        root.draw(&Rectangle::new(
+            [(lx, cy - 6), (lx + 14, cy + 6)],
+            series_color(k).mix(0.8).filled(),
         ))
         .map_err(plot_err)?;
-        text(root, &clean_text(&c.interval_label), (lx + 22, cy), &style)?;
-        Ok(())
-    })
+        text(
+            root,
+            &truncate(&clean_text(name), 28),
+            (lx + 22, cy),
+            &style,
+        )?;
+    }
+    let cy = top + c.models.len() as i32 * 20 + 10;
+    line(
+        root,
+        (lx + 7, cy - 6),
+        (lx + 7, cy + 6),
+        TEXT.stroke_width(1),
+    )?;
+    text(root, &clean_text(&c.interval_label), (lx + 22, cy), &style)
 }
 
 #[cfg(test)]

@@ -4,11 +4,12 @@
 
 use anyhow::{ensure, Result};
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{figure_title, legend, plot_err, render, Area, Mark};
-use super::style::{clean_text, series_color, text_style, text_width, TEXT};
+use super::draw::{
+    axes, figure_title, legend, plot_err, render, styled_mesh, Area, Chart, Mark, LINE_GRID,
+};
+use super::style::{clean_text, series_color, text_width};
 use crate::format::format_auto;
 
 /// One line; `lower`/`upper`, when given, bound a shaded band around it.
@@ -152,24 +153,20 @@ pub(crate) fn line_panel(
         (x0 - LEFT_AXIS, y0),
         ((x1 - x0 + LEFT_AXIS) as u32, (y1 - y0 + BOTTOM_AXIS) as u32),
     );
-    let mut chart = ChartBuilder::on(&sub)
-        .set_label_area_size(LabelAreaPosition::Left, LEFT_AXIS)
-        .set_label_area_size(LabelAreaPosition::Bottom, BOTTOM_AXIS)
-        .build_cartesian_2d(p.x_range.0..p.x_range.1, p.y_range.0..p.y_range.1)
-        .map_err(plot_err)?;
+    let mut chart = axes(
+        &sub,
+        (LEFT_AXIS, BOTTOM_AXIS),
+        p.x_range.0..p.x_range.1,
+        p.y_range.0..p.y_range.1,
+    )?;
     let y_fmt = |v: &f64| format_auto(*v);
-    chart
-        .configure_mesh()
+    styled_mesh(&mut chart.configure_mesh(), LINE_GRID)
         .x_labels(p.x_labels)
         .y_labels(8)
         .x_label_formatter(p.x_fmt)
         .y_label_formatter(&y_fmt)
         .x_desc(clean_text(&p.x_desc))
         .y_desc(clean_text(&p.y_desc))
-        .label_style(text_style(11.0, TEXT, HPos::Center, VPos::Center))
-        .axis_desc_style(text_style(12.0, TEXT, HPos::Center, VPos::Center))
-        .light_line_style(RGBColor(238, 238, 238))
-        .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .map_err(plot_err)?;
     if p.zero_line && p.y_range.0 < 0.0 && p.y_range.1 > 0.0 {
@@ -183,6 +180,13 @@ pub(crate) fn line_panel(
             .map_err(plot_err)?;
     }
     // Bands first, so every line is drawn over every band.
+    draw_bands(&mut chart, series)?;
+    draw_lines(&mut chart, series, p.markers)
+}
+
+/// Each series' band, where it has one, as a translucent polygon per run of finite points:
+/// upper ends left to right, then lower ends right to left.
+fn draw_bands(chart: &mut Chart, series: &[LineSeries]) -> Result<()> {
     for (i, s) in series.iter().enumerate() {
         let color = series_color(i);
         if let (Some(lo), Some(hi)) = (&s.lower, &s.upper) {
@@ -195,11 +199,17 @@ pub(crate) fn line_panel(
             }
         }
     }
+    Ok(())
+}
+
+/// Each series' line, broken at non-finite points; a dot per point with `markers` (and for
+/// a point with no neighbour, which a line cannot show).
+fn draw_lines(chart: &mut Chart, series: &[LineSeries], markers: bool) -> Result<()> {
     for (i, s) in series.iter().enumerate() {
         let color = series_color(i);
         for r in finite_runs(s.x.len(), &[&s.x, &s.y]) {
             let pts: Vec<(f64, f64)> = r.map(|k| (s.x[k], s.y[k])).collect();
-            if p.markers || pts.len() == 1 {
+            if markers || pts.len() == 1 {
                 chart
                     .draw_series(pts.iter().map(|&q| Circle::new(q, 3, color.filled())))
                     .map_err(plot_err)?;

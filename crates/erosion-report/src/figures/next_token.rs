@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{figure_title, plot_err, render, text, Area};
+use super::draw::{axes, figure_title, plot_err, render, styled_mesh, text, Area, BAR_GRID};
 use super::style::{
     bold_style, clean_text, series_color, text_style, text_width, token_label, truncate, TEXT,
 };
@@ -156,22 +156,14 @@ fn panel(
     let sub = root
         .clone()
         .shrink((x0, y0), (PLOT_W as u32, (plot_h + 36) as u32));
-    let mut chart = ChartBuilder::on(&sub)
-        .set_label_area_size(LabelAreaPosition::Bottom, 36)
-        .build_cartesian_2d(0.0..x_max, 0.0..k as f64)
-        .map_err(plot_err)?;
+    let mut chart = axes(&sub, (0, 36), 0.0..x_max, 0.0..k as f64)?;
     let fmt = |v: &f64| format_auto(*v);
-    chart
-        .configure_mesh()
+    styled_mesh(&mut chart.configure_mesh(), BAR_GRID)
         .disable_y_mesh()
         .y_labels(0)
         .x_labels(6)
         .x_label_formatter(&fmt)
         .x_desc("probability")
-        .label_style(text_style(11.0, TEXT, HPos::Center, VPos::Center))
-        .axis_desc_style(text_style(12.0, TEXT, HPos::Center, VPos::Center))
-        .light_line_style(RGBColor(240, 240, 240))
-        .bold_line_style(RGBColor(220, 220, 220))
         .draw()
         .map_err(plot_err)?;
     let value_style = text_style(11.0, TEXT, HPos::Left, VPos::Center);

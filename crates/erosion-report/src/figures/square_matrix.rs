@@ -10,8 +10,10 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
-use super::draw::{cell, colorbar, figure_title, plot_err, render, text};
-use super::style::{clean_text, text_style, text_width, truncate, ColorScale, MUTED, TEXT};
+use super::draw::{cell, colorbar, figure_title, line, plot_err, render, text, Area};
+use super::style::{
+    clean_text, text_style, text_width, truncate, widest, ColorScale, Scale, MUTED, TEXT,
+};
 
 /// Most blocks drawn per side.
 pub const MAX_CELLS: usize = 160;
@@ -147,30 +149,10 @@ pub fn matrix_heatmap_svg(f: &MatrixHeatmap) -> Result<String> {
         .as_ref()
         .filter(|_| n <= MAX_LABELLED)
         .map(|l| l.iter().map(|s| truncate(&clean_text(s), 18)).collect());
+    let g = Geometry::new(n, labels.as_deref(), !f.groups.is_empty(), binned, &title);
 
-    let grid = if n <= MAX_LABELLED {
-        (n as i32 * 24).clamp(160, 640)
-    } else {
-        640
-    };
-    let px = |i: usize| (i as f64 * grid as f64 / n as f64).round() as i32;
-    let item_w = labels.as_ref().map_or(0, |l| {
-        l.iter()
-            .map(|s| text_width(s, 11.0))
-            .fold(0.0, f64::max)
-            .ceil() as i32
-            + 8
-    });
-    let group_band = if f.groups.is_empty() { 0 } else { 26 };
-    let top = 50 + if binned { 18 } else { 0 } + group_band;
-    let left = 16 + group_band + item_w;
-    let bottom_labels = if labels.is_some() { item_w } else { 0 };
-    let bar_h = grid.min(320);
-    let w = (left + grid + 120).max(text_width(&title, 16.0) as i32 + 40);
-    let h = top + grid.max(bar_h + 30) + bottom_labels + 16;
-
-    render(w as u32, h as u32, |root| {
-        figure_title(root, &title, w)?;
+    render(g.w as u32, g.h as u32, |root| {
+        figure_title(root, &title, g.w)?;
         if binned {
             let note = format!(
                 "{n} x {n} shown as {b} x {b} block means",
@@ -179,71 +161,135 @@ pub fn matrix_heatmap_svg(f: &MatrixHeatmap) -> Result<String> {
             text(
                 root,
                 &note,
-                (w / 2, 44),
+                (g.w / 2, 44),
                 &text_style(12.0, MUTED, HPos::Center, VPos::Center),
             )?;
         }
-        for (r, row) in shown.iter().enumerate() {
-            for (c, &v) in row.iter().enumerate() {
-                let (x0, x1) = (left + px(edges[c]), left + px(edges[c + 1]));
-                let (y0, y1) = (top + px(edges[r]), top + px(edges[r + 1]));
-                cell(root, (x0, y0), (x1, y1), scale.color(v))?;
-            }
-        }
-        root.draw(&Rectangle::new(
-            [(left, top), (left + grid, top + grid)],
-            TEXT.stroke_width(1),
-        ))
-        .map_err(plot_err)?;
-        // Group separators and names.
-        let mut start = 0;
-        for (gi, g) in f.groups.iter().enumerate() {
-            let (a, b) = (px(start), px(start + g.len));
-            let name = truncate(&clean_text(&g.name), 40);
-            text(
-                root,
-                &name,
-                (left + (a + b) / 2, top - 8),
-                &text_style(13.0, TEXT, HPos::Center, VPos::Bottom),
-            )?;
-            let rot = text_style(13.0, TEXT, HPos::Center, VPos::Center)
-                .transform(FontTransform::Rotate270);
-            text(root, &name, (16 + 8, top + (a + b) / 2), &rot)?;
-            if gi > 0 {
-                let line = TEXT.stroke_width(2);
-                root.draw(&PathElement::new(
-                    vec![(left + a, top), (left + a, top + grid)],
-                    line,
-                ))
-                .map_err(plot_err)?;
-                root.draw(&PathElement::new(
-                    vec![(left, top + a), (left + grid, top + a)],
-                    line,
-                ))
-                .map_err(plot_err)?;
-            }
-            start += g.len;
-        }
+        draw_blocks(root, &g, &shown, &edges, &scale)?;
+        draw_groups(root, &g, &f.groups)?;
         if let Some(l) = &labels {
-            let row_style = text_style(11.0, TEXT, HPos::Right, VPos::Center);
-            let col_style =
-                text_style(11.0, TEXT, HPos::Left, VPos::Center).transform(FontTransform::Rotate90);
-            for (i, s) in l.iter().enumerate() {
-                let mid = (px(i) + px(i + 1)) / 2;
-                text(root, s, (left - 4, top + mid), &row_style)?;
-                text(root, s, (left + mid, top + grid + 4), &col_style)?;
-            }
+            draw_item_labels(root, &g, l)?;
         }
         colorbar(
             root,
-            (left + grid + 20, top),
-            (16, bar_h),
+            (g.left + g.grid + 20, g.top),
+            (16, g.bar_h),
             &scale,
             &clean_text(&f.colorbar_label),
             any_missing,
         )?;
         Ok(())
     })
+}
+
+/// Pixel geometry: an `n` x `n` matrix drawn as a `grid` px square at (`left`, `top`), a
+/// colour bar `bar_h` high, on a `w` x `h` canvas.
+struct Geometry {
+    n: usize,
+    grid: i32,
+    left: i32,
+    top: i32,
+    bar_h: i32,
+    w: i32,
+    h: i32,
+}
+
+impl Geometry {
+    /// 24 px per row for labelled matrices (160 to 640 px), 640 px otherwise; room for the
+    /// group names, the per-item labels (left and below), the block-means note and the title.
+    fn new(n: usize, labels: Option<&[String]>, grouped: bool, binned: bool, title: &str) -> Self {
+        let grid = if n <= MAX_LABELLED {
+            (n as i32 * 24).clamp(160, 640)
+        } else {
+            640
+        };
+        let item_w = labels.map_or(0, |l| widest(l, 11.0) + 8);
+        let group_band = if grouped { 26 } else { 0 };
+        let top = 50 + if binned { 18 } else { 0 } + group_band;
+        let left = 16 + group_band + item_w;
+        let bottom_labels = if labels.is_some() { item_w } else { 0 };
+        let bar_h = grid.min(320);
+        let w = (left + grid + 120).max(text_width(title, 16.0) as i32 + 40);
+        let h = top + grid.max(bar_h + 30) + bottom_labels + 16;
+        Geometry {
+            n,
+            grid,
+            left,
+            top,
+            bar_h,
+            w,
+            h,
+        }
+    }
+
+    /// Pixel offset of row (or column) boundary `i` from the grid's edge:
+    /// round(i * grid / n).
+    fn px(&self, i: usize) -> i32 {
+        (i as f64 * self.grid as f64 / self.n as f64).round() as i32
+    }
+}
+
+/// The blocks between `edges` (rows and columns alike) in their colours, and a frame.
+fn draw_blocks(
+    root: &Area,
+    g: &Geometry,
+    shown: &[Vec<f64>],
+    edges: &[usize],
+    scale: &Scale,
+) -> Result<()> {
+    let (left, top) = (g.left, g.top);
+    for (r, row) in shown.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            let (x0, x1) = (left + g.px(edges[c]), left + g.px(edges[c + 1]));
+            let (y0, y1) = (top + g.px(edges[r]), top + g.px(edges[r + 1]));
+            cell(root, (x0, y0), (x1, y1), scale.color(v))?;
+        }
+    }
+    root.draw(&Rectangle::new(
+        [(left, top), (left + g.grid, top + g.grid)],
+        TEXT.stroke_width(1),
+    ))
+    .map_err(plot_err)
+}
+
+/// Each group's name above the grid and (rotated) left of it, and 2 px separators between
+/// groups across the whole grid.
+fn draw_groups(root: &Area, g: &Geometry, groups: &[MatrixGroup]) -> Result<()> {
+    let (left, top, grid) = (g.left, g.top, g.grid);
+    let mut start = 0;
+    for (gi, group) in groups.iter().enumerate() {
+        let (a, b) = (g.px(start), g.px(start + group.len));
+        let name = truncate(&clean_text(&group.name), 40);
+        text(
+            root,
+            &name,
+            (left + (a + b) / 2, top - 8),
+            &text_style(13.0, TEXT, HPos::Center, VPos::Bottom),
+        )?;
+        let rot =
+            text_style(13.0, TEXT, HPos::Center, VPos::Center).transform(FontTransform::Rotate270);
+        text(root, &name, (16 + 8, top + (a + b) / 2), &rot)?;
+        if gi > 0 {
+            let sep = TEXT.stroke_width(2);
+            line(root, (left + a, top), (left + a, top + grid), sep)?;
+            line(root, (left, top + a), (left + grid, top + a), sep)?;
+        }
+        start += group.len;
+    }
+    Ok(())
+}
+
+/// One label per row, left of the grid, and per column, rotated below it.
+fn draw_item_labels(root: &Area, g: &Geometry, labels: &[String]) -> Result<()> {
+    let row_style = text_style(11.0, TEXT, HPos::Right, VPos::Center);
+    let col_style =
+        text_style(11.0, TEXT, HPos::Left, VPos::Center).transform(FontTransform::Rotate90);
+    for (i, s) in labels.iter().enumerate() {
+        let mid = (g.px(i) + g.px(i + 1)) / 2;
+        text(root, s, (g.left - 4, g.top + mid), &row_style)?;
+        text(root, s, (g.left + mid, g.top + g.grid + 4), &col_style)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

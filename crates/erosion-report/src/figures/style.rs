@@ -195,6 +195,16 @@ pub fn text_width(s: &str, px: f64) -> f64 {
         * px
 }
 
+/// Estimated width in whole pixels of the widest of `texts` at `px` pixels (0 for none):
+/// ceil(max_s [`text_width`](s, px)).
+pub fn widest<S: AsRef<str>>(texts: impl IntoIterator<Item = S>, px: f64) -> i32 {
+    texts
+        .into_iter()
+        .map(|s| text_width(s.as_ref(), px))
+        .fold(0.0, f64::max)
+        .ceil() as i32
+}
+
 /// Replaces characters XML cannot hold or a reader cannot see: C0 controls become their
 /// Unicode control pictures (U+2400 block), DEL becomes ␡ and C1 controls `\x80`-style
 /// text. plotters escapes `<`, `>`, `&`, quotes itself.

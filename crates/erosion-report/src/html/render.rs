@@ -173,8 +173,21 @@ fn shell_join(args: &[String]) -> String {
         .join(" ")
 }
 
+/// The provenance section: the run, the models' and datasets' files with their hashes, and
+/// the options as JSON.
 pub fn provenance(p: &Provenance) -> Result<String> {
     let mut h = String::from("<section id=\"provenance\">\n<h2>Provenance</h2>\n");
+    h.push_str(&run_table(p)?);
+    h.push_str(&models_table(p)?);
+    h.push_str(&datasets_table(p)?);
+    let options = serde_json::to_string_pretty(&p.options)?;
+    let _ = writeln!(h, "<h3>Options</h3>\n<pre>{}</pre>", escape(&options));
+    h.push_str("</section>\n");
+    Ok(h)
+}
+
+/// The run: tool and version, git commit, creation time, command line, seed.
+fn run_table(p: &Provenance) -> Result<String> {
     let commit = p.tool.git_commit.as_deref().unwrap_or("unknown");
     let rows = vec![
         vec![
@@ -194,8 +207,12 @@ pub fn provenance(p: &Provenance) -> Result<String> {
         headers: vec!["field".into(), "value".into()],
         rows,
     };
-    h.push_str(&table_with(&run, false)?);
+    table_with(&run, false)
+}
 
+/// One row per model file (the model's name and source on its first row only); a model
+/// without files gets one row saying so.
+fn models_table(p: &Provenance) -> Result<String> {
     let mut rows = Vec::new();
     for m in &p.models {
         if m.files.is_empty() {
@@ -225,8 +242,11 @@ pub fn provenance(p: &Provenance) -> Result<String> {
     let headers = ["model", "source", "file", "size", "SHA-256"]
         .map(String::from)
         .to_vec();
-    h.push_str(&hash_table("Models", headers, rows)?);
+    hash_table("Models", headers, rows)
+}
 
+/// One row per dataset file: examples, selection, size and hash.
+fn datasets_table(p: &Provenance) -> Result<String> {
     let rows = p
         .datasets
         .iter()
@@ -251,12 +271,7 @@ pub fn provenance(p: &Provenance) -> Result<String> {
     ]
     .map(String::from)
     .to_vec();
-    h.push_str(&hash_table("Datasets", headers, rows)?);
-
-    let options = serde_json::to_string_pretty(&p.options)?;
-    let _ = writeln!(h, "<h3>Options</h3>\n<pre>{}</pre>", escape(&options));
-    h.push_str("</section>\n");
-    Ok(h)
+    hash_table("Datasets", headers, rows)
 }
 
 /// A table whose last column is a hash, set in monospace and allowed to wrap.
