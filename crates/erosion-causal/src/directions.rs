@@ -14,7 +14,6 @@ use erosion_analysis::stream::LayerMeans;
 use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::windows::{record_windows, Layers, Window, WindowOptions};
-use erosion_model::hooks::HookPoint;
 use erosion_model::transformer::Transformer;
 use serde::{Deserialize, Serialize};
 
@@ -183,14 +182,6 @@ impl LayerDirections {
                 "layer {layer} does not exist (layers 0..={})",
                 self.layers.len().saturating_sub(1)
             ),
-        }
-    }
-
-    /// The hook point of layer index `layer` (0 = `hook_embed`, l = `blocks.{l-1}.hook_resid_post`).
-    pub fn hook_point(layer: usize) -> HookPoint {
-        match layer {
-            0 => HookPoint::Embed,
-            l => HookPoint::resid_post(l - 1),
         }
     }
 

@@ -17,7 +17,7 @@ use erosion_eval::{evaluate_model, EvalOptions, EvalPrompts, Judge, Proportion};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::kl::response_kl;
 use erosion_forward::logprobs::response_logprobs;
-use erosion_model::hooks::Steering;
+use erosion_model::hooks::{HookPoint, Steering};
 use erosion_model::LoadedModel;
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +125,7 @@ pub fn steering(
         let v = dirs
             .tensor(l, device)
             .with_context(|| format!("test `{}`", test.name))?;
-        let point = LayerDirections::hook_point(l);
+        let point = HookPoint::resid(l);
         s = match test.action {
             Action::Add { scale } => s.add(point, &v, scale),
             Action::Ablate => s.ablate(point, &v)?,

@@ -19,6 +19,7 @@ use crate::data::chat_sequences as sequences;
 use crate::experiment::{run_test, Action, CausalData, CausalOptions, CausalResult, CausalTest};
 use crate::export::read_safetensors;
 use crate::LayerDirections;
+use erosion_model::hooks::HookPoint;
 
 /// Where the directions come from.
 #[derive(Debug, Clone)]
@@ -228,7 +229,7 @@ pub fn run_steer(
     let hooks: Vec<String> = test
         .layers
         .iter()
-        .map(|&l| LayerDirections::hook_point(l).to_string())
+        .map(|&l| HookPoint::resid(l).to_string())
         .collect();
     notices.notice(&format!(
         "{}: {} pairs, {} benign, layers {}",

@@ -6,7 +6,6 @@
 //! embeddings, l = the output of block l - 1); [`ResidLayer`] converts, so no command adds or
 //! subtracts one by hand.
 
-use erosion_causal::LayerDirections;
 use erosion_model::hooks::{HookPoint, Site};
 use std::fmt;
 use std::str::FromStr;
@@ -41,7 +40,7 @@ impl FromStr for ResidLayer {
 
 impl fmt::Display for ResidLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        LayerDirections::hook_point(self.0).fmt(f)
+        HookPoint::resid(self.0).fmt(f)
     }
 }
 

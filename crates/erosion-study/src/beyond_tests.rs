@@ -140,9 +140,9 @@ fn evaluation_causal_drift_and_protection_measure_given_checkpoints() {
     // The directions, one model in memory at a time, equal both models' at once.
     let seqs = ctx.sequences("base", "defining").unwrap();
     let both = LayerDirections::alignment(
-        &*ctx.transformer("base").unwrap(),
+        &ctx.transformer("base").unwrap(),
         &seqs,
-        &*ctx.transformer("instruct").unwrap(),
+        &ctx.transformer("instruct").unwrap(),
         &seqs,
         4,
         &ctx.batch_options(),
@@ -208,7 +208,7 @@ fn evaluation_causal_drift_and_protection_measure_given_checkpoints() {
     // The task loss: the mean over examples of each one's mean per-token cross-entropy.
     let seqs = ctx.sequences("instruct", "insecure").unwrap();
     let lp = response_logprobs(
-        &*ctx.transformer("base").unwrap(),
+        &ctx.transformer("base").unwrap(),
         &seqs,
         &ctx.batch_options(),
         None,
