@@ -36,6 +36,18 @@ pub enum ShortResponse {
     TruncateToShortest,
 }
 
+/// The spelling of STUDY.toml and results.json (`use_available`), for reports and messages.
+impl std::fmt::Display for ShortResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ShortResponse::Error => "error",
+            ShortResponse::Skip => "skip",
+            ShortResponse::UseAvailable => "use_available",
+            ShortResponse::TruncateToShortest => "truncate_to_shortest",
+        })
+    }
+}
+
 impl ShortResponse {
     /// Errors for [`ShortResponse::TruncateToShortest`], which needs the whole set: a stage
     /// that reads one example at a time calls this first.
@@ -53,6 +65,19 @@ impl ShortResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_as_spelled_in_study_files() {
+        for p in [
+            ShortResponse::Error,
+            ShortResponse::Skip,
+            ShortResponse::UseAvailable,
+            ShortResponse::TruncateToShortest,
+        ] {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{p}\""));
+        }
+    }
 
     #[derive(Deserialize)]
     struct Holder {

@@ -45,6 +45,26 @@ pub enum Reduction {
     Sum,
 }
 
+/// In words, for reports: `first 64 response tokens`, `response`, `sequence`.
+impl std::fmt::Display for LossSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LossSpan::ResponseWindow { t } => write!(f, "the first {t} response tokens"),
+            LossSpan::Response => f.write_str("every response token"),
+            LossSpan::Sequence => f.write_str("every token but the first"),
+        }
+    }
+}
+
+impl std::fmt::Display for Reduction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+        })
+    }
+}
+
 /// The loss of one example: span, reduction, and the policy for a response shorter than the
 /// window `t` (and for an example whose span has no token at all, which is skipped under
 /// `Skip` and an error otherwise).

@@ -67,7 +67,7 @@ fn loss_vector_note(r: &GradientsResults) -> String {
     let lv = &r.loss_vectors;
     format!(
         "Loss vectors: CE_t = \u{2212}ln p(x_t | x_<t) (nats) of the first T response tokens as rendered ({eot} the end-of-turn \
-         token); T requested {}, used {}; short responses: {:?} ({} left out). Loss vectors are not centred: cross-entropies are \
+         token); T requested {}, used {}; short responses: {} ({} left out). Loss vectors are not centred: cross-entropies are \
          non-negative, so their cosines are too and only within vs across can be compared.",
         lv.requested_window,
         lv.window,
@@ -80,8 +80,8 @@ fn gradient_note(r: &GradientsResults) -> String {
     let gr = &r.gradients;
     let short_rows = gr.rows.iter().filter(|row| row.short).count();
     format!(
-        "Gradients: d loss / d theta over {}; loss over {:?} with {:?} reduction, short responses {:?} ({short_rows} examples used \
-         fewer tokens than the window, {} skipped). With pad-zeros the loss is the sum over the window's tokens, i.e. the \
+        "Gradients: d loss / d theta over {}; loss over {} with {} reduction, short responses {} ({short_rows} examples used \
+         fewer tokens than the window, {} skipped). With use_available the loss is the sum over the window's tokens, i.e. the \
          padded mean times T, which no cosine sees. Blocks from layer {} on run with a graph; the blocks below run without one.",
         gr.layout.names().join(", "),
         gr.loss.span,

@@ -119,7 +119,7 @@ pub(crate) fn gradient_gram(
     }
     if n_rows == 0 {
         bail!(
-            "no example has a gradient under the short-response policy {:?}",
+            "no example has a gradient under the short-response policy {}",
             spec.short
         );
     }
