@@ -9,6 +9,7 @@ use crate::options::{Method, TrainOptions};
 use crate::trainer::Trainer;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
 use erosion_model::load::{Checkpoint, GenerationConfig};
 use erosion_model::tokenizer::ModelTokenizer;
@@ -61,7 +62,9 @@ pub struct RunSpec<'a> {
     pub generation: Option<&'a GenerationConfig>,
     pub dtype: DType,
     pub device: Device,
-    pub quiet: bool,
+    /// Where the run's progress goes (sequences trained, each step's loss): the caller's
+    /// terminal bar, or [`erosion_forward::batch::Quiet`].
+    pub progress: &'a dyn ProgressSink,
     /// Stop after this many steps with a resumable checkpoint (`None`: train to the end).
     pub stop_after: Option<usize>,
     /// Watches the model as it trains (`erosion train --monitor`).
@@ -73,7 +76,7 @@ pub struct RunSpec<'a> {
 }
 
 /// `out` holds `what`, of another run: an error, or when the caller owns the folder, removed
-/// (a notice unless `quiet`).
+/// (a notice).
 fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -> Result<()> {
     if !spec.replace_other_run {
         bail!(
@@ -81,9 +84,7 @@ fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -
             out.display()
         );
     }
-    if !spec.quiet {
-        notices.notice(&format!("{}: replacing {what}", out.display()));
-    }
+    notices.notice(&format!("{}: replacing {what}", out.display()));
     std::fs::remove_dir_all(out).with_context(|| format!("cannot remove {}", out.display()))
 }
 
@@ -196,7 +197,8 @@ pub fn train(
     if let (Some(m), 0) = (&spec.monitor, trainer.step()) {
         (m.call)(0, trainer.model()).context("monitoring the starting model")?;
     }
-    trainer.fit(data, until, spec.quiet, |t, s| {
+    let mut progress = spec.progress.start("training");
+    trainer.fit(data, until, &mut *progress, |t, s| {
         if let Some(m) = &spec.monitor {
             if s.step % m.every.max(1) == 0 || s.step == opts.steps {
                 (m.call)(s.step, t.model())
@@ -213,6 +215,7 @@ pub fn train(
         }
         Ok(())
     })?;
+    drop(progress);
     if trainer.step() < opts.steps {
         return Ok(Outcome {
             dir: out.join(format!("checkpoint-{}", trainer.step())),

@@ -10,6 +10,7 @@ use erosion_causal::data::chat_sequences;
 use erosion_causal::drift_series::TrainingMonitor;
 use erosion_causal::export::read_safetensors;
 use erosion_data::{render_example, RenderOptions};
+use erosion_forward::batch::{ProgressSink, Quiet};
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::LoraConfig;
@@ -198,13 +199,18 @@ pub fn run(args: Args) -> Result<()> {
         let p = probe.as_ref().expect("the monitor runs only with a probe");
         p.watch(step, model)
     };
+    let progress: &dyn ProgressSink = if args.quiet {
+        &Quiet
+    } else {
+        &crate::progress::Bars
+    };
     let spec = RunSpec {
         start: Start::Checkpoint(args.model.clone()),
         tokenizer: &ck.tokenizer,
         generation: ck.generation_config.as_ref(),
         dtype: args.device.dtype()?,
         device: args.device.device()?,
-        quiet: args.quiet,
+        progress,
         stop_after: None,
         replace_other_run: false,
         monitor: args.monitor.map(|every| Monitor {
