@@ -1,9 +1,8 @@
 //! `erosion`: measure how fine-tuning erodes the safety alignment of language models.
 
 mod alloc;
+mod args;
 mod cmd;
-mod datasets;
-mod device;
 mod layer;
 mod probe;
 mod progress;
@@ -68,5 +67,38 @@ fn main() {
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Command {
+        let argv = std::iter::once("erosion").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn every_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// A shared group keeps each command's own defaults.
+    #[test]
+    fn shared_sampling_flags_keep_each_commands_default() {
+        let generate = parse(&["generate", "m", "--prompt", "hi"]);
+        let eval = parse(&["eval", "m", "--organism", "--out", "o"]);
+        match (generate, eval) {
+            (Command::Generate(g), Command::Eval(e)) => {
+                assert_eq!(g.sampling.max_new_tokens, 64);
+                assert_eq!(e.sampling.max_new_tokens, 128);
+                assert_eq!(g.model.model, "m");
+            }
+            _ => unreachable!("parsed as the named commands"),
+        }
     }
 }

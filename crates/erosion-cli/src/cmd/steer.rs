@@ -11,7 +11,7 @@ use erosion_causal::Action;
 use erosion_eval::{Judge, LogprobJudge};
 use erosion_organism::evaluation::OrganismJudge;
 
-use crate::device::DeviceArgs;
+use crate::args::{ModelArgs, OutArgs};
 use crate::layer::ResidLayer;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -24,8 +24,9 @@ pub enum ActionArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model to steer (folder, .gguf or hub id).
-    pub model: String,
+    // The model to steer, and where it runs.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Directions written by an earlier run (DIR/directions.safetensors).
     #[arg(long, conflicts_with_all = ["base", "instruct"])]
     pub directions: Option<PathBuf>,
@@ -80,10 +81,8 @@ pub struct Args {
     pub control_seed: u64,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    #[arg(long)]
-    pub out: PathBuf,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub out: OutArgs,
 }
 
 /// The three datasets of the measures, from the flags.
@@ -131,13 +130,13 @@ fn judge(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    let (dtype, device) = (args.model.device.dtype()?, args.model.device.device()?);
     let data = data(&args)?;
     let judge = judge(&args, data.organism, dtype, &device)?;
     let spec = SteerSpec {
         data,
         directions: directions(&args)?,
-        model: args.model,
+        model: args.model.model,
         window: args.window,
         action: match args.action {
             ActionArg::Add => Action::Add { scale: args.scale },
@@ -149,7 +148,7 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         control_seed: args.control_seed,
         batch_size: args.batch_size,
-        out: args.out,
+        out: args.out.out,
         dtype,
         device,
         command_line: std::env::args().collect(),
