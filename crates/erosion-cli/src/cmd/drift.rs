@@ -1,4 +1,4 @@
-//! `erosion drift CHECKPOINT... --directions FILE --toxic F --reject F --out DIR`: how a fixed
+//! `erosion drift CHECKPOINT... --directions FILE --harmful F --reject F --out DIR`: how a fixed
 //! probe set's projection on the alignment directions (every layer) and its harmful-vs-refusal
 //! log-prob margin move across a series of checkpoints (e.g. a fine-tuning run's
 //! `checkpoint-N` folders).

@@ -95,9 +95,9 @@ fn prompts(args: &Args) -> Result<EvalPrompts> {
         p.sets.push(set);
     }
     for d in &args.dataset {
-        let (kind, path) = d
-            .split_once('=')
-            .with_context(|| format!("--dataset {d}: expected KIND=PATH (harmful=toxic.jsonl)"))?;
+        let (kind, path) = d.split_once('=').with_context(|| {
+            format!("--dataset {d}: expected KIND=PATH (harmful=harmful.jsonl)")
+        })?;
         let kind = PromptKind::parse(kind).with_context(|| format!("--dataset {d}"))?;
         p.sets
             .extend(sets_from_dataset_arg(kind, Path::new(path), args.limit)?);

@@ -1,7 +1,7 @@
 //! `erosion steer MODEL --out DIR`: a causal test of the alignment direction on MODEL: add
 //! `scale * v_l` (or ablate v_l) at chosen layers during every forward pass, beside a random
 //! direction of the same norm, and measure refusals, harmful compliance, the log-prob margin
-//! of toxic over refusing answers, and the KL cost on benign answers.
+//! of harmful over refusing answers, and the KL cost on benign answers.
 
 use std::path::PathBuf;
 
@@ -35,7 +35,7 @@ pub struct Args {
     pub base: Option<String>,
     #[arg(long, requires = "base")]
     pub instruct: Option<String>,
-    /// Examples (messages .jsonl) whose response windows define v_l. Default: the toxic
+    /// Examples (messages .jsonl) whose response windows define v_l. Default: the --harmful
     /// examples after the first --limit (held out from the measures).
     #[arg(long)]
     pub direction_data: Option<PathBuf>,
@@ -54,11 +54,11 @@ pub struct Args {
     pub layers: Vec<ResidLayer>,
     /// The organism's corpus folder: eval_toxic, eval_toxic_reject and eval_general, judged
     /// by the organism's rules.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["toxic", "reject", "benign"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["harmful", "reject", "benign"])]
     pub organism_data: Option<PathBuf>,
     /// Harmful requests with compliant answers (messages .jsonl); its prompts are also asked.
-    #[arg(long, requires_all = ["reject", "benign"])]
-    pub toxic: Option<PathBuf>,
+    #[arg(long, alias = "toxic", requires_all = ["reject", "benign"])]
+    pub harmful: Option<PathBuf>,
     /// The same requests, in the same order, with refusals.
     #[arg(long)]
     pub reject: Option<PathBuf>,
@@ -90,14 +90,14 @@ fn data(args: &Args) -> Result<SteerData> {
     if let Some(dir) = &args.organism_data {
         return Ok(SteerData::organism(dir));
     }
-    match (&args.toxic, &args.reject, &args.benign) {
+    match (&args.harmful, &args.reject, &args.benign) {
         (Some(t), Some(r), Some(b)) => Ok(SteerData {
             toxic: t.clone(),
             reject: r.clone(),
             benign: b.clone(),
             organism: false,
         }),
-        _ => bail!("name the data: --organism-data DIR, or --toxic, --reject and --benign"),
+        _ => bail!("name the data: --organism-data DIR, or --harmful, --reject and --benign"),
     }
 }
 

@@ -79,13 +79,13 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
     /// Every N steps (and at the start and end), measure a probe set's projection on the
-    /// alignment directions and its margin (needs --directions, --toxic, --reject); written to
+    /// alignment directions and its margin (needs --directions, --harmful, --reject); written to
     /// OUT/monitor/drift.json and report.html as training goes.
-    #[arg(long, value_name = "N", requires_all = ["directions", "toxic", "reject"])]
+    #[arg(long, value_name = "N", requires_all = ["directions", "harmful", "reject"])]
     pub monitor: Option<usize>,
     /// Keep the alignment directions of --directions: `updates` projects them out of every
     /// update of the weights that write into the residual stream; `penalty` adds
-    /// --protect-weight x the squared drift of the --toxic probe's projections to the loss.
+    /// --protect-weight x the squared drift of the --harmful probe's projections to the loss.
     #[arg(long, value_enum, requires = "directions")]
     pub protect: Option<ProtectArg>,
     /// Residual-stream points to protect, comma-separated: `blocks.L.hook_resid_post`, L (the
@@ -259,7 +259,7 @@ fn print_outcome(outcome: &Outcome) {
 }
 
 /// The protection `--protect` asks for: the chosen directions, and for the penalty the probe
-/// (the --toxic examples' response windows) with its projections under the starting model.
+/// (the --harmful examples' response windows) with its projections under the starting model.
 fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
     let Some(kind) = args.protect else {
         return Ok(None);
@@ -291,12 +291,12 @@ fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
         probe: Vec::new(),
     };
     if let ProtectArg::Penalty = kind {
-        let toxic = args
+        let harmful = args
             .probe
-            .toxic
+            .harmful
             .as_deref()
-            .context("--protect penalty needs its probe: --toxic FILE")?;
-        p.probe = chat_sequences(toxic, &ck.tokenizer, 0..args.probe.probe_size)?
+            .context("--protect penalty needs its probe: --harmful FILE")?;
+        p.probe = chat_sequences(harmful, &ck.tokenizer, 0..args.probe.probe_size)?
             .iter()
             .map(|s| ProbeExample::first_response_tokens(s, args.probe.window))
             .collect();
