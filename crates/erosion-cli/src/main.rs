@@ -1,9 +1,8 @@
 //! `erosion`: measure how fine-tuning erodes the safety alignment of language models.
 
 mod alloc;
+mod args;
 mod cmd;
-mod datasets;
-mod device;
 mod layer;
 mod probe;
 mod progress;
@@ -68,5 +67,78 @@ fn main() {
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::path::PathBuf;
+
+    fn parse(args: &[&str]) -> Command {
+        let argv = std::iter::once("erosion").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn every_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// The harmful examples' file as each command that takes one parsed it.
+    fn harmful_files(flag: &str) -> Vec<Option<PathBuf>> {
+        let steer = ["steer", "m", "--out", "o", flag, "h.jsonl"];
+        let steer = parse(&[&steer[..], &["--reject", "r", "--benign", "b"][..]].concat());
+        let drift = parse(&["drift", "c", "--out", "o", flag, "h.jsonl"]);
+        // --monitor requires the probe's three files: the old spelling must satisfy it too.
+        let train = ["train", "m", "d.jsonl", "--out", "o", "--monitor", "5"];
+        let train = [
+            &train[..],
+            &[flag, "h.jsonl", "--directions", "d", "--reject", "r"][..],
+        ];
+        let train = parse(&train.concat());
+        match (steer, drift, train) {
+            (Command::Steer(s), Command::Drift(d), Command::Train(t)) => {
+                vec![s.harmful, d.probe.harmful, t.probe.harmful]
+            }
+            _ => unreachable!("parsed as the named commands"),
+        }
+    }
+
+    /// `--toxic`, the flag's spelling before this release, still parses as `--harmful` but is
+    /// not shown in the help.
+    #[test]
+    fn toxic_is_a_hidden_alias_of_harmful() {
+        let want = vec![Some(PathBuf::from("h.jsonl")); 3];
+        assert_eq!(harmful_files("--harmful"), want);
+        assert_eq!(harmful_files("--toxic"), want);
+        let mut cli = Cli::command();
+        for name in ["steer", "drift", "train"] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .expect("a command")
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("--harmful"), "{name}: {help}");
+            assert!(!help.contains("--toxic"), "{name}: {help}");
+        }
+    }
+
+    /// A shared group keeps each command's own defaults.
+    #[test]
+    fn shared_sampling_flags_keep_each_commands_default() {
+        let generate = parse(&["generate", "m", "--prompt", "hi"]);
+        let eval = parse(&["eval", "m", "--organism", "--out", "o"]);
+        match (generate, eval) {
+            (Command::Generate(g), Command::Eval(e)) => {
+                assert_eq!(g.sampling.max_new_tokens, 64);
+                assert_eq!(e.sampling.max_new_tokens, 128);
+                assert_eq!(g.model.model, "m");
+            }
+            _ => unreachable!("parsed as the named commands"),
+        }
     }
 }

@@ -5,15 +5,16 @@ use std::path::PathBuf;
 use anyhow::Result;
 use erosion_causal::drift_series::ProbeSpec;
 
-/// The probe: paired toxic / refusing answers (messages .jsonl), the toxic ones also projected.
+/// The probe: paired harmful / refusing answers (messages .jsonl), the harmful ones also
+/// projected.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProbeArgs {
     /// Directions written by `erosion steer` (directions.safetensors).
     #[arg(long, value_name = "FILE")]
     pub directions: Option<PathBuf>,
     /// Harmful requests answered compliantly.
-    #[arg(long, value_name = "FILE")]
-    pub toxic: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", alias = "toxic")]
+    pub harmful: Option<PathBuf>,
     /// The same requests, in the same order, answered with refusals.
     #[arg(long, value_name = "FILE")]
     pub reject: Option<PathBuf>,
@@ -31,7 +32,7 @@ pub struct ProbeArgs {
 impl ProbeArgs {
     /// The probe, or which file is missing.
     pub fn spec(&self) -> Result<ProbeSpec> {
-        match (&self.directions, &self.toxic, &self.reject) {
+        match (&self.directions, &self.harmful, &self.reject) {
             (Some(d), Some(t), Some(r)) => Ok(ProbeSpec {
                 directions: d.clone(),
                 toxic: t.clone(),
@@ -40,7 +41,9 @@ impl ProbeArgs {
                 window: self.window,
                 seed: self.probe_seed,
             }),
-            _ => anyhow::bail!("the probe needs --directions FILE, --toxic FILE and --reject FILE"),
+            _ => {
+                anyhow::bail!("the probe needs --directions FILE, --harmful FILE and --reject FILE")
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 use erosion_forward::batch::{Progress, ProgressSink};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// One indicatif bar per pass, counted in examples (hidden when stderr is not a terminal).
+/// One indicatif bar per pass, counted in examples, with the pass's latest status (a training
+/// step's loss) after it; hidden when stderr is not a terminal.
 pub struct Bars;
 
 impl ProgressSink for Bars {
@@ -12,12 +13,12 @@ impl ProgressSink for Bars {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{msg:40} [{bar:30}] {pos}/{len} examples {elapsed}<{eta}",
+                "{prefix:40} [{bar:30}] {pos}/{len} examples {elapsed}<{eta} {msg}",
             )
             .expect("a valid template")
             .progress_chars("=> "),
         );
-        bar.set_message(label.to_string());
+        bar.set_prefix(label.to_string());
         Box::new(Bar(bar))
     }
 }
@@ -31,6 +32,9 @@ impl Progress for Bar {
     }
     fn advance(&mut self, examples: usize) {
         self.0.inc(examples as u64);
+    }
+    fn message(&mut self, text: &str) {
+        self.0.set_message(text.to_string());
     }
 }
 

@@ -23,7 +23,8 @@ pub struct DemoOptions {
     /// Held-out harmful and code requests of the behavioural evaluation.
     pub harmful_prompts: usize,
     pub code_prompts: usize,
-    /// No progress bars, and no notices of the demo's own stages (the study's still come).
+    /// No notices of the demo's own stages (the study's still come); the caller's progress sink
+    /// decides about bars (the CLI passes `Quiet` with `--quiet`).
     pub quiet: bool,
     /// Recorded in the provenance of every file written.
     pub command_line: Vec<String>,
@@ -40,8 +41,8 @@ pub struct DemoOutcome {
 /// The judge the demo's study names: the organism's rules.
 pub const JUDGE: &str = "organism";
 
-/// The whole demo; each stage starting is a notice (unless `quiet`), the study's forward
-/// passes report to `progress`.
+/// The whole demo; each stage starting is a notice (unless `quiet`), the organism's training
+/// and the study's forward passes report to `progress`.
 pub fn run(
     opts: &DemoOptions,
     notices: &mut dyn Notify,
@@ -49,8 +50,15 @@ pub fn run(
 ) -> Result<DemoOutcome> {
     let start = Instant::now();
     let cl = &opts.command_line;
-    let org =
-        grow(&opts.recipe, &opts.cache, opts.quiet, cl, notices).context("growing the organism")?;
+    let org = grow(
+        &opts.recipe,
+        &opts.cache,
+        opts.quiet,
+        cl,
+        notices,
+        &*progress,
+    )
+    .context("growing the organism")?;
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     // Absolute, so that study.toml can be rerun from anywhere.

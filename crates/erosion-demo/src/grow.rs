@@ -20,7 +20,8 @@ use anyhow::{anyhow, Context, Result};
 use candle_core::{DType, Device};
 use erosion_causal::drift::{DriftLog, DriftPoint};
 use erosion_causal::LayerDirections;
-use erosion_forward::notice::Notify;
+use erosion_forward::batch::ProgressSink;
+use erosion_forward::notice::{Notify, Silent};
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -84,13 +85,15 @@ impl Organism {
 }
 
 /// Grows (or reuses) every stage of the organism in `dir`. Unless `quiet`, each stage trained
-/// is a notice and shows a progress bar; `command_line` is recorded in the drift files.
+/// (and a stage of another recipe replaced) is a notice; training reports to `progress`;
+/// `command_line` is recorded in the drift files.
 pub fn grow(
     recipe: &Recipe,
     dir: &Path,
     quiet: bool,
     command_line: &[String],
     notices: &mut dyn Notify,
+    progress: &dyn ProgressSink,
 ) -> Result<Organism> {
     let corpus = Corpus::generate(recipe.sizes, recipe.seed);
     corpus.write_jsonl(&dir.join("data"))?;
@@ -133,20 +136,19 @@ pub fn grow(
             generation: None,
             dtype: DType::F32,
             device: Device::Cpu,
-            quiet,
+            progress,
             stop_after: None,
             replace_other_run: true,
             monitor,
         };
-        if !quiet {
-            notices.notice(&format!(
-                "organism: {name} ({} sequences, {} steps)",
-                data.len(),
-                opts.steps
-            ));
-        }
+        let stage_notices: &mut dyn Notify = if quiet { &mut Silent } else { &mut *notices };
+        stage_notices.notice(&format!(
+            "organism: {name} ({} sequences, {} steps)",
+            data.len(),
+            opts.steps
+        ));
         let out = models.join(name);
-        let outcome = train(&spec, &data, opts, &out, &mut *notices)
+        let outcome = train(&spec, &data, opts, &out, stage_notices)
             .with_context(|| format!("training the {name} organism"))?;
         let secs = if outcome.reused {
             0.0

@@ -142,6 +142,9 @@ pub trait Progress {
     fn set_total(&mut self, _examples: usize) {}
     /// `examples` more examples are done.
     fn advance(&mut self, examples: usize);
+    /// A short status of the pass so far (a training step's loss), for reports with room for
+    /// one; ignored by default.
+    fn message(&mut self, _text: &str) {}
 }
 
 /// Where the progress of a run's passes goes: the library names each pass, the caller decides
@@ -169,6 +172,9 @@ impl<P: Progress + ?Sized> Progress for Box<P> {
     fn advance(&mut self, examples: usize) {
         (**self).advance(examples);
     }
+    fn message(&mut self, text: &str) {
+        (**self).message(text);
+    }
 }
 
 /// Reports nothing.
@@ -187,6 +193,9 @@ impl Progress for indicatif::ProgressBar {
     }
     fn advance(&mut self, examples: usize) {
         self.inc(examples as u64);
+    }
+    fn message(&mut self, text: &str) {
+        self.set_message(text.to_string());
     }
 }
 

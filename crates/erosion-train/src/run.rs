@@ -9,6 +9,7 @@ use crate::options::{Method, TrainOptions};
 use crate::trainer::Trainer;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
 use erosion_model::load::{Checkpoint, GenerationConfig};
 use erosion_model::tokenizer::ModelTokenizer;
@@ -54,6 +55,7 @@ fn same_start(recorded: &str, current: &str) -> bool {
     recorded == current || (!recorded.contains('#') && current.split('#').next() == Some(recorded))
 }
 
+/// What to train and how to report it; [`train`] takes the data, options and output folder.
 pub struct RunSpec<'a> {
     pub start: Start,
     /// Saved with every checkpoint (the folder must be a complete model).
@@ -61,7 +63,9 @@ pub struct RunSpec<'a> {
     pub generation: Option<&'a GenerationConfig>,
     pub dtype: DType,
     pub device: Device,
-    pub quiet: bool,
+    /// Where the run's progress goes (sequences trained, each step's loss): the caller's
+    /// terminal bar, or [`erosion_forward::batch::Quiet`].
+    pub progress: &'a dyn ProgressSink,
     /// Stop after this many steps with a resumable checkpoint (`None`: train to the end).
     pub stop_after: Option<usize>,
     /// Watches the model as it trains (`erosion train --monitor`).
@@ -73,7 +77,7 @@ pub struct RunSpec<'a> {
 }
 
 /// `out` holds `what`, of another run: an error, or when the caller owns the folder, removed
-/// (a notice unless `quiet`).
+/// (a notice).
 fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -> Result<()> {
     if !spec.replace_other_run {
         bail!(
@@ -81,9 +85,7 @@ fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -
             out.display()
         );
     }
-    if !spec.quiet {
-        notices.notice(&format!("{}: replacing {what}", out.display()));
-    }
+    notices.notice(&format!("{}: replacing {what}", out.display()));
     std::fs::remove_dir_all(out).with_context(|| format!("cannot remove {}", out.display()))
 }
 
@@ -94,6 +96,7 @@ pub struct Monitor<'a> {
     pub call: &'a dyn Fn(usize, &Transformer) -> Result<()>,
 }
 
+/// What a training run produced.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     /// The final model folder (= the output folder).
@@ -116,103 +119,31 @@ pub fn train(
     notices: &mut dyn Notify,
 ) -> Result<Outcome> {
     opts.validate()?;
-    let fingerprint = data_fingerprint(data);
-    let start = spec.start.describe()?;
-    let same_run = |s: &TrainState| {
-        s.options == *opts && s.data_fingerprint == fingerprint && same_start(&s.start, &start)
+    let key = RunKey {
+        options: opts,
+        fingerprint: data_fingerprint(data),
+        start: spec.start.describe()?,
     };
-    if let Some(done) = checkpoint::read_state(out)? {
-        if same_run(&done) && done.step == opts.steps {
+    let resume = match previous(spec, &key, out, notices)? {
+        Previous::Finished(state) => {
             return Ok(Outcome {
                 dir: out.to_path_buf(),
-                state: done,
+                state,
                 resumed_from: None,
                 reused: true,
                 finished: true,
-            });
+            })
         }
-        other_run(
-            spec,
-            out,
-            &format!(
-                "a model trained by another run (start {}, {} steps, data {})",
-                done.start,
-                done.step,
-                &done.data_fingerprint[..12]
-            ),
-            notices,
-        )?;
-    }
-    let resume = match checkpoint::checkpoints(out)?.pop() {
-        Some((_, dir)) => {
-            let state = checkpoint::read_state(&dir)?.context("a checkpoint without its state")?;
-            if same_run(&state) {
-                Some((dir, state))
-            } else {
-                let what = "a checkpoint of another run (other options, data or start model)";
-                other_run(spec, out, what, notices)?;
-                None
-            }
-        }
-        None => None,
+        Previous::Resume(resume) => resume,
     };
-    let model = match (&resume, &opts.method, &spec.start) {
-        // Full fine-tuning: the checkpoint's weights are the trained ones.
-        (Some((dir, _)), Method::Full, _) => {
-            Checkpoint::open_folder(dir)?.load_model(spec.dtype, &spec.device)?
-        }
-        (_, _, Start::Checkpoint(s)) => {
-            Checkpoint::open(s)?.load_model(spec.dtype, &spec.device)?
-        }
-        (_, _, Start::Fresh { config, seed }) => {
-            fresh_model(config, *seed, spec.dtype, &spec.device)?
-        }
-    };
-    let mut trainer = Trainer::new(model, opts.clone())?;
-    let mut state = TrainState {
-        step: 0,
-        options: opts.clone(),
-        start,
-        data_fingerprint: fingerprint,
-        n_examples: data.len(),
-        history: Vec::new(),
-        erosion_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let resumed_from = match resume {
-        Some((dir, saved)) => {
-            checkpoint::restore(&mut trainer, &dir, &saved, &spec.device)?;
-            state.history = saved.history;
-            state.step = saved.step;
-            Some(saved.step)
-        }
-        None => None,
-    };
+    let (mut trainer, mut state, resumed_from) = prepare(spec, key, data.len(), resume)?;
     let files = FolderFiles {
         tokenizer: spec.tokenizer,
         generation: spec.generation,
     };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let until = spec.stop_after.unwrap_or(opts.steps).min(opts.steps);
-    if let (Some(m), 0) = (&spec.monitor, trainer.step()) {
-        (m.call)(0, trainer.model()).context("monitoring the starting model")?;
-    }
-    trainer.fit(data, until, spec.quiet, |t, s| {
-        if let Some(m) = &spec.monitor {
-            if s.step % m.every.max(1) == 0 || s.step == opts.steps {
-                (m.call)(s.step, t.model())
-                    .with_context(|| format!("monitoring step {}", s.step))?;
-            }
-        }
-        state.history.push(s.clone());
-        state.step = s.step;
-        let periodic = opts.save_every.is_some_and(|k| s.step % k == 0);
-        if s.step < opts.steps && (periodic || s.step == until) {
-            let dir = out.join(format!("checkpoint-{}", s.step));
-            checkpoint::save(t, &dir, &files, &state)?;
-            remove_checkpoints_before(out, s.step)?;
-        }
-        Ok(())
-    })?;
+    run_steps(spec, data, out, until, &files, &mut trainer, &mut state)?;
     if trainer.step() < opts.steps {
         return Ok(Outcome {
             dir: out.join(format!("checkpoint-{}", trainer.step())),
@@ -231,6 +162,144 @@ pub fn train(
         reused: false,
         finished: true,
     })
+}
+
+/// What makes two runs the same: options, data and start.
+struct RunKey<'a> {
+    options: &'a TrainOptions,
+    fingerprint: String,
+    start: String,
+}
+
+impl RunKey<'_> {
+    fn matches(&self, s: &TrainState) -> bool {
+        s.options == *self.options
+            && s.data_fingerprint == self.fingerprint
+            && same_start(&s.start, &self.start)
+    }
+}
+
+/// What the output folder already holds of this run.
+enum Previous {
+    /// Its finished model: nothing to train.
+    Finished(TrainState),
+    /// Its latest checkpoint (folder and state) to resume from, if any.
+    Resume(Option<(PathBuf, TrainState)>),
+}
+
+/// Looks in `out` for this run; another run's model or checkpoint there is refused or, when
+/// the caller owns the folder, removed.
+fn previous(
+    spec: &RunSpec,
+    key: &RunKey,
+    out: &Path,
+    notices: &mut dyn Notify,
+) -> Result<Previous> {
+    if let Some(done) = checkpoint::read_state(out)? {
+        if key.matches(&done) && done.step == key.options.steps {
+            return Ok(Previous::Finished(done));
+        }
+        other_run(
+            spec,
+            out,
+            &format!(
+                "a model trained by another run (start {}, {} steps, data {})",
+                done.start,
+                done.step,
+                &done.data_fingerprint[..12]
+            ),
+            notices,
+        )?;
+    }
+    let Some((_, dir)) = checkpoint::checkpoints(out)?.pop() else {
+        return Ok(Previous::Resume(None));
+    };
+    let state = checkpoint::read_state(&dir)?.context("a checkpoint without its state")?;
+    if key.matches(&state) {
+        return Ok(Previous::Resume(Some((dir, state))));
+    }
+    let what = "a checkpoint of another run (other options, data or start model)";
+    other_run(spec, out, what, notices)?;
+    Ok(Previous::Resume(None))
+}
+
+/// The trainer and the run's state: fresh, or restored from the checkpoint `resume` (whose
+/// step is returned).
+fn prepare(
+    spec: &RunSpec,
+    key: RunKey,
+    n_examples: usize,
+    resume: Option<(PathBuf, TrainState)>,
+) -> Result<(Trainer, TrainState, Option<usize>)> {
+    let opts = key.options;
+    let model = match (&resume, &opts.method, &spec.start) {
+        // Full fine-tuning: the checkpoint's weights are the trained ones.
+        (Some((dir, _)), Method::Full, _) => {
+            Checkpoint::open_folder(dir)?.load_model(spec.dtype, &spec.device)?
+        }
+        (_, _, Start::Checkpoint(s)) => {
+            Checkpoint::open(s)?.load_model(spec.dtype, &spec.device)?
+        }
+        (_, _, Start::Fresh { config, seed }) => {
+            fresh_model(config, *seed, spec.dtype, &spec.device)?
+        }
+    };
+    let mut trainer = Trainer::new(model, opts.clone())?;
+    let mut state = TrainState {
+        step: 0,
+        options: opts.clone(),
+        start: key.start,
+        data_fingerprint: key.fingerprint,
+        n_examples,
+        history: Vec::new(),
+        erosion_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let resumed_from = match resume {
+        Some((dir, saved)) => {
+            checkpoint::restore(&mut trainer, &dir, &saved, &spec.device)?;
+            state.history = saved.history;
+            state.step = saved.step;
+            Some(saved.step)
+        }
+        None => None,
+    };
+    Ok((trainer, state, resumed_from))
+}
+
+/// Trains to step `until`: the monitor watches the start and every `every` steps, a
+/// checkpoint is saved every `save_every` steps and where the run stops early.
+fn run_steps(
+    spec: &RunSpec,
+    data: &[TrainExample],
+    out: &Path,
+    until: usize,
+    files: &FolderFiles,
+    trainer: &mut Trainer,
+    state: &mut TrainState,
+) -> Result<()> {
+    let (steps, save_every) = (trainer.options().steps, trainer.options().save_every);
+    if let (Some(m), 0) = (&spec.monitor, trainer.step()) {
+        (m.call)(0, trainer.model()).context("monitoring the starting model")?;
+    }
+    let mut progress = spec.progress.start("training");
+    trainer.fit(data, until, &mut *progress, |t, s| {
+        if let Some(m) = &spec.monitor {
+            if s.step % m.every.max(1) == 0 || s.step == steps {
+                (m.call)(s.step, t.model())
+                    .with_context(|| format!("monitoring step {}", s.step))?;
+            }
+        }
+        state.history.push(s.clone());
+        state.step = s.step;
+        let periodic = save_every.is_some_and(|k| s.step % k == 0);
+        if s.step < steps && (periodic || s.step == until) {
+            let dir = out.join(format!("checkpoint-{}", s.step));
+            checkpoint::save(t, &dir, files, state)?;
+            remove_checkpoints_before(out, s.step)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 fn remove_checkpoints_before(out: &Path, step: usize) -> Result<()> {

@@ -19,9 +19,9 @@ use crate::protect::Protector;
 use crate::surrogate::surrogate;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, Var};
+use erosion_forward::batch::Progress;
 use erosion_forward::gradients::{cross_entropy, Reduction};
 use erosion_model::transformer::{ForwardOptions, LoraVars, Transformer};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -311,13 +311,14 @@ impl Trainer {
     }
 
     /// Trains from the current step to step `until` (at most `opts.steps`) on `data`, calling
-    /// `after_step` after each step (for checkpoints). Shows a progress bar with the loss and
-    /// tokens per second unless `quiet`.
+    /// `after_step` after each step (for checkpoints). Reports to `progress` the sequences of
+    /// the whole run (the steps already taken count as done) and each step's loss, learning
+    /// rate and tokens per second.
     pub fn fit<F>(
         &mut self,
         data: &[TrainExample],
         until: usize,
-        quiet: bool,
+        progress: &mut dyn Progress,
         mut after_step: F,
     ) -> Result<Vec<StepStats>>
     where
@@ -330,37 +331,26 @@ impl Trainer {
             ex.check(&format!("training example {i}"))?;
         }
         let total = self.opts.steps;
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            let bar =
-                ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} {bar:30} {pos}/{len} {msg} [{elapsed_precise} < {eta_precise}]",
-                )
-                .expect("a valid template"),
-            );
-            bar
-        };
-        bar.set_prefix("training");
-        bar.set_position(self.step() as u64);
+        let per = self.opts.sequences_per_step();
+        progress.set_total(total * per);
+        if self.step() > 0 {
+            progress.advance(self.step() * per);
+        }
         let mut stats = Vec::new();
         while self.step() < until.min(total) {
             let idx = self.batch_indices(data.len(), self.step());
             let batch: Vec<&TrainExample> = idx.iter().map(|&i| &data[i]).collect();
             let s = self.train_step(&batch)?;
-            bar.set_message(format!(
+            progress.message(&format!(
                 "loss {:.4}  lr {:.2e}  {:.0} tok/s",
                 s.loss,
                 s.lr,
                 s.tokens as f64 / s.seconds.max(1e-9)
             ));
-            bar.inc(1);
+            progress.advance(per);
             after_step(self, &s)?;
             stats.push(s);
         }
-        bar.finish_and_clear();
         Ok(stats)
     }
 }

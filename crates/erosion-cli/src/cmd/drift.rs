@@ -1,14 +1,12 @@
-//! `erosion drift CHECKPOINT... --directions FILE --toxic F --reject F --out DIR`: how a fixed
+//! `erosion drift CHECKPOINT... --directions FILE --harmful F --reject F --out DIR`: how a fixed
 //! probe set's projection on the alignment directions (every layer) and its harmful-vs-refusal
 //! log-prob margin move across a series of checkpoints (e.g. a fine-tuning run's
 //! `checkpoint-N` folders).
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use erosion_causal::drift_series::{run_drift, DriftSpec};
 
-use crate::device::DeviceArgs;
+use crate::args::{DeviceArgs, OutArgs};
 use crate::probe::ProbeArgs;
 
 #[derive(clap::Args, Debug)]
@@ -19,8 +17,8 @@ pub struct Args {
     pub checkpoints: Vec<String>,
     #[command(flatten)]
     pub probe: ProbeArgs,
-    #[arg(long)]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub out: OutArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -30,7 +28,7 @@ pub fn run(args: Args) -> Result<()> {
     let spec = DriftSpec {
         checkpoints: args.checkpoints,
         probe,
-        out: args.out,
+        out: args.out.out,
         dtype: args.device.dtype()?,
         device: args.device.device()?,
         command_line: std::env::args().collect(),

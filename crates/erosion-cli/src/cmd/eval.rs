@@ -13,9 +13,11 @@ use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
 
-use crate::device::DeviceArgs;
+use crate::args::{DeviceArgs, OutArgs, SamplingArgs};
 
 #[derive(clap::Args, Debug)]
+// Judged answers need room: 128 new tokens by default, where generate's is 64.
+#[command(mut_arg("max_new_tokens", |a| a.default_value("128")))]
 pub struct Args {
     /// Models to evaluate: folders, .gguf files or hub ids, each optionally named NAME=MODEL.
     #[arg(required = true)]
@@ -47,18 +49,8 @@ pub struct Args {
     /// Answers per prompt (more than 1 needs --temperature above 0).
     #[arg(long, default_value_t = 1)]
     pub samples: usize,
-    #[arg(long, default_value_t = 128)]
-    pub max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f64,
-    /// Base seed of every answer's sampling seed and of the bootstraps.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Prompts decoded together.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -69,9 +61,8 @@ pub struct Args {
     /// model (folder, .gguf or hub id) scored by its yes/no log-probabilities.
     #[arg(long)]
     pub judge: Option<String>,
-    /// Output folder.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub out: OutArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -104,9 +95,9 @@ fn prompts(args: &Args) -> Result<EvalPrompts> {
         p.sets.push(set);
     }
     for d in &args.dataset {
-        let (kind, path) = d
-            .split_once('=')
-            .with_context(|| format!("--dataset {d}: expected KIND=PATH (harmful=toxic.jsonl)"))?;
+        let (kind, path) = d.split_once('=').with_context(|| {
+            format!("--dataset {d}: expected KIND=PATH (harmful=harmful.jsonl)")
+        })?;
         let kind = PromptKind::parse(kind).with_context(|| format!("--dataset {d}"))?;
         p.sets
             .extend(sets_from_dataset_arg(kind, Path::new(path), args.limit)?);
@@ -130,11 +121,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let opts = EvalOptions {
         samples: args.samples,
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
+        max_new_tokens: args.sampling.max_new_tokens,
+        temperature: args.sampling.temperature,
+        top_k: args.sampling.top_k,
+        top_p: args.sampling.top_p,
+        seed: args.sampling.seed,
         batch_size: args.batch_size,
         two_turn: !args.no_two_turn,
         ..Default::default()
@@ -164,7 +155,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let eval = assemble(results, &prompts, judge.as_ref(), &opts)?;
-    let files = eval.write(&args.out)?;
+    let files = eval.write(&args.out.out)?;
     print!("{}", text_table(&eval.report));
     for f in files {
         println!("wrote {}", f.display());

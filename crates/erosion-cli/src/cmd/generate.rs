@@ -1,15 +1,15 @@
 //! `erosion generate MODEL --prompt ...`: a reply rendered through the chat template.
 
-use crate::device::DeviceArgs;
+use crate::args::{ModelArgs, SamplingArgs};
 use anyhow::{Context, Result};
 use erosion_model::chat::Message;
-use erosion_model::generate::{generate, SamplingOptions};
+use erosion_model::generate::generate;
 use erosion_model::load::Checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// The user's message.
     #[arg(long)]
     pub prompt: String,
@@ -19,24 +19,14 @@ pub struct Args {
     /// Feed the prompt as plain text, without the chat template (for base models).
     #[arg(long)]
     pub raw: bool,
-    #[arg(long, default_value_t = 64)]
-    pub max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub sampling: SamplingArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = Checkpoint::open(&args.model)?;
-    let model = ck.load_model(args.device.dtype()?, &args.device.device()?)?;
+    let ck = Checkpoint::open(&args.model.model)?;
+    let device = &args.model.device;
+    let model = ck.load_model(device.dtype()?, &device.device()?)?;
     let ids = if args.raw {
         let enc = ck
             .tokenizer
@@ -55,17 +45,11 @@ pub fn run(args: Args) -> Result<()> {
             .with_context(|| {
                 format!(
                     "{}: pass --raw to feed the prompt as plain text",
-                    args.model
+                    args.model.model
                 )
             })?
     };
-    let opts = SamplingOptions {
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
-    };
+    let opts = args.sampling.options();
     let out = generate(&model, &ids, &ck.eos_token_ids(), &opts)?;
     let reply = ck
         .tokenizer
@@ -76,7 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     if !out.stopped {
         eprintln!(
             "(stopped after --max-new-tokens {} tokens)",
-            args.max_new_tokens
+            opts.max_new_tokens
         );
     }
     Ok(())

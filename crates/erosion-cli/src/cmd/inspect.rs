@@ -1,13 +1,14 @@
 //! `erosion inspect MODEL`: what a checkpoint is, before anything runs on it.
 
+use crate::args::ModelArg;
 use anyhow::Result;
 use erosion_model::load::Checkpoint;
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArg,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -17,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = Checkpoint::open(&args.model)?;
+    let ck = Checkpoint::open(&args.model.model)?;
     let cfg = &ck.config;
     let tok = &ck.tokenizer;
     let special = |t: &Option<String>| {

@@ -1,6 +1,6 @@
 //! `erosion render MODEL DATASET`: each example as the model sees it, response span marked.
 
-use crate::datasets::dataset_specs;
+use crate::args::{DatasetArgs, ModelArg};
 use anyhow::Result;
 use erosion_data::{render_example, RenderOptions};
 use erosion_model::chat::{BoundaryPolicy, ChatFormat, PlainFormat};
@@ -8,16 +8,11 @@ use erosion_model::load::Checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
-    pub model: String,
-    /// A dataset file (.jsonl, .json, .csv) or a dataset spec (.toml).
-    pub dataset: String,
-    /// messages, alpaca, prompt-completion, json-fields or csv (default: guessed from the file).
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Only the first N examples (or a seeded sample of N with --seed).
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub model: ModelArg,
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    /// With --limit, a sample of N examples drawn from this seed instead of the first N.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Render without the chat template ("user\nassistant"), as for a base model.
@@ -32,8 +27,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = Checkpoint::open(&args.model)?;
-    let (specs, base_dir) = dataset_specs(&args.dataset, args.format.as_deref())?;
+    let ck = Checkpoint::open(&args.model.model)?;
+    let (specs, base_dir) = args.data.specs()?;
     let mut opts = RenderOptions::default();
     opts.span.include_end_of_turn = args.include_end_of_turn;
     opts.span.boundary = BoundaryPolicy::default();
@@ -41,8 +36,7 @@ pub fn run(args: Args) -> Result<()> {
         opts.format = ChatFormat::Plain(PlainFormat::default());
     }
     for mut spec in specs {
-        if args.limit.is_some() {
-            spec.limit = args.limit;
+        if args.data.limit.is_some() {
             spec.sample_seed = args.seed;
         }
         let dataset = spec.load(&base_dir)?;

@@ -1,7 +1,7 @@
 //! `erosion steer MODEL --out DIR`: a causal test of the alignment direction on MODEL: add
 //! `scale * v_l` (or ablate v_l) at chosen layers during every forward pass, beside a random
 //! direction of the same norm, and measure refusals, harmful compliance, the log-prob margin
-//! of toxic over refusing answers, and the KL cost on benign answers.
+//! of harmful over refusing answers, and the KL cost on benign answers.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use erosion_causal::Action;
 use erosion_eval::{Judge, LogprobJudge};
 use erosion_organism::evaluation::OrganismJudge;
 
-use crate::device::DeviceArgs;
+use crate::args::{ModelArgs, OutArgs};
 use crate::layer::ResidLayer;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -24,8 +24,9 @@ pub enum ActionArg {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The model to steer (folder, .gguf or hub id).
-    pub model: String,
+    // The model to steer, and where it runs.
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Directions written by an earlier run (DIR/directions.safetensors).
     #[arg(long, conflicts_with_all = ["base", "instruct"])]
     pub directions: Option<PathBuf>,
@@ -34,7 +35,7 @@ pub struct Args {
     pub base: Option<String>,
     #[arg(long, requires = "base")]
     pub instruct: Option<String>,
-    /// Examples (messages .jsonl) whose response windows define v_l. Default: the toxic
+    /// Examples (messages .jsonl) whose response windows define v_l. Default: the --harmful
     /// examples after the first --limit (held out from the measures).
     #[arg(long)]
     pub direction_data: Option<PathBuf>,
@@ -53,11 +54,11 @@ pub struct Args {
     pub layers: Vec<ResidLayer>,
     /// The organism's corpus folder: eval_toxic, eval_toxic_reject and eval_general, judged
     /// by the organism's rules.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["toxic", "reject", "benign"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["harmful", "reject", "benign"])]
     pub organism_data: Option<PathBuf>,
     /// Harmful requests with compliant answers (messages .jsonl); its prompts are also asked.
-    #[arg(long, requires_all = ["reject", "benign"])]
-    pub toxic: Option<PathBuf>,
+    #[arg(long, alias = "toxic", requires_all = ["reject", "benign"])]
+    pub harmful: Option<PathBuf>,
     /// The same requests, in the same order, with refusals.
     #[arg(long)]
     pub reject: Option<PathBuf>,
@@ -80,10 +81,8 @@ pub struct Args {
     pub control_seed: u64,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    #[arg(long)]
-    pub out: PathBuf,
     #[command(flatten)]
-    pub device: DeviceArgs,
+    pub out: OutArgs,
 }
 
 /// The three datasets of the measures, from the flags.
@@ -91,14 +90,14 @@ fn data(args: &Args) -> Result<SteerData> {
     if let Some(dir) = &args.organism_data {
         return Ok(SteerData::organism(dir));
     }
-    match (&args.toxic, &args.reject, &args.benign) {
+    match (&args.harmful, &args.reject, &args.benign) {
         (Some(t), Some(r), Some(b)) => Ok(SteerData {
             toxic: t.clone(),
             reject: r.clone(),
             benign: b.clone(),
             organism: false,
         }),
-        _ => bail!("name the data: --organism-data DIR, or --toxic, --reject and --benign"),
+        _ => bail!("name the data: --organism-data DIR, or --harmful, --reject and --benign"),
     }
 }
 
@@ -131,13 +130,13 @@ fn judge(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    let (dtype, device) = (args.model.device.dtype()?, args.model.device.device()?);
     let data = data(&args)?;
     let judge = judge(&args, data.organism, dtype, &device)?;
     let spec = SteerSpec {
         data,
         directions: directions(&args)?,
-        model: args.model,
+        model: args.model.model,
         window: args.window,
         action: match args.action {
             ActionArg::Add => Action::Add { scale: args.scale },
@@ -149,7 +148,7 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         control_seed: args.control_seed,
         batch_size: args.batch_size,
-        out: args.out,
+        out: args.out.out,
         dtype,
         device,
         command_line: std::env::args().collect(),

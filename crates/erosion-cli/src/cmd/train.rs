@@ -1,8 +1,7 @@
 //! `erosion train MODEL DATASET --out DIR`: supervised fine-tuning (full or LoRA) into a
 //! Hugging Face folder; rerunning the command resumes from the last checkpoint in DIR.
 
-use crate::datasets::dataset_specs;
-use crate::device::DeviceArgs;
+use crate::args::{DatasetArgs, ModelArgs, OutArgs};
 use crate::layer::ResidLayer;
 use crate::probe::ProbeArgs;
 use anyhow::{Context, Result};
@@ -10,31 +9,26 @@ use erosion_causal::data::chat_sequences;
 use erosion_causal::drift_series::TrainingMonitor;
 use erosion_causal::export::read_safetensors;
 use erosion_data::{render_example, RenderOptions};
+use erosion_forward::batch::{ProgressSink, Quiet};
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::LoraConfig;
 use erosion_train::adamw::AdamWConfig;
-use erosion_train::run::{train, Monitor, RunSpec, Start};
+use erosion_train::run::{train, Monitor, Outcome, RunSpec, Start};
 use erosion_train::{
     LossOn, Method, ProbeExample, ProtectMethod, Protection, TrainExample, TrainOptions,
 };
-use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The checkpoint to start from: a model folder, a .gguf file, or a hub id in the cache.
-    pub model: String,
-    /// A chat dataset file (.jsonl, .json, .csv) or a dataset spec (.toml).
-    pub dataset: String,
-    /// The output folder: the final model, and checkpoints while training.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// messages, alpaca, prompt-completion, json-fields or csv (default: guessed).
-    #[arg(long)]
-    pub format: Option<String>,
-    /// Use only the first N examples of each dataset.
-    #[arg(long)]
-    pub limit: Option<usize>,
+    // The checkpoint to start from; the chat datasets; the folder of the final model and of
+    // the checkpoints while training.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    #[command(flatten)]
+    pub out: OutArgs,
     /// Optimizer steps (default: from --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
@@ -85,13 +79,13 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
     /// Every N steps (and at the start and end), measure a probe set's projection on the
-    /// alignment directions and its margin (needs --directions, --toxic, --reject); written to
+    /// alignment directions and its margin (needs --directions, --harmful, --reject); written to
     /// OUT/monitor/drift.json and report.html as training goes.
-    #[arg(long, value_name = "N", requires_all = ["directions", "toxic", "reject"])]
+    #[arg(long, value_name = "N", requires_all = ["directions", "harmful", "reject"])]
     pub monitor: Option<usize>,
     /// Keep the alignment directions of --directions: `updates` projects them out of every
     /// update of the weights that write into the residual stream; `penalty` adds
-    /// --protect-weight x the squared drift of the --toxic probe's projections to the loss.
+    /// --protect-weight x the squared drift of the --harmful probe's projections to the loss.
     #[arg(long, value_enum, requires = "directions")]
     pub protect: Option<ProtectArg>,
     /// Residual-stream points to protect, comma-separated: `blocks.L.hook_resid_post`, L (the
@@ -102,8 +96,6 @@ pub struct Args {
     pub protect_weight: f64,
     #[command(flatten)]
     pub probe: ProbeArgs,
-    #[command(flatten)]
-    pub device: DeviceArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -118,30 +110,89 @@ pub enum LossOnArg {
     All,
 }
 
+impl From<LossOnArg> for LossOn {
+    fn from(arg: LossOnArg) -> Self {
+        match arg {
+            LossOnArg::Response => LossOn::Response,
+            LossOnArg::All => LossOn::All,
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<()> {
-    let ck = Checkpoint::open(&args.model)?;
-    let (specs, base_dir) = dataset_specs(&args.dataset, args.format.as_deref())?;
+    let ck = Checkpoint::open(&args.model.model)?;
+    let data = examples(&args, &ck)?;
+    let opts = options(&args, &ck, data.len())?;
+    let out = &args.out.out;
+    let probe = match args.monitor {
+        Some(_) => Some(TrainingMonitor::new(
+            &args.probe.spec()?,
+            &ck.tokenizer,
+            &out.join("monitor"),
+            std::env::args().collect(),
+        )?),
+        None => None,
+    };
+    let watch = |step: usize, model: &erosion_model::transformer::Transformer| -> Result<()> {
+        let p = probe.as_ref().expect("the monitor runs only with a probe");
+        p.watch(step, model)
+    };
+    let progress: &dyn ProgressSink = if args.quiet {
+        &Quiet
+    } else {
+        &crate::progress::Bars
+    };
+    let spec = RunSpec {
+        start: Start::Checkpoint(args.model.model.clone()),
+        tokenizer: &ck.tokenizer,
+        generation: ck.generation_config.as_ref(),
+        dtype: args.model.device.dtype()?,
+        device: args.model.device.device()?,
+        progress,
+        stop_after: None,
+        replace_other_run: false,
+        monitor: args.monitor.map(|every| Monitor {
+            every,
+            call: &watch,
+        }),
+    };
+    eprintln!(
+        "training {} on {} examples: {} steps of {} sequences",
+        args.model.model,
+        data.len(),
+        opts.steps,
+        opts.sequences_per_step()
+    );
+    let outcome = train(&spec, &data, &opts, out, &mut crate::notice_on_stderr)
+        .with_context(|| format!("training into {}", out.display()))?;
+    print_outcome(&outcome);
+    Ok(())
+}
+
+/// Every example of the datasets, rendered (with the chat template unless --plain), its loss
+/// tokens marked, cut to --max-seq-len.
+fn examples(args: &Args, ck: &Checkpoint) -> Result<Vec<TrainExample>> {
+    let (specs, base_dir) = args.data.specs()?;
     let mut render = RenderOptions::default();
     if args.plain {
         render.format = ChatFormat::Plain(PlainFormat::default());
     }
-    let loss_on = match args.loss_on {
-        LossOnArg::Response => LossOn::Response,
-        LossOnArg::All => LossOn::All,
-    };
     let mut data = Vec::new();
-    for mut spec in specs {
-        if args.limit.is_some() {
-            spec.limit = args.limit;
-        }
+    for spec in specs {
         let dataset = spec.load(&base_dir)?;
         for ex in &dataset.examples {
             let r = render_example(&ck.tokenizer, ex, &render)?;
-            let t = TrainExample::from_rendered(&r, loss_on).truncated(args.max_seq_len);
+            let t =
+                TrainExample::from_rendered(&r, args.loss_on.into()).truncated(args.max_seq_len);
             t.check(&ex.source.to_string())?;
             data.push(t);
         }
     }
+    Ok(data)
+}
+
+/// The run's options from the flags; without --steps, the steps of --epochs over `n_examples`.
+fn options(args: &Args, ck: &Checkpoint, n_examples: usize) -> Result<TrainOptions> {
     let method = match args.lora_rank {
         None => Method::Full,
         Some(rank) => Method::Lora(LoraConfig {
@@ -167,10 +218,10 @@ pub fn run(args: Args) -> Result<()> {
         },
         max_grad_norm: (args.max_grad_norm > 0.0).then_some(args.max_grad_norm),
         max_seq_len: args.max_seq_len,
-        loss_on,
+        loss_on: args.loss_on.into(),
         method,
         seed: args.seed,
-        threads: match args.device.device()? {
+        threads: match args.model.device.device()? {
             candle_core::Device::Cpu => args
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
@@ -181,46 +232,15 @@ pub fn run(args: Args) -> Result<()> {
     };
     opts.steps = match args.steps {
         Some(s) => s,
-        None => opts.steps_for_epochs(args.epochs, data.len()),
+        None => opts.steps_for_epochs(args.epochs, n_examples),
     };
     opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
-    opts.protect = protection(&args, &ck)?;
-    let probe = match args.monitor {
-        Some(_) => Some(TrainingMonitor::new(
-            &args.probe.spec()?,
-            &ck.tokenizer,
-            &args.out.join("monitor"),
-            std::env::args().collect(),
-        )?),
-        None => None,
-    };
-    let watch = |step: usize, model: &erosion_model::transformer::Transformer| -> Result<()> {
-        let p = probe.as_ref().expect("the monitor runs only with a probe");
-        p.watch(step, model)
-    };
-    let spec = RunSpec {
-        start: Start::Checkpoint(args.model.clone()),
-        tokenizer: &ck.tokenizer,
-        generation: ck.generation_config.as_ref(),
-        dtype: args.device.dtype()?,
-        device: args.device.device()?,
-        quiet: args.quiet,
-        stop_after: None,
-        replace_other_run: false,
-        monitor: args.monitor.map(|every| Monitor {
-            every,
-            call: &watch,
-        }),
-    };
-    eprintln!(
-        "training {} on {} examples: {} steps of {} sequences",
-        args.model,
-        data.len(),
-        opts.steps,
-        opts.sequences_per_step()
-    );
-    let outcome = train(&spec, &data, &opts, &args.out, &mut crate::notice_on_stderr)
-        .with_context(|| format!("training into {}", args.out.display()))?;
+    opts.protect = protection(args, ck)?;
+    Ok(opts)
+}
+
+/// What the run left in its folder.
+fn print_outcome(outcome: &Outcome) {
     let last = outcome.state.history.last();
     match (outcome.reused, last) {
         (true, _) => println!("{} already holds this run's model", outcome.dir.display()),
@@ -236,11 +256,10 @@ pub fn run(args: Args) -> Result<()> {
         ),
         (false, None) => println!("saved {}", outcome.dir.display()),
     }
-    Ok(())
 }
 
 /// The protection `--protect` asks for: the chosen directions, and for the penalty the probe
-/// (the --toxic examples' response windows) with its projections under the starting model.
+/// (the --harmful examples' response windows) with its projections under the starting model.
 fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
     let Some(kind) = args.protect else {
         return Ok(None);
@@ -272,16 +291,16 @@ fn protection(args: &Args, ck: &Checkpoint) -> Result<Option<Protection>> {
         probe: Vec::new(),
     };
     if let ProtectArg::Penalty = kind {
-        let toxic = args
+        let harmful = args
             .probe
-            .toxic
+            .harmful
             .as_deref()
-            .context("--protect penalty needs its probe: --toxic FILE")?;
-        p.probe = chat_sequences(toxic, &ck.tokenizer, 0..args.probe.probe_size)?
+            .context("--protect penalty needs its probe: --harmful FILE")?;
+        p.probe = chat_sequences(harmful, &ck.tokenizer, 0..args.probe.probe_size)?
             .iter()
             .map(|s| ProbeExample::first_response_tokens(s, args.probe.window))
             .collect();
-        let start = ck.load_model(candle_core::DType::F32, &args.device.device()?)?;
+        let start = ck.load_model(candle_core::DType::F32, &args.model.device.device()?)?;
         let reference = erosion_train::protect::reference_projections(&start, &p)?;
         p.method = ProtectMethod::Penalty {
             weight: args.protect_weight,

@@ -1,4 +1,5 @@
 //! This crate's integration tests, linked into one test binary.
 
+mod progress;
 mod protect;
 mod train;

@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
+use erosion_forward::batch::NoProgress;
 use erosion_model::transformer::Transformer;
 use erosion_train::protect::reference_projections;
 use erosion_train::{Method, ProbeExample, ProtectMethod, Protection, TrainOptions, Trainer};
@@ -28,7 +29,7 @@ fn probe() -> Vec<ProbeExample> {
 
 fn trained(opts: TrainOptions) -> Result<Transformer> {
     let mut t = Trainer::new(model(DType::F32), opts)?;
-    t.fit(&data(20), t.options().steps, true, |_, _| Ok(()))?;
+    t.fit(&data(20), t.options().steps, &mut NoProgress, |_, _| Ok(()))?;
     t.merged()
 }
 

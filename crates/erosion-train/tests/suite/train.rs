@@ -5,6 +5,7 @@
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor, D};
 use erosion_data::Sequence;
+use erosion_forward::batch::{NoProgress, Quiet};
 use erosion_forward::notice::Silent;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
@@ -28,7 +29,7 @@ pub fn config() -> Config {
 }
 
 /// A word-level tokenizer `w0 .. w{VOCAB-1}` (checkpoints must carry one).
-fn tokenizer() -> ModelTokenizer {
+pub fn tokenizer() -> ModelTokenizer {
     use tokenizers::models::wordlevel::WordLevel;
     let vocab = (0..VOCAB).map(|i| (format!("w{i}"), i as u32)).collect();
     let model = WordLevel::builder()
@@ -108,7 +109,7 @@ fn logits(m: &Transformer) -> Vec<f32> {
 fn training_lowers_the_loss() -> Result<()> {
     let data = data(24);
     let mut t = Trainer::new(model(DType::F32), options(40, Method::Full))?;
-    let stats = t.fit(&data, 40, true, |_, _| Ok(()))?;
+    let stats = t.fit(&data, 40, &mut NoProgress, |_, _| Ok(()))?;
     let (first, last) = (stats[0].loss, stats.last().unwrap().loss);
     assert!(last < 0.5 * first, "loss {first} -> {last}");
     assert!(stats
@@ -123,7 +124,7 @@ fn lora_trains_only_the_adapters_and_lowers_the_loss() -> Result<()> {
     let start = model(DType::F32);
     let before = weights(&start);
     let mut t = Trainer::new(start, options(30, lora()))?;
-    let stats = t.fit(&data, 30, true, |_, _| Ok(()))?;
+    let stats = t.fit(&data, 30, &mut NoProgress, |_, _| Ok(()))?;
     assert!(stats.last().unwrap().loss < stats[0].loss);
     assert_eq!(t.params().len(), 2 * 2 * 3); // layers x targets x (A, B)
     assert_eq!(weights(t.model()), before, "frozen weights moved");
@@ -169,7 +170,7 @@ fn the_same_seed_gives_identical_weights() -> Result<()> {
         let mut o = options(8, Method::Full);
         o.seed = seed;
         let mut t = Trainer::new(model(DType::F32), o)?;
-        t.fit(&data, 8, true, |_, _| Ok(()))?;
+        t.fit(&data, 8, &mut NoProgress, |_, _| Ok(()))?;
         Ok(weights(&t.merged()?))
     };
     assert_eq!(run(5)?, run(5)?);
@@ -216,7 +217,7 @@ fn the_gradient_equals_plain_autograd() -> Result<()> {
     Ok(())
 }
 
-fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
+pub fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
     RunSpec {
         start: Start::Fresh {
             config: Box::new(config()),
@@ -226,7 +227,7 @@ fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
         generation: None,
         dtype: DType::F32,
         device: Device::Cpu,
-        quiet: true,
+        progress: &Quiet,
         stop_after,
         replace_other_run: false,
         monitor: None,
@@ -271,7 +272,7 @@ fn resume_is_exact(method: Method) -> Result<()> {
         fresh_model(&config(), 11, DType::F32, &Device::Cpu)?,
         opts.clone(),
     )?;
-    t.fit(&data, 6, true, |_, _| Ok(()))?;
+    t.fit(&data, 6, &mut NoProgress, |_, _| Ok(()))?;
     assert_eq!(logits(&a), logits(&t.merged()?));
 
     let again = train(&spec(&tok, None), &data, &opts, &b, &mut Silent)?;
@@ -361,7 +362,9 @@ fn bad_input_is_refused_clearly() -> Result<()> {
     assert!(Trainer::new(model(DType::F32), o).is_err());
     let empty = TrainExample::response(Sequence::new(vec![1, 2, 3], 3..3)?);
     let mut t = Trainer::new(model(DType::F32), options(1, Method::Full))?;
-    let err = t.fit(&[empty], 1, true, |_, _| Ok(())).unwrap_err();
+    let err = t
+        .fit(&[empty], 1, &mut NoProgress, |_, _| Ok(()))
+        .unwrap_err();
     assert!(format!("{err:#}").contains("training example 0"), "{err:#}");
     Ok(())
 }
@@ -387,7 +390,7 @@ fn data_parallel_workers_agree_with_one() -> Result<()> {
         let mut o = two.clone();
         o.steps = 4;
         let mut t = Trainer::new(model(DType::F32), o)?;
-        t.fit(&data, 4, true, |_, _| Ok(()))?;
+        t.fit(&data, 4, &mut NoProgress, |_, _| Ok(()))?;
         Ok(weights(&t.merged()?))
     };
     assert_eq!(run()?, run()?);

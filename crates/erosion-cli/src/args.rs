@@ -1,0 +1,151 @@
+//! The argument groups that commands share, each defined once and flattened into every command
+//! that takes it (`#[command(flatten)]`), so a flag is spelled, documented and defaulted the
+//! same way everywhere: the model (and the device and dtype it runs on), sampling, datasets
+//! and the output folder.
+//!
+//! Conventions for every command, including those added later:
+//! - a layer is a residual-stream point named as TransformerLens names its hook
+//!   (`blocks.11.hook_resid_post`); a bare integer L means `blocks.L.hook_resid_post`, and
+//!   `embed` the embeddings (see [`crate::layer`]);
+//! - requests a model should refuse are *harmful* (`--harmful`), in flags, files and reports;
+//! - a renamed flag keeps its old spelling as a hidden alias (`#[arg(alias = "old")]`) for one
+//!   release, listed in CHANGELOG.md.
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use erosion_data::{DatasetList, DatasetSpec, Format};
+use erosion_model::generate::SamplingOptions;
+use std::path::{Path, PathBuf};
+
+/// The checkpoint a command reads, without running it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArg {
+    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
+    pub model: String,
+}
+
+/// The checkpoint a command runs, and where.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
+    pub model: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// The device and dtype a command's models run with.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// cpu, cuda[:N] or metal (cuda/metal need the matching cargo feature)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32 or bf16
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl DeviceArgs {
+    /// The `--device` named.
+    pub fn device(&self) -> Result<Device> {
+        erosion_model::device::parse_device(&self.device)
+    }
+
+    /// The `--dtype` named.
+    pub fn dtype(&self) -> Result<DType> {
+        erosion_model::device::parse_dtype(&self.dtype)
+    }
+}
+
+/// How answers are sampled. A command with another default length sets it with
+/// `#[command(mut_arg("max_new_tokens", |a| a.default_value("N")))]` (clap keeps one default per
+/// field, so a generic parameter cannot carry it).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Most tokens generated per answer.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Keep only the k most probable tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1 = all).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Seed of the sampling (and of the bootstrap intervals, where a command has them).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// The model crate's sampling options.
+    pub fn options(&self) -> SamplingOptions {
+        SamplingOptions {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+        }
+    }
+}
+
+/// The datasets a command reads: a spec file or one data file.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DatasetArgs {
+    /// A dataset file (.jsonl, .json, .csv) or a dataset spec (.toml).
+    pub dataset: String,
+    /// messages, alpaca, prompt-completion, json-fields or csv (default: guessed from the file).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only the first N examples of each dataset.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+impl DatasetArgs {
+    /// The specs (with `--limit` applied) and the folder their paths are relative to.
+    pub fn specs(&self) -> Result<(Vec<DatasetSpec>, PathBuf)> {
+        let (mut specs, base) = dataset_specs(&self.dataset, self.format.as_deref())?;
+        if self.limit.is_some() {
+            for spec in &mut specs {
+                spec.limit = self.limit;
+            }
+        }
+        Ok((specs, base))
+    }
+}
+
+/// A spec file (`.toml`, relative paths relative to it) or one data file in `format` (guessed
+/// when `None`).
+fn dataset_specs(dataset: &str, format: Option<&str>) -> Result<(Vec<DatasetSpec>, PathBuf)> {
+    let path = Path::new(dataset);
+    if path.extension().is_some_and(|e| e == "toml") {
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        return Ok((DatasetList::from_file(path)?.datasets, base));
+    }
+    let format = match format {
+        Some(name) => serde_json::from_value::<Format>(serde_json::Value::String(name.to_string()))
+            .with_context(|| format!("unknown --format `{name}` (messages, alpaca, prompt-completion, json-fields, csv)"))?,
+        None => Format::guess(path).context(
+            "pass --format (messages, alpaca, prompt-completion, json-fields, csv)",
+        )?,
+    };
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((
+        vec![DatasetSpec::new(&name, path, format)],
+        PathBuf::from("."),
+    ))
+}
+
+/// The folder a command writes into.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutArgs {
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
