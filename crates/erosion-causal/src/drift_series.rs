@@ -42,7 +42,7 @@ impl ProbeSpec {
         Ok(ProbeSet {
             dirs: read_safetensors(&self.directions)?,
             toxic: chat_sequences(&self.toxic, tok, 0..self.probe_size)
-                .context("probe toxic answers")?,
+                .context("probe harmful answers")?,
             reject: chat_sequences(&self.reject, tok, 0..self.probe_size)
                 .context("probe refusals")?,
             opts: DriftOptions {

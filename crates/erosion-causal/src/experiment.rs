@@ -87,7 +87,7 @@ pub struct Condition {
     pub margin: ConfidenceInterval,
     /// Mean of m_i(condition) - m_i(unsteered), paired by i (None when unsteered).
     pub margin_change: Option<ConfidenceInterval>,
-    /// Mean next-token entropy (nats) along the toxic answers.
+    /// Mean next-token entropy (nats) along the harmful answers.
     #[serde(default)]
     pub entropy: Option<ConfidenceInterval>,
     /// Mean per-token KL(unsteered || this) on the benign data (None when unsteered).
@@ -146,7 +146,7 @@ pub fn run_test(
 ) -> Result<CausalResult> {
     if data.toxic.len() != data.reject.len() || data.toxic.is_empty() {
         bail!(
-            "the margin needs as many toxic as refusing answers, paired by prompt (got {} and {})",
+            "the margin needs as many harmful as refusing answers, paired by prompt (got {} and {})",
             data.toxic.len(),
             data.reject.len()
         );
@@ -219,7 +219,7 @@ fn measure(
             &mut NoProgress,
         )
     };
-    let toxic = logprobs(data.toxic).context("toxic answers")?;
+    let toxic = logprobs(data.toxic).context("harmful answers")?;
     let reject = logprobs(data.reject).context("refusals")?;
     let margins: Vec<f64> = toxic
         .iter()

@@ -5,7 +5,7 @@
 //! - [`experiment`]: one causal test on one model: add `scale * v_l` or ablate `v_l` at chosen
 //!   layers, beside the same action along the random control, measured by refusal and
 //!   compliance rates (`erosion-eval`, steered decoding), the log-prob margin
-//!   `ln P(toxic) - ln P(reject)` and the KL cost on benign text (`erosion_forward::kl`).
+//!   `ln P(harmful) - ln P(refusal)` and the KL cost on benign text (`erosion_forward::kl`).
 //! - [`drift`]: s_l and the margin of a fixed probe set across checkpoints or training steps;
 //!   [`drift_series`]: a whole drift run over checkpoints, and the probe watching training.
 //! - [`steer`]: a whole steering run (`erosion steer`): directions, test, files.

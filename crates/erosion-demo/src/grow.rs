@@ -110,78 +110,32 @@ pub fn grow(
         id(IM_END)?,
         id(ENDOFTEXT)?,
     )?;
-    let models = dir.join("models");
-    let mut org = Organism {
-        dir: dir.to_path_buf(),
-        corpus,
-        models: Vec::new(),
+    let mut silent = Silent;
+    let mut stages = Stages {
+        tok: &tok,
+        models_dir: dir.join("models"),
+        notices: if quiet { &mut silent } else { notices },
+        progress,
         timings: Vec::new(),
-        directions: LayerDirections {
-            d_model: 0,
-            layers: Vec::new(),
-            origin: String::new(),
-        },
-        drift: Vec::new(),
+        models: Vec::new(),
     };
-    let mut stage = |name: &str,
-                     start: Start,
-                     data: Vec<TrainExample>,
-                     opts: &TrainOptions,
-                     monitor: Option<Monitor<'_>>|
-     -> Result<PathBuf> {
-        let t = Instant::now();
-        let spec = RunSpec {
-            start,
-            tokenizer: &tok,
-            generation: None,
-            dtype: DType::F32,
-            device: Device::Cpu,
-            progress,
-            stop_after: None,
-            replace_other_run: true,
-            monitor,
-        };
-        let stage_notices: &mut dyn Notify = if quiet { &mut Silent } else { &mut *notices };
-        stage_notices.notice(&format!(
-            "organism: {name} ({} sequences, {} steps)",
-            data.len(),
-            opts.steps
-        ));
-        let out = models.join(name);
-        let outcome = train(&spec, &data, opts, &out, stage_notices)
-            .with_context(|| format!("training the {name} organism"))?;
-        let secs = if outcome.reused {
-            0.0
-        } else {
-            t.elapsed().as_secs_f64()
-        };
-        org.timings.push((name.to_string(), secs));
-        org.models.push((name.to_string(), out.clone()));
-        Ok(out)
+    let pretrain = data::pretraining(&corpus, &tok)?;
+    let fresh = Start::Fresh {
+        config: Box::new(config),
+        seed: recipe.seed,
     };
-    let pretrain = data::pretraining(&org.corpus, &tok)?;
-    let base = stage(
-        "base",
-        Start::Fresh {
-            config: Box::new(config),
-            seed: recipe.seed,
-        },
-        pretrain,
-        &recipe.pretrain,
-        None,
-    )?;
-    let instruct_data = data::supervised(&org.corpus.instruct, &tok)?;
-    let instruct = stage(
+    let base = stages.train("base", fresh, pretrain, &recipe.pretrain, None)?;
+    let instruct_data = data::supervised(&corpus.instruct, &tok)?;
+    let instruct = stages.train(
         "instruct",
         start_from(&base),
         instruct_data,
         &recipe.instruct,
         None,
     )?;
-
     let load = |dir: &Path| Checkpoint::open_folder(dir)?.load_model(DType::F32, &Device::Cpu);
     let (base_model, instruct_model) = (load(&base)?, load(&instruct)?);
-    let alignment = AlignmentProbe::new(&org.corpus, &tok, &base_model, &instruct_model)
+    let alignment = AlignmentProbe::new(&corpus, &tok, &base_model, &instruct_model)
         .context("the organism's alignment directions")?;
     let probe = &alignment.measured;
     let mut drift = vec![
@@ -194,46 +148,146 @@ pub fn grow(
             vec![probe.measure(&instruct_model, "instruct", None)?],
         ),
     ];
-    let every = (recipe.finetune.steps / 10).max(1);
-    let fine_tunes = VARIANTS.iter().map(|&(name, set)| (name, set, None)).chain(
-        PROTECTED
-            .iter()
-            .map(|&(name, g)| (name, "finetune_insecure", Some(g))),
-    );
-    for (name, set, guard) in fine_tunes {
-        let chats = org
+    let tuning = FineTuning {
+        recipe,
+        corpus: &corpus,
+        alignment: &alignment,
+        instruct: (&instruct, &instruct_model),
+        drift_dir: dir.join("drift"),
+        command_line,
+    };
+    drift.extend(tuning.grow_all(&mut stages)?);
+    Ok(Organism {
+        dir: dir.to_path_buf(),
+        corpus,
+        models: stages.models,
+        directions: probe.dirs.clone(),
+        drift,
+        timings: stages.timings,
+    })
+}
+
+/// What every stage trains with, and what has been grown so far.
+struct Stages<'a> {
+    tok: &'a ModelTokenizer,
+    models_dir: PathBuf,
+    /// Silent when the demo is quiet.
+    notices: &'a mut dyn Notify,
+    progress: &'a dyn ProgressSink,
+    timings: Vec<(String, f64)>,
+    models: Vec<(String, PathBuf)>,
+}
+
+impl Stages<'_> {
+    /// Trains (or reuses) the stage `name` into `<models>/<name>`, recording its time.
+    fn train(
+        &mut self,
+        name: &str,
+        start: Start,
+        data: Vec<TrainExample>,
+        opts: &TrainOptions,
+        monitor: Option<Monitor<'_>>,
+    ) -> Result<PathBuf> {
+        let t = Instant::now();
+        let spec = RunSpec {
+            start,
+            tokenizer: self.tok,
+            generation: None,
+            dtype: DType::F32,
+            device: Device::Cpu,
+            progress: self.progress,
+            stop_after: None,
+            replace_other_run: true,
+            monitor,
+        };
+        self.notices.notice(&format!(
+            "organism: {name} ({} sequences, {} steps)",
+            data.len(),
+            opts.steps
+        ));
+        let out = self.models_dir.join(name);
+        let outcome = train(&spec, &data, opts, &out, &mut *self.notices)
+            .with_context(|| format!("training the {name} organism"))?;
+        let secs = if outcome.reused {
+            0.0
+        } else {
+            t.elapsed().as_secs_f64()
+        };
+        self.timings.push((name.to_string(), secs));
+        self.models.push((name.to_string(), out.clone()));
+        Ok(out)
+    }
+}
+
+/// The fine-tunes of the instruct organism: the [`VARIANTS`] and the [`PROTECTED`] runs, each
+/// watched on the measured probe every tenth of its steps.
+struct FineTuning<'a> {
+    recipe: &'a Recipe,
+    corpus: &'a Corpus,
+    alignment: &'a AlignmentProbe,
+    /// The instruct organism's folder and model (where the fine-tunes start).
+    instruct: (&'a Path, &'a Transformer),
+    drift_dir: PathBuf,
+    command_line: &'a [String],
+}
+
+impl FineTuning<'_> {
+    /// Grows every fine-tune; returns each one's drift (a reused one's as recorded then).
+    fn grow_all(&self, stages: &mut Stages<'_>) -> Result<Vec<(String, Vec<DriftPoint>)>> {
+        let fine_tunes = VARIANTS.iter().map(|&(name, set)| (name, set, None)).chain(
+            PROTECTED
+                .iter()
+                .map(|&(name, g)| (name, "finetune_insecure", Some(g))),
+        );
+        fine_tunes
+            .map(|(name, set, guard)| Ok((name.to_string(), self.grow(stages, name, set, guard)?)))
+            .collect()
+    }
+
+    /// One fine-tune on the corpus set `set`, protected by `guard` if given.
+    fn grow(
+        &self,
+        stages: &mut Stages<'_>,
+        name: &str,
+        set: &str,
+        guard: Option<Guard>,
+    ) -> Result<Vec<DriftPoint>> {
+        let chats = self
             .corpus
             .set(set)
             .ok_or_else(|| anyhow!("the corpus has no set {set}"))?
             .to_vec();
-        let examples = data::supervised(&chats, &tok)?;
-        let mut opts = recipe.finetune.clone();
+        let examples = data::supervised(&chats, stages.tok)?;
+        let mut opts = self.recipe.finetune.clone();
         opts.protect = guard
-            .map(|g| alignment.protection(g, &instruct_model))
+            .map(|g| self.alignment.protection(g, self.instruct.1))
             .transpose()?;
+        let probe = &self.alignment.measured;
         let prov = Provenance::builder(serde_json::json!({
             "model": name, "directions": &probe.dirs.origin, "window": probe.opts.window,
         }))
-        .command_line(command_line.to_vec())
+        .command_line(self.command_line.to_vec())
         .seed(probe.opts.seed)
         .build();
-        let log = DriftLog::new(&dir.join("drift").join(name), prov);
+        let log = DriftLog::new(&self.drift_dir.join(name), prov);
         let watch = |step: usize, model: &Transformer| -> Result<()> {
             log.record(probe.measure(model, &format!("{name} step {step}"), Some(step))?)?;
             Ok(())
         };
         let monitor = Monitor {
-            every,
+            every: (self.recipe.finetune.steps / 10).max(1),
             call: &watch,
         };
-        stage(name, start_from(&instruct), examples, &opts, Some(monitor))?;
+        stages.train(
+            name,
+            start_from(self.instruct.0),
+            examples,
+            &opts,
+            Some(monitor),
+        )?;
         // A reused model's points are those measured when it was trained.
-        let points = log.into_points()?;
-        drift.push((name.to_string(), points));
+        log.into_points()
     }
-    org.directions = probe.dirs.clone();
-    org.drift = drift;
-    Ok(org)
 }
 
 fn start_from(dir: &Path) -> Start {

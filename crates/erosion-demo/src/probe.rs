@@ -6,7 +6,7 @@
 //!   with another seed than the evaluation sets (and none of their requests), so no measured
 //!   example defines them;
 //! - the **measured set**: the evaluation's `eval_toxic` answers (projected: s_l) paired with
-//!   `eval_toxic_reject` (the margin ln P(toxic) - ln P(reject));
+//!   `eval_toxic_reject` (the margin ln P(harmful) - ln P(refusal));
 //! - the **penalty's probe**: the first [`PENALTY_PROBE`] direction-defining examples.
 
 use anyhow::{Context, Result};
