@@ -24,7 +24,8 @@ enum Command {
     Render(cmd::render::Args),
     /// Generate a reply to a prompt, using the chat template.
     Generate(cmd::generate::Args),
-    /// Run a study (STUDY.toml): the four analyses of the paper, results.json and report.html.
+    /// Run a study (STUDY.toml): the paper's four analyses and any others it names (evaluation,
+    /// causal, drift, protection), results.json and report.html.
     Study(cmd::study::Args),
     /// Grow the model organism on this CPU (cached), evaluate it and run the study on it.
     Demo(cmd::demo::Args),

@@ -260,4 +260,10 @@ fn names_the_new_tables_use_are_checked() {
     let causal = "[causal]\nbenign = \"d\"\ntests = [{ name = \"x\", model = \"nobody\", action = { kind = \"ablate\" } }]\n";
     assert!(err(&format!("{probe}{causal}")).contains("nobody"));
     assert!(err("[probe]\ndirections = \"missing\"\n").contains("missing"));
+    let twice = base.replace(
+        "[[dataset]]",
+        "compared = [{ name = \"i\", path = \"p\" }]\n[[dataset]]",
+    );
+    let err = format!("{:#}", StudySpec::from_toml(&twice).unwrap_err());
+    assert!(err.contains("`i` is used twice"), "{err}");
 }

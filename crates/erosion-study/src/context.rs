@@ -18,6 +18,7 @@ use erosion_model::device::{parse_device, parse_dtype};
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
+use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
@@ -183,6 +184,16 @@ impl StudyContext {
         );
         *self.loaded.borrow_mut() = Some((name.to_string(), t.clone()));
         Ok(t)
+    }
+
+    /// The named model with its tokenizer, stop ids and (empty) steering, ready to generate.
+    pub fn loaded_model(&self, name: &str) -> Result<LoadedModel> {
+        let m = self.model(name)?;
+        let eos = m.checkpoint.eos_token_ids();
+        let transformer = (*self.transformer(name)?).clone();
+        let mut loaded = LoadedModel::new(name, transformer, m.checkpoint.tokenizer.clone(), &eos);
+        loaded.source = Some(m.checkpoint.source.to_string());
+        Ok(loaded)
     }
 
     /// A stable identity of a model for cache keys: its weight files' digest.

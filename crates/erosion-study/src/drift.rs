@@ -11,7 +11,6 @@ use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
 use erosion_report::format::fmt_ci_fixed;
 use erosion_report::html::{Figure, Section, Table, Verdict};
 use serde::Serialize;
-use std::path::Path;
 
 /// The drift's numbers.
 #[derive(Debug, Clone, Serialize)]
@@ -36,10 +35,9 @@ impl Analysis for DriftAnalysis {
         let models = names
             .map(|n| ctx.probe_point(n))
             .collect::<Result<Vec<_>>>()?;
-        let base_dir = ctx.spec_dir();
         let mut runs = Vec::new();
         for (model, dir) in &ctx.spec.drift.logs {
-            let points = read_points(&base_dir.join(dir))
+            let points = read_points(&ctx.base_dir.join(dir))
                 .with_context(|| format!("[drift] logs of `{model}`"))?;
             runs.push((model.clone(), points));
         }
@@ -176,11 +174,4 @@ fn run_figures(runs: &[(String, Vec<DriftPoint>)], layers: &[usize]) -> Result<V
         });
     }
     Ok(figures)
-}
-
-impl StudyContext {
-    /// The folder the study file's relative paths are read from.
-    pub fn spec_dir(&self) -> &Path {
-        &self.base_dir
-    }
 }

@@ -17,7 +17,6 @@ use erosion_causal::directions::window_means;
 use erosion_causal::drift::{DriftOptions, DriftPoint, ProbeSet};
 use erosion_causal::LayerDirections;
 use erosion_data::Sequence;
-use erosion_model::LoadedModel;
 use std::rc::Rc;
 
 impl StudyContext {
@@ -45,16 +44,6 @@ impl StudyContext {
         let mut points = self.shared.probe_points.borrow_mut();
         points.insert(model.to_string(), point.clone());
         Ok(point)
-    }
-
-    /// The named model with its tokenizer, stop ids and (empty) steering, ready to generate.
-    pub fn loaded_model(&self, name: &str) -> Result<LoadedModel> {
-        let m = self.model(name)?;
-        let eos = m.checkpoint.eos_token_ids();
-        let transformer = (*self.transformer(name)?).clone();
-        let mut loaded = LoadedModel::new(name, transformer, m.checkpoint.tokenizer.clone(), &eos);
-        loaded.source = Some(m.checkpoint.source.to_string());
-        Ok(loaded)
     }
 
     fn compute_probe(&self) -> Result<ProbeSet> {

@@ -259,7 +259,7 @@ impl StudySpec {
         let mut every_model = models.clone();
         every_model.extend(self.models.compared.iter().map(|m| m.name.clone()));
         for (i, n) in every_model.iter().enumerate() {
-            if models[..i].contains(n) {
+            if every_model[..i].contains(n) {
                 bail!("model name `{n}` is used twice");
             }
         }
