@@ -262,8 +262,8 @@ fn names_the_new_tables_use_are_checked() {
     assert!(err("[probe]\ndirections = \"missing\"\n").contains("missing"));
     let twice = base.replace(
         "[[dataset]]",
-        "compared = [{ name = \"i\", path = \"p\" }]\n[[dataset]]",
+        "compared = [{ name = \"instruct\", path = \"p\" }]\n[[dataset]]",
     );
     let err = format!("{:#}", StudySpec::from_toml(&twice).unwrap_err());
-    assert!(err.contains("`i` is used twice"), "{err}");
+    assert!(err.contains("`instruct` is used twice"), "{err}");
 }
