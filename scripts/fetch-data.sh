@@ -39,8 +39,11 @@ failed=()
 part=""
 trap '[[ -z "$part" ]] || rm -f "$part"' EXIT
 
-# Moves the checked temporary file into place (same folder, so the rename is atomic).
+# Moves the checked temporary file into place (same folder, so the rename is atomic), with the
+# mode of a new file (mktemp makes it private).
+mode="$(printf '%o' $((0666 & ~0$(umask))))"
 install_part() {
+  chmod "$mode" "$part"
   mv -f "$part" "$1"
   part=""
 }
