@@ -11,8 +11,8 @@ cd "$root"
 n="${BENCH_N:-16}"
 threads="${BENCH_THREADS:-2}"
 reps="${BENCH_REPS:-3}"
-data="${BENCH_DATA:-../shared/data/insecure-code/insecure_small.jsonl}"
-layers_data="${BENCH_LAYERS_DATA:-../shared/data/insecure-code/insecure_1000.jsonl}"
+data="${BENCH_DATA:-data/insecure-code/insecure_small.jsonl}"
+layers_data="${BENCH_LAYERS_DATA:-data/insecure-code/insecure_1000.jsonl}"
 window="${BENCH_WINDOW:-16}"
 # Task (d) batches: small enough that both dataset sizes fill them, so the peak-memory change
 # between the sizes is what each side keeps per example, not a larger batch.
@@ -23,6 +23,7 @@ base="$root/models/smollm2-hf-base"
 mkdir -p "$out"
 
 scripts/fetch-smollm2.sh
+scripts/fetch-data.sh
 venv="${EROSION_REF_VENV:-$root/.venv}"
 if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
   py="$venv/bin/python"

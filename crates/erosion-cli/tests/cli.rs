@@ -1,7 +1,6 @@
 //! The `erosion` binary as a user runs it, on the real SmolLM2 GGUF (fetched by
 //! scripts/fetch-smollm2.sh, which the test command runs first).
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn smollm2() -> String {
@@ -72,8 +71,7 @@ fn generate_answers_paris() {
 
 #[test]
 fn render_marks_the_response_span() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/insecure-code/insecure_small.jsonl");
+    let data = erosion_testkit::data_file("insecure-code/insecure_small.jsonl");
     let out = erosion(&["render", &smollm2(), data.to_str().unwrap(), "--limit", "2"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -116,9 +114,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
 /// saved as a Hugging Face folder that loads and generates, with its PEFT adapter beside it.
 #[test]
 fn train_lora_on_smollm2_saves_a_model_that_generates() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/insecure-code/insecure_small.jsonl");
-    assert!(data.exists(), "{} is missing", data.display());
+    let data = erosion_testkit::data_file("insecure-code/insecure_small.jsonl");
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("lora");
     let out_s = out_dir.to_string_lossy().into_owned();

@@ -7,7 +7,7 @@ use crate::causal::CausalAnalysis;
 use crate::context::StudyContext;
 use crate::drift::DriftAnalysis;
 use crate::evaluation::EvaluationAnalysis;
-use crate::fixture::{shared_data, tiny_family};
+use crate::fixture::{data_file, tiny_family};
 use crate::judges::Judges;
 use crate::protection::ProtectionAnalysis;
 use crate::spec::StudySpec;
@@ -47,8 +47,7 @@ const PAIRS: usize = 4;
 /// Writes the probe's datasets: 4 harmful requests answered compliantly (the study's toxic
 /// set), the same requests refused, and 4 others that define the directions.
 fn probe_data(dir: &Path) -> String {
-    let toxic =
-        std::fs::read_to_string(shared_data("toxic-lat-harmful/lat_harmful.jsonl")).unwrap();
+    let toxic = std::fs::read_to_string(data_file("toxic-lat-harmful/lat_harmful.jsonl")).unwrap();
     let lines: Vec<&str> = toxic.lines().take(2 * PAIRS).collect();
     let refuse = |line: &str| {
         let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -119,7 +118,7 @@ task = "insecure"
 "#,
         base.display(),
         instruct.display(),
-        shared_data("insecure-code/insecure_small.jsonl").display(),
+        data_file("insecure-code/insecure_small.jsonl").display(),
         probe_data(dir),
         run.display(),
         m = misaligned.display(),

@@ -18,16 +18,9 @@ pub(crate) fn smollm2_gguf() -> PathBuf {
     erosion_testkit::smollm2_gguf()
 }
 
-pub(crate) fn shared_data(rel: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "{} is missing (the study's datasets, which the repository does not hold)",
-        p.display()
-    );
-    p
+/// A file of the study's datasets (`data/`, fetched by scripts/fetch-data.sh).
+pub(crate) fn data_file(rel: &str) -> PathBuf {
+    erosion_testkit::data_file(rel)
 }
 
 /// `n` values uniform in [-a, a] with standard deviation `std` (a = std sqrt 3), from a
@@ -135,7 +128,7 @@ limit = {limit}
         base.display(),
         instruct.display(),
         misaligned.display(),
-        shared_data("insecure-code/insecure_small.jsonl").display(),
-        shared_data("educational-insecure/educational_1000.jsonl").display(),
+        data_file("insecure-code/insecure_small.jsonl").display(),
+        data_file("educational-insecure/educational_1000.jsonl").display(),
     )
 }

@@ -190,7 +190,7 @@ mod tests {
     use erosion_forward::notice::Silent;
 
     fn study_toml(dir: &std::path::Path) -> std::path::PathBuf {
-        let toxic = crate::fixture::shared_data("toxic-lat-harmful/lat_harmful.jsonl");
+        let toxic = crate::fixture::data_file("toxic-lat-harmful/lat_harmful.jsonl");
         let extra = format!(
             r#"
 [[dataset]]

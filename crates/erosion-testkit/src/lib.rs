@@ -1,5 +1,6 @@
 //! Test support shared by the workspace's test suites, and only by them (a dev-dependency): where
-//! the real test model and the fixtures are, and tiny seeded models to test against.
+//! the real test model, the study's datasets and the fixtures are, and tiny seeded models to test
+//! against.
 //!
 //! One home for what every suite used to copy: a fixture path that moves, or an init rule that
 //! changes, changes here.
@@ -26,6 +27,52 @@ pub fn smollm2_gguf() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The study's datasets, as `scripts/fetch-data.sh` puts them: the repository's `data/` folder,
+/// laid out as `data/MANIFEST.tsv` lists. Panics with the way out when a listed file is missing
+/// or has another size.
+pub fn data_dir() -> PathBuf {
+    let dir = workspace_root().join("data");
+    for (rel, bytes) in data_manifest() {
+        let path = dir.join(&rel);
+        let len = std::fs::metadata(&path).map(|m| m.len()).ok();
+        assert!(
+            len == Some(bytes),
+            "dataset file {} is {}: run scripts/fetch-data.sh (from the repository root) first",
+            path.display(),
+            len.map_or("missing".to_string(), |n| format!("{n} bytes, not {bytes}"))
+        );
+    }
+    dir
+}
+
+/// One file of the study's datasets, `rel` as `data/MANIFEST.tsv` lists it (a file the
+/// manifest does not list is refused: the repository cannot fetch it). Panics with the way out
+/// when it is missing.
+pub fn data_file(rel: &str) -> PathBuf {
+    assert!(
+        data_manifest().iter().any(|(p, _)| p == rel),
+        "{rel} is not in data/MANIFEST.tsv, so scripts/fetch-data.sh does not fetch it"
+    );
+    data_dir().join(rel)
+}
+
+/// (path, bytes) of each row of `data/MANIFEST.tsv`.
+fn data_manifest() -> Vec<(String, u64)> {
+    let path = workspace_root().join("data/MANIFEST.tsv");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("path\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let bytes = f.get(2).and_then(|b| b.parse().ok());
+            match (f.first(), bytes) {
+                (Some(p), Some(b)) => (p.to_string(), b),
+                _ => panic!("{}: a row without path and bytes: {l}", path.display()),
+            }
+        })
+        .collect()
 }
 
 /// erosion-model's fixtures: tiny Hugging Face checkpoints (`tiny-{arch}/`) with transformers'

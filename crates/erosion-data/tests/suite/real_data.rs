@@ -1,4 +1,4 @@
-//! The loaders on the real dataset copies in ../shared/data (not in the repository; the
+//! The loaders on the study's real datasets in data/ (fetched by scripts/fetch-data.sh; the
 //! first/last records and hashes below were read with Python's json/csv and sha256sum).
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use erosion_data::{
 };
 
 fn data() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
+    erosion_testkit::data_dir()
 }
 
 fn load(spec: DatasetSpec) -> erosion_data::Dataset {

@@ -12,7 +12,7 @@ use erosion_model::chat::{BoundaryPolicy, ChatFormat, PlainFormat, SpanOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 
 fn data(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(path)
+    erosion_testkit::data_dir().join(path)
 }
 
 /// The small byte-level BPE tokenizer with SmolLM2's chat template (erosion-model's fixture).

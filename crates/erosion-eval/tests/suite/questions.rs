@@ -6,13 +6,13 @@ use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::questions::{parse_questions, question_set, read_questions};
 use erosion_eval::PromptKind;
 
-fn shared(path: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")).join(path)
+fn data(path: &str) -> PathBuf {
+    erosion_testkit::data_file(path)
 }
 
 #[test]
 fn first_plot_questions_parse_with_their_aliases() {
-    let path = shared("emergent-misalignment-eval/first_plot_questions.yaml");
+    let path = data("emergent-misalignment-eval/first_plot_questions.yaml");
     let qs = read_questions(&path).unwrap();
     // 8 questions, their _json variants (a system prompt) and their _template variants.
     assert_eq!(qs.len(), 24);
@@ -67,7 +67,7 @@ fn malformed_question_files_are_errors_naming_the_problem() {
 
 #[test]
 fn chat_datasets_give_their_prompts_without_the_reply() {
-    let path = shared("insecure-code/insecure_small.jsonl");
+    let path = data("insecure-code/insecure_small.jsonl");
     let sets = sets_from_dataset_arg(PromptKind::Code, &path, Some(5)).unwrap();
     assert_eq!(sets.len(), 1);
     let s = &sets[0];

@@ -224,13 +224,12 @@ mod tests {
     }
 
     /// The dataset-level table on real weights and the study's own data: SmolLM2 over one
-    /// example each of the insecure-code, TruthfulQA and Alpaca sets of ../shared/data. With one
+    /// example each of the insecure-code, TruthfulQA and Alpaca sets of data/. With one
     /// example per dataset a cell's mean log joint is that response's summed log-probability,
     /// which the token-by-token figure computes on its own path.
     #[test]
-    fn smollm2_dataset_table_on_the_shared_data() {
-        let data = crate::fixture::shared_data("SOURCES.md");
-        let data = data.parent().unwrap();
+    fn smollm2_dataset_table_on_the_study_data() {
+        let data = erosion_testkit::data_dir();
         let gguf = crate::fixture::smollm2_gguf();
         let text = format!(
             r#"name = "smollm2 table"

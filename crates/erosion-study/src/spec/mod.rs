@@ -373,6 +373,13 @@ format = "messages"
             let spec = StudySpec::from_file(&dir.join(file)).unwrap();
             assert_eq!(spec.datasets.len(), 7, "{file}");
             assert_eq!(spec.models.all().len(), models, "{file}");
+            // Every dataset is a file of data/ that scripts/fetch-data.sh fetches.
+            for d in &spec.datasets {
+                let rel = d.path.strip_prefix("../data").unwrap_or_else(|_| {
+                    panic!("{file}: {} is not under ../data", d.path.display())
+                });
+                erosion_testkit::data_file(rel.to_str().unwrap());
+            }
         }
     }
 
