@@ -13,6 +13,7 @@
 pub mod finite;
 pub mod folder;
 pub mod generation;
+pub mod ggml_types;
 pub mod gguf;
 pub mod gguf_header;
 pub mod gguf_tokenizer;

@@ -119,6 +119,14 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
     let tokens = string_array(md, "tokenizer.ggml.tokens", path)?;
     let merges = string_array(md, "tokenizer.ggml.merges", path)?;
     let types = int_array(md, "tokenizer.ggml.token_type");
+    if let Some(types) = types.as_ref().filter(|t| t.len() != tokens.len()) {
+        bail!(
+            "GGUF {}: tokenizer.ggml.token_type has {} entries but tokenizer.ggml.tokens has {}",
+            path.display(),
+            types.len(),
+            tokens.len()
+        );
+    }
 
     let alphabet = Alphabet::new();
     let bpe = bpe_model(&tokens, &merges, &alphabet, pre.ignore_merges, path)?;
