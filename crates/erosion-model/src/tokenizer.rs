@@ -107,7 +107,8 @@ impl ModelTokenizer {
         let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_file)
             .map_err(|e| anyhow!("cannot load {}: {e}", tokenizer_file.display()))?;
 
-        let mut template = None;
+        // The template and the file it came from (named in its error messages).
+        let mut template: Option<(String, std::path::PathBuf)> = None;
         let (mut bos, mut eos, mut pad) = (None, None, None);
         let map_file = dir.join("special_tokens_map.json");
         if map_file.is_file() {
@@ -130,7 +131,7 @@ impl ModelTokenizer {
                 }
             }
             if let Some(t) = config.get("chat_template") {
-                template = template_field(t, &config_file)?;
+                template = template_field(t, &config_file)?.map(|t| (t, config_file.clone()));
             }
         }
         let json_template = dir.join("chat_template.json");
@@ -139,15 +140,20 @@ impl ModelTokenizer {
             let t = value.get("chat_template").ok_or_else(|| {
                 anyhow!("{} has no `chat_template` field", json_template.display())
             })?;
-            template = template_field(t, &json_template)?.or(template);
+            template = template_field(t, &json_template)?
+                .map(|t| (t, json_template.clone()))
+                .or(template);
         }
         let jinja_template = dir.join("chat_template.jinja");
         if jinja_template.is_file() {
             let text = std::fs::read_to_string(&jinja_template)
                 .with_context(|| format!("cannot read {}", jinja_template.display()))?;
-            template = Some(text);
+            template = Some((text, jinja_template.clone()));
         }
-        Self::new(tokenizer, template, bos, eos, pad)
+        let template = template
+            .map(|(source, file)| ChatTemplate::from_origin(&source, file.display().to_string()))
+            .transpose()?;
+        Self::with_template(tokenizer, template, bos, eos, pad)
             .with_context(|| format!("tokenizer in {}", dir.display()))
     }
 
@@ -161,14 +167,25 @@ impl ModelTokenizer {
         eos_token: Option<String>,
         pad_token: Option<String>,
     ) -> Result<Self> {
+        let chat_template = chat_template
+            .map(|src| ChatTemplate::new(&src))
+            .transpose()?;
+        Self::with_template(tokenizer, chat_template, bos_token, eos_token, pad_token)
+    }
+
+    /// [`ModelTokenizer::new`] with the chat template already compiled (with its origin).
+    pub fn with_template(
+        tokenizer: tokenizers::Tokenizer,
+        chat_template: Option<ChatTemplate>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        pad_token: Option<String>,
+    ) -> Result<Self> {
         let mut tokenizer = tokenizer;
         tokenizer
             .with_truncation(None)
             .map_err(|e| anyhow!("cannot switch off the tokenizer's truncation: {e}"))?;
         tokenizer.with_padding(None);
-        let chat_template = chat_template
-            .map(|src| crate::chat::ChatTemplate::new(&src))
-            .transpose()?;
         Ok(Self {
             tokenizer,
             chat_template,

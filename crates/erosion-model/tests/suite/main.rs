@@ -12,6 +12,7 @@ mod gradients;
 mod hf_fixtures;
 mod hooks_record_edit;
 mod hostile_gguf;
+mod hostile_template;
 mod load_folder;
 mod load_gguf;
 mod load_hub;

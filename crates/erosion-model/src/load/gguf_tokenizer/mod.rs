@@ -18,6 +18,7 @@ mod pre;
 pub use pre::SUPPORTED_PRE;
 
 use super::gguf::{meta_str, meta_usize, Metadata};
+use crate::chat::ChatTemplate;
 use crate::tokenizer::ModelTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
@@ -146,13 +147,14 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
     let pad = token_of("tokenizer.ggml.padding_token_id")?;
     tok.with_post_processor(Some(post_processor(md, &bos, &eos, path)?));
 
-    let chat_template = meta_str(md, "tokenizer.chat_template").map(str::to_string);
-    ModelTokenizer::new(tok, chat_template, bos, eos, pad).with_context(|| {
-        format!(
-            "GGUF {}: cannot set up the tokenizer's chat template",
-            path.display()
-        )
-    })
+    let chat_template = meta_str(md, "tokenizer.chat_template")
+        .map(|source| {
+            let origin = format!("GGUF {} (tokenizer.chat_template)", path.display());
+            ChatTemplate::from_origin(source, origin)
+        })
+        .transpose()?;
+    ModelTokenizer::with_template(tok, chat_template, bos, eos, pad)
+        .with_context(|| format!("GGUF {}: cannot set up the tokenizer", path.display()))
 }
 
 /// The BPE model of the vocabulary (token i has id i) and merges (`"a b"` each).
