@@ -33,6 +33,28 @@ fn default_original_ctx() -> usize {
     8192
 }
 
+/// Every special token id must name a row of the embedding: an id past the vocabulary would
+/// never be generated (so generation never stops) or index past the embedding.
+pub(crate) fn check_token_ids(
+    vocab_size: usize,
+    bos: Option<u32>,
+    eos: Option<&TokenIds>,
+    pad: Option<u32>,
+) -> Result<()> {
+    let eos = eos.map(TokenIds::to_vec).unwrap_or_default();
+    let fields = [
+        ("bos_token_id", bos.into_iter().collect::<Vec<_>>()),
+        ("eos_token_id", eos),
+        ("pad_token_id", pad.into_iter().collect()),
+    ];
+    for (field, ids) in fields {
+        if let Some(id) = ids.into_iter().find(|&id| id as usize >= vocab_size) {
+            bail!("{field} {id} is outside the vocabulary (vocab_size {vocab_size})");
+        }
+    }
+    Ok(())
+}
+
 /// `eos_token_id` is an integer in some configs and a list in others (Llama 3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -213,6 +235,12 @@ impl Config {
                 self.hidden_act
             );
         }
+        check_token_ids(
+            self.vocab_size,
+            self.bos_token_id,
+            self.eos_token_id.as_ref(),
+            self.pad_token_id,
+        )?;
         if let Some(rs) = &self.rope_scaling {
             if rs.rope_type != "llama3" && rs.rope_type != "default" {
                 bail!(
@@ -309,5 +337,31 @@ mod tests {
             vec![128001, 128008, 128009]
         );
         assert_eq!(cfg.rope_scaling.unwrap().factor, 32.0);
+    }
+
+    #[test]
+    fn token_ids_outside_the_vocabulary_are_refused() {
+        for (field, value) in [
+            ("eos_token_id", "151936"),
+            ("eos_token_id", "[151645, 200000]"),
+            ("bos_token_id", "151936"),
+            ("pad_token_id", "999999"),
+        ] {
+            let text = QWEN.replace(
+                "\"sliding_window\"",
+                &format!("\"{field}\":{value},\"sliding_window\""),
+            );
+            let text = text
+                .replacen(&format!("\"{field}\":151643,"), "", 1)
+                .replacen(&format!("\"{field}\":151645,"), "", 1);
+            let cfg: Config = serde_json::from_str(&text).unwrap();
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(
+                msg.contains(field)
+                    && msg.contains("outside the vocabulary")
+                    && msg.contains("151936"),
+                "{msg}"
+            );
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! inverse: view the rows as `[n, d/2, 2]`, swap the last two axes back. `qwen2` files are
 //! written unpermuted (llama.cpp runs them with NeoX RoPE, which is HF's rotate-half).
 
+use super::expect::StoredTensor;
 use super::finite::check_finite;
 use super::generation::GenerationConfig;
 use super::ggml_types::ggml_dtype_name;
@@ -202,6 +203,24 @@ pub(crate) fn stored_types(content: &Content) -> BTreeMap<String, usize> {
     counts
 }
 
+/// Every tensor of the file as [`check_weights`](super::expect::check_weights) reads them:
+/// under its Hugging Face name where it has one, else under its own.
+pub(crate) fn stored_tensors(content: &Content) -> BTreeMap<String, StoredTensor> {
+    content
+        .tensor_infos
+        .iter()
+        .map(|(name, info)| {
+            let t = StoredTensor {
+                stored_name: name.clone(),
+                dtype: ggml_dtype_name(info.ggml_dtype).to_string(),
+                float: true, // every type candle reads is a float or a quantised float
+                shape: info.shape.dims().to_vec(),
+            };
+            (hf_tensor_name(name).unwrap_or_else(|| name.clone()), t)
+        })
+        .collect()
+}
+
 /// llama.cpp tensor name -> Hugging Face name, for the llama / qwen2 layout.
 pub fn hf_tensor_name(gguf: &str) -> Option<String> {
     match gguf {
@@ -211,8 +230,12 @@ pub fn hf_tensor_name(gguf: &str) -> Option<String> {
         _ => {}
     }
     let rest = gguf.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
+    let (layer_text, rest) = rest.split_once('.')?;
+    let layer: usize = layer_text.parse().ok()?;
+    // `blk.01` would land on the same name as `blk.1`; only canonical numbers map.
+    if layer.to_string() != layer_text {
+        return None;
+    }
     let (part, kind) = rest.rsplit_once('.')?;
     if kind != "weight" && kind != "bias" {
         return None;
@@ -318,6 +341,8 @@ mod tests {
         );
         assert_eq!(hf_tensor_name("output.weight").unwrap(), "lm_head.weight");
         assert_eq!(hf_tensor_name("rope_freqs.weight"), None);
+        assert_eq!(hf_tensor_name("blk.01.attn_q.weight"), None);
+        assert_eq!(hf_tensor_name("blk.+1.attn_q.weight"), None);
         assert_eq!(hf_tensor_name("blk.0.ffn_gate_exps.weight"), None);
     }
 

@@ -10,6 +10,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod expect;
 pub mod finite;
 pub mod folder;
 pub mod generation;
@@ -19,67 +20,23 @@ pub mod gguf_header;
 pub mod gguf_tokenizer;
 pub mod hub;
 pub mod save;
+mod source;
 
-pub use finite::{check_all_finite, check_finite};
+pub use finite::{check_all_finite, check_finite, ensure_finite, CheckedSafetensors};
 pub use generation::GenerationConfig;
 pub use hub::HubSpec;
 pub use save::{save_hf_folder, write_safetensors, SaveOptions};
+pub use source::{Source, WeightFormat};
 
 use crate::config::Config;
 use crate::tokenizer::ModelTokenizer;
 use crate::transformer::Transformer;
 use anyhow::{bail, Context, Result};
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-/// Where a checkpoint came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A Hugging Face model folder.
-    Folder { dir: PathBuf },
-    /// A hub id resolved in the local cache: the revision asked for, the commit it resolved
-    /// to, and the snapshot folder.
-    Hub {
-        id: String,
-        revision: String,
-        commit: String,
-        snapshot: PathBuf,
-    },
-    /// A GGUF file.
-    Gguf { path: PathBuf },
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Folder { dir } => write!(f, "folder {}", dir.display()),
-            Self::Hub {
-                id,
-                revision,
-                commit,
-                snapshot,
-            } => {
-                write!(
-                    f,
-                    "hub {id}@{revision} (commit {commit}, cached at {})",
-                    snapshot.display()
-                )
-            }
-            Self::Gguf { path } => write!(f, "GGUF {}", path.display()),
-        }
-    }
-}
-
-/// How the weights are stored, which decides how they are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightFormat {
-    /// safetensors files, memory-mapped.
-    Safetensors,
-    /// One GGUF file, dequantised on load.
-    Gguf,
-}
 
 /// An opened checkpoint: everything but the weights is parsed; the weights are read by
 /// [`Checkpoint::var_builder`] / [`Checkpoint::tensors`].
@@ -215,6 +172,13 @@ impl Checkpoint {
     pub fn open_gguf(path: &Path) -> Result<Self> {
         let (content, _) = gguf::read_content(path)?;
         let config = gguf::config_from_content(&content, path)?;
+        expect::check_weights(&config, &gguf::stored_tensors(&content)).with_context(|| {
+            format!(
+                "the tensors of GGUF {} do not match its metadata (where num_hidden_layers is \
+                 block_count)",
+                path.display()
+            )
+        })?;
         let tokenizer = gguf_tokenizer::tokenizer_from_metadata(&content.metadata, path)?;
         let generation_config = gguf::generation_config(&content.metadata, &config)?;
         Ok(Self {
@@ -231,15 +195,20 @@ impl Checkpoint {
     }
 
     /// The weights as a `VarBuilder` in `dtype` on `device`. safetensors are memory-mapped
-    /// (each tensor is converted when the model asks for it); GGUF tensors are dequantised,
-    /// unpermuted and checked finite now.
+    /// (each tensor is converted and checked finite when the model asks for it); GGUF tensors
+    /// are dequantised, unpermuted and checked finite now.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
         match self.format {
             WeightFormat::Safetensors => {
                 // SAFETY: the files are memory-mapped read-only; like every mmap-based loader
                 // (candle, transformers) we rely on them not being modified while mapped.
-                unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
-                    .with_context(|| format!("cannot map the weights of {}", self.source))
+                let st = unsafe { MmapedSafetensors::multi(&self.weight_files) }
+                    .with_context(|| format!("cannot map the weights of {}", self.source))?;
+                Ok(VarBuilder::from_backend(
+                    Box::new(CheckedSafetensors(st)),
+                    dtype,
+                    device.clone(),
+                ))
             }
             WeightFormat::Gguf => Ok(VarBuilder::from_tensors(
                 self.tensors(dtype, device)?,
@@ -267,7 +236,10 @@ impl Checkpoint {
                 let mut out = HashMap::new();
                 for file in &self.weight_files {
                     for (name, t) in read_safetensors(file, device)? {
-                        out.insert(name, t.to_dtype(dtype)?);
+                        let t = t.to_dtype(dtype)?;
+                        ensure_finite(&name, &t)
+                            .with_context(|| format!("in {}", file.display()))?;
+                        out.insert(name, t);
                     }
                 }
                 Ok(out)

@@ -146,3 +146,38 @@ fn tensor_data_past_the_end_of_the_file_is_named() {
         "{msg}"
     );
 }
+
+#[test]
+fn block_count_smaller_than_the_weights_is_refused() {
+    let (_d, path) = tiny(&with_metadata("llama.block_count", Value::U32(1)));
+    let msg = open(&path);
+    assert!(
+        msg.contains("the weights hold 2 layers")
+            && msg.contains("num_hidden_layers = 1")
+            && msg.contains("block_count"),
+        "{msg}"
+    );
+    assert!(msg.contains("blk.1.attn_q.weight"), "extras listed: {msg}");
+    // More layers than the weights: the missing ones are listed.
+    let (_d, path) = tiny(&with_metadata("llama.block_count", Value::U32(3)));
+    let msg = open(&path);
+    assert!(
+        msg.contains("missing tensors") && msg.contains("model.layers.2."),
+        "{msg}"
+    );
+}
+
+#[test]
+fn wrong_shapes_from_metadata_are_named() {
+    let (_d, path) = tiny(&with_metadata(
+        "llama.feed_forward_length",
+        Value::U32(FF as u32 * 2),
+    ));
+    let msg = open(&path);
+    assert!(
+        msg.contains("blk.0.ffn_up.weight")
+            && msg.contains(&format!("[{FF}, {HIDDEN}]"))
+            && msg.contains(&format!("[{}, {HIDDEN}]", FF * 2)),
+        "{msg}"
+    );
+}

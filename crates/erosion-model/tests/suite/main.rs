@@ -11,6 +11,7 @@ mod chat_tokens;
 mod gradients;
 mod hf_fixtures;
 mod hooks_record_edit;
+mod hostile_folder;
 mod hostile_gguf;
 mod hostile_template;
 mod load_folder;
