@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::family::Family;
+use crate::text::shown;
 
 /// `rope_scaling` of Llama 3.1+ (`rope_type: "llama3"`). Other types are rejected on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -232,7 +233,7 @@ impl Config {
         if self.hidden_act != "silu" {
             bail!(
                 "hidden_act `{}` is not supported (only silu)",
-                self.hidden_act
+                shown(&self.hidden_act)
             );
         }
         check_token_ids(
@@ -245,7 +246,7 @@ impl Config {
             if rs.rope_type != "llama3" && rs.rope_type != "default" {
                 bail!(
                     "rope_scaling type `{}` is not supported (supported: llama3, default)",
-                    rs.rope_type
+                    shown(&rs.rope_type)
                 );
             }
         }
@@ -363,5 +364,16 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        let text = QWEN.replace("\"qwen2\"", "\"\\u001b[31mevil\"");
+        let cfg: Config = serde_json::from_str(&text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            !msg.contains('\x1b') && msg.contains("\\u{1b}[31mevil"),
+            "{msg}"
+        );
     }
 }

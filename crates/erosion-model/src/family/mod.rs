@@ -14,6 +14,7 @@ mod mistral;
 mod qwen2;
 
 use crate::config::Config;
+use crate::text::shown;
 use anyhow::{bail, Result};
 
 /// Every family erosion runs, in the order error messages list them.
@@ -75,7 +76,8 @@ impl Family {
         match FAMILIES.iter().find(|f| f.model_type == model_type) {
             Some(f) => Ok(f),
             None => bail!(
-                "unsupported architecture `{model_type}`: erosion supports model_type {}",
+                "unsupported architecture `{}`: erosion supports model_type {}",
+                shown(model_type),
                 Self::model_types().join(", ")
             ),
         }

@@ -91,8 +91,9 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             let path = dir.join(shard);
             if !path.is_file() {
                 bail!(
-                    "shard {shard} named by {} is missing (expected at {}); the download is \
+                    "shard {} named by {} is missing (expected at {}); the download is \
                      incomplete",
+                    shown(shard),
                     index_path.display(),
                     path.display()
                 );
@@ -167,8 +168,10 @@ fn check_index_against_headers(
     for (name, shard) in index {
         if !headers[shard.as_str()].contains_key(name) {
             bail!(
-                "{} routes tensor {name} to {shard}, which does not contain it",
-                index_path.display()
+                "{} routes tensor {} to {}, which does not contain it",
+                index_path.display(),
+                shown(name),
+                shown(shard)
             );
         }
     }
@@ -208,7 +211,8 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<u
         }
         let bad = || {
             anyhow::anyhow!(
-                "malformed header entry for tensor {name} in {}",
+                "malformed header entry for tensor {} in {}",
+                shown(&name),
                 path.display()
             )
         };
@@ -225,8 +229,9 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<u
                 .map_err(|_| bad())?;
         if offsets[1] > data_len || offsets[0] > offsets[1] {
             bail!(
-                "{} is truncated or corrupt: tensor {name} ends at byte {} of a {data_len}-byte data section",
+                "{} is truncated or corrupt: tensor {} ends at byte {} of a {data_len}-byte data section",
                 path.display(),
+                shown(&name),
                 offsets[1]
             );
         }

@@ -17,6 +17,7 @@ use super::ggml_types::ggml_dtype_name;
 use super::gguf_header::check_header;
 use crate::config::{Config, TokenIds};
 use crate::family::{AttentionBias, Family};
+use crate::text::shown;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 
@@ -90,9 +91,10 @@ pub(crate) fn architecture(md: &Metadata, path: &Path) -> Result<&'static Family
         .with_context(|| format!("GGUF {} has no general.architecture", path.display()))?;
     Family::of_gguf_arch(arch).with_context(|| {
         format!(
-            "GGUF {}: architecture `{arch}` is not supported: erosion reads GGUF architectures {} \
+            "GGUF {}: architecture `{}` is not supported: erosion reads GGUF architectures {} \
              (Mistral files use llama)",
             path.display(),
+            shown(arch),
             Family::gguf_archs().join(", ")
         )
     })
@@ -288,19 +290,32 @@ pub(crate) fn load_tensors(
     for name in names {
         let hf = hf_tensor_name(name).with_context(|| {
             format!(
-                "GGUF {}: tensor {name} has no counterpart in a {family} model (erosion maps \
+                "GGUF {}: tensor {} has no counterpart in a {family} model (erosion maps \
                  token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
                  ffn_up/ffn_down, output_norm, output)",
-                path.display()
+                path.display(),
+                shown(name)
             )
         })?;
         let info = &content.tensor_infos[name];
         let q = info
             .read(&mut reader, content.tensor_data_offset, &Device::Cpu)
-            .with_context(|| format!("GGUF {}: cannot read tensor {name}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "GGUF {}: cannot read tensor {}",
+                    path.display(),
+                    shown(name)
+                )
+            })?;
         let mut t = q
             .dequantize(&Device::Cpu)
-            .with_context(|| format!("GGUF {}: cannot dequantise tensor {name}", path.display()))?
+            .with_context(|| {
+                format!(
+                    "GGUF {}: cannot dequantise tensor {}",
+                    path.display(),
+                    shown(name)
+                )
+            })?
             .to_dtype(DType::F32)?;
         if qk_rows_permuted {
             if hf.contains(".q_proj.") {

@@ -182,6 +182,29 @@ fn special_token_ids_past_the_vocabulary_are_refused() {
 }
 
 #[test]
+fn control_characters_from_the_folder_are_escaped() {
+    let (_t, dir) = folder(None);
+    edit_json(&dir.join("config.json"), |c| {
+        c["model_type"] = "\x1b[31mllama".into()
+    });
+    let msg = err_of(open(&dir));
+    assert!(
+        !msg.contains('\x1b') && msg.contains("\\u{1b}[31mllama"),
+        "{msg:?}"
+    );
+    let (_t, dir) = folder(None);
+    edit_weights(&dir, |w| {
+        let t = Tensor::ones(4, DType::F32, &Device::Cpu).unwrap();
+        w.insert("stray\x1b[2J\r".into(), t);
+    });
+    let msg = err_of(open(&dir));
+    assert!(
+        !msg.contains('\x1b') && !msg.contains('\r') && msg.contains("stray\\u{1b}[2J\\r"),
+        "{msg:?}"
+    );
+}
+
+#[test]
 fn shard_names_must_be_files_beside_the_index_and_tensors_stored_once() {
     let (_t, dir) = folder(Some(60_000));
     let index = dir.join("model.safetensors.index.json");

@@ -181,3 +181,24 @@ fn wrong_shapes_from_metadata_are_named() {
         "{msg}"
     );
 }
+
+#[test]
+fn control_characters_from_the_file_are_escaped() {
+    let spec = GgufSpec {
+        arch: "\x1b[31mevil\x07".into(),
+        ..Default::default()
+    };
+    let (_d, path) = tiny(&spec);
+    let msg = open(&path);
+    assert!(!msg.contains('\x1b') && !msg.contains('\x07'), "{msg:?}");
+    assert!(msg.contains("\\u{1b}[31mevil\\u{7}"), "{msg}");
+    let (_d, path) = tiny(&with_metadata(
+        "tokenizer.ggml.pre",
+        Value::String("\x1b]0;pwned\x07".into()),
+    ));
+    let msg = open(&path);
+    assert!(
+        !msg.contains('\x1b') && msg.contains("\\u{1b}]0;pwned"),
+        "{msg}"
+    );
+}

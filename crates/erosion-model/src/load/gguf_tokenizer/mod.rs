@@ -19,6 +19,7 @@ pub use pre::SUPPORTED_PRE;
 
 use super::gguf::{meta_str, meta_usize, Metadata};
 use crate::chat::ChatTemplate;
+use crate::text::shown;
 use crate::tokenizer::ModelTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
@@ -109,10 +110,11 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
         .with_context(|| format!("GGUF {} has no tokenizer.ggml.model", path.display()))?;
     if model != "gpt2" {
         bail!(
-            "GGUF {}: tokenizer.ggml.model = `{model}` is not supported: erosion rebuilds \
+            "GGUF {}: tokenizer.ggml.model = `{}` is not supported: erosion rebuilds \
              byte-level BPE (`gpt2`) tokenizers from GGUF; for sentencepiece (`llama`) and \
              others, load the model's Hugging Face folder",
-            path.display()
+            path.display(),
+            shown(model)
         );
     }
     let pre_name = meta_str(md, "tokenizer.ggml.pre").unwrap_or("default");
