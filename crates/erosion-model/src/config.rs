@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use crate::family::Family;
+use crate::text::shown;
 
 /// `rope_scaling` of Llama 3.1+ (`rope_type: "llama3"`). Other types are rejected on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,28 @@ fn four() -> f64 {
 }
 fn default_original_ctx() -> usize {
     8192
+}
+
+/// Every special token id must name a row of the embedding: an id past the vocabulary would
+/// never be generated (so generation never stops) or index past the embedding.
+pub(crate) fn check_token_ids(
+    vocab_size: usize,
+    bos: Option<u32>,
+    eos: Option<&TokenIds>,
+    pad: Option<u32>,
+) -> Result<()> {
+    let eos = eos.map(TokenIds::to_vec).unwrap_or_default();
+    let fields = [
+        ("bos_token_id", bos.into_iter().collect::<Vec<_>>()),
+        ("eos_token_id", eos),
+        ("pad_token_id", pad.into_iter().collect()),
+    ];
+    for (field, ids) in fields {
+        if let Some(id) = ids.into_iter().find(|&id| id as usize >= vocab_size) {
+            bail!("{field} {id} is outside the vocabulary (vocab_size {vocab_size})");
+        }
+    }
+    Ok(())
 }
 
 /// `eos_token_id` is an integer in some configs and a list in others (Llama 3).
@@ -210,14 +233,20 @@ impl Config {
         if self.hidden_act != "silu" {
             bail!(
                 "hidden_act `{}` is not supported (only silu)",
-                self.hidden_act
+                shown(&self.hidden_act)
             );
         }
+        check_token_ids(
+            self.vocab_size,
+            self.bos_token_id,
+            self.eos_token_id.as_ref(),
+            self.pad_token_id,
+        )?;
         if let Some(rs) = &self.rope_scaling {
             if rs.rope_type != "llama3" && rs.rope_type != "default" {
                 bail!(
                     "rope_scaling type `{}` is not supported (supported: llama3, default)",
-                    rs.rope_type
+                    shown(&rs.rope_type)
                 );
             }
         }
@@ -309,5 +338,42 @@ mod tests {
             vec![128001, 128008, 128009]
         );
         assert_eq!(cfg.rope_scaling.unwrap().factor, 32.0);
+    }
+
+    #[test]
+    fn token_ids_outside_the_vocabulary_are_refused() {
+        for (field, value) in [
+            ("eos_token_id", "151936"),
+            ("eos_token_id", "[151645, 200000]"),
+            ("bos_token_id", "151936"),
+            ("pad_token_id", "999999"),
+        ] {
+            let text = QWEN.replace(
+                "\"sliding_window\"",
+                &format!("\"{field}\":{value},\"sliding_window\""),
+            );
+            let text = text
+                .replacen(&format!("\"{field}\":151643,"), "", 1)
+                .replacen(&format!("\"{field}\":151645,"), "", 1);
+            let cfg: Config = serde_json::from_str(&text).unwrap();
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(
+                msg.contains(field)
+                    && msg.contains("outside the vocabulary")
+                    && msg.contains("151936"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        let text = QWEN.replace("\"qwen2\"", "\"\\u001b[31mevil\"");
+        let cfg: Config = serde_json::from_str(&text).unwrap();
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            !msg.contains('\x1b') && msg.contains("\\u{1b}[31mevil"),
+            "{msg}"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod load;
 pub mod loaded;
 pub mod seed;
+pub mod text;
 pub mod tokenizer;
 pub mod transformer;
 

@@ -97,58 +97,68 @@ impl ModelTokenizer {
     /// From a Hugging Face folder: tokenizer.json, tokenizer_config.json (chat template and
     /// special tokens), and chat_template.jinja / chat_template.json where present.
     pub fn from_folder(dir: &Path) -> Result<Self> {
-        let tokenizer_file = dir.join("tokenizer.json");
-        if !tokenizer_file.is_file() {
-            bail!(
-                "no tokenizer.json in {} (erosion needs the fast-tokenizer file that transformers saves)",
-                dir.display()
-            );
-        }
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_file)
-            .map_err(|e| anyhow!("cannot load {}: {e}", tokenizer_file.display()))?;
+        // Control characters a file (or a message quoting it) holds are escaped.
+        (|| {
+            let tokenizer_file = dir.join("tokenizer.json");
+            if !tokenizer_file.is_file() {
+                bail!(
+                    "no tokenizer.json in {} (erosion needs the fast-tokenizer file that transformers saves)",
+                    dir.display()
+                );
+            }
+            let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_file)
+                .map_err(|e| anyhow!("cannot load {}: {e}", tokenizer_file.display()))?;
 
-        let mut template = None;
-        let (mut bos, mut eos, mut pad) = (None, None, None);
-        let map_file = dir.join("special_tokens_map.json");
-        if map_file.is_file() {
-            let map = read_json(&map_file)?;
-            bos = token_text(map.get("bos_token"), &map_file, "bos_token")?;
-            eos = token_text(map.get("eos_token"), &map_file, "eos_token")?;
-            pad = token_text(map.get("pad_token"), &map_file, "pad_token")?;
-        }
-        let config_file = dir.join("tokenizer_config.json");
-        if config_file.is_file() {
-            let config = read_json(&config_file)?;
-            // tokenizer_config.json wins over special_tokens_map.json where it names a token.
-            for (field, slot) in [
-                ("bos_token", &mut bos),
-                ("eos_token", &mut eos),
-                ("pad_token", &mut pad),
-            ] {
-                if config.get(field).is_some() {
-                    *slot = token_text(config.get(field), &config_file, field)?;
+            // The template and the file it came from (named in its error messages).
+            let mut template: Option<(String, std::path::PathBuf)> = None;
+            let (mut bos, mut eos, mut pad) = (None, None, None);
+            let map_file = dir.join("special_tokens_map.json");
+            if map_file.is_file() {
+                let map = read_json(&map_file)?;
+                bos = token_text(map.get("bos_token"), &map_file, "bos_token")?;
+                eos = token_text(map.get("eos_token"), &map_file, "eos_token")?;
+                pad = token_text(map.get("pad_token"), &map_file, "pad_token")?;
+            }
+            let config_file = dir.join("tokenizer_config.json");
+            if config_file.is_file() {
+                let config = read_json(&config_file)?;
+                // tokenizer_config.json wins over special_tokens_map.json where it names a token.
+                for (field, slot) in [
+                    ("bos_token", &mut bos),
+                    ("eos_token", &mut eos),
+                    ("pad_token", &mut pad),
+                ] {
+                    if config.get(field).is_some() {
+                        *slot = token_text(config.get(field), &config_file, field)?;
+                    }
+                }
+                if let Some(t) = config.get("chat_template") {
+                    template = template_field(t, &config_file)?.map(|t| (t, config_file.clone()));
                 }
             }
-            if let Some(t) = config.get("chat_template") {
-                template = template_field(t, &config_file)?;
+            let json_template = dir.join("chat_template.json");
+            if json_template.is_file() {
+                let value = read_json(&json_template)?;
+                let t = value.get("chat_template").ok_or_else(|| {
+                    anyhow!("{} has no `chat_template` field", json_template.display())
+                })?;
+                template = template_field(t, &json_template)?
+                    .map(|t| (t, json_template.clone()))
+                    .or(template);
             }
-        }
-        let json_template = dir.join("chat_template.json");
-        if json_template.is_file() {
-            let value = read_json(&json_template)?;
-            let t = value.get("chat_template").ok_or_else(|| {
-                anyhow!("{} has no `chat_template` field", json_template.display())
-            })?;
-            template = template_field(t, &json_template)?.or(template);
-        }
-        let jinja_template = dir.join("chat_template.jinja");
-        if jinja_template.is_file() {
-            let text = std::fs::read_to_string(&jinja_template)
-                .with_context(|| format!("cannot read {}", jinja_template.display()))?;
-            template = Some(text);
-        }
-        Self::new(tokenizer, template, bos, eos, pad)
-            .with_context(|| format!("tokenizer in {}", dir.display()))
+            let jinja_template = dir.join("chat_template.jinja");
+            if jinja_template.is_file() {
+                let text = std::fs::read_to_string(&jinja_template)
+                    .with_context(|| format!("cannot read {}", jinja_template.display()))?;
+                template = Some((text, jinja_template.clone()));
+            }
+            let template = template
+                .map(|(source, file)| ChatTemplate::from_origin(&source, file.display().to_string()))
+                .transpose()?;
+            Self::with_template(tokenizer, template, bos, eos, pad)
+                .with_context(|| format!("tokenizer in {}", dir.display()))
+        })()
+        .map_err(crate::text::escape_error)
     }
 
     /// From parts (used by the GGUF loader, which rebuilds the tokenizer from metadata).
@@ -161,14 +171,25 @@ impl ModelTokenizer {
         eos_token: Option<String>,
         pad_token: Option<String>,
     ) -> Result<Self> {
+        let chat_template = chat_template
+            .map(|src| ChatTemplate::new(&src))
+            .transpose()?;
+        Self::with_template(tokenizer, chat_template, bos_token, eos_token, pad_token)
+    }
+
+    /// [`ModelTokenizer::new`] with the chat template already compiled (with its origin).
+    pub fn with_template(
+        tokenizer: tokenizers::Tokenizer,
+        chat_template: Option<ChatTemplate>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+        pad_token: Option<String>,
+    ) -> Result<Self> {
         let mut tokenizer = tokenizer;
         tokenizer
             .with_truncation(None)
             .map_err(|e| anyhow!("cannot switch off the tokenizer's truncation: {e}"))?;
         tokenizer.with_padding(None);
-        let chat_template = chat_template
-            .map(|src| crate::chat::ChatTemplate::new(&src))
-            .transpose()?;
         Ok(Self {
             tokenizer,
             chat_template,

@@ -27,7 +27,8 @@ pub use tokens::{
 use std::collections::BTreeMap;
 use std::fmt;
 
-use anyhow::{anyhow, Result};
+use crate::text::{escape_controls, shown};
+use anyhow::{anyhow, bail, Result};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value};
 use serde::{Deserialize, Serialize};
@@ -94,13 +95,29 @@ impl ChatContext {
 pub struct ChatTemplate {
     /// The template's Jinja source.
     pub source: String,
+    /// Where the template came from (a file, a GGUF key), for messages.
+    origin: Option<String>,
     env: Environment<'static>,
 }
+
+/// Fuel for one render: minijinja charges one unit per instruction and one per 64 bytes of
+/// data a template makes or reads (strings, lists, output), checked before each allocation.
+/// The real templates of the fixtures (Qwen2.5 with tools, Qwen3, Llama 3.x, SmolLM2,
+/// Mistral) use under 400 on their conversations, and ChatML over a 4 MB conversation about
+/// 190k; 4M lets a template make several passes over a conversation as long as
+/// [`MAX_RENDERED_BYTES`], while a hostile one (nested `range(100000)` loops, a string doubled
+/// in a loop) stops within about a second, having made at most 256 MiB of data.
+pub const RENDER_FUEL: u64 = 4_000_000;
+
+/// Longest rendered conversation, in bytes: 16 MiB is about 4M tokens, far past the context
+/// of any model erosion runs, so only a runaway template reaches it.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 impl fmt::Debug for ChatTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChatTemplate")
             .field("source", &self.source)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -123,12 +140,23 @@ impl ChatTemplate {
     /// Compiles a Jinja chat template. A template that does not parse is an error carrying
     /// minijinja's message and line.
     pub fn new(source: &str) -> Result<Self> {
+        Self::compile(source, None)
+    }
+
+    /// [`ChatTemplate::new`] for a template read from `origin` (a file, or a GGUF's metadata
+    /// key), which every error message names.
+    pub fn from_origin(source: &str, origin: impl Into<String>) -> Result<Self> {
+        Self::compile(source, Some(origin.into()))
+    }
+
+    fn compile(source: &str, origin: Option<String>) -> Result<Self> {
+        let label = label(origin.as_deref());
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
-            .map_err(|e| anyhow!("chat template: cannot configure the Jinja syntax: {e}"))?;
+            .map_err(|e| anyhow!("{label}: cannot configure the Jinja syntax: {e}"))?;
         env.set_syntax(syntax);
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_unknown_method_callback(pycompat::unknown_method);
@@ -137,12 +165,19 @@ impl ChatTemplate {
         env.add_filter("trim", pycompat::trim_filter);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", pycompat::strftime_now);
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
-            .map_err(|e| anyhow!("chat template does not compile: {}", describe(&e)))?;
+            .map_err(|e| anyhow!("{label} does not compile: {}", describe(&e)))?;
         Ok(Self {
             source: source.to_string(),
+            origin,
             env,
         })
+    }
+
+    /// Where the template came from, when it was compiled with [`ChatTemplate::from_origin`].
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
     }
 
     /// The template's Jinja source.
@@ -173,24 +208,76 @@ impl ChatTemplate {
         }
         let context = Value::from(minijinja::value::Serde(&map));
 
+        let label = label(self.origin.as_deref());
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
-            .map_err(|e| anyhow!("chat template: {}", describe(&e)))?;
+            .map_err(|e| anyhow!("{label}: {}", describe(&e)))?;
         let now = ctx.now_unix.unwrap_or_else(pycompat::system_now);
         RAISED.with(|r| *r.borrow_mut() = None);
         pycompat::RENDER_NOW.with(|c| c.set(Some(now)));
-        let result = template.render(context);
+        let mut out = LimitedOutput::default();
+        let result = template.render_captured_to(context, &mut out);
         pycompat::RENDER_NOW.with(|c| c.set(None));
-        result.map_err(|e| match RAISED.with(|r| r.borrow_mut().take()) {
-            Some(message) => anyhow!(
-                "chat template raised an exception: {message}{}",
-                e.line()
-                    .map(|l| format!(" (template line {l})"))
-                    .unwrap_or_default()
+        let raised = RAISED.with(|r| r.borrow_mut().take());
+        match result {
+            Ok(_) => String::from_utf8(out.bytes)
+                .map_err(|_| anyhow!("{label} rendered text that is not UTF-8")),
+            Err(_) if out.overflowed => bail!(
+                "{label} renders more than {MAX_RENDERED_BYTES} bytes (a runaway template; no \
+                 conversation is that long)"
             ),
-            None => anyhow!("chat template failed to render: {}", describe(&e)),
-        })
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => bail!(
+                "{label} ran out of fuel: rendering took more than {RENDER_FUEL} steps (a \
+                 runaway loop or a string grown without bound){}",
+                at_line(&e)
+            ),
+            Err(e) => match raised {
+                Some(message) => bail!(
+                    "{label} raised an exception: {}{}",
+                    shown(&message),
+                    at_line(&e)
+                ),
+                None => bail!("{label} failed to render: {}", describe(&e)),
+            },
+        }
+    }
+}
+
+/// "chat template", or "chat template from ORIGIN".
+fn label(origin: Option<&str>) -> String {
+    match origin {
+        Some(o) => format!("chat template from {}", shown(o)),
+        None => "chat template".to_string(),
+    }
+}
+
+/// " (template line N)" where minijinja knows the line.
+fn at_line(e: &Error) -> String {
+    e.line()
+        .map(|l| format!(" (template line {l})"))
+        .unwrap_or_default()
+}
+
+/// The render's output, refusing to grow past [`MAX_RENDERED_BYTES`] (minijinja then stops
+/// with a write error, which `render` reports as the size limit).
+#[derive(Default)]
+struct LimitedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for LimitedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("rendered text too long"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -199,7 +286,8 @@ pub(crate) fn pycompat_now() -> i64 {
     pycompat::system_now()
 }
 
-/// minijinja's message with its cause chain and the template line, on one line.
+/// minijinja's message with its cause chain and the template line, on one line, escaped (it
+/// can quote the template).
 fn describe(err: &Error) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
@@ -208,7 +296,7 @@ fn describe(err: &Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    escape_controls(&text).into_owned()
 }
 
 #[cfg(test)]

@@ -13,4 +13,10 @@ pub static LLAMA: Family = Family {
         arch: "llama",
         qk_rows_permuted: true,
     }),
+    harmless_extras: &[
+        // Older conversions saved RoPE's frequency buffer with the weights.
+        "model.layers.*.self_attn.rotary_emb.inv_freq",
+        // Tied checkpoints sometimes carry the (ignored) output head too.
+        "lm_head.weight",
+    ],
 };

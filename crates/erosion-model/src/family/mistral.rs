@@ -10,4 +10,10 @@ pub static MISTRAL: Family = Family {
     attention_bias: AttentionBias::FromConfig,
     sliding_window: SlidingWindow::WhenSet,
     gguf: None,
+    harmless_extras: &[
+        // Older conversions saved RoPE's frequency buffer with the weights.
+        "model.layers.*.self_attn.rotary_emb.inv_freq",
+        // Tied checkpoints sometimes carry the (ignored) output head too.
+        "lm_head.weight",
+    ],
 };

@@ -14,6 +14,7 @@ mod mistral;
 mod qwen2;
 
 use crate::config::Config;
+use crate::text::shown;
 use anyhow::{bail, Result};
 
 /// Every family erosion runs, in the order error messages list them.
@@ -32,6 +33,10 @@ pub struct Family {
     pub sliding_window: SlidingWindow,
     /// How llama.cpp writes the family, when erosion reads its GGUF files.
     pub gguf: Option<Gguf>,
+    /// Tensors real checkpoints of the family carry that the model does not use, by Hugging
+    /// Face name (`*` stands for a layer number). The loader skips these without a word and
+    /// refuses any other tensor the config does not call for.
+    pub harmless_extras: &'static [&'static str],
 }
 
 /// Which attention projections carry a bias.
@@ -71,7 +76,8 @@ impl Family {
         match FAMILIES.iter().find(|f| f.model_type == model_type) {
             Some(f) => Ok(f),
             None => bail!(
-                "unsupported architecture `{model_type}`: erosion supports model_type {}",
+                "unsupported architecture `{}`: erosion supports model_type {}",
+                shown(model_type),
                 Self::model_types().join(", ")
             ),
         }
@@ -98,6 +104,13 @@ impl Family {
             .collect();
         archs.sort_unstable();
         archs
+    }
+
+    /// Whether `name` is one of [`Family::harmless_extras`].
+    pub fn is_harmless_extra(&self, name: &str) -> bool {
+        self.harmless_extras
+            .iter()
+            .any(|pattern| matches_pattern(pattern, name))
     }
 
     /// Whether q, k and v projections carry a bias under `cfg`.
@@ -129,6 +142,28 @@ impl Family {
     }
 }
 
+/// `pattern` with each `*` standing for one layer number (one or more ASCII digits).
+fn matches_pattern(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    for part in parts {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return false;
+        }
+        match rest[digits..].strip_prefix(part) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 impl std::fmt::Display for Family {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.model_type)
@@ -153,5 +188,16 @@ mod tests {
         assert_eq!(types.len(), FAMILIES.len());
         assert_eq!(Family::gguf_archs(), ["llama", "qwen2"]);
         assert!(Family::of_gguf_arch("mistral").is_none());
+    }
+
+    #[test]
+    fn harmless_extras_match_layer_numbers_only() {
+        let q = Family::of_model_type("qwen2").unwrap();
+        assert!(q.is_harmless_extra("model.layers.17.self_attn.rotary_emb.inv_freq"));
+        assert!(q.is_harmless_extra("lm_head.weight"));
+        assert!(!q.is_harmless_extra("model.layers..self_attn.rotary_emb.inv_freq"));
+        assert!(!q.is_harmless_extra("model.layers.x.self_attn.rotary_emb.inv_freq"));
+        assert!(!q.is_harmless_extra("model.layers.1.self_attn.rotary_emb.inv_freq.extra"));
+        assert!(!q.is_harmless_extra("model.layers.1.mlp.up_proj.weight"));
     }
 }

@@ -13,4 +13,10 @@ pub static QWEN2: Family = Family {
         arch: "qwen2",
         qk_rows_permuted: false,
     }),
+    harmless_extras: &[
+        // Older conversions saved RoPE's frequency buffer with the weights.
+        "model.layers.*.self_attn.rotary_emb.inv_freq",
+        // Tied checkpoints sometimes carry the (ignored) output head too.
+        "lm_head.weight",
+    ],
 };

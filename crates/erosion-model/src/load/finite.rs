@@ -1,9 +1,75 @@
 //! NaN / Inf detection in weights, naming the tensor. A broken conversion or a diverged
 //! fine-tune otherwise shows up much later as NaN logits with no hint of where they came from.
+//! Loading checks every tensor with [`ensure_finite`] (two reductions, so the fast path stays
+//! fast); safetensors weights go through [`CheckedSafetensors`], which checks each tensor as
+//! the model asks for it.
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Tensor};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
 use std::collections::HashMap;
+
+/// [`check_finite`] behind a cheap filter: the sum of all values is finite exactly when no
+/// value is NaN or infinite, barring overflow of the sum itself, so the value-by-value scan
+/// (which copies the tensor to the host) runs only when the sum is not finite. Rows are summed
+/// in the tensor's own dtype first so no f32 copy of a large tensor is made.
+pub fn ensure_finite(name: &str, t: &Tensor) -> Result<()> {
+    if !t.dtype().is_float() || t.elem_count() == 0 {
+        return Ok(());
+    }
+    let rows = match t.rank() {
+        0 => t.clone(),
+        r => t.sum(r - 1)?,
+    };
+    let sum = rows.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+    if sum.is_finite() {
+        return Ok(());
+    }
+    check_finite(name, t)
+}
+
+/// The safetensors files of a checkpoint as a `VarBuilder` backend that checks every tensor it
+/// hands out with [`ensure_finite`] (after the conversion to the model's dtype, which is
+/// where an f32 weight too large for f16 becomes infinite).
+pub struct CheckedSafetensors(pub MmapedSafetensors);
+
+impl CheckedSafetensors {
+    fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self.0.load(name, dev)?.to_dtype(dtype)?;
+        ensure_finite(name, &t).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
+        Ok(t)
+    }
+}
+
+impl SimpleBackend for CheckedSafetensors {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self.load(name, dtype, dev)?;
+        if t.shape() != &s {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: t.shape().clone(),
+            });
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.load(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.get(name).is_ok()
+    }
+}
 
 /// Fails if `t` holds a NaN or an infinity, with the tensor's name, how many values are bad,
 /// and the index of the first one.
@@ -70,5 +136,26 @@ mod tests {
         // bf16 is checked too.
         let b = t.to_dtype(DType::BF16).unwrap();
         assert!(check_finite("b", &b).is_err());
+    }
+
+    #[test]
+    fn fast_check_agrees_with_the_scan() {
+        let dev = Device::Cpu;
+        let ok = Tensor::new(&[[1f32, -2.0], [3.0, 4.0]], &dev).unwrap();
+        ensure_finite("ok", &ok).unwrap();
+        ensure_finite("ok16", &ok.to_dtype(DType::F16).unwrap()).unwrap();
+        // Values whose f16 row sum overflows are finite: the scan clears them.
+        let big = Tensor::new(&[[60000f32, 60000.0]], &dev).unwrap();
+        ensure_finite("big", &big.to_dtype(DType::F16).unwrap()).unwrap();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let t = Tensor::new(&[[1f32, bad], [3.0, 4.0]], &dev).unwrap();
+            let msg = ensure_finite("w", &t).unwrap_err().to_string();
+            assert!(
+                msg.contains("tensor w [2, 2]") && msg.contains("[0, 1]"),
+                "{msg}"
+            );
+        }
+        let scalar = Tensor::new(f32::NAN, &dev).unwrap();
+        assert!(ensure_finite("s", &scalar).is_err());
     }
 }

@@ -2,8 +2,10 @@
 //! `model.safetensors.index.json`, `tokenizer.json` + `tokenizer_config.json`, and optionally
 //! `generation_config.json`. Only headers are read here; weights are memory-mapped later.
 
+use super::expect::{check_weights, is_float_dtype, StoredTensor};
 use super::generation::GenerationConfig;
 use crate::config::Config;
+use crate::text::shown;
 use crate::tokenizer::ModelTokenizer;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +35,17 @@ pub(crate) fn open_folder(dir: &Path) -> Result<FolderParts> {
     }
     let config = Config::from_file(&config_path)?;
     let weight_files = safetensors_files(dir)?;
-    let stored_dtypes = stored_dtypes(&weight_files)?;
+    let stored = stored_tensors(&weight_files)?;
+    check_weights(&config, &stored).with_context(|| {
+        format!(
+            "the weights in {} do not match its config.json",
+            dir.display()
+        )
+    })?;
+    let mut stored_dtypes = BTreeMap::new();
+    for t in stored.values() {
+        *stored_dtypes.entry(t.dtype.clone()).or_insert(0) += 1;
+    }
     let tokenizer_path = dir.join("tokenizer.json");
     if !tokenizer_path.is_file() {
         bail!(
@@ -45,8 +57,12 @@ pub(crate) fn open_folder(dir: &Path) -> Result<FolderParts> {
     }
     let tokenizer = ModelTokenizer::from_folder(dir)
         .with_context(|| format!("cannot load the tokenizer of {}", dir.display()))?;
-    let generation_config =
-        GenerationConfig::from_file_if_present(&dir.join("generation_config.json"))?;
+    let generation_path = dir.join("generation_config.json");
+    let generation_config = GenerationConfig::from_file_if_present(&generation_path)?;
+    if let Some(g) = &generation_config {
+        g.check_ids(config.vocab_size)
+            .with_context(|| format!("in {}", generation_path.display()))?;
+    }
     Ok(FolderParts {
         config,
         tokenizer,
@@ -64,11 +80,20 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         let index = read_index(&index_path)?;
         let mut files = Vec::new();
         for shard in index.values().collect::<BTreeSet<_>>() {
+            // A shard is a file beside the index; a path would read outside the folder.
+            if Path::new(shard).file_name() != Some(std::ffi::OsStr::new(shard)) {
+                bail!(
+                    "{} names shard `{}`, which is not a plain file name",
+                    index_path.display(),
+                    shown(shard)
+                );
+            }
             let path = dir.join(shard);
             if !path.is_file() {
                 bail!(
-                    "shard {shard} named by {} is missing (expected at {}); the download is \
+                    "shard {} named by {} is missing (expected at {}); the download is \
                      incomplete",
+                    shown(shard),
                     index_path.display(),
                     path.display()
                 );
@@ -143,8 +168,10 @@ fn check_index_against_headers(
     for (name, shard) in index {
         if !headers[shard.as_str()].contains_key(name) {
             bail!(
-                "{} routes tensor {name} to {shard}, which does not contain it",
-                index_path.display()
+                "{} routes tensor {} to {}, which does not contain it",
+                index_path.display(),
+                shown(name),
+                shown(shard)
             );
         }
     }
@@ -184,13 +211,15 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<u
         }
         let bad = || {
             anyhow::anyhow!(
-                "malformed header entry for tensor {name} in {}",
+                "malformed header entry for tensor {} in {}",
+                shown(&name),
                 path.display()
             )
         };
         let dtype = info
             .get("dtype")
             .and_then(|v| v.as_str())
+            .filter(|d| d.len() <= 16 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
             .ok_or_else(bad)?
             .to_lowercase();
         let shape: Vec<usize> = serde_json::from_value(info.get("shape").cloned().ok_or_else(bad)?)
@@ -200,8 +229,9 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<u
                 .map_err(|_| bad())?;
         if offsets[1] > data_len || offsets[0] > offsets[1] {
             bail!(
-                "{} is truncated or corrupt: tensor {name} ends at byte {} of a {data_len}-byte data section",
+                "{} is truncated or corrupt: tensor {} ends at byte {} of a {data_len}-byte data section",
                 path.display(),
+                shown(&name),
                 offsets[1]
             );
         }
@@ -210,13 +240,29 @@ pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<u
     Ok(out)
 }
 
-/// How many tensors are stored in each dtype (`bf16`, `f32`, ...), over all files.
-pub(crate) fn stored_dtypes(files: &[PathBuf]) -> Result<BTreeMap<String, usize>> {
-    let mut counts = BTreeMap::new();
+/// Every tensor of `files` from their headers, by name; a name stored in two files is an
+/// error (which copy a loader would use is arbitrary).
+pub(crate) fn stored_tensors(files: &[PathBuf]) -> Result<BTreeMap<String, StoredTensor>> {
+    let mut out: BTreeMap<String, StoredTensor> = BTreeMap::new();
+    let mut home: BTreeMap<String, &Path> = BTreeMap::new();
     for file in files {
-        for (dtype, _) in read_header(file)?.values() {
-            *counts.entry(dtype.clone()).or_insert(0) += 1;
+        for (name, (dtype, shape)) in read_header(file)? {
+            if let Some(first) = home.insert(name.clone(), file) {
+                bail!(
+                    "tensor {} is stored twice, in {} and in {}",
+                    shown(&name),
+                    first.display(),
+                    file.display()
+                );
+            }
+            let t = StoredTensor {
+                stored_name: name.clone(),
+                float: is_float_dtype(&dtype),
+                dtype,
+                shape,
+            };
+            out.insert(name, t);
         }
     }
-    Ok(counts)
+    Ok(out)
 }

@@ -45,6 +45,16 @@ impl GenerationConfig {
         Ok(Some(cfg))
     }
 
+    /// Checks that every id names a row of a `vocab_size` embedding.
+    pub fn check_ids(&self, vocab_size: usize) -> Result<()> {
+        crate::config::check_token_ids(
+            vocab_size,
+            self.bos_token_id,
+            self.eos_token_id.as_ref(),
+            self.pad_token_id,
+        )
+    }
+
     pub fn eos_token_ids(&self) -> Vec<u32> {
         self.eos_token_id
             .as_ref()

@@ -10,14 +10,17 @@
 //! inverse: view the rows as `[n, d/2, 2]`, swap the last two axes back. `qwen2` files are
 //! written unpermuted (llama.cpp runs them with NeoX RoPE, which is HF's rotate-half).
 
+use super::expect::StoredTensor;
 use super::finite::check_finite;
 use super::generation::GenerationConfig;
-use super::gguf_header::{ggml_type_name, tensor_types, SUPPORTED_TYPES};
+use super::ggml_types::ggml_dtype_name;
+use super::gguf_header::check_header;
 use crate::config::{Config, TokenIds};
 use crate::family::{AttentionBias, Family};
+use crate::text::shown;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::GgmlDType;
+
 use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -26,61 +29,20 @@ use std::path::Path;
 
 pub(crate) type Metadata = HashMap<String, Value>;
 
-/// Reads the header (metadata and tensor infos, not the data). A tensor type candle cannot
-/// dequantise is reported with the tensor's name and the type's name.
+/// Reads the header (metadata and tensor infos, not the data), after [`check_header`] has
+/// bounded every count and length in it by the file's size, checked `general.alignment` and
+/// named any tensor whose type candle cannot dequantise. (candle 0.11's reader panics on an
+/// alignment of 0 and lets a small file claim millions of metadata elements; worth reporting
+/// upstream.)
 pub(crate) fn read_content(path: &Path) -> Result<(Content, BufReader<File>)> {
+    check_header(path)?;
     let file =
         File::open(path).with_context(|| format!("cannot open GGUF file {}", path.display()))?;
     let mut reader = BufReader::new(file);
-    match Content::read(&mut reader) {
-        Ok(content) => Ok((content, reader)),
-        Err(err) => {
-            let file = File::open(path)?;
-            if let Ok(types) = tensor_types(BufReader::new(file)) {
-                if let Some((name, code)) = types.iter().find(|(_, c)| !SUPPORTED_TYPES.contains(c))
-                {
-                    bail!(
-                        "GGUF {}: tensor {name} has type {} (ggml type {code}), which erosion cannot \
-                         dequantise. Supported: {}. Re-quantise with llama.cpp's llama-quantize \
-                         (e.g. to Q8_0), or load the original safetensors",
-                        path.display(),
-                        ggml_type_name(*code).unwrap_or("unknown"),
-                        supported_type_names()
-                    );
-                }
-            }
-            Err(anyhow!(err)).with_context(|| format!("cannot read GGUF file {}", path.display()))
-        }
-    }
-}
-
-fn supported_type_names() -> String {
-    SUPPORTED_TYPES
-        .iter()
-        .filter_map(|&c| ggml_type_name(c))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The name of a candle `GgmlDType` as ggml spells it (`Q4_K`, not `Q4K`).
-pub(crate) fn ggml_dtype_name(dtype: GgmlDType) -> &'static str {
-    match dtype {
-        GgmlDType::F32 => "F32",
-        GgmlDType::F16 => "F16",
-        GgmlDType::BF16 => "BF16",
-        GgmlDType::Q4_0 => "Q4_0",
-        GgmlDType::Q4_1 => "Q4_1",
-        GgmlDType::Q5_0 => "Q5_0",
-        GgmlDType::Q5_1 => "Q5_1",
-        GgmlDType::Q8_0 => "Q8_0",
-        GgmlDType::Q8_1 => "Q8_1",
-        GgmlDType::Q2K => "Q2_K",
-        GgmlDType::Q3K => "Q3_K",
-        GgmlDType::Q4K => "Q4_K",
-        GgmlDType::Q5K => "Q5_K",
-        GgmlDType::Q6K => "Q6_K",
-        GgmlDType::Q8K => "Q8_K",
-    }
+    let content = Content::read(&mut reader)
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("cannot read GGUF file {}", path.display()))?;
+    Ok((content, reader))
 }
 
 pub(crate) fn meta_str<'a>(md: &'a Metadata, key: &str) -> Option<&'a str> {
@@ -129,9 +91,10 @@ pub(crate) fn architecture(md: &Metadata, path: &Path) -> Result<&'static Family
         .with_context(|| format!("GGUF {} has no general.architecture", path.display()))?;
     Family::of_gguf_arch(arch).with_context(|| {
         format!(
-            "GGUF {}: architecture `{arch}` is not supported: erosion reads GGUF architectures {} \
+            "GGUF {}: architecture `{}` is not supported: erosion reads GGUF architectures {} \
              (Mistral files use llama)",
             path.display(),
+            shown(arch),
             Family::gguf_archs().join(", ")
         )
     })
@@ -242,6 +205,24 @@ pub(crate) fn stored_types(content: &Content) -> BTreeMap<String, usize> {
     counts
 }
 
+/// Every tensor of the file as [`check_weights`](super::expect::check_weights) reads them:
+/// under its Hugging Face name where it has one, else under its own.
+pub(crate) fn stored_tensors(content: &Content) -> BTreeMap<String, StoredTensor> {
+    content
+        .tensor_infos
+        .iter()
+        .map(|(name, info)| {
+            let t = StoredTensor {
+                stored_name: name.clone(),
+                dtype: ggml_dtype_name(info.ggml_dtype).to_string(),
+                float: true, // every type candle reads is a float or a quantised float
+                shape: info.shape.dims().to_vec(),
+            };
+            (hf_tensor_name(name).unwrap_or_else(|| name.clone()), t)
+        })
+        .collect()
+}
+
 /// llama.cpp tensor name -> Hugging Face name, for the llama / qwen2 layout.
 pub fn hf_tensor_name(gguf: &str) -> Option<String> {
     match gguf {
@@ -251,8 +232,12 @@ pub fn hf_tensor_name(gguf: &str) -> Option<String> {
         _ => {}
     }
     let rest = gguf.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
+    let (layer_text, rest) = rest.split_once('.')?;
+    let layer: usize = layer_text.parse().ok()?;
+    // `blk.01` would land on the same name as `blk.1`; only canonical numbers map.
+    if layer.to_string() != layer_text {
+        return None;
+    }
     let (part, kind) = rest.rsplit_once('.')?;
     if kind != "weight" && kind != "bias" {
         return None;
@@ -305,19 +290,32 @@ pub(crate) fn load_tensors(
     for name in names {
         let hf = hf_tensor_name(name).with_context(|| {
             format!(
-                "GGUF {}: tensor {name} has no counterpart in a {family} model (erosion maps \
+                "GGUF {}: tensor {} has no counterpart in a {family} model (erosion maps \
                  token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
                  ffn_up/ffn_down, output_norm, output)",
-                path.display()
+                path.display(),
+                shown(name)
             )
         })?;
         let info = &content.tensor_infos[name];
         let q = info
             .read(&mut reader, content.tensor_data_offset, &Device::Cpu)
-            .with_context(|| format!("GGUF {}: cannot read tensor {name}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "GGUF {}: cannot read tensor {}",
+                    path.display(),
+                    shown(name)
+                )
+            })?;
         let mut t = q
             .dequantize(&Device::Cpu)
-            .with_context(|| format!("GGUF {}: cannot dequantise tensor {name}", path.display()))?
+            .with_context(|| {
+                format!(
+                    "GGUF {}: cannot dequantise tensor {}",
+                    path.display(),
+                    shown(name)
+                )
+            })?
             .to_dtype(DType::F32)?;
         if qk_rows_permuted {
             if hf.contains(".q_proj.") {
@@ -358,6 +356,8 @@ mod tests {
         );
         assert_eq!(hf_tensor_name("output.weight").unwrap(), "lm_head.weight");
         assert_eq!(hf_tensor_name("rope_freqs.weight"), None);
+        assert_eq!(hf_tensor_name("blk.01.attn_q.weight"), None);
+        assert_eq!(hf_tensor_name("blk.+1.attn_q.weight"), None);
         assert_eq!(hf_tensor_name("blk.0.ffn_gate_exps.weight"), None);
     }
 

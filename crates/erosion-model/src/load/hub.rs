@@ -9,7 +9,7 @@
 //! panics when there is no home directory, so the cache root and the ref are resolved here and
 //! hf-hub only names the folders.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use hf_hub::{Cache, Repo, RepoType};
 use std::path::{Path, PathBuf};
 
@@ -141,6 +141,15 @@ pub fn resolve_snapshot(cache: &Path, spec: &HubSpec) -> Result<Snapshot> {
             )))
         }
     };
+    // A ref names a snapshot folder by its hash; anything else (`../..`) would lead elsewhere.
+    if !is_commit_hash(&commit) {
+        bail!(
+            "{} holds `{}`, not a commit hash: the Hugging Face cache at {} is corrupt",
+            ref_path.display(),
+            crate::text::shown(&commit),
+            cache.display()
+        );
+    }
     let dir = cache_repo.pointer_path(&commit);
     if !dir.is_dir() {
         return Err(not_cached(format!(

@@ -10,75 +10,34 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod expect;
 pub mod finite;
 pub mod folder;
 pub mod generation;
+pub mod ggml_types;
 pub mod gguf;
 pub mod gguf_header;
 pub mod gguf_tokenizer;
 pub mod hub;
 pub mod save;
+mod source;
 
-pub use finite::{check_all_finite, check_finite};
+pub use finite::{check_all_finite, check_finite, ensure_finite, CheckedSafetensors};
 pub use generation::GenerationConfig;
 pub use hub::HubSpec;
 pub use save::{save_hf_folder, write_safetensors, SaveOptions};
+pub use source::{Source, WeightFormat};
 
 use crate::config::Config;
+use crate::text::escape_error;
 use crate::tokenizer::ModelTokenizer;
 use crate::transformer::Transformer;
 use anyhow::{bail, Context, Result};
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-/// Where a checkpoint came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A Hugging Face model folder.
-    Folder { dir: PathBuf },
-    /// A hub id resolved in the local cache: the revision asked for, the commit it resolved
-    /// to, and the snapshot folder.
-    Hub {
-        id: String,
-        revision: String,
-        commit: String,
-        snapshot: PathBuf,
-    },
-    /// A GGUF file.
-    Gguf { path: PathBuf },
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Folder { dir } => write!(f, "folder {}", dir.display()),
-            Self::Hub {
-                id,
-                revision,
-                commit,
-                snapshot,
-            } => {
-                write!(
-                    f,
-                    "hub {id}@{revision} (commit {commit}, cached at {})",
-                    snapshot.display()
-                )
-            }
-            Self::Gguf { path } => write!(f, "GGUF {}", path.display()),
-        }
-    }
-}
-
-/// How the weights are stored, which decides how they are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WeightFormat {
-    /// safetensors files, memory-mapped.
-    Safetensors,
-    /// One GGUF file, dequantised on load.
-    Gguf,
-}
 
 /// An opened checkpoint: everything but the weights is parsed; the weights are read by
 /// [`Checkpoint::var_builder`] / [`Checkpoint::tensors`].
@@ -112,12 +71,12 @@ impl Checkpoint {
     /// found in the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else
     /// ~/.cache/huggingface/hub). Never uses the network.
     pub fn open(spec: &str) -> Result<Self> {
-        Self::open_spec(spec, None)
+        escaped(|| Self::open_spec(spec, None))
     }
 
     /// Like [`Checkpoint::open`], with an explicit Hugging Face cache folder for hub ids.
     pub fn open_with_cache(spec: &str, cache_dir: &Path) -> Result<Self> {
-        Self::open_spec(spec, Some(cache_dir))
+        escaped(|| Self::open_spec(spec, Some(cache_dir)))
     }
 
     fn open_spec(spec: &str, cache_dir: Option<&Path>) -> Result<Self> {
@@ -143,122 +102,146 @@ impl Checkpoint {
 
     /// A model folder or a GGUF file.
     pub fn open_path(path: &Path) -> Result<Self> {
-        if path.is_dir() {
-            return Self::open_folder(path);
-        }
-        if is_gguf(path)? {
-            return Self::open_gguf(path);
-        }
-        bail!(
-            "{} is a file but not a GGUF file: pass the model's folder (with config.json), a \
-             .gguf file, or a hub id",
-            path.display()
-        )
+        escaped(|| {
+            if path.is_dir() {
+                return Self::open_folder(path);
+            }
+            if is_gguf(path)? {
+                return Self::open_gguf(path);
+            }
+            bail!(
+                "{} is a file but not a GGUF file: pass the model's folder (with config.json), a \
+                 .gguf file, or a hub id",
+                path.display()
+            )
+        })
     }
 
     /// A Hugging Face model folder.
     pub fn open_folder(dir: &Path) -> Result<Self> {
-        let parts = folder::open_folder(dir)?;
-        Ok(Self {
-            source: Source::Folder {
-                dir: dir.to_path_buf(),
-            },
-            config: parts.config,
-            tokenizer: parts.tokenizer,
-            generation_config: parts.generation_config,
-            format: WeightFormat::Safetensors,
-            weight_files: parts.weight_files,
-            stored_dtypes: parts.stored_dtypes,
+        escaped(|| {
+            let parts = folder::open_folder(dir)?;
+            Ok(Self {
+                source: Source::Folder {
+                    dir: dir.to_path_buf(),
+                },
+                config: parts.config,
+                tokenizer: parts.tokenizer,
+                generation_config: parts.generation_config,
+                format: WeightFormat::Safetensors,
+                weight_files: parts.weight_files,
+                stored_dtypes: parts.stored_dtypes,
+            })
         })
     }
 
     /// A hub id in the cache at `cache_dir`. A snapshot without config.json that holds exactly
     /// one GGUF file opens that file.
     pub fn open_hub(spec: &HubSpec, cache_dir: &Path) -> Result<Self> {
-        let snap = hub::resolve_snapshot(cache_dir, spec)?;
-        let source = Source::Hub {
-            id: spec.id.clone(),
-            revision: spec.revision.clone(),
-            commit: snap.commit.clone(),
-            snapshot: snap.dir.clone(),
-        };
-        let in_snapshot = || {
-            format!(
-                "in the cached snapshot of {}@{} ({})",
-                spec.id,
-                spec.revision,
-                snap.dir.display()
-            )
-        };
-        let mut ckpt = if snap.dir.join("config.json").exists() {
-            Self::open_folder(&snap.dir).with_context(in_snapshot)?
-        } else {
-            match hub::gguf_files(&snap.dir)?.as_slice() {
-                [one] => Self::open_gguf(one).with_context(in_snapshot)?,
-                [] => Self::open_folder(&snap.dir).with_context(in_snapshot)?,
-                many => bail!(
-                    "{} has no config.json but several GGUF files; pass one of them: {}",
-                    snap.dir.display(),
-                    many.iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }
-        };
-        ckpt.source = source;
-        Ok(ckpt)
+        escaped(|| {
+            let snap = hub::resolve_snapshot(cache_dir, spec)?;
+            let source = Source::Hub {
+                id: spec.id.clone(),
+                revision: spec.revision.clone(),
+                commit: snap.commit.clone(),
+                snapshot: snap.dir.clone(),
+            };
+            let in_snapshot = || {
+                format!(
+                    "in the cached snapshot of {}@{} ({})",
+                    spec.id,
+                    spec.revision,
+                    snap.dir.display()
+                )
+            };
+            let mut ckpt = if snap.dir.join("config.json").exists() {
+                Self::open_folder(&snap.dir).with_context(in_snapshot)?
+            } else {
+                match hub::gguf_files(&snap.dir)?.as_slice() {
+                    [one] => Self::open_gguf(one).with_context(in_snapshot)?,
+                    [] => Self::open_folder(&snap.dir).with_context(in_snapshot)?,
+                    many => bail!(
+                        "{} has no config.json but several GGUF files; pass one of them: {}",
+                        snap.dir.display(),
+                        many.iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            };
+            ckpt.source = source;
+            Ok(ckpt)
+        })
     }
 
     /// A GGUF file: config and tokenizer from its metadata.
     pub fn open_gguf(path: &Path) -> Result<Self> {
-        let (content, _) = gguf::read_content(path)?;
-        let config = gguf::config_from_content(&content, path)?;
-        let tokenizer = gguf_tokenizer::tokenizer_from_metadata(&content.metadata, path)?;
-        let generation_config = gguf::generation_config(&content.metadata, &config)?;
-        Ok(Self {
-            source: Source::Gguf {
-                path: path.to_path_buf(),
-            },
-            stored_dtypes: gguf::stored_types(&content),
-            config,
-            tokenizer,
-            generation_config: Some(generation_config),
-            format: WeightFormat::Gguf,
-            weight_files: vec![path.to_path_buf()],
+        escaped(|| {
+            let (content, _) = gguf::read_content(path)?;
+            let config = gguf::config_from_content(&content, path)?;
+            expect::check_weights(&config, &gguf::stored_tensors(&content)).with_context(|| {
+                format!(
+                    "the tensors of GGUF {} do not match its metadata (where num_hidden_layers is \
+                     block_count)",
+                    path.display()
+                )
+            })?;
+            let tokenizer = gguf_tokenizer::tokenizer_from_metadata(&content.metadata, path)?;
+            let generation_config = gguf::generation_config(&content.metadata, &config)?;
+            Ok(Self {
+                source: Source::Gguf {
+                    path: path.to_path_buf(),
+                },
+                stored_dtypes: gguf::stored_types(&content),
+                config,
+                tokenizer,
+                generation_config: Some(generation_config),
+                format: WeightFormat::Gguf,
+                weight_files: vec![path.to_path_buf()],
+            })
         })
     }
 
     /// The weights as a `VarBuilder` in `dtype` on `device`. safetensors are memory-mapped
-    /// (each tensor is converted when the model asks for it); GGUF tensors are dequantised,
-    /// unpermuted and checked finite now.
+    /// (each tensor is converted and checked finite when the model asks for it); GGUF tensors
+    /// are dequantised, unpermuted and checked finite now.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
-        match self.format {
-            WeightFormat::Safetensors => {
-                // SAFETY: the files are memory-mapped read-only; like every mmap-based loader
-                // (candle, transformers) we rely on them not being modified while mapped.
-                unsafe { VarBuilder::from_mmaped_safetensors(&self.weight_files, dtype, device) }
-                    .with_context(|| format!("cannot map the weights of {}", self.source))
+        escaped(|| {
+            match self.format {
+                WeightFormat::Safetensors => {
+                    // SAFETY: the files are memory-mapped read-only; like every mmap-based loader
+                    // (candle, transformers) we rely on them not being modified while mapped.
+                    let st = unsafe { MmapedSafetensors::multi(&self.weight_files) }
+                        .with_context(|| format!("cannot map the weights of {}", self.source))?;
+                    Ok(VarBuilder::from_backend(
+                        Box::new(CheckedSafetensors(st)),
+                        dtype,
+                        device.clone(),
+                    ))
+                }
+                WeightFormat::Gguf => Ok(VarBuilder::from_tensors(
+                    self.tensors(dtype, device)?,
+                    dtype,
+                    device,
+                )),
             }
-            WeightFormat::Gguf => Ok(VarBuilder::from_tensors(
-                self.tensors(dtype, device)?,
-                dtype,
-                device,
-            )),
-        }
+        })
     }
 
     /// The transformer with this checkpoint's weights, in `dtype` on `device`.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<Transformer> {
-        let vb = self.var_builder(dtype, device)?;
-        Transformer::new(&self.config, vb)
-            .with_context(|| format!("cannot build the model from {}", self.source))
+        escaped(|| {
+            let vb = self.var_builder(dtype, device)?;
+            Transformer::new(&self.config, vb)
+                .with_context(|| format!("cannot build the model from {}", self.source))
+        })
     }
 
     /// Every weight tensor, by Hugging Face name, in `dtype` on `device` (for saving,
     /// inspection, hashing). Reads all weights into memory.
     pub fn tensors(&self, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
-        match self.format {
+        escaped(|| match self.format {
             WeightFormat::Gguf => {
                 gguf::load_tensors(&self.weight_files[0], &self.config, dtype, device)
             }
@@ -266,18 +249,21 @@ impl Checkpoint {
                 let mut out = HashMap::new();
                 for file in &self.weight_files {
                     for (name, t) in read_safetensors(file, device)? {
-                        out.insert(name, t.to_dtype(dtype)?);
+                        let t = t.to_dtype(dtype)?;
+                        ensure_finite(&name, &t)
+                            .with_context(|| format!("in {}", file.display()))?;
+                        out.insert(name, t);
                     }
                 }
                 Ok(out)
             }
-        }
+        })
     }
 
     /// Fails on the first weight holding a NaN or infinity, naming it. GGUF weights are
     /// always checked on load; for safetensors this reads every weight once.
     pub fn check_finite(&self) -> Result<()> {
-        match self.format {
+        escaped(|| match self.format {
             WeightFormat::Gguf => self.tensors(DType::F32, &Device::Cpu).map(|_| ()),
             WeightFormat::Safetensors => {
                 for file in &self.weight_files {
@@ -286,7 +272,7 @@ impl Checkpoint {
                 }
                 Ok(())
             }
-        }
+        })
     }
 
     /// The ids that end generation: generation_config.json's, else config.json's, plus the
@@ -339,15 +325,17 @@ impl Checkpoint {
     /// Writes this checkpoint as a Hugging Face folder, weights in `dtype` (a GGUF becomes a
     /// dequantised folder that transformers loads).
     pub fn save_hf(&self, dir: &Path, dtype: DType, opts: &SaveOptions) -> Result<Vec<PathBuf>> {
-        let tensors = self.tensors(dtype, &Device::Cpu)?;
-        save_hf_folder(
-            dir,
-            &self.config,
-            &tensors,
-            &self.tokenizer,
-            self.generation_config.as_ref(),
-            opts,
-        )
+        escaped(|| {
+            let tensors = self.tensors(dtype, &Device::Cpu)?;
+            save_hf_folder(
+                dir,
+                &self.config,
+                &tensors,
+                &self.tokenizer,
+                self.generation_config.as_ref(),
+                opts,
+            )
+        })
     }
 }
 
@@ -365,6 +353,13 @@ fn read_safetensors(file: &Path, device: &Device) -> Result<HashMap<String, Tens
             Ok((name, t))
         })
         .collect()
+}
+
+/// `f`'s result with control characters escaped in every message of its error
+/// ([`escape_error`]): every public way in to a checkpoint passes through this, so what a
+/// file says reaches a terminal only escaped, whichever dependency quoted it.
+fn escaped<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    f().map_err(escape_error)
 }
 
 /// Whether `path` is a GGUF file (by its magic bytes, whatever its extension).

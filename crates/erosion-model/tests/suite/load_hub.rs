@@ -55,6 +55,22 @@ fn hub_id_resolves_to_cached_snapshot() {
 }
 
 #[test]
+fn a_ref_that_is_not_a_commit_hash_is_refused() {
+    let (_c, cache) = gguf_cache();
+    let main = cache.join("models--org--tiny-gguf/refs/main");
+    // A snapshot reachable through the path, so only the check stops it.
+    std::fs::write(&main, format!("../snapshots/{COMMIT}")).unwrap();
+    let msg = err_of(Checkpoint::open_with_cache("org/tiny-gguf", &cache));
+    assert!(msg.contains("not a commit hash"), "{msg}");
+    std::fs::write(&main, "\x1b[2J").unwrap();
+    let msg = err_of(Checkpoint::open_with_cache("org/tiny-gguf", &cache));
+    assert!(
+        msg.contains("`\\u{1b}[2J`, not a commit hash") && !msg.contains('\x1b'),
+        "{msg}"
+    );
+}
+
+#[test]
 fn commit_hash_revision_names_its_snapshot() {
     let (_c, cache) = gguf_cache();
     let ckpt = Checkpoint::open_with_cache(&format!("org/tiny-gguf@{OLD_COMMIT}"), &cache).unwrap();

@@ -18,6 +18,8 @@ mod pre;
 pub use pre::SUPPORTED_PRE;
 
 use super::gguf::{meta_str, meta_usize, Metadata};
+use crate::chat::ChatTemplate;
+use crate::text::shown;
 use crate::tokenizer::ModelTokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::Value;
@@ -108,10 +110,11 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
         .with_context(|| format!("GGUF {} has no tokenizer.ggml.model", path.display()))?;
     if model != "gpt2" {
         bail!(
-            "GGUF {}: tokenizer.ggml.model = `{model}` is not supported: erosion rebuilds \
+            "GGUF {}: tokenizer.ggml.model = `{}` is not supported: erosion rebuilds \
              byte-level BPE (`gpt2`) tokenizers from GGUF; for sentencepiece (`llama`) and \
              others, load the model's Hugging Face folder",
-            path.display()
+            path.display(),
+            shown(model)
         );
     }
     let pre_name = meta_str(md, "tokenizer.ggml.pre").unwrap_or("default");
@@ -119,6 +122,14 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
     let tokens = string_array(md, "tokenizer.ggml.tokens", path)?;
     let merges = string_array(md, "tokenizer.ggml.merges", path)?;
     let types = int_array(md, "tokenizer.ggml.token_type");
+    if let Some(types) = types.as_ref().filter(|t| t.len() != tokens.len()) {
+        bail!(
+            "GGUF {}: tokenizer.ggml.token_type has {} entries but tokenizer.ggml.tokens has {}",
+            path.display(),
+            types.len(),
+            tokens.len()
+        );
+    }
 
     let alphabet = Alphabet::new();
     let bpe = bpe_model(&tokens, &merges, &alphabet, pre.ignore_merges, path)?;
@@ -138,13 +149,14 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
     let pad = token_of("tokenizer.ggml.padding_token_id")?;
     tok.with_post_processor(Some(post_processor(md, &bos, &eos, path)?));
 
-    let chat_template = meta_str(md, "tokenizer.chat_template").map(str::to_string);
-    ModelTokenizer::new(tok, chat_template, bos, eos, pad).with_context(|| {
-        format!(
-            "GGUF {}: cannot set up the tokenizer's chat template",
-            path.display()
-        )
-    })
+    let chat_template = meta_str(md, "tokenizer.chat_template")
+        .map(|source| {
+            let origin = format!("GGUF {} (tokenizer.chat_template)", path.display());
+            ChatTemplate::from_origin(source, origin)
+        })
+        .transpose()?;
+    ModelTokenizer::with_template(tok, chat_template, bos, eos, pad)
+        .with_context(|| format!("GGUF {}: cannot set up the tokenizer", path.display()))
 }
 
 /// The BPE model of the vocabulary (token i has id i) and merges (`"a b"` each).

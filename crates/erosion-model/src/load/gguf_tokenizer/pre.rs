@@ -99,7 +99,8 @@ pub(super) fn pre_tokenizer(pre: &str) -> Result<Pre> {
         },
         "deepseek-r1-qwen" => plain(seq(vec![split(QWEN2_SPLIT)?, bytes_only()])),
         other => bail!(
-            "tokenizer.ggml.pre = `{other}` is not supported (supported: {})",
+            "tokenizer.ggml.pre = `{}` is not supported (supported: {})",
+            crate::text::shown(other),
             SUPPORTED_PRE.join(", ")
         ),
     })

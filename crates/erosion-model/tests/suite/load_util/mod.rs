@@ -190,6 +190,8 @@ pub struct GgufSpec {
     pub poison: Option<String>,
     /// `tokenizer.ggml.add_bos_token` (BOS = <|im_start|> here).
     pub add_bos: bool,
+    /// Metadata written over (or after) the defaults, by key.
+    pub metadata: Vec<(String, Value)>,
 }
 
 impl Default for GgufSpec {
@@ -203,6 +205,7 @@ impl Default for GgufSpec {
             extra: vec![],
             poison: None,
             add_bos: false,
+            metadata: vec![],
         }
     }
 }
@@ -279,6 +282,13 @@ pub fn write_tiny_gguf(path: &Path, spec: &GgufSpec) -> BTreeMap<String, Tensor>
             Value::String(CHAT_TEMPLATE.into()),
         ),
     ];
+    let mut md = md;
+    for (key, value) in &spec.metadata {
+        match md.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.clone(),
+            None => md.push((key.clone(), value.clone())),
+        }
+    }
     let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut file = std::fs::File::create(path).unwrap();
@@ -301,6 +311,30 @@ pub fn patch_tensor_type(path: &Path, name: &str, code: u32) {
     let ty = at + 4 + 8 * n_dims;
     bytes[ty..ty + 4].copy_from_slice(&code.to_le_bytes());
     std::fs::write(path, bytes).unwrap();
+}
+
+/// A GGUF v3 file written byte by byte (candle's writer cannot write malformed files): the
+/// given metadata entries, already encoded as `(key, value type, value bytes)`, and no tensors.
+pub fn raw_gguf(n_tensors: u64, kvs: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(n_tensors.to_le_bytes());
+    b.extend((kvs.len() as u64).to_le_bytes());
+    for (key, ty, value) in kvs {
+        b.extend((key.len() as u64).to_le_bytes());
+        b.extend(key.as_bytes());
+        b.extend(ty.to_le_bytes());
+        b.extend(value);
+    }
+    b
+}
+
+/// The value bytes of a GGUF array: element type, count, then `payload`.
+pub fn raw_array(elem_type: u32, count: u64, payload: &[u8]) -> Vec<u8> {
+    let mut b = elem_type.to_le_bytes().to_vec();
+    b.extend(count.to_le_bytes());
+    b.extend(payload);
+    b
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
