@@ -48,6 +48,17 @@ pub fn spec(org: &Organism, out: &Path, opts: &DemoOptions) -> Result<StudySpec>
             .to_string_lossy()
             .into_owned())
     };
+    let named = |names: &[&str]| -> Result<Vec<NamedModel>> {
+        names
+            .iter()
+            .map(|n| {
+                Ok(NamedModel {
+                    name: n.to_string(),
+                    path: path(n)?,
+                })
+            })
+            .collect()
+    };
     let data = org.data_dir().canonicalize()?;
     // Every option at the study file's default, then the organism's.
     let mut spec: StudySpec = toml::from_str(
@@ -58,24 +69,8 @@ pub fn spec(org: &Organism, out: &Path, opts: &DemoOptions) -> Result<StudySpec>
     spec.models = ModelsSpec {
         base: path("base")?,
         instruct: path("instruct")?,
-        finetuned: crate::grow::VARIANTS
-            .iter()
-            .map(|(name, _)| {
-                Ok(NamedModel {
-                    name: name.to_string(),
-                    path: path(name)?,
-                })
-            })
-            .collect::<Result<_>>()?,
-        compared: PROTECTED
-            .iter()
-            .map(|(name, _)| {
-                Ok(NamedModel {
-                    name: name.to_string(),
-                    path: path(name)?,
-                })
-            })
-            .collect::<Result<_>>()?,
+        finetuned: named(&crate::grow::VARIANTS.map(|(n, _)| n))?,
+        compared: named(&PROTECTED.map(|(n, _)| n))?,
     };
     spec.datasets = DATASETS
         .iter()

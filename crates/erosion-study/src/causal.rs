@@ -99,11 +99,7 @@ impl Analysis for CausalAnalysis {
             );
         }
         section.notes.extend(notes);
-        let files = written
-            .iter()
-            .filter_map(|f| f.strip_prefix(&ctx.out).ok())
-            .map(|f| f.to_string_lossy().into_owned())
-            .collect();
+        let files = ctx.relative_to_out(&written);
         let results = CausalResults {
             directions: probe.dirs.origin.clone(),
             options: opts,

@@ -270,6 +270,15 @@ impl StudyContext {
             .collect()
     }
 
+    /// `files` as paths relative to the output folder (those outside it are left out).
+    pub fn relative_to_out(&self, files: &[PathBuf]) -> Vec<String> {
+        files
+            .iter()
+            .filter_map(|f| f.strip_prefix(&self.out).ok())
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// A path under the output folder (parents created).
     pub fn output_path(&self, relative: &str) -> Result<PathBuf> {
         let p = self.out.join(relative);

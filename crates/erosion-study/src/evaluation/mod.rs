@@ -57,12 +57,7 @@ impl Analysis for EvaluationAnalysis {
             };
             return Ok(Finished { results, section });
         };
-        let files = evaluation.write(&ctx.out.join("evaluation"))?;
-        let files = files
-            .iter()
-            .filter_map(|f| f.strip_prefix(&ctx.out).ok())
-            .map(|f| f.to_string_lossy().into_owned())
-            .collect();
+        let files = ctx.relative_to_out(&evaluation.write(&ctx.out.join("evaluation"))?);
         let (verdict, reasons) = behaviour_verdict(&evaluation.report, &roles);
         let mut section = eval_section(&evaluation.report, verdict)?;
         section.notes.extend(reasons.iter().cloned());
