@@ -247,11 +247,16 @@ fn lock_file(
         if locked && !names_file(path, &file) {
             continue;
         }
-        if let Some(dead) = read_holder(&mut file) {
-            notices.notice(&format!(
+        match (locked, read_holder(&mut file)) {
+            (true, Some(dead)) => notices.notice(&format!(
                 "{}: taking over the lock of {dead}, which ended without releasing it",
                 dir.display()
-            ));
+            )),
+            (false, Some(other)) => notices.notice(&format!(
+                "{}: {LOCK_FILE} names {other}; without locks, whether it still runs cannot be told",
+                dir.display()
+            )),
+            _ => {}
         }
         let json = serde_json::to_string(me).context("serialising the lock's holder")?;
         file.set_len(0)
