@@ -422,8 +422,9 @@ fn a_second_run_into_the_same_out_fails_naming_the_first() {
     .unwrap();
     let (model, out_s) = (smollm2(), out.to_string_lossy().into_owned());
     let data = tmp.path().join("d.jsonl").to_string_lossy().into_owned();
-    let runs: [Vec<&str>; 5] = [
+    let runs: [Vec<&str>; 6] = [
         vec!["train", &model, &data, "--out", &out_s],
+        vec!["demo", "--reduced", "--quiet", "--out", &out_s],
         vec!["eval", &model, "--organism", "--out", &out_s],
         vec!["study", study.to_str().unwrap(), "--out", &out_s],
         vec![
