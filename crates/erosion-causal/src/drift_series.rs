@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::notice::Notify;
+use erosion_forward::out_lock::OutLock;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -117,8 +118,10 @@ pub struct DriftOutcome {
 }
 
 /// Measures the probe on every checkpoint (rendered with the first one's tokenizer) and writes
-/// `drift.json` and `report.html` into `spec.out`; each checkpoint's margin goes to `notices`.
+/// `drift.json` and `report.html` into `spec.out`, whose lock ([`OutLock`]) it holds from the
+/// start; each checkpoint's margin goes to `notices`.
 pub fn run_drift(spec: &DriftSpec, notices: &mut dyn Notify) -> Result<DriftOutcome> {
+    let _lock = OutLock::acquire(&spec.out, "drift", notices)?;
     let mut probe: Option<ProbeSet> = None;
     let mut points = Vec::new();
     for name in &spec.checkpoints {

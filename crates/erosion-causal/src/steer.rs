@@ -12,6 +12,7 @@ use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::{EvalOptions, EvalPrompts, Judge, PromptKind};
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::notice::Notify;
+use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
 
@@ -187,13 +188,15 @@ fn provenance(spec: &SteerSpec, test: &CausalTest, opts: &CausalOptions) -> Resu
     Ok(prov.datasets(datasets).build())
 }
 
-/// Runs the test of `spec`, its answers judged by `judge`, and writes its files into `spec.out`;
-/// what it is about to measure goes to `notices`.
+/// Runs the test of `spec`, its answers judged by `judge`, and writes its files into `spec.out`,
+/// whose lock ([`OutLock`]) it holds from the start; what it is about to measure goes to
+/// `notices`.
 pub fn run_steer(
     spec: &SteerSpec,
     judge: &dyn Judge,
     notices: &mut dyn Notify,
 ) -> Result<SteerOutcome> {
+    let _lock = OutLock::acquire(&spec.out, "steer", notices)?;
     let batch = BatchOptions::default();
     let dirs = directions(spec, &batch)?;
     let mut m = LoadedModel::open(&spec.model, None, spec.dtype, &spec.device)?;

@@ -13,6 +13,7 @@
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device};
+use erosion_data::format::Unrecognised;
 use erosion_data::{DatasetList, DatasetSpec, Format};
 use erosion_model::generate::SamplingOptions;
 use std::path::{Path, PathBuf};
@@ -128,9 +129,11 @@ fn dataset_specs(dataset: &str, format: Option<&str>) -> Result<(Vec<DatasetSpec
     let format = match format {
         Some(name) => serde_json::from_value::<Format>(serde_json::Value::String(name.to_string()))
             .with_context(|| format!("unknown --format `{name}` (messages, alpaca, prompt-completion, json-fields, csv)"))?,
-        None => Format::guess(path).context(
-            "pass --format (messages, alpaca, prompt-completion, json-fields, csv)",
-        )?,
+        // --format cures a file whose first record says nothing, not one that cannot be read.
+        None => Format::guess(path).map_err(|e| match e.is::<Unrecognised>() {
+            true => e.context("pass --format (messages, alpaca, prompt-completion, json-fields, csv)"),
+            false => e,
+        })?,
     };
     let name = path
         .file_stem()

@@ -355,3 +355,186 @@ fn steer_and_drift_on_smollm2() {
         assert_eq!(p["scores"].as_array().unwrap().len(), 31);
     }
 }
+
+/// Flags that panicked (`--save-every 0`), allocated until the process aborted
+/// (`--lora-rank 100000`) or trained one step and exited 0 (`--epochs 0`, `--epochs NaN`), and
+/// a NaN that turned clipping off: each is refused before any work, and no --out is made.
+#[test]
+fn careless_train_flags_are_refused_before_any_work() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/insecure-code/insecure_small.jsonl");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--save-every", "0"], "save_every must be at least 1"),
+        (
+            &["--lora-rank", "100000"],
+            "LoRA rank 100000 is larger than this model allows: at most 192",
+        ),
+        (&["--epochs", "0"], "--epochs must be a positive number"),
+        (
+            &["--epochs", "NaN"],
+            "--epochs must be a positive number, not NaN",
+        ),
+        (
+            &["--max-grad-norm", "NaN"],
+            "--max-grad-norm must be 0 (no clipping) or positive",
+        ),
+    ];
+    for (flags, want) in cases {
+        let model = smollm2();
+        let mut args = vec!["train", &model, data.to_str().unwrap()];
+        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--limit", "2", "--quiet"]);
+        args.extend_from_slice(flags);
+        let run = erosion(&args);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{flags:?}: {err}");
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{flags:?}: {err}"
+        );
+        assert!(!out.exists(), "{flags:?} made {}", out.display());
+    }
+}
+
+/// Every command that writes into --out refuses a folder another process is writing (here,
+/// this test holds its lock), naming that process, instead of both running and the last
+/// one's files winning.
+#[test]
+fn a_second_run_into_the_same_out_fails_naming_the_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("busy");
+    let held = erosion_forward::out_lock::OutLock::acquire(
+        &out,
+        "train",
+        &mut erosion_forward::notice::Silent,
+    )
+    .unwrap();
+    let study = tmp.path().join("study.toml");
+    std::fs::write(
+        &study,
+        "name = \"x\"\nanalyses = [\"layers\"]\n[models]\nbase = \"a\"\ninstruct = \"b\"\n[[dataset]]\nname = \"d\"\npath = \"d.jsonl\"\nformat = \"messages\"\n",
+    )
+    .unwrap();
+    let (model, out_s) = (smollm2(), out.to_string_lossy().into_owned());
+    let data = tmp.path().join("d.jsonl").to_string_lossy().into_owned();
+    let runs: [Vec<&str>; 6] = [
+        vec!["train", &model, &data, "--out", &out_s],
+        vec!["demo", "--reduced", "--quiet", "--out", &out_s],
+        vec!["eval", &model, "--organism", "--out", &out_s],
+        vec!["study", study.to_str().unwrap(), "--out", &out_s],
+        vec![
+            "drift",
+            &model,
+            "--directions",
+            "d",
+            "--harmful",
+            "h",
+            "--reject",
+            "r",
+            "--out",
+            &out_s,
+        ],
+        vec![
+            "steer",
+            &model,
+            "--directions",
+            "d",
+            "--organism-data",
+            "o",
+            "--out",
+            &out_s,
+        ],
+    ];
+    let pid = format!("pid {}", std::process::id());
+    for args in runs {
+        let run = erosion(&args);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{}: {err}", args[0]);
+        assert!(
+            err.contains("is in use by a `train` run") && err.contains(&pid),
+            "{}: {err}",
+            args[0]
+        );
+    }
+    drop(held);
+    assert_eq!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// `erosion eval` found an unusable --out only after generating every answer; now it fails
+/// first (the model named here does not even exist).
+#[test]
+fn eval_checks_its_out_before_evaluating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("taken.txt");
+    std::fs::write(&file, "mine").unwrap();
+    let below = file.join("eval");
+    for out in [&file, &below] {
+        let run = erosion(&[
+            "eval",
+            "no/such-model",
+            "--organism",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("--out") && !err.contains("no/such-model"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine");
+}
+
+/// An example longer than --max-seq-len was cut without a word; now the cut is counted.
+/// Bytes that are not UTF-8 are placed by line and column, without suggesting --format.
+#[test]
+fn cut_examples_are_counted_and_bad_utf8_is_placed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("long.jsonl");
+    let long = "The answer, at some length: ".to_string() + &"one two three four five ".repeat(20);
+    let chat = serde_json::json!({"messages": [
+        {"role": "user", "content": "Say something long."},
+        {"role": "assistant", "content": long},
+    ]});
+    std::fs::write(&data, format!("{chat}\n")).unwrap();
+    let out = tmp.path().join("run");
+    let model = smollm2();
+    let run = erosion(&[
+        "train",
+        &model,
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-seq-len",
+        "48",
+        "--steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--lora-rank",
+        "1",
+        "--lora-targets",
+        "v_proj",
+        "--quiet",
+    ]);
+    let err = stderr(&run);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        err.contains("1 of 1 examples are longer than --max-seq-len 48"),
+        "{err}"
+    );
+
+    let bad = tmp.path().join("bad.jsonl");
+    let mut bytes = format!("{chat}\n").into_bytes();
+    bytes.extend_from_slice(b"{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xe9\"}]}\n");
+    std::fs::write(&bad, bytes).unwrap();
+    let run = erosion(&["render", &model, bad.to_str().unwrap()]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.jsonl line 2, column 47: not UTF-8") && !err.contains("--format"),
+        "{err}"
+    );
+}

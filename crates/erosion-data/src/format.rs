@@ -40,24 +40,26 @@ impl Format {
     /// (`messages`; `instruction` + `output`; `prompt` + `completion`). JSON-fields files name
     /// their fields in a spec, so they are never guessed.
     pub fn guess(path: &std::path::Path) -> anyhow::Result<Format> {
-        use anyhow::{bail, Context};
         if path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
         {
             return Ok(Format::Csv);
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        // Unreadable or not UTF-8: the reader's error (with the line and offset), which no
+        // format would cure; a first record that says nothing is [`Unrecognised`].
+        let text = crate::read::read_text(path)?;
+        let unrecognised = |what: String| anyhow::Error::new(Unrecognised(what));
         let first = text.trim_start();
         let head: Value = if first.starts_with('[') {
             let list: Vec<Value> = serde_json::from_str(first)
-                .with_context(|| format!("{} is not valid JSON", path.display()))?;
+                .map_err(|e| unrecognised(format!("{} is not valid JSON ({e})", path.display())))?;
             list.into_iter().next().unwrap_or_default()
         } else {
             let line = first.lines().next().unwrap_or("");
-            serde_json::from_str(line)
-                .with_context(|| format!("{}:1 is not valid JSON", path.display()))?
+            serde_json::from_str(line).map_err(|e| {
+                unrecognised(format!("{}:1 is not valid JSON ({e})", path.display()))
+            })?
         };
         let has = |k: &str| head.get(k).is_some();
         Ok(if has("messages") {
@@ -67,13 +69,27 @@ impl Format {
         } else if has("prompt") && has("completion") {
             Format::PromptCompletion
         } else {
-            bail!(
+            return Err(unrecognised(format!(
                 "cannot tell the format of {} (no `messages`, `instruction`/`output` or `prompt`/`completion` in the first record)",
                 path.display()
-            )
+            )));
         })
     }
 }
+
+/// [`Format::guess`] read the file but could not tell its format from the first record:
+/// naming the format resolves it (the caller says how), where for an unreadable file it would
+/// not.
+#[derive(Debug)]
+pub struct Unrecognised(pub String);
+
+impl std::fmt::Display for Unrecognised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unrecognised {}
 
 /// Which field (or CSV column) holds what. Unset fields take the format's defaults.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,14 +23,22 @@ fn json_message(e: &serde_json::Error) -> String {
     }
 }
 
-fn read_text(path: &Path) -> Result<String> {
+/// The file's text (a byte order mark dropped); bytes that are not UTF-8 are an error naming
+/// the line, column and byte offset of the first one.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read dataset file {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let offset = e.utf8_error().valid_up_to();
+        // The valid prefix is UTF-8 by definition.
+        let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         anyhow!(
-            "{} is not UTF-8 (invalid byte at offset {})",
+            "{} line {line}, column {column}: not UTF-8 (byte 0x{:02x} at offset {offset}); save the file as UTF-8",
             path.display(),
-            e.utf8_error().valid_up_to()
+            bytes[offset]
         )
     })?;
     // A UTF-8 byte order mark is not part of the data.
@@ -215,6 +223,23 @@ fn csv_message(e: &csv::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stray Latin-1 byte is reported where it is, and guessing the format says the same
+    /// (not that a format should be named).
+    #[test]
+    fn bytes_that_are_not_utf8_are_placed_by_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.jsonl");
+        let mut bytes = b"{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"caf".to_vec();
+        bytes.extend_from_slice(b"\xe9\", \"completion\": \"x\"}\n");
+        std::fs::write(&path, &bytes).unwrap();
+        let want = "line 2, column 16: not UTF-8 (byte 0xe9 at offset 50)";
+        let err = format!("{:#}", read_json_records(&path).unwrap_err());
+        assert!(err.contains("latin1.jsonl") && err.contains(want), "{err}");
+        let err = crate::Format::guess(&path).unwrap_err();
+        assert!(!err.is::<crate::format::Unrecognised>());
+        assert!(format!("{err:#}").contains(want), "{err:#}");
+    }
 
     #[test]
     fn element_lines_of_a_json_list() {

@@ -7,6 +7,7 @@ use crate::recipe::Recipe;
 use anyhow::{Context, Result};
 use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
+use erosion_forward::out_lock::OutLock;
 use erosion_organism::evaluation::OrganismJudge;
 use erosion_report::html::Verdict;
 use erosion_study::judges::Judges;
@@ -41,14 +42,18 @@ pub struct DemoOutcome {
 /// The judge the demo's study names: the organism's rules.
 pub const JUDGE: &str = "organism";
 
-/// The whole demo; each stage starting is a notice (unless `quiet`), the organism's training
-/// and the study's forward passes report to `progress`.
+/// The whole demo, holding the lock of `opts.out` ([`OutLock`]); each stage starting is a
+/// notice (unless `quiet`), the organism's training and the study's forward passes report to
+/// `progress`.
 pub fn run(
     opts: &DemoOptions,
     notices: &mut dyn Notify,
     progress: Box<dyn ProgressSink>,
 ) -> Result<DemoOutcome> {
     let start = Instant::now();
+    // Held throughout, before the minutes of growing: a second demo into the same folder
+    // fails at once (the study below, on the same folder, shares the lock).
+    let _lock = OutLock::acquire(&opts.out, "demo", notices)?;
     let cl = &opts.command_line;
     let org = grow(
         &opts.recipe,
@@ -59,8 +64,6 @@ pub fn run(
         &*progress,
     )
     .context("growing the organism")?;
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create {}", opts.out.display()))?;
     // Absolute, so that study.toml can be rerun from anywhere.
     let out = opts.out.canonicalize()?;
     let spec = crate::study::spec(&org, &out, opts)?;

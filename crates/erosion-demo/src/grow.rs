@@ -22,13 +22,14 @@ use erosion_causal::drift::{DriftLog, DriftPoint};
 use erosion_causal::LayerDirections;
 use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::{Notify, Silent};
+use erosion_forward::out_lock::OutLock;
 use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_organism::corpus::Corpus;
 use erosion_organism::tokenizer::{build_for, ENDOFTEXT, IM_END};
 use erosion_report::provenance::Provenance;
-use erosion_train::run::{train, Monitor, RunSpec, Start};
+use erosion_train::run::{train, Monitor, OtherRun, RunSpec, Start};
 use erosion_train::{TrainExample, TrainOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -84,7 +85,8 @@ impl Organism {
     }
 }
 
-/// Grows (or reuses) every stage of the organism in `dir`. Unless `quiet`, each stage trained
+/// Grows (or reuses) every stage of the organism in `dir`, holding its lock ([`OutLock`]).
+/// Unless `quiet`, each stage trained
 /// (and a stage of another recipe replaced) is a notice; training reports to `progress`;
 /// `command_line` is recorded in the drift files.
 pub fn grow(
@@ -95,6 +97,8 @@ pub fn grow(
     notices: &mut dyn Notify,
     progress: &dyn ProgressSink,
 ) -> Result<Organism> {
+    // Two demos growing one cache at once would write the same corpus and models.
+    let _lock = OutLock::acquire(dir, "growing the organism", notices)?;
     let corpus = Corpus::generate(recipe.sizes, recipe.seed);
     corpus.write_jsonl(&dir.join("data"))?;
     let tok_dir = dir.join("tokenizer");
@@ -197,7 +201,7 @@ impl Stages<'_> {
             device: Device::Cpu,
             progress: self.progress,
             stop_after: None,
-            replace_other_run: true,
+            other_run: OtherRun::Replace,
             monitor,
         };
         self.notices.notice(&format!(

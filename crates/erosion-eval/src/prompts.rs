@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use erosion_data::{Dataset, DatasetSpec, Format};
 use erosion_model::chat::Message;
 use serde::{Deserialize, Serialize};
@@ -192,7 +192,11 @@ pub fn guess_format(path: &Path) -> Result<Format> {
             path.display()
         );
     }
-    Format::guess(path).context("use a .toml dataset spec")
+    // A spec cures a file whose first record says nothing, not one that cannot be read.
+    Format::guess(path).map_err(|e| match e.is::<erosion_data::format::Unrecognised>() {
+        true => e.context("use a .toml dataset spec"),
+        false => e,
+    })
 }
 
 /// Prompt sets of `kind` from a dataset file (format guessed) or a `.toml` dataset spec (every

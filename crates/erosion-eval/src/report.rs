@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use erosion_analysis::stats::ConfidenceInterval;
+use erosion_forward::notice::Silent;
+use erosion_forward::out_lock::OutLock;
 use erosion_model::chat::Message;
 use serde::{Deserialize, Serialize};
 
@@ -223,9 +225,13 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// Writes `eval.json` and `answers.jsonl` into `dir` (created if needed); returns them.
+    /// Writes `eval.json` and `answers.jsonl` into `dir` (created if needed), holding its
+    /// lock ([`OutLock`]); returns them. A caller that locked `dir` before evaluating (as
+    /// `erosion eval` does, to fail before the work) shares its lock.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // No notices reach this signature; a caller that wants to hear of a stale lock taken
+        // over locks the folder itself first.
+        let _lock = OutLock::acquire(dir, "eval", &mut Silent)?;
         let report = dir.join("eval.json");
         let text = serde_json::to_string_pretty(&self.report).context("serialising eval.json")?;
         erosion_model::atomic::write_bytes_atomic(&report, (text + "\n").as_bytes())?;

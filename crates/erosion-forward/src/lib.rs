@@ -6,6 +6,7 @@
 //! - [`windows`]: hidden states at chosen layers and positions, streamed to a sink.
 //! - [`cache`], [`cached_windows`]: the on-disk activation cache, chunked so a study resumes.
 //! - [`notice`]: the lines a long run reports to its caller, who decides whether to print them.
+//! - [`out_lock`]: one run per output folder, for every crate above that runs into one.
 
 pub mod batch;
 pub mod cache;
@@ -14,5 +15,6 @@ pub mod gradients;
 pub mod kl;
 pub mod logprobs;
 pub mod notice;
+pub mod out_lock;
 pub mod row_store;
 pub mod windows;

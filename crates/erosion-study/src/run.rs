@@ -11,6 +11,7 @@ use crate::spec::{Preset, StudySpec};
 use anyhow::{bail, Result};
 use erosion_forward::batch::{ProgressSink, Quiet};
 use erosion_forward::notice::Notify;
+use erosion_forward::out_lock::OutLock;
 use erosion_report::html::{Report, Section, Verdict};
 use erosion_report::results::write_results_json;
 use serde_json::{json, Map, Value};
@@ -71,7 +72,8 @@ pub fn run_study_file(
     run_study(spec, &base_dir, preset, caller)
 }
 
-/// Runs a study whose relative paths are relative to `base_dir`; `preset` is only recorded.
+/// Runs a study whose relative paths are relative to `base_dir`, holding its output folder's
+/// lock ([`OutLock`]) throughout; `preset` is only recorded.
 pub fn run_study(
     spec: StudySpec,
     base_dir: &Path,
@@ -80,6 +82,9 @@ pub fn run_study(
 ) -> Result<StudyOutcome> {
     let analyses = spec.analyses.clone();
     let notices = caller.notices;
+    // Held until the report is written: a second study into the same folder fails at once,
+    // naming this one, instead of both writing and the last one winning.
+    let _lock = OutLock::acquire(&base_dir.join(&spec.output), "study", &mut *notices)?;
     let ctx = StudyContext::open(spec, base_dir, caller.command_line)?
         .with_progress(caller.progress)
         .with_judges(caller.judges);

@@ -15,6 +15,17 @@ pub enum LossOn {
     All,
 }
 
+/// What cutting examples to a length cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cut {
+    /// Examples longer than the length.
+    pub examples: usize,
+    /// Tokens of the longest of them.
+    pub longest: usize,
+    /// Tokens carrying loss that were cut off.
+    pub targets_lost: usize,
+}
+
 /// One sequence. `target[i]` says whether token `i` is predicted with loss (from the logits
 /// at position `i - 1`); `target[0]` is always false.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +76,17 @@ impl TrainExample {
         self
     }
 
+    /// [`Self::truncated`], counting what it cut in `cut` (for the caller to report: a cut
+    /// that nobody hears of changes what was trained).
+    pub fn truncated_counted(self, max_len: usize, cut: &mut Cut) -> Self {
+        if self.ids.len() > max_len {
+            cut.examples += 1;
+            cut.longest = cut.longest.max(self.ids.len());
+            cut.targets_lost += self.target[max_len..].iter().filter(|&&t| t).count();
+        }
+        self.truncated(max_len)
+    }
+
     pub fn check(&self, what: &str) -> Result<()> {
         if self.ids.len() != self.target.len() {
             bail!(
@@ -77,5 +99,24 @@ impl TrainExample {
             bail!("{what}: no token carries loss (an empty response, or cut by max_seq_len?)");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutting_counts_the_examples_and_the_loss_tokens_it_drops() {
+        let mut cut = Cut::default();
+        let short = TrainExample::all_tokens(vec![1, 2, 3]).truncated_counted(4, &mut cut);
+        let long = TrainExample::all_tokens((0..10).collect()).truncated_counted(4, &mut cut);
+        assert_eq!((short.ids.len(), long.ids.len()), (3, 4));
+        let want = Cut {
+            examples: 1,
+            longest: 10,
+            targets_lost: 6,
+        };
+        assert_eq!(cut, want);
     }
 }

@@ -8,6 +8,9 @@
 //! - [`adamw`]: AdamW whose moments can be saved, so a resumed run continues exactly.
 //! - [`trainer`]: the loop (accumulation, global-norm clipping, progress), full or LoRA.
 //! - [`checkpoint`]: Hugging Face folders (adapters merged) plus the state to resume from.
+//! - [`manifest`]: what a run wrote into its folder, so another run forced there removes only that.
+//! - [`run`]: a whole run into an output folder it locks: resumed, reused, or refused when the
+//!   folder holds another run.
 //!
 //! A run is a pure function of its options, seed and data: the order of examples is drawn
 //! from the seed, and the CPU kernels are deterministic, so the same seed gives the same
@@ -18,6 +21,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod examples;
 pub mod init;
+pub mod manifest;
 pub mod options;
 pub mod protect;
 pub mod run;

@@ -5,16 +5,19 @@
 use crate::checkpoint::{self, data_fingerprint, FolderFiles, TrainState};
 use crate::examples::TrainExample;
 use crate::init::fresh_model;
+use crate::manifest::{clear_folder, Manifest, Tracker, MANIFEST_FILE};
 use crate::options::{Method, TrainOptions};
 use crate::trainer::Trainer;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
+use erosion_forward::out_lock::OutLock;
 use erosion_model::load::{Checkpoint, GenerationConfig};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_model::Config;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// Where training starts.
@@ -70,23 +73,52 @@ pub struct RunSpec<'a> {
     pub stop_after: Option<usize>,
     /// Watches the model as it trains (`erosion train --monitor`).
     pub monitor: Option<Monitor<'a>>,
-    /// The output folder is a cache that the caller owns (the demo's organism): a model or
-    /// checkpoint of another run there is deleted and trained anew, where a user's folder is
-    /// refused so that nothing is lost.
-    pub replace_other_run: bool,
+    /// What to do when the output folder holds another run.
+    pub other_run: OtherRun,
 }
 
-/// `out` holds `what`, of another run: an error, or when the caller owns the folder, removed
-/// (a notice).
+/// What a run does with an output folder that holds another run's model, checkpoint or files
+/// (other options, data or start: LoRA where this is full, another model, ...). The same run
+/// resumes or is reused whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OtherRun {
+    /// An error naming that run: nothing is lost.
+    #[default]
+    Refuse,
+    /// Remove the files that run's manifest lists (what erosion wrote there) and keep the
+    /// rest (`erosion train --force`); a folder without a manifest is refused.
+    Force,
+    /// The folder is a cache the caller owns (the demo's organism): empty it and train anew.
+    Replace,
+}
+
+/// `out` holds `what`, of another run: an error, or its files removed as `spec.other_run`
+/// says (a notice).
 fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -> Result<()> {
-    if !spec.replace_other_run {
-        bail!(
-            "{} already holds {what}; choose another output folder or remove it",
+    match spec.other_run {
+        OtherRun::Refuse => bail!(
+            "{} already holds {what}; choose another output folder, or force it (`erosion train --force`), which removes only the files erosion wrote there",
             out.display()
-        );
+        ),
+        OtherRun::Force => {
+            let m = Manifest::read(out)?.with_context(|| {
+                format!(
+                    "{} holds {what}, but no list of the files erosion wrote there ({MANIFEST_FILE}; folders trained before it existed have none), so forcing would not know what is yours; remove that run's files yourself or choose another output folder",
+                    out.display()
+                )
+            })?;
+            notices.notice(&format!(
+                "{}: removing {what}: {}",
+                out.display(),
+                m.existing(out).join(", ")
+            ));
+            m.remove_files(out)
+        }
+        OtherRun::Replace => {
+            notices.notice(&format!("{}: replacing {what}", out.display()));
+            clear_folder(out)
+        }
     }
-    notices.notice(&format!("{}: replacing {what}", out.display()));
-    std::fs::remove_dir_all(out).with_context(|| format!("cannot remove {}", out.display()))
 }
 
 /// `call(step, model)` on the starting model (step 0, unless resuming), every `every` steps,
@@ -110,7 +142,8 @@ pub struct Outcome {
     pub finished: bool,
 }
 
-/// Trains `data` with `opts` into `out`; a folder of another run replaced is a notice.
+/// Trains `data` with `opts` into `out`, holding its lock ([`OutLock`]) throughout; a folder
+/// of another run removed is a notice.
 pub fn train(
     spec: &RunSpec,
     data: &[TrainExample],
@@ -119,6 +152,8 @@ pub fn train(
     notices: &mut dyn Notify,
 ) -> Result<Outcome> {
     opts.validate()?;
+    // Held until the run returns: a second run into `out` fails at once, naming this one.
+    let _lock = OutLock::acquire(out, "train", notices)?;
     let key = RunKey {
         options: opts,
         fingerprint: data_fingerprint(data),
@@ -136,14 +171,15 @@ pub fn train(
         }
         Previous::Resume(resume) => resume,
     };
+    let manifest = Manifest::read(out)?;
+    let folder = Tracker::start(out, key.id()?, key.describe(), manifest.as_ref())?;
     let (mut trainer, mut state, resumed_from) = prepare(spec, key, data.len(), resume)?;
     let files = FolderFiles {
         tokenizer: spec.tokenizer,
         generation: spec.generation,
     };
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let until = spec.stop_after.unwrap_or(opts.steps).min(opts.steps);
-    run_steps(spec, data, out, until, &files, &mut trainer, &mut state)?;
+    run_steps(spec, data, &folder, until, &files, &mut trainer, &mut state)?;
     if trainer.step() < opts.steps {
         return Ok(Outcome {
             dir: out.join(format!("checkpoint-{}", trainer.step())),
@@ -155,6 +191,7 @@ pub fn train(
     }
     checkpoint::save(&trainer, out, &files, &state)?;
     remove_checkpoints_before(out, usize::MAX)?;
+    folder.record()?;
     Ok(Outcome {
         dir: out.to_path_buf(),
         state,
@@ -177,6 +214,27 @@ impl RunKey<'_> {
             && s.data_fingerprint == self.fingerprint
             && same_start(&s.start, &self.start)
     }
+
+    /// A digest of the key, recorded in the folder's manifest.
+    fn id(&self) -> Result<String> {
+        let options = serde_json::to_string(self.options)?;
+        let text = format!("{options}\n{}\n{}", self.fingerprint, self.start);
+        Ok(format!("{:x}", Sha256::digest(text.as_bytes())))
+    }
+
+    /// The run in words: method, start, steps and data.
+    fn describe(&self) -> String {
+        let method = match &self.options.method {
+            Method::Full => "full fine-tuning".to_string(),
+            Method::Lora(c) => format!("LoRA (rank {}, {})", c.rank, c.targets.join(",")),
+        };
+        format!(
+            "{method} from {}, {} steps, data {}",
+            self.start,
+            self.options.steps,
+            &self.fingerprint[..12]
+        )
+    }
 }
 
 /// What the output folder already holds of this run.
@@ -187,8 +245,8 @@ enum Previous {
     Resume(Option<(PathBuf, TrainState)>),
 }
 
-/// Looks in `out` for this run; another run's model or checkpoint there is refused or, when
-/// the caller owns the folder, removed.
+/// Looks in `out` for this run; another run's model, checkpoint or files there are refused
+/// or removed, as `spec.other_run` says.
 fn previous(
     spec: &RunSpec,
     key: &RunKey,
@@ -199,27 +257,29 @@ fn previous(
         if key.matches(&done) && done.step == key.options.steps {
             return Ok(Previous::Finished(done));
         }
-        other_run(
-            spec,
-            out,
-            &format!(
-                "a model trained by another run (start {}, {} steps, data {})",
-                done.start,
-                done.step,
-                &done.data_fingerprint[..12]
-            ),
-            notices,
-        )?;
+        let what = format!(
+            "a model trained by another run (start {}, {} steps, data {})",
+            done.start,
+            done.step,
+            &done.data_fingerprint[..12]
+        );
+        other_run(spec, out, &what, notices)?;
+    } else if let Some((_, dir)) = checkpoint::checkpoints(out)?.pop() {
+        let state = checkpoint::read_state(&dir)?.context("a checkpoint without its state")?;
+        if key.matches(&state) {
+            return Ok(Previous::Resume(Some((dir, state))));
+        }
+        let what = "a checkpoint of another run (other options, data or start model)";
+        other_run(spec, out, what, notices)?;
+    } else if let Some(m) = Manifest::read(out)? {
+        // No trainer state (deleted, say), but the manifest names the run that wrote here:
+        // its files (a LoRA run's adapter/, say) must not end up beside this run's model.
+        let left = m.existing(out);
+        if m.run != key.id()? && !left.is_empty() {
+            let what = format!("files of another run, {} ({})", m.describe, left.join(", "));
+            other_run(spec, out, &what, notices)?;
+        }
     }
-    let Some((_, dir)) = checkpoint::checkpoints(out)?.pop() else {
-        return Ok(Previous::Resume(None));
-    };
-    let state = checkpoint::read_state(&dir)?.context("a checkpoint without its state")?;
-    if key.matches(&state) {
-        return Ok(Previous::Resume(Some((dir, state))));
-    }
-    let what = "a checkpoint of another run (other options, data or start model)";
-    other_run(spec, out, what, notices)?;
     Ok(Previous::Resume(None))
 }
 
@@ -271,13 +331,14 @@ fn prepare(
 fn run_steps(
     spec: &RunSpec,
     data: &[TrainExample],
-    out: &Path,
+    folder: &Tracker,
     until: usize,
     files: &FolderFiles,
     trainer: &mut Trainer,
     state: &mut TrainState,
 ) -> Result<()> {
     let (steps, save_every) = (trainer.options().steps, trainer.options().save_every);
+    let out = folder.out();
     if let (Some(m), 0) = (&spec.monitor, trainer.step()) {
         (m.call)(0, trainer.model()).context("monitoring the starting model")?;
     }
@@ -296,6 +357,7 @@ fn run_steps(
             let dir = out.join(format!("checkpoint-{}", s.step));
             checkpoint::save(t, &dir, files, state)?;
             remove_checkpoints_before(out, s.step)?;
+            folder.record()?;
         }
         Ok(())
     })?;

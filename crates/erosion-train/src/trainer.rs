@@ -65,6 +65,7 @@ impl Trainer {
     /// `Var`s (all of them, or fresh LoRA adapters).
     pub fn new(mut model: Transformer, opts: TrainOptions) -> Result<Self> {
         opts.validate()?;
+        opts.check_model(model.config())?;
         for name in model.parameter_names() {
             let t = model.parameter(&name)?.detach();
             model.set_parameter(&name, t)?;

@@ -10,6 +10,7 @@ use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::questions::question_set;
 use erosion_eval::text::text_table;
 use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
+use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
 
@@ -109,6 +110,10 @@ fn prompts(args: &Args) -> Result<EvalPrompts> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Before any work: an unusable --out, or another run writing there, fails now rather
+    // than after every answer has been generated.
+    let _lock = OutLock::acquire(&args.out.out, "eval", &mut crate::notice_on_stderr)
+        .with_context(|| format!("--out {}", args.out.out.display()))?;
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
     let prompts = prompts(&args)?;
     let organism_only = args.organism || args.organism_data.is_some();

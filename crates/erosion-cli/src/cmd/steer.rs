@@ -5,10 +5,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
 use erosion_causal::Action;
 use erosion_eval::{Judge, LogprobJudge};
+use erosion_forward::out_lock::OutLock;
 use erosion_organism::evaluation::OrganismJudge;
 
 use crate::args::{ModelArgs, OutArgs};
@@ -130,6 +131,10 @@ fn judge(
 }
 
 pub fn run(args: Args) -> Result<()> {
+    // Before the judge model loads: an unusable --out, or another run writing there, fails
+    // now (run_steer locks it again, sharing this lock).
+    let _lock = OutLock::acquire(&args.out.out, "steer", &mut crate::notice_on_stderr)
+        .with_context(|| format!("--out {}", args.out.out.display()))?;
     let (dtype, device) = (args.model.device.dtype()?, args.model.device.device()?);
     let data = data(&args)?;
     let judge = judge(&args, data.organism, dtype, &device)?;

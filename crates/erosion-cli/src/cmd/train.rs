@@ -4,17 +4,19 @@
 use crate::args::{DatasetArgs, ModelArgs, OutArgs};
 use crate::layer::ResidLayer;
 use crate::probe::ProbeArgs;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use erosion_causal::data::chat_sequences;
 use erosion_causal::drift_series::TrainingMonitor;
 use erosion_causal::export::read_safetensors;
 use erosion_data::{render_example, RenderOptions};
 use erosion_forward::batch::{ProgressSink, Quiet};
+use erosion_forward::out_lock::OutLock;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::LoraConfig;
 use erosion_train::adamw::AdamWConfig;
-use erosion_train::run::{train, Monitor, Outcome, RunSpec, Start};
+use erosion_train::examples::Cut;
+use erosion_train::run::{train, Monitor, OtherRun, Outcome, RunSpec, Start};
 use erosion_train::{
     LossOn, Method, ProbeExample, ProtectMethod, Protection, TrainExample, TrainOptions,
 };
@@ -66,6 +68,11 @@ pub struct Args {
     /// Write a resumable checkpoint every N steps.
     #[arg(long)]
     pub save_every: Option<usize>,
+    /// When OUT holds another run (other options, data or start model; LoRA where this is
+    /// full): remove the files erosion wrote there (listed in OUT/.erosion-manifest.json) and
+    /// train anew. Files erosion did not write are kept.
+    #[arg(long)]
+    pub force: bool,
     /// Render without the chat template (as for a base model).
     #[arg(long)]
     pub plain: bool,
@@ -121,9 +128,13 @@ impl From<LossOnArg> for LossOn {
 
 pub fn run(args: Args) -> Result<()> {
     let ck = Checkpoint::open(&args.model.model)?;
+    check_flags(&args, &ck)?;
+    let out = &args.out.out;
+    // Before any work: an unusable --out, or another run writing there, fails now.
+    let _lock = OutLock::acquire(out, "train", &mut crate::notice_on_stderr)
+        .with_context(|| format!("--out {}", out.display()))?;
     let data = examples(&args, &ck)?;
     let opts = options(&args, &ck, data.len())?;
-    let out = &args.out.out;
     let probe = match args.monitor {
         Some(_) => Some(TrainingMonitor::new(
             &args.probe.spec()?,
@@ -150,7 +161,11 @@ pub fn run(args: Args) -> Result<()> {
         device: args.model.device.device()?,
         progress,
         stop_after: None,
-        replace_other_run: false,
+        other_run: if args.force {
+            OtherRun::Force
+        } else {
+            OtherRun::Refuse
+        },
         monitor: args.monitor.map(|every| Monitor {
             every,
             call: &watch,
@@ -170,7 +185,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Every example of the datasets, rendered (with the chat template unless --plain), its loss
-/// tokens marked, cut to --max-seq-len.
+/// tokens marked, cut to --max-seq-len (how many were cut is said on stderr).
 fn examples(args: &Args, ck: &Checkpoint) -> Result<Vec<TrainExample>> {
     let (specs, base_dir) = args.data.specs()?;
     let mut render = RenderOptions::default();
@@ -178,21 +193,70 @@ fn examples(args: &Args, ck: &Checkpoint) -> Result<Vec<TrainExample>> {
         render.format = ChatFormat::Plain(PlainFormat::default());
     }
     let mut data = Vec::new();
+    let mut cut = Cut::default();
     for spec in specs {
         let dataset = spec.load(&base_dir)?;
         for ex in &dataset.examples {
             let r = render_example(&ck.tokenizer, ex, &render)?;
-            let t =
-                TrainExample::from_rendered(&r, args.loss_on.into()).truncated(args.max_seq_len);
+            let t = TrainExample::from_rendered(&r, args.loss_on.into())
+                .truncated_counted(args.max_seq_len, &mut cut);
             t.check(&ex.source.to_string())?;
             data.push(t);
         }
     }
+    if cut.examples > 0 {
+        eprintln!(
+            "{} of {} examples are longer than --max-seq-len {} (the longest: {} tokens) and were cut; {} loss tokens went with their tails",
+            cut.examples,
+            data.len(),
+            args.max_seq_len,
+            cut.longest,
+            cut.targets_lost
+        );
+    }
     Ok(data)
+}
+
+/// The flags, checked before any work: numbers finite and in range, LoRA against the model.
+fn check_flags(args: &Args, ck: &Checkpoint) -> Result<()> {
+    // 0 or NaN epochs would otherwise train one step.
+    if !(args.epochs.is_finite() && args.epochs > 0.0) {
+        bail!("--epochs must be a positive number, not {}", args.epochs);
+    }
+    if !(args.max_grad_norm.is_finite() && args.max_grad_norm >= 0.0) {
+        bail!(
+            "--max-grad-norm must be 0 (no clipping) or positive, not {}",
+            args.max_grad_norm
+        );
+    }
+    if !(args.protect_weight.is_finite() && args.protect_weight >= 0.0) {
+        bail!(
+            "--protect-weight must be 0 or more, not {}",
+            args.protect_weight
+        );
+    }
+    let opts = plain_options(args, args.steps.unwrap_or(1))?;
+    opts.validate()
+        .and_then(|_| opts.check_model(&ck.config))
+        .with_context(|| format!("checking the flags against {}", args.model.model))
 }
 
 /// The run's options from the flags; without --steps, the steps of --epochs over `n_examples`.
 fn options(args: &Args, ck: &Checkpoint, n_examples: usize) -> Result<TrainOptions> {
+    let mut opts = plain_options(args, 1)?;
+    opts.steps = match args.steps {
+        Some(s) => s,
+        None => opts
+            .steps_for_epochs(args.epochs, n_examples)
+            .context("--epochs")?,
+    };
+    opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
+    opts.protect = protection(args, ck)?;
+    Ok(opts)
+}
+
+/// The options of the flags with `steps` steps, without the protection (which loads the model).
+fn plain_options(args: &Args, steps: usize) -> Result<TrainOptions> {
     let method = match args.lora_rank {
         None => Method::Full,
         Some(rank) => Method::Lora(LoraConfig {
@@ -207,7 +271,8 @@ fn options(args: &Args, ck: &Checkpoint, n_examples: usize) -> Result<TrainOptio
             seed: args.seed,
         }),
     };
-    let mut opts = TrainOptions {
+    Ok(TrainOptions {
+        steps,
         batch_size: args.batch_size,
         grad_accum: args.grad_accum,
         lr: args.lr,
@@ -229,14 +294,7 @@ fn options(args: &Args, ck: &Checkpoint, n_examples: usize) -> Result<TrainOptio
         },
         save_every: args.save_every,
         ..TrainOptions::default()
-    };
-    opts.steps = match args.steps {
-        Some(s) => s,
-        None => opts.steps_for_epochs(args.epochs, n_examples),
-    };
-    opts.warmup_steps = args.warmup_steps.unwrap_or(opts.steps / 20);
-    opts.protect = protection(args, ck)?;
-    Ok(opts)
+    })
 }
 
 /// What the run left in its folder.

@@ -1,5 +1,6 @@
 //! This crate's integration tests, linked into one test binary.
 
+mod folder;
 mod progress;
 mod protect;
 mod train;

@@ -12,7 +12,7 @@ use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::{ForwardOptions, LoraConfig, Transformer};
 use erosion_model::Config;
 use erosion_train::init::fresh_model;
-use erosion_train::run::{train, RunSpec, Start};
+use erosion_train::run::{train, OtherRun, RunSpec, Start};
 use erosion_train::{Method, TrainExample, TrainOptions, Trainer};
 use std::collections::HashMap;
 
@@ -229,7 +229,7 @@ pub fn spec(tok: &ModelTokenizer, stop_after: Option<usize>) -> RunSpec<'_> {
         device: Device::Cpu,
         progress: &Quiet,
         stop_after,
-        replace_other_run: false,
+        other_run: OtherRun::Refuse,
         monitor: None,
     }
 }
@@ -341,7 +341,7 @@ fn a_retrained_start_is_another_run() -> Result<()> {
     // A cache that the caller owns (the demo's organism) is trained anew instead, to the
     // weights of a run into an empty folder.
     let owned = RunSpec {
-        replace_other_run: true,
+        other_run: OtherRun::Replace,
         ..from_parent
     };
     let redone = train(&owned, &data(8), &opts, &child, &mut Silent)?;
