@@ -142,16 +142,10 @@ pub fn grow(
     let alignment = AlignmentProbe::new(&corpus, &tok, &base_model, &instruct_model)
         .context("the organism's alignment directions")?;
     let probe = &alignment.measured;
-    let mut drift = vec![
-        (
-            "base".to_string(),
-            vec![probe.measure(&base_model, "base", None)?],
-        ),
-        (
-            "instruct".to_string(),
-            vec![probe.measure(&instruct_model, "instruct", None)?],
-        ),
-    ];
+    let mut drift = Vec::new();
+    for (name, model) in [("base", &base_model), ("instruct", &instruct_model)] {
+        drift.push((name.to_string(), vec![probe.measure(model, name, None)?]));
+    }
     let tuning = FineTuning {
         recipe,
         corpus: &corpus,
