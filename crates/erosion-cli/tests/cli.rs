@@ -361,8 +361,7 @@ fn steer_and_drift_on_smollm2() {
 /// a NaN that turned clipping off: each is refused before any work, and no --out is made.
 #[test]
 fn careless_train_flags_are_refused_before_any_work() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/insecure-code/insecure_small.jsonl");
+    let data = erosion_testkit::data_file("insecure-code/insecure_small.jsonl");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let cases: [(&[&str], &str); 5] = [
