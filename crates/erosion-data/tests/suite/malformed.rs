@@ -179,7 +179,10 @@ fn filter_errors_and_non_text_files() {
     let t = file("x.jsonl", b"\xff\xfe{}");
     has(
         &load_err(spec(&t, Format::Messages)),
-        &["x.jsonl is not UTF-8"],
+        &[
+            "x.jsonl line 1, column 1: not UTF-8",
+            "byte 0xff at offset 0",
+        ],
     );
 
     let missing = DatasetSpec::new("gone", "/nonexistent/data.jsonl", Format::Messages);
