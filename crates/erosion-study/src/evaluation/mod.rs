@@ -44,7 +44,9 @@ impl Analysis for EvaluationAnalysis {
 
     fn run(ctx: &StudyContext) -> Result<Finished<EvaluationResults>> {
         let roles = ctx.roles()?;
-        let Some(evaluation) = ctx.evaluation()?.as_ref().clone() else {
+        let shared = ctx.evaluation()?;
+        // Borrowed from the shared cache: only the report is copied, not every answer.
+        let Some(evaluation) = shared.as_ref() else {
             let why = waiting_for_a_judge(ctx);
             let mut section = Section::new(Self::TITLE, "", &why, "", Verdict::NotRun);
             section.notes.push(why.clone());
@@ -62,7 +64,7 @@ impl Analysis for EvaluationAnalysis {
         let mut section = eval_section(&evaluation.report, verdict)?;
         section.notes.extend(reasons.iter().cloned());
         let results = EvaluationResults {
-            report: Some(evaluation.report),
+            report: Some(evaluation.report.clone()),
             roles,
             reasons,
             verdict,
