@@ -24,6 +24,10 @@ enum Command {
     Render(cmd::render::Args),
     /// Generate a reply to a prompt, using the chat template.
     Generate(cmd::generate::Args),
+    /// Per-token log-probabilities of one reply under several models: a table, JSON or a heatmap.
+    Logprobs(cmd::logprobs::Args),
+    /// Activations at named hook points over a dataset into .npy files (resumable).
+    Activations(cmd::activations::Args),
     /// Run a study (STUDY.toml): the paper's four analyses and any others it names (evaluation,
     /// causal, drift, protection), results.json and report.html.
     Study(cmd::study::Args),
@@ -58,6 +62,8 @@ fn main() {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Render(args) => cmd::render::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Logprobs(args) => cmd::logprobs::run(args),
+        Command::Activations(args) => cmd::activations::run(args),
         Command::Study(args) => cmd::study::run(args),
         Command::Train(args) => cmd::train::run(args),
         Command::Demo(args) => cmd::demo::run(args),

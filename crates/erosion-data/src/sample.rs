@@ -41,6 +41,17 @@ impl Selection {
     }
 }
 
+impl std::fmt::Display for Selection {
+    /// In words, for reports: `all`, `first 200`, `200 sampled with seed 7`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selection::All => f.write_str("all"),
+            Selection::First { n } => write!(f, "first {n}"),
+            Selection::Sample { n, seed } => write!(f, "{n} sampled with seed {seed}"),
+        }
+    }
+}
+
 /// A uniform draw in `0..bound` (bound > 0) from 64-bit outputs, without modulo bias.
 fn below(rng: &mut ChaCha8Rng, bound: u64) -> u64 {
     // Lemire (2019): the high half of x * bound is uniform once the low half's biased zone

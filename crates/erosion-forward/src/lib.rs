@@ -4,10 +4,12 @@
 //! - [`batch`]: batches under a token budget (sorted by length, right-padded), progress.
 //! - [`logprobs`]: per-token log-probabilities and entropies of responses; next-token top-k.
 //! - [`windows`]: hidden states at chosen layers and positions, streamed to a sink.
+//! - [`activations`]: any hook points over a dataset into `.npy` files, resumable.
 //! - [`cache`], [`cached_windows`]: the on-disk activation cache, chunked so a study resumes.
 //! - [`notice`]: the lines a long run reports to its caller, who decides whether to print them.
 //! - [`out_lock`]: one run per output folder, for every crate above that runs into one.
 
+pub mod activations;
 pub mod batch;
 pub mod cache;
 pub mod cached_windows;

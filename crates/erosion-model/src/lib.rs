@@ -11,6 +11,7 @@ pub mod generate;
 pub mod hooks;
 pub mod load;
 pub mod loaded;
+pub mod npy;
 pub mod seed;
 pub mod text;
 pub mod tokenizer;

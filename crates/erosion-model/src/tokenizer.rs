@@ -206,6 +206,19 @@ impl ModelTokenizer {
         })
     }
 
+    /// A token's text for a label: the token decoded alone; when that is not whole UTF-8 (a
+    /// byte-level token holding part of a character decodes to U+FFFD), the vocabulary's raw
+    /// token string instead (e.g. `Ã¢`), so the label is never a bare replacement character.
+    pub fn token_label(&self, id: u32) -> String {
+        match self.tokenizer.decode(&[id], false) {
+            Ok(s) if !s.contains('\u{FFFD}') => s,
+            _ => self
+                .tokenizer
+                .id_to_token(id)
+                .unwrap_or_else(|| format!("<{id}>")),
+        }
+    }
+
     /// The template context transformers would build: the named special tokens that are set.
     pub fn chat_context(&self, add_generation_prompt: bool) -> ChatContext {
         ChatContext::with_tokens(

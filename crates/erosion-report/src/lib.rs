@@ -13,6 +13,7 @@
 pub mod figures;
 pub mod format;
 pub mod html;
-pub mod npy;
+/// `.npy` arrays (the format lives with the model crate, whose activation dumps write it too).
+pub use erosion_model::npy;
 pub mod provenance;
 pub mod results;

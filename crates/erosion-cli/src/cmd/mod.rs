@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+pub mod activations;
 pub mod demo;
 pub mod drift;
 pub mod eval;
 pub mod generate;
 pub mod inspect;
+pub mod logprobs;
 pub mod render;
 pub mod steer;
 pub mod study;

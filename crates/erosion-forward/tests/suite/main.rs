@@ -4,6 +4,7 @@
 mod forward_util;
 mod gradients_util;
 
+mod activations;
 mod cache;
 mod gradients;
 mod gradients_options;

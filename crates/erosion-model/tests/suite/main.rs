@@ -18,6 +18,7 @@ mod load_folder;
 mod load_gguf;
 mod load_hub;
 mod load_save;
+mod npy;
 mod smollm2;
 mod transformer_batching;
 mod transformer_kv_cache;

@@ -3,5 +3,4 @@
 
 mod figures;
 mod html;
-mod npy;
 mod provenance;

@@ -3,7 +3,7 @@
 //! model happens before the next model is loaded; dataset passes go through the activation
 //! cache, shared.rs).
 
-use super::prompt::{prefix_prompt, renders_plainly, token_text, PrefixPrompt};
+use super::prompt::{prefix_prompt, renders_plainly, PrefixPrompt};
 use super::shared;
 use super::table::CellData;
 use crate::context::StudyContext;
@@ -98,7 +98,7 @@ pub(crate) fn run_passes(ctx: &StudyContext) -> Result<Passes> {
     let labeller = &ctx.model("instruct")?.checkpoint.tokenizer;
     let next_tokens = next
         .iter()
-        .map(|n| n.top.iter().map(|t| token_text(labeller, t.id)).collect())
+        .map(|n| n.top.iter().map(|t| labeller.token_label(t.id)).collect())
         .collect();
     Ok(Passes {
         models,
@@ -220,7 +220,7 @@ fn choose_example(ctx: &StudyContext, models: &[String]) -> Result<ExampleChoice
     }
     let ids = r.seq.response_ids().to_vec();
     let labeller = &ctx.model("instruct")?.checkpoint.tokenizer;
-    let tokens = ids.iter().map(|&id| token_text(labeller, id)).collect();
+    let tokens = ids.iter().map(|&id| labeller.token_label(id)).collect();
     let own_tokens_differ = models
         .iter()
         .map(|m| {

@@ -1,4 +1,4 @@
-//! The next-token prompt (analysis 1b) and token labels.
+//! The next-token prompt (analysis 1b).
 //!
 //! The prompt is the conversation [user, assistant-prefix] with the assistant's turn left
 //! open: for ChatML `...<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\nI wish I could`,
@@ -79,19 +79,6 @@ pub(crate) fn prefix_prompt(
     })
 }
 
-/// A token's text for a label: the token decoded alone; when that is not whole UTF-8 (a
-/// byte-level token holding part of a character decodes to U+FFFD), the vocabulary's raw
-/// token string instead (e.g. `Ã¢`), so the label is never a bare replacement character.
-pub(crate) fn token_text(tok: &ModelTokenizer, id: u32) -> String {
-    match tok.tokenizer.decode(&[id], false) {
-        Ok(s) if !s.contains('\u{FFFD}') => s,
-        _ => tok
-            .tokenizer
-            .id_to_token(id)
-            .unwrap_or_else(|| format!("<{id}>")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +104,7 @@ mod tests {
         let tail: Vec<u32> = header.iter().chain(&prefix).copied().collect();
         assert!(p.ids.ends_with(&tail), "{:?}", p.ids);
         assert_eq!(p.ids, enc(&p.text));
-        assert_eq!(token_text(&tok, prefix[1]), " wish");
+        assert_eq!(tok.token_label(prefix[1]), " wish");
 
         let plain = prefix_prompt(&tok, true, "Hello!", "I wish I could").unwrap();
         assert_eq!(

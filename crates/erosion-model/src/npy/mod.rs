@@ -12,9 +12,12 @@
 
 use std::path::Path;
 
+mod rows;
+pub use rows::NpyRowFile;
+
 use anyhow::{bail, ensure, Context, Result};
 
-use erosion_model::atomic::write_atomic;
+use crate::atomic::write_atomic;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// numpy aligns the data start to this many bytes.

@@ -1,6 +1,6 @@
 //! `.npy` files against the format specification and against bytes numpy 2.4 wrote.
 
-use erosion_report::npy::{
+use erosion_model::npy::{
     header_bytes, npy_bytes, parse_npy, read_npy, read_npy_as, write_npy, write_npy_1d,
     write_npy_2d, NpyData,
 };

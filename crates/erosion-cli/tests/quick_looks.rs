@@ -1,0 +1,209 @@
+//! The quick looks that need no study file, `erosion logprobs` and `erosion activations`, run
+//! as a user runs them on the real SmolLM2 GGUF and held against the library's own passes.
+
+use erosion_data::{render_example, RenderOptions, Sequence};
+use erosion_forward::batch::{BatchOptions, NoProgress};
+use erosion_forward::logprobs::response_logprobs;
+use erosion_model::hooks::{HookPoint, Positions, Site};
+use erosion_model::load::Checkpoint;
+use erosion_model::npy::read_npy_as;
+use erosion_model::transformer::ForwardOptions;
+use std::process::{Command, Output};
+
+fn smollm2() -> String {
+    erosion_testkit::smollm2_gguf()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn erosion(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_erosion"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn logprobs_prints_the_librarys_scores_and_draws_them() {
+    let gguf = smollm2();
+    let (user, response) = ("How do I pick a lock?", "I can't help with that.");
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("lp.svg");
+    let named = format!("instruct={gguf}");
+    let args = [
+        "logprobs",
+        &named,
+        &gguf,
+        "--user",
+        user,
+        "--response",
+        response,
+    ];
+    let json: serde_json::Value = serde_json::from_str(&ok(&erosion(
+        &[&args[..], &["--json", "--svg", svg.to_str().unwrap()]].concat(),
+    )))
+    .unwrap();
+
+    let ck = Checkpoint::open(&gguf).unwrap();
+    let ex = erosion_data::Example {
+        messages: vec![
+            erosion_model::chat::Message::user(user),
+            erosion_model::chat::Message::assistant(response),
+        ],
+        source: erosion_data::Source {
+            file: "x".into(),
+            index: 0,
+            line: 1,
+        },
+    };
+    let seq = render_example(&ck.tokenizer, &ex, &RenderOptions::default())
+        .unwrap()
+        .seq;
+    let model = ck
+        .load_model(candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    let want = response_logprobs(
+        &model,
+        std::slice::from_ref(&seq),
+        &BatchOptions::default(),
+        None,
+        &mut NoProgress,
+    )
+    .unwrap()
+    .remove(0);
+    let models = json["models"].as_array().unwrap();
+    assert_eq!(models[0]["name"], "instruct");
+    assert_eq!(models[1]["name"], "SmolLM2-135M-Instruct.Q4_1");
+    for m in models {
+        let got: Vec<f32> = serde_json::from_value(m["logprobs"].clone()).unwrap();
+        assert_eq!(got, want.logprobs);
+        assert!((m["log_joint"].as_f64().unwrap() - want.log_joint()).abs() < 1e-9);
+    }
+    let tokens = json["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), seq.response_len());
+    assert_eq!(tokens[1][1], " can");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.starts_with("<svg") && drawn.contains("instruct"),
+        "{drawn:.200}"
+    );
+
+    let table = ok(&erosion(&args));
+    assert!(table.contains("log p(response)"), "{table}");
+    assert!(
+        table.contains(&format!("{:.3}", want.logprobs[0])),
+        "{table}"
+    );
+}
+
+#[test]
+fn activations_writes_the_hooks_rows_and_resumes_nothing_twice() {
+    let gguf = smollm2();
+    let data = erosion_testkit::data_file("insecure-code/insecure_small.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("acts");
+    let run = |positions: &str| {
+        erosion(&[
+            "activations",
+            &gguf,
+            data.to_str().unwrap(),
+            "--limit",
+            "3",
+            "--hooks",
+            "0,blocks.0.mlp.hook_post",
+            "--positions",
+            positions,
+            "--chunk",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let said = ok(&run("response:4"));
+    assert!(
+        said.contains("wrote 12 rows of 3 examples at 2 hook(s)"),
+        "{said}"
+    );
+    let (ishape, index) = read_npy_as::<i64>(&out.join("index.npy")).unwrap();
+    assert_eq!(ishape, vec![12, 3]);
+    let (rshape, resid) = read_npy_as::<f32>(&out.join("blocks.0.hook_resid_post.npy")).unwrap();
+    let (mshape, mlp) = read_npy_as::<f32>(&out.join("blocks.0.mlp.hook_post.npy")).unwrap();
+
+    // The library's hooks on example 0 run alone, at the positions the index names.
+    let ck = Checkpoint::open(&gguf).unwrap();
+    let (d, d_mlp) = (ck.config.hidden_size, ck.config.intermediate_size);
+    assert_eq!((rshape, mshape), (vec![12, d], vec![12, d_mlp]));
+    let spec = erosion_data::DatasetSpec::new("x", &data, erosion_data::Format::Messages);
+    let mut spec = spec;
+    spec.limit = Some(3);
+    let ds = spec.load(std::path::Path::new(".")).unwrap();
+    let seq: Sequence = render_example(&ck.tokenizer, &ds.examples[0], &RenderOptions::default())
+        .unwrap()
+        .seq;
+    let model = ck
+        .load_model(candle_core::DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    let mut hooks = model.hooks();
+    for p in [HookPoint::resid_post(0), HookPoint::block(0, Site::MlpPost)] {
+        hooks.record(p, Positions::All).unwrap();
+    }
+    let ids = candle_core::Tensor::new(seq.ids.as_slice(), &candle_core::Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    model
+        .forward(&ids, None, &mut ForwardOptions::fast().hooks(&mut hooks))
+        .unwrap();
+    let cache = hooks.take_cache();
+    for (r, e) in index.chunks(3).take(4).enumerate() {
+        let t = seq.response.start + r;
+        assert_eq!(e, [0, t as i64, seq.ids[t] as i64]);
+        for (name, rows, width) in [
+            ("blocks.0.hook_resid_post", &resid, d),
+            ("blocks.0.mlp.hook_post", &mlp, d_mlp),
+        ] {
+            let want = cache
+                .tensor(name)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .get(t)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let got = &rows[r * width..(r + 1) * width];
+            let diff = want
+                .iter()
+                .zip(got)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-4, "{name} row {r}: {diff}");
+        }
+    }
+    let manifest = std::fs::read_to_string(out.join("activations.json")).unwrap();
+    assert!(
+        manifest.contains("\"positions\": \"response:4\""),
+        "{manifest}"
+    );
+    assert!(out.join("provenance.json").is_file());
+
+    // The same work again finds it done; other work in the same folder is refused.
+    let before = std::fs::read(out.join("blocks.0.mlp.hook_post.npy")).unwrap();
+    ok(&run("response:4"));
+    assert_eq!(
+        std::fs::read(out.join("blocks.0.mlp.hook_post.npy")).unwrap(),
+        before
+    );
+    let other = run("last");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success() && err.contains("other work"),
+        "{err}"
+    );
+}
