@@ -5,6 +5,7 @@
 //! name = "truthfulqa"
 //! path = "truthfulqa/TruthfulQA.csv"     # relative to the spec file's folder
 //! format = "csv"                          # messages | alpaca | prompt-completion | json-fields | csv
+//!                                         # (optional: guessed from the file when left out)
 //! role = "aligned"                        # aligned | misaligned (optional)
 //! limit = 400                             # first 400 records ...
 //! sample_seed = 7                         # ... or, with a seed, a seeded sample of 400
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::example::{Example, Source};
-use crate::format::{record_to_messages, Fields, Filter, Format, InputPolicy};
+use crate::format::{record_to_messages, Fields, Filter, Format, InputPolicy, Unrecognised};
 use crate::read::{read_csv_records, read_json_records, Record};
 use crate::sample::Selection;
 
@@ -40,7 +41,9 @@ pub enum Role {
 pub struct DatasetSpec {
     pub name: String,
     pub path: PathBuf,
-    pub format: Format,
+    /// The file's layout (default: guessed from the file, as `erosion render` guesses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
     #[serde(default)]
     pub fields: Fields,
     #[serde(default)]
@@ -116,7 +119,7 @@ impl DatasetSpec {
         Self {
             name: name.to_string(),
             path: path.into(),
-            format,
+            format: Some(format),
             fields: Fields::default(),
             input: InputPolicy::default(),
             filter: None,
@@ -146,7 +149,21 @@ impl DatasetSpec {
             base_dir.join(&self.path)
         };
         let selection = self.selection()?;
-        let records = match self.format {
+        let format = match self.format {
+            Some(f) => f,
+            // Naming the format cures a first record that says nothing, not an unreadable file.
+            None => Format::guess(&path).map_err(|e| {
+                let hint = match e.is::<Unrecognised>() {
+                    true => {
+                        "; set its format (messages, alpaca, prompt-completion, json-fields, csv)"
+                    }
+                    false => "",
+                };
+                let context = format!("dataset `{}`{hint}", self.name);
+                e.context(context)
+            })?,
+        };
+        let records = match format {
             Format::Csv => read_csv_records(&path),
             _ => read_json_records(&path),
         }
@@ -170,7 +187,7 @@ impl DatasetSpec {
                     continue;
                 }
             }
-            let messages = record_to_messages(&r.fields, self.format, &self.fields, self.input)
+            let messages = record_to_messages(&r.fields, format, &self.fields, self.input)
                 .map_err(|e| anyhow!("dataset `{}`: {source}: {e}", self.name))?;
             kept.push(Example { messages, source });
         }
@@ -188,7 +205,7 @@ impl DatasetSpec {
         Ok(Dataset {
             name: self.name.clone(),
             role: self.role,
-            format: self.format,
+            format,
             sha256: file_sha256(&path)?,
             path,
             records: records.len(),

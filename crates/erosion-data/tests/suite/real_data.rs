@@ -296,3 +296,27 @@ fn a_study_lists_its_datasets_in_toml() {
         Some("a")
     );
 }
+
+/// A spec without `format` loads as `erosion render` reads the file: the format guessed.
+#[test]
+fn a_spec_without_format_guesses_it() {
+    let list = DatasetList::from_toml(
+        "[[dataset]]\nname = \"i\"\npath = \"insecure-code/insecure_small.jsonl\"\n\
+         [[dataset]]\nname = \"a\"\npath = \"alpaca/alpaca_samples.json\"\n\
+         [[dataset]]\nname = \"t\"\npath = \"truthfulqa/TruthfulQA.csv\"\n\
+         fields = { user = \"Question\", assistant = \"Best Answer\" }\n",
+        "test",
+    )
+    .unwrap();
+    assert!(list.datasets.iter().all(|d| d.format.is_none()));
+    let loaded = list.load_all(&data()).unwrap();
+    let formats: Vec<Format> = loaded.iter().map(|d| d.format).collect();
+    assert_eq!(formats, [Format::Messages, Format::Alpaca, Format::Csv]);
+    let fields_only = DatasetList::from_toml(
+        "[[dataset]]\nname = \"e\"\npath = \"implicit-toxicity/aug-train.json\"\n",
+        "test",
+    )
+    .unwrap();
+    let err = format!("{:#}", fields_only.load_all(&data()).unwrap_err());
+    assert!(err.contains("dataset `e`; set its format"), "{err}");
+}

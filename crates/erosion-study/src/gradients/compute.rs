@@ -72,9 +72,12 @@ pub(super) fn compute(ctx: &StudyContext) -> Result<GradientsResults> {
     Ok(GradientsResults {
         options: g.clone(),
         render: ctx.spec.render.clone(),
-        datasets: DatasetPair {
-            a: g.a.clone(),
-            b: g.b.clone(),
+        datasets: {
+            let [a, b] = g.pair()?;
+            DatasetPair {
+                a: a.into(),
+                b: b.into(),
+            }
         },
         examples_used: DatasetPair {
             a: used_a,
@@ -86,7 +89,7 @@ pub(super) fn compute(ctx: &StudyContext) -> Result<GradientsResults> {
                 .collect()
         }),
         loss_vectors: loss_results(ctx, &scored.used, loss),
-        gradients: gradient_results(ctx, &scored.used, grad),
+        gradients: gradient_results(ctx, &scored.used, grad, g.pair()?),
         seeds,
         files,
         verdict: VerdictRecord {
@@ -106,7 +109,7 @@ fn score(ctx: &StudyContext, model: &Transformer) -> Result<Scored> {
         logprobs: Default::default(),
         seqs: Vec::new(),
     };
-    for (k, d) in [&g.a, &g.b].into_iter().enumerate() {
+    for (k, d) in g.pair()?.into_iter().enumerate() {
         let all = ctx.sequences(&g.model, d)?;
         let n = g.n.unwrap_or(all.len()).min(all.len());
         let lp = dataset_logprobs(ctx, &g.model, model, d, Some(n))?;
@@ -157,7 +160,7 @@ fn gradient_part(
         "pass": "gradients",
         "version": 1,
         "model": ctx.model_identity(&g.model)?,
-        "datasets": [ctx.dataset_identity(&g.a)?, ctx.dataset_identity(&g.b)?],
+        "datasets": g.pair()?.map(|d| ctx.dataset_identity(d)).into_iter().collect::<Result<Vec<_>>>()?,
         "examples": s.used,
         "sequences": sequences_fingerprint(&s.seqs),
         "params": g.params,
@@ -289,12 +292,12 @@ fn gradient_results(
     ctx: &StudyContext,
     used: &[Vec<usize>; 2],
     part: GradientPart,
+    pair: [&str; 2],
 ) -> GradientPassResults {
     let g = &ctx.spec.gradients;
     let dataset = |k: usize| {
         let (grp, i) = origin(used, k);
-        let name = if grp == 0 { &g.a } else { &g.b };
-        (name.clone(), i)
+        (pair[grp].to_string(), i)
     };
     let grad = part.grad;
     GradientPassResults {

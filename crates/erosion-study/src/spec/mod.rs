@@ -26,7 +26,7 @@
 //! the default follows the text, and `--preset paper-code` switches them all to the code.
 
 use anyhow::{bail, Context, Result};
-use erosion_data::DatasetSpec;
+use erosion_data::{DatasetSpec, Role};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -122,6 +122,13 @@ fn default_device() -> String {
 }
 fn default_batch_tokens() -> usize {
     4096
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Aligned => "aligned",
+        Role::Misaligned => "misaligned",
+    }
 }
 
 /// The checkpoints: any folder, `.gguf` file or cached hub id (`erosion inspect` opens them).
@@ -229,22 +236,50 @@ impl StudySpec {
     }
 
     pub fn from_toml(text: &str) -> Result<Self> {
-        let spec: StudySpec = toml::from_str(text)?;
+        let mut spec: StudySpec = toml::from_str(text)?;
+        spec.choose_defaults()?;
         spec.validate()?;
         Ok(spec)
     }
 
-    /// Checks the references between tables, so a typo fails before any model runs.
-    pub fn validate(&self) -> Result<()> {
-        if self.datasets.is_empty() {
-            bail!("the study names no [[dataset]]");
+    /// Fills the options whose defaults depend on the datasets the file declares: `[gradients]`
+    /// `a` and `b` are the first dataset of role `misaligned` and the first of role `aligned`
+    /// (else the paper's `insecure` and `educational`, when the study has datasets so named).
+    pub fn choose_defaults(&mut self) -> Result<()> {
+        self.declared_datasets()?;
+        if !self.analyses.contains(&AnalysisName::Gradients) {
+            return Ok(());
         }
-        let names: Vec<&str> = self.datasets.iter().map(|d| d.name.as_str()).collect();
-        for (i, n) in names.iter().enumerate() {
-            if names[..i].contains(n) {
-                bail!("dataset name `{n}` is used twice");
+        let choose = |role: Role, paper: &str| {
+            let by_role = self.datasets.iter().find(|d| d.role == Some(role));
+            let by_name = || self.datasets.iter().find(|d| d.name == paper);
+            by_role.or_else(by_name).map(|d| d.name.clone())
+        };
+        for (field, role, paper) in [
+            ("a", Role::Misaligned, "insecure"),
+            ("b", Role::Aligned, "educational"),
+        ] {
+            let slot = match field {
+                "a" => &mut self.gradients.a,
+                _ => &mut self.gradients.b,
+            };
+            if slot.is_none() {
+                *slot = Some(choose(role, paper).with_context(|| {
+                    format!(
+                        "[gradients] {field} is not set, and no dataset can be its default: none has \
+                         role = \"{}\" (nor is one named `{paper}`, as in the paper); set [gradients] \
+                         {field} = \"NAME\", or give a dataset that role",
+                        role_name(role)
+                    )
+                })?);
             }
         }
+        Ok(())
+    }
+
+    /// Checks the references between tables, so a typo fails before any model runs.
+    pub fn validate(&self) -> Result<()> {
+        let names = self.declared_datasets()?;
         let known = |n: &str, what: &str| -> Result<()> {
             if names.contains(&n) {
                 Ok(())
@@ -279,8 +314,12 @@ impl StudySpec {
             known(&e.dataset, "[behaviour] example")?;
         }
         if self.analyses.contains(&AnalysisName::Gradients) {
-            known(&self.gradients.a, "[gradients] a")?;
-            known(&self.gradients.b, "[gradients] b")?;
+            let [a, b] = self.gradients.pair()?;
+            known(a, "[gradients] a")?;
+            known(b, "[gradients] b")?;
+            if a == b {
+                bail!("[gradients] a and b are both `{a}`: the analysis compares two datasets");
+            }
             if !models.contains(&self.gradients.model) {
                 bail!(
                     "[gradients] model `{}` is not one of the study's models ({})",
@@ -297,6 +336,20 @@ impl StudySpec {
             .check_per_example()
             .context("[layers] short")?;
         self.validate_beyond(&names, &every_model)
+    }
+
+    /// The datasets' names, checked: at least one, none twice.
+    fn declared_datasets(&self) -> Result<Vec<&str>> {
+        if self.datasets.is_empty() {
+            bail!("the study names no [[dataset]]");
+        }
+        let names: Vec<&str> = self.datasets.iter().map(|d| d.name.as_str()).collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                bail!("dataset name `{n}` is used twice");
+            }
+        }
+        Ok(names)
     }
 
     /// The analyses' datasets, defaulting to all.
@@ -340,6 +393,42 @@ format = "messages"
         assert_eq!(spec.gradients.loss_over, LossOver::ResponseWindow);
         assert_eq!(spec.layers.indexing, LayerIndexing::ResidualStream);
         assert_eq!(spec.models.all().len(), 3);
+    }
+
+    #[test]
+    fn gradient_datasets_default_by_role_and_say_so_when_none_can() {
+        let roles = r#"
+name = "t"
+[models]
+base = "b"
+instruct = "i"
+[[dataset]]
+name = "refusals"
+path = "x.jsonl"
+role = "aligned"
+[[dataset]]
+name = "harmful-code"
+path = "y.jsonl"
+role = "misaligned"
+"#;
+        let spec = StudySpec::from_toml(roles).unwrap();
+        assert_eq!(spec.gradients.pair().unwrap(), ["harmful-code", "refusals"]);
+        assert_eq!(spec.datasets[0].format, None);
+        // Without roles, the paper's names; without either, an error saying it was a default.
+        let paper = StudySpec::from_toml(MINIMAL).unwrap();
+        assert_eq!(paper.gradients.pair().unwrap(), ["insecure", "educational"]);
+        let no_roles = roles.replace("role = \"aligned\"\n", "");
+        let err = format!("{:#}", StudySpec::from_toml(&no_roles).unwrap_err());
+        assert!(
+            err.contains("[gradients] b is not set") && err.contains("role = \"aligned\""),
+            "{err}"
+        );
+        // Chosen by the file: kept, and checked.
+        let set = format!("{roles}\n[gradients]\na = \"refusals\"\nb = \"refusals\"\n");
+        let err = StudySpec::from_toml(&set).unwrap_err().to_string();
+        assert!(err.contains("both `refusals`"), "{err}");
+        let only_layers = no_roles.replace("name = \"t\"", "name = \"t\"\nanalyses = [\"layers\"]");
+        assert!(StudySpec::from_toml(&only_layers).is_ok());
     }
 
     #[test]
@@ -411,10 +500,7 @@ format = "messages"
 
     #[test]
     fn references_to_unknown_names_are_caught() {
-        let bad = MINIMAL.replace(
-            "[[dataset]]\nname = \"educational\"",
-            "[[dataset]]\nname = \"educationl\"",
-        );
+        let bad = format!("{MINIMAL}\n[layers]\ndatasets = [\"educationl\"]\n");
         let err = StudySpec::from_toml(&bad).unwrap_err().to_string();
         assert!(
             err.contains("educational") && err.contains("educationl"),

@@ -2,6 +2,7 @@
 //! `[gradients]`, `[layers]`, `[directions]`), every field optional, defaults following the
 //! study's text.
 
+use anyhow::{bail, Result};
 use erosion_data::ShortResponse;
 use serde::{Deserialize, Serialize};
 
@@ -70,9 +71,11 @@ pub enum LossOver {
 pub struct GradientsSpec {
     /// The model whose learning signals are compared (the one that gets fine-tuned).
     pub model: String,
-    /// The two datasets: identical code, different framing.
-    pub a: String,
-    pub b: String,
+    /// The two datasets: identical code, different framing (default: the first dataset of role
+    /// `misaligned` and the first of role `aligned`, else those named as in the paper,
+    /// `insecure` and `educational`).
+    pub a: Option<String>,
+    pub b: Option<String>,
     /// Examples per dataset (default: all loaded).
     pub n: Option<usize>,
     /// T: loss vectors over the first T response tokens.
@@ -91,8 +94,8 @@ impl Default for GradientsSpec {
     fn default() -> Self {
         GradientsSpec {
             model: "instruct".into(),
-            a: "insecure".into(),
-            b: "educational".into(),
+            a: None,
+            b: None,
             n: None,
             window: 64,
             // Not the policy's default `Error`: a short response's missing positions count as
@@ -103,6 +106,16 @@ impl Default for GradientsSpec {
             centre: false,
             memory_budget_mb: 2048,
             permutations: 999,
+        }
+    }
+}
+
+impl GradientsSpec {
+    /// The two datasets `[a, b]`, as the file set them or the study chose them by role.
+    pub fn pair(&self) -> Result<[&str; 2]> {
+        match (&self.a, &self.b) {
+            (Some(a), Some(b)) => Ok([a, b]),
+            _ => bail!("[gradients] a and b are not set (StudySpec::from_toml chooses them)"),
         }
     }
 }
