@@ -41,6 +41,17 @@ impl Selection {
     }
 }
 
+/// In words, as a report's datasets table shows it: "all", "first 8", "8 drawn with seed 3".
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selection::All => write!(f, "all"),
+            Selection::First { n } => write!(f, "first {n}"),
+            Selection::Sample { n, seed } => write!(f, "{n} drawn with seed {seed}"),
+        }
+    }
+}
+
 /// A uniform draw in `0..bound` (bound > 0) from 64-bit outputs, without modulo bias.
 fn below(rng: &mut ChaCha8Rng, bound: u64) -> u64 {
     // Lemire (2019): the high half of x * bound is uniform once the low half's biased zone
@@ -77,6 +88,16 @@ mod tests {
         assert_eq!(Selection::First { n: 3 }.indices(10), vec![0, 1, 2]);
         assert_eq!(Selection::First { n: 30 }.indices(4), vec![0, 1, 2, 3]);
         assert_eq!(Selection::All.indices(3), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn reads_as_words() {
+        assert_eq!(Selection::All.to_string(), "all");
+        assert_eq!(Selection::First { n: 8 }.to_string(), "first 8");
+        assert_eq!(
+            Selection::Sample { n: 5, seed: 3 }.to_string(),
+            "5 drawn with seed 3"
+        );
     }
 
     #[test]
