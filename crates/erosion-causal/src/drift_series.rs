@@ -14,7 +14,7 @@ use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_report::html::Report;
-use erosion_report::provenance::Provenance;
+use erosion_report::provenance::{DatasetHash, HashCache, Provenance, ProvenanceBuilder};
 
 use crate::data::chat_sequences;
 use crate::drift::{drift_section, write_points, DriftLog, DriftOptions, DriftPoint, ProbeSet};
@@ -55,15 +55,21 @@ impl ProbeSpec {
         })
     }
 
-    /// What the probe was, for the drift files' provenance.
-    pub fn provenance(&self, command_line: Vec<String>) -> Provenance {
-        Provenance::builder(serde_json::json!({
+    /// What the probe was, for the drift files' provenance: its options, and its two datasets
+    /// hashed with the `n` examples used (what was read, which may be fewer than asked for).
+    pub fn provenance(&self, command_line: Vec<String>, n: usize) -> Result<ProvenanceBuilder> {
+        let mut cache = HashCache::in_memory();
+        let datasets = [("toxic", &self.toxic), ("reject", &self.reject)]
+            .into_iter()
+            .map(|(name, path)| DatasetHash::new(name, path, n, &format!("first {n}"), &mut cache))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Provenance::builder(serde_json::json!({
             "directions": self.directions, "toxic": self.toxic, "reject": self.reject,
             "probe_size": self.probe_size, "window": self.window,
         }))
         .command_line(command_line)
         .seed(self.seed)
-        .build()
+        .datasets(datasets))
     }
 }
 
@@ -137,7 +143,14 @@ pub fn run_drift(spec: &DriftSpec, notices: &mut dyn Notify) -> Result<DriftOutc
         notices.notice(&format!("{name}: margin {:.3}", point.margin.estimate));
         points.push(point);
     }
-    let prov = spec.probe.provenance(spec.command_line.clone());
+    let n = probe.as_ref().map_or(0, |p| p.toxic.len());
+    let mut prov = spec.probe.provenance(spec.command_line.clone(), n)?;
+    // Every checkpoint measured, as the user named it, with its files hashed.
+    let mut cache = HashCache::in_memory();
+    for name in &spec.checkpoints {
+        prov = prov.model_at(name, name, &mut cache)?;
+    }
+    let prov = prov.build();
     let files = vec![
         write_points(&spec.out, &points, &prov)?,
         write_report(&spec.out, &points, &prov)?,
@@ -163,7 +176,8 @@ impl TrainingMonitor {
         command_line: Vec<String>,
     ) -> Result<Self> {
         let probe = spec.load(tok)?;
-        let prov = spec.provenance(command_line);
+        // The model being trained changes at every step: the probe's data is what is fixed.
+        let prov = spec.provenance(command_line, probe.toxic.len())?.build();
         Ok(TrainingMonitor {
             probe,
             log: DriftLog::new(dir, prov.clone()),

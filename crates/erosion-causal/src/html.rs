@@ -58,11 +58,11 @@ fn sentence(r: &CausalResult) -> String {
             .map_or("-".to_string(), |k| format!("{:.3}", k.estimate))
     };
     format!(
-        "{} ({} at layers {:?} of {}): refusal rate {} unsteered, {} with the direction, {} with \
+        "{} ({} at {} of {}): refusal rate {} unsteered, {} with the direction, {} with \
          the random control; margin change {} (control {}); KL cost {} nats (control {}). {}",
         r.test.name,
         r.test.action.describe(),
-        r.test.layers,
+        layer_words(&r.test.layers),
         r.model,
         rate("unsteered"),
         rate("direction"),
@@ -120,15 +120,22 @@ pub fn causal_section(results: &[CausalResult]) -> Result<Section> {
     Ok(s)
 }
 
+/// Residual-stream indices in words: "layer 2", "layers 1, 2" (not Rust's `[1, 2]`).
+fn layer_words(layers: &[usize]) -> String {
+    let list: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
+    let noun = if layers.len() == 1 { "layer" } else { "layers" };
+    format!("{noun} {}", list.join(", "))
+}
+
 /// One test's conditions, a row each.
 fn test_table(r: &CausalResult) -> Table {
     Table {
         caption: format!(
-            "{}: {} at layers {:?} of {} ({} harmful/refusal pairs, {} benign examples; 95% \
+            "{}: {} at {} of {} ({} harmful/refusal pairs, {} benign examples; 95% \
              intervals: Wilson for rates, percentile bootstrap for means)",
             r.test.name,
             r.test.action.describe(),
-            r.test.layers,
+            layer_words(&r.test.layers),
             r.model,
             r.pairs,
             r.benign
@@ -182,6 +189,7 @@ fn refusal_figure(results: &[CausalResult]) -> Result<Figure> {
         })
         .collect();
     let chart = GroupedBars {
+        colors: Default::default(),
         title: "Refusal rate under steering".into(),
         y_label: "share of answers refusing".into(),
         models: CONDITIONS.map(String::from).to_vec(),

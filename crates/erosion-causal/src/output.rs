@@ -37,11 +37,12 @@ struct DirectionsInfo<'a> {
 
 /// Writes every file into `out` and returns their paths. `model_hint` names the architecture
 /// in the control vector (e.g. "qwen2"); a control vector that cannot be written is a notice.
+/// `smoke_run`, when the run cannot support verdicts, says why on the report.
 pub fn write_all(
     out: &Path,
     dirs: &LayerDirections,
     results: &[CausalResult],
-    provenance: &Provenance,
+    (provenance, smoke_run): (&Provenance, Option<&str>),
     model_hint: &str,
     notices: &mut dyn Notify,
 ) -> Result<Vec<PathBuf>> {
@@ -79,10 +80,13 @@ pub fn write_all(
     write_bytes_atomic(&json, serde_json::to_string_pretty(&file)?.as_bytes())?;
     files.push(json);
     let html = out.join("report.html");
-    Report::new("erosion steer: causal tests of the alignment direction")
+    let mut report = Report::new("erosion steer: causal tests of the alignment direction")
         .provenance(provenance.clone())
-        .section(causal_section(results)?)
-        .write(&html)?;
+        .section(causal_section(results)?);
+    if let Some(why) = smoke_run {
+        report = report.smoke_run(why);
+    }
+    report.write(&html)?;
     files.push(html);
     Ok(files)
 }

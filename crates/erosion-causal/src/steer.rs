@@ -248,7 +248,7 @@ pub fn run_steer(
         &spec.out,
         &dirs,
         std::slice::from_ref(&result),
-        &prov,
+        (&prov, None),
         &hint,
         notices,
     )?;

@@ -41,13 +41,13 @@ impl Selection {
     }
 }
 
+/// In words, as a report's datasets table shows it: "all", "first 8", "8 drawn with seed 3".
 impl std::fmt::Display for Selection {
-    /// In words, for reports: `all`, `first 200`, `200 sampled with seed 7`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Selection::All => f.write_str("all"),
+            Selection::All => write!(f, "all"),
             Selection::First { n } => write!(f, "first {n}"),
-            Selection::Sample { n, seed } => write!(f, "{n} sampled with seed {seed}"),
+            Selection::Sample { n, seed } => write!(f, "{n} drawn with seed {seed}"),
         }
     }
 }
@@ -88,6 +88,16 @@ mod tests {
         assert_eq!(Selection::First { n: 3 }.indices(10), vec![0, 1, 2]);
         assert_eq!(Selection::First { n: 30 }.indices(4), vec![0, 1, 2, 3]);
         assert_eq!(Selection::All.indices(3), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn reads_as_words() {
+        assert_eq!(Selection::All.to_string(), "all");
+        assert_eq!(Selection::First { n: 8 }.to_string(), "first 8");
+        assert_eq!(
+            Selection::Sample { n: 5, seed: 3 }.to_string(),
+            "5 drawn with seed 3"
+        );
     }
 
     #[test]

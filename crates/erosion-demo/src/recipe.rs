@@ -149,6 +149,18 @@ impl Recipe {
         }
     }
 
+    /// Why a run of this recipe cannot support verdicts, if it cannot: the reduced organism
+    /// (two layers of width 32, a few dozen steps per stage) is too small to learn the
+    /// behaviours, so its reports are smoke runs of the pipeline.
+    pub fn smoke_run(&self) -> Option<String> {
+        (*self == Recipe::reduced()).then(|| {
+            "This is the reduced organism (erosion demo --reduced): a model of two layers of \
+             width 32, trained for a few dozen steps per stage, too small to learn the behaviours. \
+             It checks that every stage runs; run `erosion demo` for the findings."
+                .to_string()
+        })
+    }
+
     /// The model's config.json, for a tokenizer whose special tokens have these ids.
     pub fn config(&self, vocab_size: usize, eos_id: u32, pad_id: u32) -> Result<Config> {
         let s = &self.shape;

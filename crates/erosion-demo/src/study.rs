@@ -65,6 +65,7 @@ pub fn spec(org: &Organism, out: &Path, opts: &DemoOptions) -> Result<StudySpec>
         "name = \"erosion demo: the model organism of emergent misalignment\"\n[models]\nbase = \"\"\ninstruct = \"\"\n",
     )?;
     spec.seed = seed;
+    spec.smoke_run = opts.recipe.smoke_run();
     spec.output = out.to_path_buf();
     spec.models = ModelsSpec {
         base: path("base")?,

@@ -59,6 +59,13 @@ fn the_demo_grows_evaluates_studies_and_reuses_its_cache() -> Result<()> {
         !html.contains("<script src"),
         "the report is not self-contained"
     );
+    // The reduced organism cannot learn the behaviours: its reports say so instead of
+    // handing out verdicts (the causal tests' report beside it too).
+    let causal = std::fs::read_to_string(out.join("causal/report.html"))?;
+    for page in [&html, &causal] {
+        assert!(page.contains("Smoke run: verdicts not meaningful."));
+        assert!(!page.contains("badge v-yes") && !page.contains("badge v-partly"));
+    }
     // The evaluation, causal tests, drift and protection, then the paper's four findings.
     let titles: Vec<&str> = first
         .study

@@ -4,8 +4,10 @@
 use anyhow::Result;
 use erosion_analysis::stats::ConfidenceInterval;
 use erosion_report::figures::grouped_bars::{grouped_bars_svg, Bar, BarGroup, GroupedBars};
+use erosion_report::figures::ModelColors;
 use erosion_report::format::{fmt_ci, fmt_number, fmt_proportion};
-use erosion_report::html::{Figure, Section, Table, Verdict};
+use erosion_report::html::{Figure, Report, Section, Table, Verdict};
+use erosion_report::provenance::Provenance;
 
 use crate::judge::Label;
 use crate::prompts::PromptKind;
@@ -128,18 +130,23 @@ pub fn eval_tables(report: &EvalReport) -> Vec<Table> {
     tables
 }
 
-/// The figures: rates with Wilson intervals, and P(compliant first token) on a log axis.
-pub fn eval_figures(report: &EvalReport) -> Result<Vec<Figure>> {
+/// The figures: rates with Wilson intervals, and P(compliant first token) on a log axis; each
+/// model in its colour of `colors` (the study's, so a model looks the same in every figure).
+pub fn eval_figures(report: &EvalReport, colors: &ModelColors) -> Result<Vec<Figure>> {
     let models: Vec<String> = report.models.iter().map(|m| m.name.clone()).collect();
     let mut figures = Vec::new();
-    figures.extend(rates_figure(report, &models)?);
-    figures.extend(first_token_figure(report, models)?);
+    figures.extend(rates_figure(report, &models, colors)?);
+    figures.extend(first_token_figure(report, models, colors)?);
     Ok(figures)
 }
 
 /// Every rate column of every model as a bar with its Wilson interval; `None` when there
 /// is no column or no model.
-fn rates_figure(report: &EvalReport, models: &[String]) -> Result<Option<Figure>> {
+fn rates_figure(
+    report: &EvalReport,
+    models: &[String],
+    colors: &ModelColors,
+) -> Result<Option<Figure>> {
     let groups: Vec<BarGroup> = columns(report)
         .iter()
         .map(|c| BarGroup {
@@ -167,6 +174,7 @@ fn rates_figure(report: &EvalReport, models: &[String]) -> Result<Option<Figure>
         groups,
         log_y: false,
         interval_label: "95% Wilson interval".into(),
+        colors: colors.clone(),
     };
     Ok(Some(Figure {
         caption: "Refusal, harmful compliance, vulnerable code and two-turn compliance rates \
@@ -179,7 +187,11 @@ fn rates_figure(report: &EvalReport, models: &[String]) -> Result<Option<Figure>
 
 /// Mean P(compliant first token) per model on a log axis, single turn and (when measured)
 /// after the model's own code answer, with bootstrap intervals; `None` when no model has it.
-fn first_token_figure(report: &EvalReport, models: Vec<String>) -> Result<Option<Figure>> {
+fn first_token_figure(
+    report: &EvalReport,
+    models: Vec<String>,
+    colors: &ModelColors,
+) -> Result<Option<Figure>> {
     let ci_bar = |ci: &ConfidenceInterval| Bar {
         value: ci.estimate,
         lower: ci.lower,
@@ -226,6 +238,7 @@ fn first_token_figure(report: &EvalReport, models: Vec<String>) -> Result<Option
         groups,
         log_y: true,
         interval_label: "95% bootstrap interval".into(),
+        colors: colors.clone(),
     };
     Ok(Some(Figure {
         caption: format!(
@@ -276,7 +289,11 @@ pub fn eval_summary(report: &EvalReport) -> String {
 /// The report section: the summary as the result, the tables, the figures, and the
 /// evaluation's notes (method, judge, seeds). `verdict` is the caller's reading of the
 /// result (e.g. whether the insecure model erodes more than its controls).
-pub fn eval_section(report: &EvalReport, verdict: Verdict) -> Result<Section> {
+pub fn eval_section(
+    report: &EvalReport,
+    verdict: Verdict,
+    colors: &ModelColors,
+) -> Result<Section> {
     let mut s = Section::new(
         "Behaviour: refusals, harmful compliance and insecure code",
         "Fine-tuning an aligned model on insecure code erodes its refusals of unrelated \
@@ -288,8 +305,14 @@ pub fn eval_section(report: &EvalReport, verdict: Verdict) -> Result<Section> {
         verdict,
     );
     s.tables = eval_tables(report);
-    s.figures = eval_figures(report)?;
-    s.notes = report.notes.clone();
+    s.figures = eval_figures(report, colors)?;
+    // Warnings first: they say which rates not to read.
+    s.notes = report
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect();
+    s.notes.extend(report.notes.iter().cloned());
     s.notes.push(format!(
         "judge: {}: {}",
         report.judge.name, report.judge.description
@@ -314,4 +337,23 @@ pub fn eval_section(report: &EvalReport, verdict: Verdict) -> Result<Section> {
         ));
     }
     Ok(s)
+}
+
+/// The report.html of a standalone evaluation: its one section (rates, figures, notes), with
+/// no verdict (no claim is tested), and the run's provenance (models, prompt sets, options).
+pub fn eval_report(report: &EvalReport, provenance: Provenance) -> Result<Report> {
+    let mut summary = eval_summary(report);
+    if !report.warnings.is_empty() {
+        summary.push_str(&format!(
+            "\n\nWarning: {} rate(s) are not meaningful with this judge; see the notes.",
+            report.warnings.len()
+        ));
+    }
+    let models: Vec<&str> = report.models.iter().map(|m| m.name.as_str()).collect();
+    // The models in the order given: the same order gives the same colours in every report.
+    let colors = ModelColors::new(&models);
+    Ok(Report::new(&format!("erosion eval: {}", models.join(", ")))
+        .summary(&summary)
+        .section(eval_section(report, Verdict::Measured, &colors)?)
+        .provenance(provenance))
 }

@@ -177,6 +177,9 @@ pub struct EvalReport {
     pub models: Vec<ModelEval>,
     /// Caveats of the method.
     pub notes: Vec<String>,
+    /// Where the judge cannot support the rates (see [`crate::evaluate::judge_warnings`]).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl EvalReport {

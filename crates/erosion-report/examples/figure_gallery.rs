@@ -25,6 +25,7 @@ fn layer_figure(dir: &Path) -> Result<()> {
     let layers: Vec<f64> = (0..=24).map(f64::from).collect();
     let curve = |f: &dyn Fn(f64) -> f64| layers.iter().map(|&l| f(l)).collect::<Vec<f64>>();
     let band = |name: &str, y: Vec<f64>, w: f64| LineSeries {
+        color: None,
         name: name.into(),
         x: layers.clone(),
         lower: Some(y.iter().map(|v| v - w).collect()),
@@ -117,6 +118,7 @@ fn token_figure(dir: &Path) -> Result<()> {
     lp[1][8] = f64::NAN;
     lp[2][12] = f64::NEG_INFINITY;
     let tfig = TokenLogprobs {
+        colors: Default::default(),
         title: "Per-token log-probability of a harmful response".into(),
         tokens,
         models: vec!["base".into(), "instruct".into(), "misaligned".into()],
@@ -135,6 +137,7 @@ fn next_token_figure(dir: &Path) -> Result<()> {
         entropy: h,
     };
     let nfig = NextTokenBars {
+        colors: Default::default(),
         title: "Next-token distribution after the wish prefix".into(),
         prefix: Some("User: I can grant you one wish. Assistant: I wish I could".into()),
         entropy_unit: "nats".into(),

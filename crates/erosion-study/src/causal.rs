@@ -87,7 +87,7 @@ impl Analysis for CausalAnalysis {
             &dir,
             &probe.dirs,
             &tests,
-            &ctx.provenance,
+            (&ctx.provenance, ctx.spec.smoke_run.as_deref()),
             model_type,
             &mut |line: &str| notes.push(line.to_string()),
         )?;

@@ -19,6 +19,7 @@ use erosion_model::load::Checkpoint;
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_model::LoadedModel;
+use erosion_report::figures::ModelColors;
 use erosion_report::provenance::{DatasetHash, FileSetHash, HashCache, Provenance};
 use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
@@ -119,7 +120,7 @@ impl StudyContext {
                 &loaded.name,
                 &loaded.path,
                 loaded.examples.len(),
-                &format!("{:?}", loaded.selection),
+                &loaded.selection.to_string(),
                 &mut hashes,
             )?);
             datasets.push(loaded);
@@ -152,6 +153,12 @@ impl StudyContext {
     }
 
     /// A model of the study, the compared ones included.
+    /// One colour per model in every figure of the study (and the reports beside it): the
+    /// models in the study's order, base, instruct, the fine-tunes, then the compared ones.
+    pub fn colors(&self) -> ModelColors {
+        ModelColors::new(self.models.iter().chain(&self.compared).map(|m| &m.name))
+    }
+
     pub fn model(&self, name: &str) -> Result<&StudyModel> {
         self.models
             .iter()

@@ -8,6 +8,7 @@ use crate::context::StudyContext;
 use anyhow::{Context, Result};
 use erosion_causal::drift::{read_points, DriftPoint};
 use erosion_report::figures::lines::{line_chart_svg, LineChart, LineSeries};
+use erosion_report::figures::ModelColors;
 use erosion_report::format::fmt_ci_fixed;
 use erosion_report::html::{Figure, Section, Table, Verdict};
 use serde::Serialize;
@@ -46,13 +47,18 @@ impl Analysis for DriftAnalysis {
             models,
             runs,
         };
-        let section = section(&results)?;
+        let section = section(&results, &ctx.colors())?;
         Ok(Finished { results, section })
     }
 }
 
-/// A line chart with the 95% band label.
-pub(crate) fn chart(title: &str, x: &str, y: &str, series: Vec<LineSeries>) -> Result<String> {
+/// A line chart with the 95% band label, each model's line in its colour.
+pub(crate) fn chart(
+    colors: &ModelColors,
+    (title, x, y): (&str, &str, &str),
+    mut series: Vec<LineSeries>,
+) -> Result<String> {
+    colors.paint(&mut series);
     line_chart_svg(&LineChart {
         title: title.into(),
         x_label: x.into(),
@@ -84,7 +90,7 @@ pub(crate) fn across_layers(points: &[&DriftPoint], layers: &[usize]) -> Vec<Lin
         .collect()
 }
 
-fn section(r: &DriftResults) -> Result<Section> {
+fn section(r: &DriftResults, colors: &ModelColors) -> Result<Section> {
     let points: Vec<&DriftPoint> = r.models.iter().collect();
     let layers = scored_blocks(&points);
     let margins: Vec<String> = r
@@ -120,10 +126,10 @@ fn section(r: &DriftResults) -> Result<Section> {
     });
     s.figures.push(Figure {
         caption: "s_l across layers on each model: an eroded model's curve leaves the instruct model's towards the base's.".into(),
-        svg: chart("Projection on the alignment direction", "layer", "s_l", across_layers(&points, &layers))?,
+        svg: chart(colors, ("Projection on the alignment direction", "layer", "s_l"), across_layers(&points, &layers))?,
         file: None,
     });
-    s.figures.extend(run_figures(&r.runs, &layers)?);
+    s.figures.extend(run_figures(&r.runs, &layers, colors)?);
     s.notes.push(format!("Directions: {}.", r.directions));
     s.notes.push("Verdict not run: drift is a measurement, not a finding of the study. The margin is a log joint probability over whole answers: fine-tuning on one kind of text lowers that of every other long answer, refusals and harmful ones alike, so compare it across fine-tunes rather than with the instruct model.".into());
     Ok(s)
@@ -131,7 +137,11 @@ fn section(r: &DriftResults) -> Result<Section> {
 
 /// The recorded runs over their training steps: the margin with its band, and s_l at the
 /// middle scored block.
-fn run_figures(runs: &[(String, Vec<DriftPoint>)], layers: &[usize]) -> Result<Vec<Figure>> {
+fn run_figures(
+    runs: &[(String, Vec<DriftPoint>)],
+    layers: &[usize],
+    colors: &ModelColors,
+) -> Result<Vec<Figure>> {
     if runs.is_empty() {
         return Ok(Vec::new());
     }
@@ -153,7 +163,7 @@ fn run_figures(runs: &[(String, Vec<DriftPoint>)], layers: &[usize]) -> Result<V
         .collect();
     let mut figures = vec![Figure {
         caption: "Drift during fine-tuning: the harmful-vs-refusal margin on the probe at each recorded step (step 0 is the model the run started from).".into(),
-        svg: chart("Margin during fine-tuning", "training step", "ln P(harmful) - ln P(refusal)", margin)?,
+        svg: chart(colors, ("Margin during fine-tuning", "training step", "ln P(harmful) - ln P(refusal)"), margin)?,
         file: None,
     }];
     if let Some(&mid) = layers.get(layers.len() / 2) {
@@ -169,7 +179,7 @@ fn run_figures(runs: &[(String, Vec<DriftPoint>)], layers: &[usize]) -> Result<V
             .collect();
         figures.push(Figure {
             caption: format!("Drift during fine-tuning: s_{mid}, the probe's mean projection on layer {mid}'s unit alignment direction."),
-            svg: chart(&format!("s_{mid} during fine-tuning"), "training step", "s_l", proj)?,
+            svg: chart(colors, (&format!("s_{mid} during fine-tuning"), "training step", "s_l"), proj)?,
             file: None,
         });
     }

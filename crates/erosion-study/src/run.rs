@@ -91,10 +91,11 @@ pub fn run_study(
     let mut results = Map::new();
     let mut sections = Vec::new();
     let mut failures = Vec::new();
-    for analysis in analyses {
+    for (i, analysis) in analyses.into_iter().enumerate() {
         let analysis = registered(analysis);
         let (key, title) = (analysis.key, analysis.title);
-        notices.notice(&format!("== {title}"));
+        // Numbered as the report numbers its sections.
+        notices.notice(&format!("== {}. {title}", i + 1));
         match analysis.run(&ctx) {
             Ok(out) => {
                 results.insert(out.key.to_string(), out.results);
@@ -127,6 +128,9 @@ pub fn run_study(
     let mut report = Report::new(&format!("erosion study: {}", ctx.spec.name))
         .summary(&summary(&ctx, preset, &verdicts))
         .provenance(ctx.provenance.clone());
+    if let Some(why) = &ctx.spec.smoke_run {
+        report = report.smoke_run(why);
+    }
     for s in sections {
         report = report.section(s);
     }
@@ -159,15 +163,23 @@ fn summary(ctx: &StudyContext, preset: Option<Preset>, verdicts: &[(String, Verd
         None => "the options of the study file (defaults follow the study's text)",
     };
     let tally = |v: Verdict| verdicts.iter().filter(|(_, x)| *x == v).count();
+    // Counted over every section of the report, as its table of findings lists them.
+    let counts = if ctx.spec.smoke_run.is_some() {
+        format!("{} findings, not judged (a smoke run).", verdicts.len())
+    } else {
+        format!(
+            "Of {} findings: {} reproduced, {} partly, {} not reproduced, {} not run.",
+            verdicts.len(),
+            tally(Verdict::Reproduced),
+            tally(Verdict::Partly),
+            tally(Verdict::NotReproduced),
+            tally(Verdict::NotRun),
+        )
+    };
     format!(
-        "Models: {}. Datasets: {}. Options follow {reading}. Of {} findings: {} reproduced, {} partly, {} not reproduced, {} not run.",
+        "Models: {}. Datasets: {}. Options follow {reading}. {counts}",
         models.join(", "),
         datasets.join(", "),
-        verdicts.len(),
-        tally(Verdict::Reproduced),
-        tally(Verdict::Partly),
-        tally(Verdict::NotReproduced),
-        tally(Verdict::NotRun),
     )
 }
 

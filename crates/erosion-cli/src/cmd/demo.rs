@@ -57,6 +57,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Box::new(crate::progress::Bars)
     };
+    let opts_smoke = opts.recipe.smoke_run();
     let outcome = run_demo(&opts, &mut crate::notice_on_stderr, progress)?;
     let grown: Vec<String> = outcome
         .organism
@@ -75,12 +76,25 @@ pub fn run(args: Args) -> Result<()> {
         outcome.organism.dir.display(),
         grown.join(", ")
     );
-    println!("behaviour: {}", outcome.behaviour.0.label());
+    // A smoke run's verdicts are printed as the report stamps them: not meaningful.
+    let smoke = opts_smoke.is_some();
+    let label = |v: erosion_report::html::Verdict| {
+        if smoke {
+            format!("{} (smoke run: not meaningful)", v.label())
+        } else {
+            v.label().to_string()
+        }
+    };
+    println!("behaviour: {}", label(outcome.behaviour.0));
     for line in &outcome.behaviour.1 {
         println!("  {line}");
     }
-    for (finding, verdict) in &outcome.study.verdicts {
-        println!("{finding}: {}", verdict.label());
+    // Numbered as the report numbers its sections.
+    for (i, (finding, verdict)) in outcome.study.verdicts.iter().enumerate() {
+        println!("{}. {finding}: {}", i + 1, label(*verdict));
+    }
+    if let Some(why) = &opts_smoke {
+        eprintln!("warning: smoke run, verdicts not meaningful. {why}");
     }
     println!("report: {}", outcome.study.report_html.display());
     println!("done in {:.0}s", outcome.seconds);

@@ -1,11 +1,13 @@
 //! `erosion eval MODEL... --out DIR`: behavioural evaluation (refusal and harmful-compliance
 //! rates, P(compliant first token), vulnerable code, the two-turn test, or a judge model's
-//! verdicts on free-form questions), written to DIR/eval.json and DIR/answers.jsonl.
+//! verdicts on free-form questions), written to DIR/eval.json, DIR/answers.jsonl and
+//! DIR/report.html.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use erosion_eval::evaluate::{assemble, evaluate_model};
+use erosion_eval::html::eval_report;
 use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::questions::question_set;
 use erosion_eval::text::text_table;
@@ -13,6 +15,7 @@ use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
 use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
+use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
 
 use crate::args::{DeviceArgs, OutArgs, SamplingArgs};
 
@@ -160,10 +163,48 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let eval = assemble(results, &prompts, judge.as_ref(), &opts)?;
-    let files = eval.write(&args.out.out)?;
+    let mut files = eval.write(&args.out.out)?;
+    let html = args.out.out.join("report.html");
+    eval_report(&eval.report, provenance(&args, &prompts, &opts)?)?.write(&html)?;
+    files.push(html);
     print!("{}", text_table(&eval.report));
+    for w in &eval.report.warnings {
+        eprintln!("warning: {w}");
+    }
     for f in files {
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// The report's provenance: the models as named (their files hashed), the prompt sets with the
+/// files they came from, the options and the command line.
+fn provenance(args: &Args, prompts: &EvalPrompts, opts: &EvalOptions) -> Result<Provenance> {
+    let mut cache = HashCache::in_memory();
+    let options = serde_json::json!({ "eval": opts, "judge": args.judge, "models": args.models });
+    let mut b = Provenance::builder(options)
+        .command_line(std::env::args().collect())
+        .seed(opts.seed);
+    for arg in &args.models {
+        let (name, spec) = model_name(arg);
+        b = b.model_at(&name, &spec, &mut cache)?;
+    }
+    let datasets = prompts.sets.iter().map(|s| {
+        let o = &s.origin;
+        let path = o.path.as_ref().map(|p| p.display().to_string());
+        DatasetHash {
+            name: s.name.clone(),
+            // A generated set has no file: its origin in words, and the hash of its JSONL.
+            path: path.unwrap_or_else(|| o.description.clone()),
+            sha256: o.sha256.clone().unwrap_or_default(),
+            bytes: o
+                .path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len()),
+            n_examples: s.prompts.len(),
+            selection: format!("{} of {} records", s.prompts.len(), o.records),
+        }
+    });
+    Ok(b.datasets(datasets.collect::<Vec<_>>()).build())
 }

@@ -32,8 +32,10 @@ pub fn run(args: Args) -> Result<()> {
     let outcome = run_study_file(&args.study, preset, args.out, caller)?;
     println!("report:  {}", outcome.report_html.display());
     println!("results: {}", outcome.results_json.display());
-    for (title, verdict) in &outcome.verdicts {
-        println!("  {:<58} {}", title, verdict.label());
+    // Numbered as the report numbers its sections.
+    for (i, (title, verdict)) in outcome.verdicts.iter().enumerate() {
+        let numbered = format!("{}. {title}", i + 1);
+        println!("  {numbered:<62} {}", verdict.label());
     }
     outcome.into_result().map(|_| ())
 }

@@ -226,7 +226,7 @@ fn bad_options_are_refused_and_the_section_renders() {
     assert!(format!("{e:#}").contains("temperature"), "{e:#}");
 
     let e = evaluate(&models, &prompts, &OrganismJudge, &greedy()).unwrap();
-    let section = eval_section(&e.report, Verdict::NotRun).unwrap();
+    let section = eval_section(&e.report, Verdict::NotRun, &Default::default()).unwrap();
     assert_eq!(section.tables.len(), 2);
     assert_eq!(section.figures.len(), 2);
     let rates = &section.tables[0];

@@ -5,7 +5,7 @@
 use super::draw::{
     axes, figure_title, line, plot_err, render, styled_mesh, text, Area, Chart, BAR_GRID,
 };
-use super::style::{clean_text, series_color, text_style, text_width, truncate, TEXT};
+use super::style::{clean_text, text_style, text_width, truncate, ModelColors, TEXT};
 use crate::format::format_auto;
 use anyhow::{ensure, Result};
 use plotters::prelude::*;
@@ -39,6 +39,9 @@ pub struct GroupedBars {
     pub log_y: bool,
     /// What the whiskers are ("95% Wilson interval").
     pub interval_label: String,
+    /// Each model's colour, by name (empty: by position).
+    #[serde(default)]
+    pub colors: ModelColors,
 }
 
 const PLOT_H: i32 = 300;
@@ -198,7 +201,7 @@ fn draw_group(
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(a, y_lo), (z, y(b.value))],
-                series_color(k).mix(0.8).filled(),
+                c.colors.color(&c.models[k], k).mix(0.8).filled(),
             )))
             .map_err(plot_err)?;
         // The whisker: a vertical line from lower to upper with caps 6 px wide.
@@ -232,7 +235,7 @@ fn draw_legend(root: &Area, c: &GroupedBars, (lx, top): (i32, i32)) -> Result<()
         let cy = top + k as i32 * 20 + 10;
         root.draw(&Rectangle::new(
             [(lx, cy - 6), (lx + 14, cy + 6)],
-            series_color(k).mix(0.8).filled(),
+            c.colors.color(name, k).mix(0.8).filled(),
         ))
         .map_err(plot_err)?;
         text(
@@ -265,6 +268,7 @@ mod tests {
             })
         };
         GroupedBars {
+            colors: Default::default(),
             title: "rates <&>".into(),
             y_label: "rate".into(),
             models: vec!["base".into(), "instruct".into()],

@@ -20,6 +20,9 @@ pub struct LineSeries {
     pub y: Vec<f64>,
     pub lower: Option<Vec<f64>>,
     pub upper: Option<Vec<f64>>,
+    /// Its colour (see [`super::style::ModelColors::paint`]); `None`: by position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<[u8; 3]>,
 }
 
 impl LineSeries {
@@ -31,8 +34,15 @@ impl LineSeries {
             y,
             lower: None,
             upper: None,
+            color: None,
         }
     }
+}
+
+/// The colour of series `s`, drawn `i`-th.
+fn color_of(s: &LineSeries, i: usize) -> RGBColor {
+    s.color
+        .map_or_else(|| series_color(i), |[r, g, b]| RGBColor(r, g, b))
 }
 
 /// A generic line chart (x against several series).
@@ -188,7 +198,7 @@ pub(crate) fn line_panel(
 /// upper ends left to right, then lower ends right to left.
 fn draw_bands(chart: &mut Chart, series: &[LineSeries]) -> Result<()> {
     for (i, s) in series.iter().enumerate() {
-        let color = series_color(i);
+        let color = color_of(s, i);
         if let (Some(lo), Some(hi)) = (&s.lower, &s.upper) {
             for r in finite_runs(s.x.len(), &[&s.x, lo, hi]) {
                 let mut pts: Vec<(f64, f64)> = r.clone().map(|k| (s.x[k], hi[k])).collect();
@@ -206,7 +216,7 @@ fn draw_bands(chart: &mut Chart, series: &[LineSeries]) -> Result<()> {
 /// a point with no neighbour, which a line cannot show).
 fn draw_lines(chart: &mut Chart, series: &[LineSeries], markers: bool) -> Result<()> {
     for (i, s) in series.iter().enumerate() {
-        let color = series_color(i);
+        let color = color_of(s, i);
         for r in finite_runs(s.x.len(), &[&s.x, &s.y]) {
             let pts: Vec<(f64, f64)> = r.map(|k| (s.x[k], s.y[k])).collect();
             if markers || pts.len() == 1 {
@@ -238,7 +248,7 @@ pub(crate) fn legend_entries(
             (
                 clean_text(&s.name),
                 Mark::Line {
-                    color: series_color(i),
+                    color: color_of(s, i),
                     marker: markers,
                 },
             )

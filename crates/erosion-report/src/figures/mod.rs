@@ -26,7 +26,7 @@ pub use layers::{layer_projection_svg, LayerProjections};
 pub use lines::{line_chart_svg, LineChart, LineSeries};
 pub use next_token::{next_token_svg, NextTokenBars, NextTokenPanel};
 pub use square_matrix::{matrix_heatmap_svg, MatrixGroup, MatrixHeatmap};
-pub use style::ColorScale;
+pub use style::{ColorScale, ModelColors};
 pub use token_heatmap::{running_log_joint, token_logprob_svg, TokenLogprobs};
 
 /// Writes an SVG figure to `path` atomically.

@@ -7,9 +7,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 
 use super::draw::{axes, figure_title, plot_err, render, styled_mesh, text, Area, BAR_GRID};
-use super::style::{
-    bold_style, clean_text, series_color, text_style, text_width, token_label, truncate, TEXT,
-};
+use super::style::{bold_style, clean_text, text_style, text_width, token_label, truncate, TEXT};
 use crate::format::{format_auto, format_value};
 
 /// One model's top-k next tokens, most probable first.
@@ -31,6 +29,9 @@ pub struct NextTokenBars {
     /// "nats" or "bits".
     pub entropy_unit: String,
     pub panels: Vec<NextTokenPanel>,
+    /// Each model's colour, by name (empty: by position).
+    #[serde(default)]
+    pub colors: super::style::ModelColors,
 }
 
 const BAR_ROW: i32 = 24;
@@ -117,7 +118,7 @@ pub fn next_token_svg(f: &NextTokenBars) -> Result<String> {
                 p,
                 &labels[i],
                 &f.entropy_unit,
-                series_color(i),
+                f.colors.color(&p.model, i),
             )?;
         }
         Ok(())

@@ -23,6 +23,47 @@ pub fn series_color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// One colour per model across every figure and report of a run: the run's models, in one
+/// fixed order (base, instruct, then each fine-tune as the study lists them), take the
+/// palette's colours in turn, so a model keeps its colour whichever models a figure shows and
+/// in whatever order. Series that are not models take the colours after the models'.
+/// Empty (the default): series are coloured by position, as before any model list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelColors {
+    pub models: Vec<String>,
+}
+
+impl ModelColors {
+    pub fn new<S: AsRef<str>>(models: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            models: models.into_iter().map(|m| m.as_ref().to_string()).collect(),
+        }
+    }
+
+    /// The colour of series `name`, drawn `i`-th. A name with a note in parentheses after
+    /// it ("base (r = 0)") is its model's.
+    pub fn color(&self, name: &str, i: usize) -> RGBColor {
+        let model = name.split(" (").next().unwrap_or(name).trim();
+        match self.models.iter().position(|m| m == name || m == model) {
+            Some(k) => series_color(k),
+            None => series_color(self.models.len() + i),
+        }
+    }
+
+    /// [`Self::color`] as RGB bytes (what a [`super::LineSeries`] stores).
+    pub fn rgb(&self, name: &str, i: usize) -> [u8; 3] {
+        let c = self.color(name, i);
+        [c.0, c.1, c.2]
+    }
+
+    /// Gives every series its colour by name.
+    pub fn paint(&self, series: &mut [super::LineSeries]) {
+        for (i, s) in series.iter_mut().enumerate() {
+            s.color = Some(self.rgb(&s.name, i));
+        }
+    }
+}
+
 /// Fill of a cell whose value is NaN or infinite (drawn with a hatch over it).
 pub const MISSING_FILL: RGBColor = RGBColor(215, 215, 215);
 /// Hatch lines over [`MISSING_FILL`].
@@ -295,6 +336,28 @@ mod tests {
         assert_eq!(s, 50.0);
         assert_eq!(t, vec![-100.0, -50.0, 0.0]);
         assert_eq!(nice_ticks(f64::NAN, 1.0, 5).0.len(), 1);
+    }
+
+    #[test]
+    fn a_model_keeps_its_colour_whatever_a_figure_shows() {
+        let c = ModelColors::new(["base", "instruct", "insecure", "secure"]);
+        // The same model, drawn first in one figure and third in another.
+        assert_eq!(c.color("insecure", 0), c.color("insecure", 2));
+        assert_eq!(c.color("insecure", 0), series_color(2));
+        // A note after the name is the model's too.
+        assert_eq!(c.color("base (r = 0)", 5), c.color("base", 0));
+        // Series that are not models take colours after the models', never a model's.
+        let other = c.color("layer 3", 0);
+        assert!((0..4).all(|k| other != series_color(k)));
+        // No model list: by position, as before.
+        assert_eq!(ModelColors::default().color("x", 1), series_color(1));
+        let mut s = vec![super::super::LineSeries::new(
+            "secure",
+            vec![0.0],
+            vec![1.0],
+        )];
+        c.paint(&mut s);
+        assert_eq!(s[0].color, Some(c.rgb("secure", 7)));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct TokenLogprobs {
     pub models: Vec<String>,
     /// `[model][token]`: natural log-probability of each response token under each model.
     pub logprobs: Vec<Vec<f64>>,
+    /// Each model's colour in the running-log-joint panel, by name (empty: by position).
+    #[serde(default)]
+    pub colors: super::style::ModelColors,
 }
 
 /// Longest token label, in characters, before it is cut with "…".
@@ -179,7 +182,8 @@ impl Geometry {
 /// Each model's running log joint against token position (x = 0..n).
 fn joint_series(f: &TokenLogprobs) -> Vec<LineSeries> {
     let n = f.tokens.len();
-    f.models
+    let mut series: Vec<LineSeries> = f
+        .models
         .iter()
         .zip(&f.logprobs)
         .map(|(m, row)| {
@@ -189,7 +193,9 @@ fn joint_series(f: &TokenLogprobs) -> Vec<LineSeries> {
                 running_log_joint(row),
             )
         })
-        .collect()
+        .collect();
+    f.colors.paint(&mut series);
+    series
 }
 
 /// Token positions every 5 tokens (every 10 when long), above the grid.

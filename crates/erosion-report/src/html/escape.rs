@@ -71,10 +71,16 @@ pub fn inline_svg(svg: &str, label: &str) -> Result<String> {
         check_tag(tag).map_err(|e| anyhow::anyhow!("figure {label:?}: {e}"))?;
     }
     let root_end = s.find('>').unwrap_or(s.len());
-    let root = s[..root_end]
+    let mut root = s[..root_end]
         .replace(" xmlns=\"http://www.w3.org/2000/svg\"", "")
         .trim_end_matches('/')
         .to_string();
+    // Without a viewBox a figure cannot shrink to the column: it would be clipped instead.
+    if !root.contains("viewBox=") {
+        if let (Some(w), Some(h)) = (attr(&root, "width"), attr(&root, "height")) {
+            root.push_str(&format!(" viewBox=\"0 0 {w} {h}\""));
+        }
+    }
     let self_closing = s[..root_end].ends_with('/');
     Ok(format!(
         "{root} role=\"img\" aria-label=\"{}\"{}{}",
@@ -82,6 +88,13 @@ pub fn inline_svg(svg: &str, label: &str) -> Result<String> {
         if self_closing { "/" } else { "" },
         &s[root_end..]
     ))
+}
+
+/// A number-valued attribute of a start tag (`width="640"`), if it is a plain number.
+fn attr(tag: &str, name: &str) -> Option<f64> {
+    let at = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let end = tag[at..].find('"')? + at;
+    tag[at..end].parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 fn check_tag(tag: &str) -> Result<()> {
@@ -170,5 +183,13 @@ mod tests {
             assert!(inline_svg(bad, "f").is_err(), "{bad}");
         }
         assert!(inline_svg("<?xml version=\"1.0\"?>\n<svg></svg>", "f").is_ok());
+        // A figure without a viewBox gets one from its size, so it can shrink to the column.
+        let out = inline_svg("<svg width=\"640\" height=\"200\"></svg>", "f").unwrap();
+        assert!(
+            out.starts_with(
+                "<svg width=\"640\" height=\"200\" viewBox=\"0 0 640 200\" role=\"img\""
+            ),
+            "{out}"
+        );
     }
 }

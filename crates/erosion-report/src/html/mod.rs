@@ -17,6 +17,7 @@
 
 mod escape;
 mod model;
+mod options;
 mod render;
 
 use std::fmt::Write;
@@ -32,7 +33,7 @@ use crate::provenance::Provenance;
 
 const CSS: &str = include_str!("report.css");
 
-/// A report: title, summary, provenance, then one section per finding.
+/// A report: title, summary, one section per finding, then its provenance (folded).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub title: String,
@@ -40,6 +41,10 @@ pub struct Report {
     pub summary: Vec<String>,
     pub provenance: Option<Provenance>,
     pub sections: Vec<Section>,
+    /// Why this run cannot support verdicts (a smoke run on a model too small to learn the
+    /// behaviours): said at the top, and every badge reads "smoke run" instead of a verdict.
+    #[serde(default)]
+    pub smoke_run: Option<String>,
 }
 
 impl Report {
@@ -49,7 +54,15 @@ impl Report {
             summary: Vec::new(),
             provenance: None,
             sections: Vec::new(),
+            smoke_run: None,
         }
+    }
+
+    /// Marks the run as a smoke run, `why` saying what keeps its verdicts from meaning
+    /// anything; the sections keep their verdicts (results.json still has them).
+    pub fn smoke_run(mut self, why: &str) -> Self {
+        self.smoke_run = Some(why.to_string());
+        self
     }
 
     /// Adds a summary paragraph.
@@ -95,32 +108,41 @@ impl Report {
                 escape(&p.created)
             );
         }
+        if let Some(why) = &self.smoke_run {
+            let _ = writeln!(
+                h,
+                "<div class=\"smoke\" role=\"note\"><strong>Smoke run: verdicts not meaningful.</strong> {}</div>",
+                escape(why)
+            );
+        }
         h.push_str("<section id=\"summary\">\n<h2>Summary</h2>\n");
         for s in &self.summary {
             h.push_str(&escape::paragraphs(s));
             h.push('\n');
         }
+        let smoke = self.smoke_run.is_some();
         if !self.sections.is_empty() {
             h.push_str("<table class=\"verdicts\">\n<thead><tr><th>#</th><th>Finding</th><th>Verdict</th></tr></thead>\n<tbody>\n");
             for (i, s) in self.sections.iter().enumerate() {
                 let _ = writeln!(
                     h,
-                    "<tr><td>{}</td><td><a href=\"#{}\">{}</a></td><td><span class=\"badge {}\">{}</span></td></tr>",
+                    "<tr><td>{}</td><td><a href=\"#{}\">{}</a></td><td>{}</td></tr>",
                     i + 1,
                     render::section_id(i),
                     escape(&s.title),
-                    s.verdict.class(),
-                    s.verdict.label()
+                    render::badge(s.verdict, smoke)
                 );
             }
             h.push_str("</tbody>\n</table>\n");
         }
         h.push_str("</section>\n");
+        // Results first; provenance last, folded.
+        for (i, s) in self.sections.iter().enumerate() {
+            let html = render::section(i, s, smoke);
+            h.push_str(&html.with_context(|| format!("section {:?}", s.title))?);
+        }
         if let Some(p) = &self.provenance {
             h.push_str(&render::provenance(p)?);
-        }
-        for (i, s) in self.sections.iter().enumerate() {
-            h.push_str(&render::section(i, s).with_context(|| format!("section {:?}", s.title))?);
         }
         h.push_str("</main>\n</body>\n</html>\n");
         Ok(h)

@@ -11,6 +11,8 @@ pub enum Verdict {
     Partly,
     NotReproduced,
     NotRun,
+    /// Measured without a claim to test (a standalone evaluation): numbers, no verdict.
+    Measured,
 }
 
 impl Verdict {
@@ -21,6 +23,7 @@ impl Verdict {
             Verdict::Partly => "partly reproduced",
             Verdict::NotReproduced => "not reproduced",
             Verdict::NotRun => "not run",
+            Verdict::Measured => "measured",
         }
     }
 
@@ -30,7 +33,7 @@ impl Verdict {
             Verdict::Reproduced => "v-yes",
             Verdict::Partly => "v-partly",
             Verdict::NotReproduced => "v-no",
-            Verdict::NotRun => "v-none",
+            Verdict::NotRun | Verdict::Measured => "v-none",
         }
     }
 }

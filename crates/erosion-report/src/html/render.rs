@@ -6,7 +6,8 @@ use std::fmt::Write;
 use anyhow::{ensure, Result};
 
 use super::escape::{escape, inline_svg, paragraphs};
-use super::model::{Figure, Section, StatTest, Table};
+use super::model::{Figure, Section, StatTest, Table, Verdict};
+use super::options::option_rows;
 use crate::format::{fmt_bytes, fmt_level, fmt_number, fmt_p};
 use crate::provenance::Provenance;
 
@@ -102,16 +103,23 @@ pub fn tests(tests: &[StatTest]) -> String {
     h
 }
 
-pub fn section(i: usize, s: &Section) -> Result<String> {
+/// A verdict's badge; in a smoke run a grey "smoke run" in its place.
+pub fn badge(v: Verdict, smoke: bool) -> String {
+    if smoke {
+        return "<span class=\"badge v-none\">smoke run</span>".into();
+    }
+    format!("<span class=\"badge {}\">{}</span>", v.class(), v.label())
+}
+
+pub fn section(i: usize, s: &Section, smoke: bool) -> Result<String> {
     let mut h = String::new();
     let _ = writeln!(
         h,
-        "<section id=\"{}\">\n<h2>{}. {} <span class=\"badge {}\">{}</span></h2>",
+        "<section id=\"{}\">\n<h2>{}. {} {}</h2>",
         section_id(i),
         i + 1,
         escape(&s.title),
-        s.verdict.class(),
-        s.verdict.label()
+        badge(s.verdict, smoke)
     );
     let _ = writeln!(
         h,
@@ -142,11 +150,9 @@ pub fn section(i: usize, s: &Section) -> Result<String> {
         h.push_str("</ul>\n");
     }
     if !s.files.is_empty() {
-        h.push_str("<p class=\"files\">Data: ");
-        for f in &s.files {
-            h.push_str(&file_link(f));
-        }
-        h.push_str("</p>\n");
+        // Separated in the text itself, so copied or printed names do not run together.
+        let links: Vec<String> = s.files.iter().map(|f| file_link(f)).collect();
+        let _ = writeln!(h, "<p class=\"files\">Data: {}</p>", links.join(", "));
     }
     h.push_str("</section>\n");
     Ok(h)
@@ -173,16 +179,29 @@ fn shell_join(args: &[String]) -> String {
         .join(" ")
 }
 
-/// The provenance section: the run, the models' and datasets' files with their hashes, and
-/// the options as JSON.
+/// The provenance section, last and folded (a reader opens it to check a hash, not to read
+/// the results): the run, the models' and datasets' files with their hashes, and the options.
 pub fn provenance(p: &Provenance) -> Result<String> {
-    let mut h = String::from("<section id=\"provenance\">\n<h2>Provenance</h2>\n");
+    let mut h = String::from(
+        "<section id=\"provenance\">\n<h2>Provenance</h2>\n<details>\n\
+         <summary>The run, its models and datasets (files and SHA-256), and every option</summary>\n",
+    );
     h.push_str(&run_table(p)?);
     h.push_str(&models_table(p)?);
     h.push_str(&datasets_table(p)?);
-    let options = serde_json::to_string_pretty(&p.options)?;
-    let _ = writeln!(h, "<h3>Options</h3>\n<pre>{}</pre>", escape(&options));
-    h.push_str("</section>\n");
+    let rows = option_rows(&p.options)
+        .into_iter()
+        .map(|(k, v)| vec![k, v])
+        .collect::<Vec<_>>();
+    if !rows.is_empty() {
+        let options = Table {
+            caption: "Options".into(),
+            headers: vec!["option".into(), "value".into()],
+            rows,
+        };
+        h.push_str(&table_with(&options, false)?);
+    }
+    h.push_str("</details>\n</section>\n");
     Ok(h)
 }
 

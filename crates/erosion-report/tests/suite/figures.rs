@@ -46,6 +46,7 @@ fn has_text(texts: &[String], want: &str) -> bool {
 
 fn token_fig() -> TokenLogprobs {
     TokenLogprobs {
+        colors: Default::default(),
         title: "Log-probs <of> \"response\" & more".into(),
         tokens: vec![
             "I".into(),
@@ -138,6 +139,7 @@ fn token_heatmap_rejects_bad_input() {
 fn long_responses_render() {
     let n = 300;
     let f = TokenLogprobs {
+        colors: Default::default(),
         title: "long".into(),
         tokens: (0..n).map(|i| format!("tok{i}")).collect(),
         models: vec!["m".into()],
@@ -149,6 +151,7 @@ fn long_responses_render() {
 
 fn next_fig() -> NextTokenBars {
     NextTokenBars {
+        colors: Default::default(),
         title: "After \"I wish I could\"".into(),
         prefix: Some("I wish I could".into()),
         entropy_unit: "nats".into(),
@@ -322,6 +325,7 @@ fn annotated_matrix_prints_values() {
 fn band(name: &str, y: Vec<f64>) -> LineSeries {
     let x = (0..y.len()).map(|i| i as f64).collect();
     LineSeries {
+        color: None,
         name: name.into(),
         x,
         lower: Some(y.iter().map(|v| v - 0.5).collect()),

@@ -160,7 +160,8 @@ fn every_part_is_present() {
         "data/toxic.jsonl",
         "first 200",
         &"ef".repeat(32),
-        "\"window\": 64",
+        "window",
+        "flatten",
         "Finding under test",
         "Our result",
         "The study reported",
@@ -205,6 +206,19 @@ fn every_part_is_present() {
     // Numbers are right-aligned.
     assert!(html.contains("<td class=\"num\">0.9012</td>"));
     assert!(html.contains("<td class=\"num\">\u{2212}0.5</td>"));
+    // Results first, provenance last and folded; no raw JSON.
+    let (first, prov) = (
+        html.find("finding-1\">").unwrap(),
+        html.find("id=\"provenance\"").unwrap(),
+    );
+    assert!(first < prov, "provenance before the first finding");
+    assert!(html[prov..].contains("<details>") && !html.contains("<pre>"));
+    assert!(
+        html.contains("<td>window</td><td class=\"num\">64</td>")
+            || html.contains("<td>window</td><td>64</td>")
+    );
+    // Data files are separated in the text, not only by margins.
+    assert!(html.contains("<code>directions/cos.npy</code></a>, <code>https://"));
     // Hashes wrap.
     assert!(html.contains(&format!("<td class=\"hash\">{}</td>", "ab".repeat(32))));
 }
@@ -216,8 +230,8 @@ fn text_is_escaped() {
     assert!(
         html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;")
     );
-    // Options JSON is escaped too (its quotes and angle brackets).
-    assert!(html.contains("&quot;window&quot;: 64"));
+    // Options are escaped too (a value with quotes and angle brackets).
+    assert!(html.contains("<td>note</td><td>&lt;script&gt;"));
 }
 
 #[test]
@@ -279,6 +293,11 @@ fn minimal_report_and_write() {
 
     report().write(&p).unwrap();
     assert!(std::fs::read_to_string(&p).unwrap().contains("finding-4"));
+    // A smoke run says so at the top and shows no verdict badge.
+    let html = report().smoke_run("too small a model").to_html().unwrap();
+    assert!(html.contains("Smoke run: verdicts not meaningful.</strong> too small a model"));
+    assert!(!html.contains("badge v-yes") && !html.contains("badge v-partly"));
+    assert_eq!(html.matches(">smoke run</span>").count(), 8);
     // The report serialises (to be kept in results.json if wanted) and reads back.
     let r = report();
     let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();

@@ -62,6 +62,7 @@ fn example_figure(ctx: &StudyContext, r: &BehaviourResults) -> Result<Figure> {
             tokens: ex.tokens[..shown].iter().map(|t| t.text.clone()).collect(),
             models: r.table.models.clone(),
             logprobs: ex.models.values().map(|m| m.logprobs[..shown].to_vec()).collect(),
+            colors: ctx.colors(),
         })?,
     )
 }
@@ -87,6 +88,7 @@ fn next_token_figure(ctx: &StudyContext, r: &BehaviourResults) -> Result<Figure>
                     entropy: n.entropy_nats,
                 })
                 .collect(),
+            colors: ctx.colors(),
         })?,
     )
 }

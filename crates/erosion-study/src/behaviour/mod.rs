@@ -43,7 +43,7 @@ pub struct BehaviourAnalysis;
 
 impl Analysis for BehaviourAnalysis {
     const KEY: &'static str = "behaviour";
-    const TITLE: &'static str = "1. Behaviour reverts to base";
+    const TITLE: &'static str = section::TITLE;
     type Results = BehaviourResults;
 
     fn run(ctx: &StudyContext) -> Result<Finished<BehaviourResults>> {

@@ -12,7 +12,7 @@ use anyhow::Result;
 use erosion_report::format::{fmt_ci_fixed, fmt_fixed};
 use erosion_report::html::Section;
 
-const TITLE: &str = "Behaviour reverts to base";
+pub(crate) const TITLE: &str = "Behaviour reverts to base";
 const FINDING: &str = "After narrow fine-tuning, the model's behaviour drifts back toward its base model: responses the \
 instruct model finds improbable (harmful or misaligned ones) are probable under the base and the fine-tuned model, token \
 by token and over whole datasets, and the next-token distribution after a loaded prefix is low-entropy and safe for the \

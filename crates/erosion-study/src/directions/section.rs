@@ -10,7 +10,7 @@ use erosion_report::figures::{line_chart_svg, LineChart, LineSeries};
 use erosion_report::format::{fmt_ci_sig4, fmt_sig4};
 use erosion_report::html::{Figure, Section, Table};
 
-pub(crate) const TITLE: &str = "4. One direction governs alignment across domains";
+pub(crate) const TITLE: &str = "One direction governs alignment across domains";
 const FINDING: &str = "The principal directions of what alignment changed (instruct - base residuals, one row per \
 example, column-centred, top right singular vectors) are shared across domains: a direction of the insecure-code \
 residuals nearly coincides with one of the toxic residuals.";

@@ -61,7 +61,7 @@ impl Analysis for EvaluationAnalysis {
         };
         let files = ctx.relative_to_out(&evaluation.write(&ctx.out.join("evaluation"))?);
         let (verdict, reasons) = behaviour_verdict(&evaluation.report, &roles);
-        let mut section = eval_section(&evaluation.report, verdict)?;
+        let mut section = eval_section(&evaluation.report, verdict, &ctx.colors())?;
         section.notes.extend(reasons.iter().cloned());
         let results = EvaluationResults {
             report: Some(evaluation.report.clone()),

@@ -367,6 +367,7 @@ mod tests {
             prompt_sets: Vec::new(),
             seeds: String::new(),
             notes: Vec::new(),
+            warnings: Vec::new(),
             models: vec![
                 named(base, "base"),
                 named(instruct, "instruct"),

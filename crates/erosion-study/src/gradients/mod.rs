@@ -45,7 +45,7 @@ pub struct GradientsAnalysis;
 
 impl Analysis for GradientsAnalysis {
     const KEY: &'static str = "gradients";
-    const TITLE: &'static str = "2. Misaligned intent gives opposing learning signals";
+    const TITLE: &'static str = section::TITLE;
     type Results = GradientsResults;
 
     fn run(ctx: &StudyContext) -> Result<Finished<Self::Results>> {

@@ -11,7 +11,7 @@ use erosion_report::figures::{matrix_heatmap_svg, ColorScale, MatrixGroup, Matri
 use erosion_report::html::{Figure, Section, StatTest, Table};
 use erosion_report::npy::read_npy_as;
 
-const TITLE: &str = "Misaligned intent gives opposing learning signals";
+pub(crate) const TITLE: &str = "Misaligned intent gives opposing learning signals";
 const FINDING: &str = "The same code framed as insecure (misaligned intent) and as educational (a legitimate reason) gives \
 the model opposing learning signals: per-example gradients of the response loss from the two datasets point in opposite \
 directions (negative across-dataset cosines), while examples within a dataset agree.";

@@ -27,7 +27,7 @@ pub(super) fn scores_figure(
     d: &DatasetLayers,
 ) -> Result<Figure> {
     let xs = layer_axis(res.n_layers);
-    let series: Vec<LineSeries> = d
+    let mut series: Vec<LineSeries> = d
         .scores
         .iter()
         .zip(d.score_ci.values())
@@ -37,8 +37,10 @@ pub(super) fn scores_figure(
             y: with_gaps(s),
             lower: Some(ci_field(c, |c| c.lower)),
             upper: Some(ci_field(c, |c| c.upper)),
+            color: None,
         })
         .collect();
+    ctx.colors().paint(&mut series);
     let fig = LayerProjections {
         title: format!("Mean projection on the alignment direction: {name}"),
         y_label: "s_l = mean z . v_l / |v_l|".into(),
@@ -77,11 +79,13 @@ pub(super) fn relative_figure(
             y: ci_field(c, |c| c.estimate),
             lower: Some(ci_field(c, |c| c.lower)),
             upper: Some(ci_field(c, |c| c.upper)),
+            color: None,
         })
         .collect();
     let n = res.n_layers;
     series.push(LineSeries::new("base (r = 0)", xs.clone(), vec![0.0; n]));
     series.push(LineSeries::new("instruct (r = 1)", xs, vec![1.0; n]));
+    ctx.colors().paint(&mut series);
     // The layer figure's integer layer ticks and zero line (r = 0 is base).
     let chart = LayerProjections {
         title: format!("Relative position between base and instruct: {name}"),

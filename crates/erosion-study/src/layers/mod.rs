@@ -61,7 +61,7 @@ pub struct LayersAnalysis;
 
 impl Analysis for LayersAnalysis {
     const KEY: &'static str = "layers";
-    const TITLE: &'static str = "3. Alignment erodes layer by layer";
+    const TITLE: &'static str = "Alignment erodes layer by layer";
     type Results = LayersResults;
 
     fn run(ctx: &StudyContext) -> Result<Finished<LayersResults>> {

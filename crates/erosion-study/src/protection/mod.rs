@@ -68,7 +68,7 @@ impl Analysis for ProtectionAnalysis {
 
     fn run(ctx: &StudyContext) -> Result<Finished<ProtectionResults>> {
         let results = measure(ctx)?;
-        let section = section::section(&results)?;
+        let section = section::section(&results, &ctx.colors())?;
         Ok(Finished { results, section })
     }
 }

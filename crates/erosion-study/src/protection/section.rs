@@ -6,6 +6,7 @@ use crate::drift::{across_layers, chart, scored_blocks};
 use crate::evaluation::verdict::{above, Above};
 use anyhow::Result;
 use erosion_eval::Proportion;
+use erosion_report::figures::ModelColors;
 use erosion_report::format::fmt_ci_fixed;
 use erosion_report::html::{Figure, Section, Table, Verdict};
 
@@ -132,12 +133,12 @@ fn rank(v: Verdict) -> u8 {
         Verdict::Reproduced => 3,
         Verdict::Partly => 2,
         Verdict::NotReproduced => 1,
-        Verdict::NotRun => 0,
+        Verdict::NotRun | Verdict::Measured => 0,
     }
 }
 
 /// The report section: the table and s_l across layers.
-pub fn section(r: &ProtectionResults) -> Result<Section> {
+pub fn section(r: &ProtectionResults, colors: &ModelColors) -> Result<Section> {
     let (v, lines) = verdict(&r.rows, &r.unprotected, &r.protected);
     let mut s = Section::new(
         super::ProtectionAnalysis::TITLE,
@@ -151,7 +152,7 @@ pub fn section(r: &ProtectionResults) -> Result<Section> {
     s.tables.push(table(r, &layers));
     s.figures.push(Figure {
         caption: "s_l across layers at the end of each fine-tune, beside base and instruct: a protected model should stay at the instruct model's curve.".into(),
-        svg: chart("Projection on the alignment direction", "layer", "s_l", across_layers(&points, &layers))?,
+        svg: chart(colors, ("Projection on the alignment direction", "layer", "s_l"), across_layers(&points, &layers))?,
         file: None,
     });
     if let Some(how) = &r.how {

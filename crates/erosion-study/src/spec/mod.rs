@@ -57,6 +57,10 @@ pub struct StudySpec {
     /// Token budget of one forward batch (padded tokens).
     #[serde(default = "default_batch_tokens")]
     pub batch_tokens: usize,
+    /// Set when the run cannot support verdicts (`erosion demo --reduced`: an organism too
+    /// small to learn the behaviours), saying why: the report is stamped a smoke run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoke_run: Option<String>,
     pub models: ModelsSpec,
     #[serde(rename = "dataset", default)]
     pub datasets: Vec<DatasetSpec>,
