@@ -54,22 +54,49 @@ impl<'a> Caller<'a> {
     }
 }
 
-/// Reads `study_file`, applies `preset` (it overrides the file's analysis options), runs it.
+/// What a run changes in its study file (the command line's flags).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Overrides the file's analysis options.
+    pub preset: Option<Preset>,
+    /// Output folder, relative to the current directory (the file's is relative to the file).
+    pub output: Option<PathBuf>,
+    /// At most this many examples of each dataset.
+    pub limit: Option<usize>,
+    /// (model name, checkpoint) pairs replacing the file's; paths relative to the current
+    /// directory.
+    pub models: Vec<(String, String)>,
+}
+
+/// Reads `study_file`, applies `overrides`, runs it.
 pub fn run_study_file(
     study_file: &Path,
-    preset: Option<Preset>,
-    output: Option<PathBuf>,
+    overrides: &Overrides,
     caller: Caller<'_>,
 ) -> Result<StudyOutcome> {
     let mut spec = StudySpec::from_file(study_file)?;
-    if let Some(p) = preset {
+    if let Some(p) = overrides.preset {
         p.apply(&mut spec);
     }
-    if let Some(out) = output {
-        spec.output = std::env::current_dir()?.join(out);
+    let cwd = std::env::current_dir()?;
+    if let Some(out) = &overrides.output {
+        spec.output = cwd.join(out);
+    }
+    if let Some(n) = overrides.limit {
+        spec.limit_examples(n);
+    }
+    for (name, path) in &overrides.models {
+        // A path that exists here is taken from here; anything else is a hub id.
+        let here = cwd.join(path);
+        let path = if here.exists() {
+            here.to_string_lossy().into_owned()
+        } else {
+            path.clone()
+        };
+        spec.set_model(name, &path)?;
     }
     let base_dir = study_file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    run_study(spec, &base_dir, preset, caller)
+    run_study(spec, &base_dir, overrides.preset, caller)
 }
 
 /// Runs a study whose relative paths are relative to `base_dir`, holding its output folder's

@@ -10,7 +10,7 @@ use erosion_model::atomic::write_bytes_atomic;
 use erosion_model::chat::{ChatFormat, Message, PlainFormat};
 use erosion_model::load::Checkpoint;
 use erosion_model::text::shown;
-use erosion_report::figures::{token_logprob_svg, TokenLogprobs};
+use erosion_report::figures::{token_logprob_svg, ModelColors, TokenLogprobs};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -158,6 +158,7 @@ pub fn run(args: Args) -> Result<()> {
             title: "Per-token log-probability of the response under each model".into(),
             tokens: out.tokens.iter().map(|t| t.1.clone()).collect(),
             models: out.models.iter().map(|m| m.name.clone()).collect(),
+            colors: ModelColors::new(out.models.iter().map(|m| &m.name)),
             logprobs: out
                 .models
                 .iter()

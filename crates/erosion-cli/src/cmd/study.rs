@@ -1,16 +1,21 @@
-//! `erosion study STUDY.toml`: every analysis, one report.
+//! `erosion study STUDY.toml`: every analysis, one report; `erosion study init`: the study file.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use erosion_organism::evaluation::OrganismJudge;
 use erosion_study::judges::Judges;
-use erosion_study::run::{run_study_file, Caller};
+use erosion_study::run::{run_study_file, Caller, Overrides};
+use erosion_study::spec::{ModelsSpec, NamedModel, StudyInit};
 use erosion_study::Preset;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub init: Option<Init>,
     /// The study file (models, datasets, analyses and options).
-    pub study: PathBuf,
+    #[arg(required = true)]
+    pub study: Option<PathBuf>,
     /// paper-text (the study's text: T=64, flattened windows, q/k/v/o gradients) or
     /// paper-code (its code: T=10, mean pooling, o_proj gradients, HF hidden states).
     #[arg(long)]
@@ -18,10 +23,68 @@ pub struct Args {
     /// Output folder (default: the study file's `output`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// At most N examples of each dataset (a quicker run of the same study).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Use this checkpoint for the model the study names NAME (base, instruct, a fine-tune),
+    /// instead of the file's; repeatable.
+    #[arg(long = "model", value_name = "NAME=PATH", value_parser = name_path)]
+    pub models: Vec<(String, String)>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Init {
+    /// Write a commented study file for your models and the study's datasets; it runs as is.
+    Init(InitArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// The base (pre-trained) model: a folder, a .gguf file or a cached hub id.
+    #[arg(long)]
+    pub base: String,
+    /// The instruct model made from it.
+    #[arg(long)]
+    pub instruct: String,
+    /// A fine-tune of the instruct model, NAME=PATH; repeatable.
+    #[arg(long, value_name = "NAME=PATH", value_parser = name_path, required = true)]
+    pub finetuned: Vec<(String, String)>,
+    /// The study's data folder, as scripts/fetch-data.sh fills it.
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Examples per dataset.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// The study's name, shown in its report.
+    #[arg(long, default_value = "Re-emergent misalignment")]
+    pub name: String,
+    /// Where to write the study file.
+    #[arg(long, default_value = "STUDY.toml")]
+    pub file: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `NAME=PATH`.
+fn name_path(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), p.to_string())),
+        _ => Err(format!("`{s}` is not NAME=PATH")),
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let preset = args.preset.as_deref().map(Preset::parse).transpose()?;
+    if let Some(Init::Init(init)) = args.init {
+        return run_init(init);
+    }
+    let study = args.study.context("name a study file")?;
+    let overrides = Overrides {
+        preset: args.preset.as_deref().map(Preset::parse).transpose()?,
+        output: args.out,
+        limit: args.limit,
+        models: args.models,
+    };
     let caller = Caller {
         command_line: std::env::args().collect(),
         notices: &mut crate::notice_on_stderr,
@@ -29,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
         // The model organism's rules, for studies of the organism (`erosion demo` writes one).
         judges: Judges::none().with("organism", Box::new(OrganismJudge)),
     };
-    let outcome = run_study_file(&args.study, preset, args.out, caller)?;
+    let outcome = run_study_file(&study, &overrides, caller)?;
     println!("report:  {}", outcome.report_html.display());
     println!("results: {}", outcome.results_json.display());
     // Numbered as the report numbers its sections.
@@ -38,4 +101,130 @@ pub fn run(args: Args) -> Result<()> {
         println!("  {numbered:<62} {}", verdict.label());
     }
     outcome.into_result().map(|_| ())
+}
+
+/// `path` as the study file at `file` names it: relative to the file's folder when it exists
+/// here (a local folder or file), else as given (a hub id).
+fn from_file(file: &Path, path: &str) -> Result<String> {
+    let here = Path::new(path);
+    if !here.exists() {
+        return Ok(path.to_string());
+    }
+    Ok(relative_to_file(file, here)?.to_string_lossy().into_owned())
+}
+
+/// `target` relative to the folder of `file` (both as seen from the current directory), or
+/// absolute when they share no folder.
+fn relative_to_file(file: &Path, target: &Path) -> Result<PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let dir = cwd.join(file.parent().unwrap_or(Path::new("")));
+    let target = cwd.join(target);
+    let (dir, target) = (normalise(&dir), normalise(&target));
+    let common = dir
+        .components()
+        .zip(target.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut rel = PathBuf::new();
+    dir.components().skip(common).for_each(|_| rel.push(".."));
+    target.components().skip(common).for_each(|c| rel.push(c));
+    Ok(if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    })
+}
+
+/// `.` and `..` resolved lexically (the paths need not exist yet).
+fn normalise(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn run_init(a: InitArgs) -> Result<()> {
+    if a.file.exists() && !a.force {
+        bail!(
+            "{} exists; choose another --file or pass --force to replace it",
+            a.file.display()
+        );
+    }
+    let missing = StudyInit::missing_data(&a.data);
+    if !missing.is_empty() {
+        bail!(
+            "--data {}: {} of the study's files are missing (first: {}); fetch them with scripts/fetch-data.sh, or point --data at the folder it filled",
+            a.data.display(),
+            missing.len(),
+            missing[0].display()
+        );
+    }
+    let file = &a.file;
+    let init = StudyInit {
+        name: a.name.clone(),
+        models: ModelsSpec {
+            base: from_file(file, &a.base)?,
+            instruct: from_file(file, &a.instruct)?,
+            finetuned: a
+                .finetuned
+                .iter()
+                .map(|(name, path)| {
+                    Ok(NamedModel {
+                        name: name.clone(),
+                        path: from_file(file, path)?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            compared: Vec::new(),
+        },
+        data: relative_to_file(file, &a.data)?,
+        limit: a.limit,
+        output: PathBuf::from("out"),
+    };
+    let text = init.to_toml()?;
+    // What the file says must parse as the study it is meant to be.
+    erosion_study::StudySpec::from_toml(&text)
+        .context("the written study does not parse (a bug)")?;
+    erosion_model::atomic::write_bytes_atomic(file, text.as_bytes())
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!(
+        "wrote {}; run it with: erosion study {}",
+        file.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_written_relative_to_the_study_file() {
+        let rel = |f: &str, t: &str| relative_to_file(Path::new(f), Path::new(t)).unwrap();
+        assert_eq!(rel("STUDY.toml", "data"), PathBuf::from("data"));
+        assert_eq!(rel("studies/s.toml", "data"), PathBuf::from("../data"));
+        assert_eq!(
+            rel("a/b/s.toml", "a/models/x.gguf"),
+            PathBuf::from("../models/x.gguf")
+        );
+        assert_eq!(rel("./s.toml", "./data/../models"), PathBuf::from("models"));
+        assert_eq!(
+            rel("/tmp/s.toml", "/work/data"),
+            PathBuf::from("/work/data")
+        );
+        assert_eq!(
+            from_file(Path::new("x/s.toml"), "Qwen/Qwen2.5-0.5B").unwrap(),
+            "Qwen/Qwen2.5-0.5B"
+        );
+        assert!(name_path("base").is_err() && name_path("=x").is_err());
+        assert_eq!(name_path("ft=a=b"), Ok(("ft".into(), "a=b".into())));
+    }
 }

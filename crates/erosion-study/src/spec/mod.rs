@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod beyond;
+mod init;
 mod options;
 pub use beyond::*;
+pub use init::StudyInit;
 pub use options::*;
 
 /// A whole study file.
@@ -340,6 +342,44 @@ impl StudySpec {
             .check_per_example()
             .context("[layers] short")?;
         self.validate_beyond(&names, &every_model)
+    }
+
+    /// At most `n` examples of every dataset: the same study, quicker.
+    pub fn limit_examples(&mut self, n: usize) {
+        for d in &mut self.datasets {
+            d.limit = Some(d.limit.map_or(n, |l| l.min(n)));
+        }
+    }
+
+    /// Points model `name` (base, instruct, a fine-tune or a compared model) at `path`.
+    pub fn set_model(&mut self, name: &str, path: &str) -> Result<()> {
+        let m = &mut self.models;
+        let slot = match name {
+            "base" => &mut m.base,
+            "instruct" => &mut m.instruct,
+            _ => match m
+                .finetuned
+                .iter_mut()
+                .chain(m.compared.iter_mut())
+                .find(|x| x.name == name)
+            {
+                Some(x) => &mut x.path,
+                None => {
+                    let names: Vec<String> = m
+                        .all()
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .chain(m.compared.iter().map(|x| x.name.clone()))
+                        .collect();
+                    bail!(
+                        "the study has no model `{name}` (it has: {})",
+                        names.join(", ")
+                    );
+                }
+            },
+        };
+        *slot = path.to_string();
+        Ok(())
     }
 
     /// The datasets' names, checked: at least one, none twice.
