@@ -22,6 +22,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use erosion_model::text::{escape_error, escape_lines, shown};
+
 use crate::example::{Example, Source};
 use crate::format::{record_to_messages, Fields, Filter, Format, InputPolicy, Unrecognised};
 use crate::read::{read_csv_records, read_json_records, Record};
@@ -72,11 +74,13 @@ pub struct DatasetList {
 impl DatasetList {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let list: Self = toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))?;
+        // toml's report quotes the line at fault: escaped, its line breaks kept.
+        let list: Self = toml::from_str(text)
+            .map_err(|e| anyhow!("{origin}: {}", escape_lines(&e.to_string())))?;
         let mut seen = std::collections::BTreeSet::new();
         for d in &list.datasets {
             if !seen.insert(d.name.as_str()) {
-                bail!("{origin}: two datasets are named `{}`", d.name);
+                bail!("{origin}: two datasets are named `{}`", shown(&d.name));
             }
         }
         Ok(list)
@@ -134,15 +138,20 @@ impl DatasetSpec {
         if self.sample_seed.is_some() && self.limit.is_none() {
             bail!(
                 "dataset `{}`: sample_seed needs a limit (the sample size)",
-                self.name
+                shown(&self.name)
             );
         }
         Ok(Selection::from_limit(self.limit, self.sample_seed))
     }
 
     /// Reads, filters, selects and converts the records. Relative paths are resolved against
-    /// `base_dir`. Any malformed record is an error naming the file and line.
+    /// `base_dir`. Any malformed record is an error naming the file and line, with the text it
+    /// quotes from the file escaped (`erosion_model::text`).
     pub fn load(&self, base_dir: &Path) -> Result<Dataset> {
+        self.load_unescaped(base_dir).map_err(escape_error)
+    }
+
+    fn load_unescaped(&self, base_dir: &Path) -> Result<Dataset> {
         let path = if self.path.is_absolute() {
             self.path.clone()
         } else {

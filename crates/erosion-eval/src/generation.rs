@@ -27,17 +27,6 @@ pub struct Generated {
     pub stopped: bool,
 }
 
-/// Checks the sampling options as `generate` does.
-fn check(opts: &SamplingOptions) -> Result<()> {
-    // Written so that NaN fails both checks.
-    let temperature_ok = opts.temperature >= 0.0;
-    let top_p_ok = opts.top_p > 0.0 && opts.top_p <= 1.0;
-    if !temperature_ok || !top_p_ok {
-        bail!("temperature must be >= 0 and top_p in (0, 1]");
-    }
-    Ok(())
-}
-
 /// Generates after each prompt until a token of `stop` or `opts.max_new_tokens`; row i draws
 /// from `ChaCha8Rng::seed_from_u64(seeds[i])` (`opts.seed` is not used). At most `batch_size`
 /// rows are decoded together (fewer when their logits would be large). `steering` is applied
@@ -51,7 +40,7 @@ pub fn generate_many(
     opts: &SamplingOptions,
     batch_size: usize,
 ) -> Result<Vec<Generated>> {
-    check(opts)?;
+    opts.validate()?;
     if prompts.len() != seeds.len() {
         bail!("{} prompts but {} seeds", prompts.len(), seeds.len());
     }

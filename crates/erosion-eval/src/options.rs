@@ -67,12 +67,7 @@ impl EvalOptions {
         if self.compliant_text.is_empty() {
             bail!("the compliant first token's text is empty");
         }
-        // Written so that NaN fails both checks.
-        let ok = self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0;
-        if !ok {
-            bail!("temperature must be >= 0 and top_p in (0, 1]");
-        }
-        Ok(())
+        self.sampling().validate()
     }
 
     /// The per-token sampling rule (the seed is set per answer).

@@ -32,6 +32,25 @@ impl Default for SamplingOptions {
     }
 }
 
+impl SamplingOptions {
+    /// Refuses numbers that would sample silently wrong: a temperature that is negative, NaN
+    /// or infinite (logits / inf is a uniform draw), a top_p outside (0, 1] or NaN.
+    pub fn validate(&self) -> Result<()> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            bail!("temperature = {t}: it must be a finite number >= 0 (0 = greedy)");
+        }
+        // Written so that NaN fails.
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!(
+                "top_p = {}: it must be in (0, 1] (1 = all tokens)",
+                self.top_p
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The generated continuation and why it stopped.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
@@ -51,12 +70,7 @@ pub fn generate(
     if prompt.is_empty() {
         bail!("cannot generate from an empty prompt");
     }
-    // Written so that NaN fails both checks.
-    let temperature_ok = opts.temperature >= 0.0;
-    let top_p_ok = opts.top_p > 0.0 && opts.top_p <= 1.0;
-    if !temperature_ok || !top_p_ok {
-        bail!("temperature must be >= 0 and top_p in (0, 1]");
-    }
+    opts.validate()?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut cache = model.new_cache();
     let mut input = prompt.to_vec();
@@ -142,6 +156,27 @@ mod tests {
     #[test]
     fn greedy_picks_the_first_maximum() {
         assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_numbers_are_refused_by_name() {
+        let with = |temperature: f64, top_p: f64| SamplingOptions {
+            temperature,
+            top_p,
+            ..SamplingOptions::default()
+        };
+        for (t, p, needle) in [
+            (f64::NAN, 1.0, "temperature = NaN"),
+            (f64::INFINITY, 1.0, "temperature = inf"),
+            (-0.5, 1.0, "temperature = -0.5"),
+            (1.0, f64::NAN, "top_p = NaN"),
+            (1.0, 0.0, "top_p = 0"),
+            (1.0, f64::INFINITY, "top_p = inf"),
+        ] {
+            let msg = with(t, p).validate().unwrap_err().to_string();
+            assert!(msg.contains(needle), "{msg}");
+        }
+        assert!(with(0.7, 0.9).validate().is_ok());
     }
 
     #[test]

@@ -32,6 +32,15 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `s` escaped line by line: like [`escape_controls`], but its line breaks kept, for messages
+/// that are several lines by design (a TOML parser's report quoting the line at fault).
+pub fn escape_lines(s: &str) -> String {
+    s.split('\n')
+        .map(escape_controls)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Displays a string from a file with its control characters escaped ([`escape_controls`]).
 pub struct Shown<'a>(pub &'a str);
 
@@ -76,6 +85,14 @@ mod tests {
         assert_eq!(
             escape_controls("\x1b[31mred\x07\n\t\u{202e}x\u{85}"),
             "\\u{1b}[31mred\\u{7}\\n\\t\\u{202e}x\\u{85}"
+        );
+    }
+
+    #[test]
+    fn line_breaks_are_kept_by_escape_lines() {
+        assert_eq!(
+            escape_lines("a\x1b[31m\n1 | \0 = x\n"),
+            "a\\u{1b}[31m\n1 | \\u{0} = x\n"
         );
     }
 

@@ -5,6 +5,8 @@
 //! One home for what every suite used to copy: a fixture path that moves, or an init rule that
 //! changes, changes here.
 
+pub mod fuzz;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use erosion_model::transformer::Transformer;

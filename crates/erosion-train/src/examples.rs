@@ -102,9 +102,46 @@ impl TrainExample {
     }
 }
 
+/// Refuses examples longer than `max_len` (the trainer's `max_seq_len`): the trainer does not
+/// cut them itself, since a cut loses loss tokens its caller must report
+/// ([`TrainExample::truncated_counted`] counts them). Names how many and the longest.
+pub fn check_lengths(data: &[TrainExample], max_len: usize) -> Result<()> {
+    let long: Vec<(usize, usize)> = data
+        .iter()
+        .enumerate()
+        .filter(|(_, ex)| ex.ids.len() > max_len)
+        .map(|(i, ex)| (i, ex.ids.len()))
+        .collect();
+    if let Some(&(i, len)) = long.iter().max_by_key(|&&(_, len)| len) {
+        bail!(
+            "{} training examples are longer than max_seq_len = {max_len} (the longest, example \
+             {i}, has {len} tokens): cut them first with TrainExample::truncated_counted and \
+             report the cut, or raise max_seq_len",
+            long.len()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn examples_past_max_seq_len_are_refused_with_their_count() {
+        let data = vec![
+            TrainExample::all_tokens(vec![1, 2, 3]),
+            TrainExample::all_tokens((0..9).collect()),
+            TrainExample::all_tokens((0..6).collect()),
+        ];
+        assert!(check_lengths(&data, 9).is_ok());
+        let msg = check_lengths(&data, 4).unwrap_err().to_string();
+        assert!(
+            msg.contains("2 training examples are longer than max_seq_len = 4")
+                && msg.contains("example 1, has 9 tokens"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn cutting_counts_the_examples_and_the_loss_tokens_it_drops() {

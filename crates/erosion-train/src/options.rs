@@ -36,7 +36,8 @@ pub struct TrainOptions {
     pub adamw: AdamWConfig,
     /// Clip the global gradient norm to this (`None`: no clipping).
     pub max_grad_norm: Option<f64>,
-    /// Longer sequences are cut.
+    /// The longest example the trainer accepts; longer ones are refused (cut them first with
+    /// `TrainExample::truncated_counted`, which counts what the cut drops).
     pub max_seq_len: usize,
     pub loss_on: LossOn,
     pub method: Method,

@@ -331,6 +331,7 @@ impl Trainer {
         for (i, ex) in data.iter().enumerate() {
             ex.check(&format!("training example {i}"))?;
         }
+        crate::examples::check_lengths(data, self.opts.max_seq_len)?;
         let total = self.opts.steps;
         let per = self.opts.sequences_per_step();
         progress.set_total(total * per);

@@ -33,6 +33,29 @@ pub fn is_float_dtype(dtype: &str) -> bool {
     matches!(dtype, "f16" | "bf16" | "f32" | "f64")
 }
 
+/// The tokenizer's ids must index rows of the embedding: its largest id (added tokens
+/// included) must be below `vocab_size` (the embedding's rows), else encoding some text gives
+/// an id past the embedding. A tokenizer with fewer tokens than rows is normal (Qwen2.5 pads
+/// its embedding to a multiple of 128). `origin` names the checkpoint in the error.
+pub fn check_tokenizer_fits(
+    tokenizer: &tokenizers::Tokenizer,
+    vocab_size: usize,
+    origin: &str,
+) -> Result<()> {
+    let largest = tokenizer
+        .get_vocab(true)
+        .into_iter()
+        .max_by_key(|&(_, id)| id);
+    if let Some((token, id)) = largest.filter(|&(_, id)| id as usize >= vocab_size) {
+        bail!(
+            "the tokenizer of {origin} has {} tokens with ids up to {id} (`{}`), but the model's              vocab_size is {vocab_size}: ids from {vocab_size} on would index past the              embedding; the tokenizer belongs to another model",
+            tokenizer.get_vocab_size(true),
+            shown(&token)
+        );
+    }
+    Ok(())
+}
+
 /// Every weight `cfg` calls for, by Hugging Face name, with its shape.
 pub fn expected_weights(cfg: &Config) -> Vec<(String, Vec<usize>)> {
     let (d, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);

@@ -2,7 +2,7 @@
 //! `model.safetensors.index.json`, `tokenizer.json` + `tokenizer_config.json`, and optionally
 //! `generation_config.json`. Only headers are read here; weights are memory-mapped later.
 
-use super::expect::{check_weights, is_float_dtype, StoredTensor};
+use super::expect::{check_tokenizer_fits, check_weights, is_float_dtype, StoredTensor};
 use super::generation::GenerationConfig;
 use crate::config::Config;
 use crate::text::shown;
@@ -57,6 +57,8 @@ pub(crate) fn open_folder(dir: &Path) -> Result<FolderParts> {
     }
     let tokenizer = ModelTokenizer::from_folder(dir)
         .with_context(|| format!("cannot load the tokenizer of {}", dir.display()))?;
+    let origin = format!("{} (config.json)", dir.display());
+    check_tokenizer_fits(&tokenizer.tokenizer, config.vocab_size, &origin)?;
     let generation_path = dir.join("generation_config.json");
     let generation_config = GenerationConfig::from_file_if_present(&generation_path)?;
     if let Some(g) = &generation_config {

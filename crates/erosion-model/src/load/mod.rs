@@ -188,6 +188,9 @@ impl Checkpoint {
                 )
             })?;
             let tokenizer = gguf_tokenizer::tokenizer_from_metadata(&content.metadata, path)?;
+            // vocab_size is token_embd.weight's rows here.
+            let origin = format!("GGUF {} (token_embd.weight)", path.display());
+            expect::check_tokenizer_fits(&tokenizer.tokenizer, config.vocab_size, &origin)?;
             let generation_config = gguf::generation_config(&content.metadata, &config)?;
             Ok(Self {
                 source: Source::Gguf {

@@ -261,3 +261,36 @@ fn runaway_chat_template_names_its_file() {
     // Generous bound for a debug build on a loaded machine; the loops alone run for an hour.
     assert!(started.elapsed().as_secs() < 60, "{:?}", started.elapsed());
 }
+
+#[test]
+fn tokenizer_with_ids_past_the_embedding_is_refused() {
+    // Weights and config agree on 200 rows, but the tokenizer has 265 tokens.
+    let (_t, dir) = folder(None);
+    let name = "model.embed_tokens.weight";
+    edit_weights(&dir, |w| {
+        let narrowed = w[name].narrow(0, 0, 200).unwrap();
+        w.insert(name.into(), narrowed);
+    });
+    // Special ids inside the 200 rows, so that only the tokenizer disagrees.
+    for file in ["config.json", "generation_config.json"] {
+        if dir.join(file).is_file() {
+            edit_json(&dir.join(file), |c| {
+                for key in ["bos_token_id", "eos_token_id", "pad_token_id"] {
+                    if c.get(key).is_some() {
+                        c[key] = 1.into();
+                    }
+                }
+                if file == "config.json" {
+                    c["vocab_size"] = 200.into();
+                }
+            });
+        }
+    }
+    let msg = err_of(open(&dir));
+    assert!(
+        msg.contains("has 265 tokens with ids up to 264")
+            && msg.contains("vocab_size is 200")
+            && msg.contains("config.json"),
+        "{msg}"
+    );
+}

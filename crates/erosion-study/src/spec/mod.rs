@@ -25,8 +25,9 @@
 //! The study's own code differs from its text (Giordani 2025); each difference is an option here,
 //! the default follows the text, and `--preset paper-code` switches them all to the code.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use erosion_data::{DatasetSpec, Role};
+use erosion_model::text::{escape_error, escape_lines};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -241,10 +242,13 @@ impl StudySpec {
         Self::from_toml(&text).with_context(|| format!("in study file {}", path.display()))
     }
 
+    /// Parses and validates a study. Text quoted from the file in errors is escaped
+    /// (`erosion_model::text`): toml's report keeps its line breaks, names lose theirs.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let mut spec: StudySpec = toml::from_str(text)?;
-        spec.choose_defaults()?;
-        spec.validate()?;
+        let mut spec: StudySpec =
+            toml::from_str(text).map_err(|e| anyhow!("{}", escape_lines(&e.to_string())))?;
+        spec.choose_defaults().map_err(escape_error)?;
+        spec.validate().map_err(escape_error)?;
         Ok(spec)
     }
 
