@@ -1,5 +1,6 @@
-//! The quick looks that need no study file, `erosion logprobs` and `erosion activations`, run
-//! as a user runs them on the real SmolLM2 GGUF and held against the library's own passes.
+//! A newcomer's first steps, run as a user runs them on the real SmolLM2 GGUF: the quick looks
+//! that need no study file (`erosion logprobs`, `erosion activations`, held against the
+//! library's own passes) and a study written by `erosion study init`.
 
 use erosion_data::{render_example, RenderOptions, Sequence};
 use erosion_forward::batch::{BatchOptions, NoProgress};
@@ -204,6 +205,68 @@ fn activations_writes_the_hooks_rows_and_resumes_nothing_twice() {
     let err = String::from_utf8_lossy(&other.stderr);
     assert!(
         !other.status.success() && err.contains("other work"),
+        "{err}"
+    );
+}
+
+/// `erosion study init` on a SmolLM2-tokenizer family and the repository's data, then
+/// `erosion study` on the file as written: every analysis of the paper runs.
+#[test]
+fn study_init_writes_a_study_that_runs_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let [base, instruct, misaligned] = erosion_testkit::family::tiny_smollm2_family(dir.path());
+    let file = dir.path().join("study/STUDY.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let data = erosion_testkit::data_dir();
+    let ft = format!("misaligned={}", misaligned.display());
+    let init = |extra: &[&str]| {
+        let args = [
+            "study",
+            "init",
+            "--base",
+            base.to_str().unwrap(),
+            "--instruct",
+            instruct.to_str().unwrap(),
+            "--finetuned",
+            &ft,
+            "--data",
+            data.to_str().unwrap(),
+            "--limit",
+            "6",
+            "--file",
+            file.to_str().unwrap(),
+        ];
+        erosion(&[&args[..], extra].concat())
+    };
+    ok(&init(&[]));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("base = \"../base\""), "{text}");
+    let again = init(&[]);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"));
+    ok(&init(&["--force"]));
+
+    let said = ok(&erosion(&["study", file.to_str().unwrap(), "--limit", "5"]));
+    for n in 1..=4 {
+        assert!(said.contains(&format!("  {n}. ")), "{said}");
+    }
+    assert!(!said.contains("not run"), "{said}");
+    let results = std::fs::read_to_string(file.parent().unwrap().join("out/results.json")).unwrap();
+    let results: serde_json::Value = serde_json::from_str(&results).unwrap();
+    assert_eq!(
+        results["results"]["analyses"]["gradients"]["datasets"]["a"],
+        "insecure"
+    );
+    let datasets = results["provenance"]["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 7);
+    assert!(
+        datasets.iter().all(|d| d["n_examples"] == 5),
+        "{datasets:?}"
+    );
+
+    let bad = erosion(&["study", file.to_str().unwrap(), "--model", "finetuned=x"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("no model `finetuned`") && err.contains("misaligned"),
         "{err}"
     );
 }

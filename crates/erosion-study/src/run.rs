@@ -276,7 +276,8 @@ bootstrap = 20
         let dir = keep.as_deref().unwrap_or(tmp.path());
         std::fs::create_dir_all(dir).unwrap();
         let study = study_toml(dir);
-        let outcome = run_study_file(&study, None, None, Caller::quiet(&mut Silent)).unwrap();
+        let outcome =
+            run_study_file(&study, &Overrides::default(), Caller::quiet(&mut Silent)).unwrap();
         assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
         assert_eq!(outcome.verdicts.len(), 4);
 
@@ -322,7 +323,8 @@ bootstrap = 20
         }
 
         // Resumed: the same numbers again (the cache serves the forward passes).
-        let again = run_study_file(&study, None, None, Caller::quiet(&mut Silent)).unwrap();
+        let again =
+            run_study_file(&study, &Overrides::default(), Caller::quiet(&mut Silent)).unwrap();
         let second: Value =
             serde_json::from_str(&std::fs::read_to_string(&again.results_json).unwrap()).unwrap();
         assert_eq!(
@@ -352,7 +354,7 @@ bootstrap = 20
         .unwrap();
         let err = format!(
             "{:#}",
-            run_study_file(&path, None, None, Caller::quiet(&mut Silent))
+            run_study_file(&path, &Overrides::default(), Caller::quiet(&mut Silent))
                 .err()
                 .unwrap()
         );

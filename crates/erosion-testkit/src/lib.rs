@@ -5,6 +5,7 @@
 //! One home for what every suite used to copy: a fixture path that moves, or an init rule that
 //! changes, changes here.
 
+pub mod family;
 pub mod fuzz;
 
 use candle_core::{DType, Device, Tensor};
