@@ -95,6 +95,28 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every flag and argument of every command, subcommands included, says what it is.
+    #[test]
+    fn every_flag_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if !["help", "version"].contains(&id)
+                    && arg.get_help().is_none()
+                    && !arg.is_hide_set()
+                {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "erosion", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
+
     /// The harmful examples' file as each command that takes one parsed it.
     fn harmful_files(flag: &str) -> Vec<Option<PathBuf>> {
         let steer = ["steer", "m", "--out", "o", flag, "h.jsonl"];

@@ -13,10 +13,26 @@ pub fn parse_device(name: &str) -> Result<Device> {
         ),
         None => (name, 0),
     };
+    // candle's own error ("not compiled with cuda support") does not say what to do.
+    let built = |feature: &str, on: bool| -> Result<()> {
+        if !on {
+            bail!(
+                "device `{name}`: this erosion was built without {feature} support; rebuild it with \
+                 `cargo build --release -p erosion-cli --features {feature}`"
+            );
+        }
+        Ok(())
+    };
     Ok(match kind {
         "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(ordinal)?,
-        "metal" => Device::new_metal(ordinal)?,
+        "cuda" => {
+            built("cuda", cfg!(feature = "cuda"))?;
+            Device::new_cuda(ordinal)?
+        }
+        "metal" => {
+            built("metal", cfg!(feature = "metal"))?;
+            Device::new_metal(ordinal)?
+        }
         other => bail!("unknown device `{other}` (cpu, cuda[:N], metal)"),
     })
 }
@@ -42,6 +58,10 @@ mod tests {
             .to_string()
             .contains("cpu, cuda[:N], metal"));
         assert!(parse_device("cuda:x").is_err());
+        if !cfg!(feature = "cuda") {
+            let err = parse_device("cuda:1").unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
         assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
         assert!(parse_dtype("f16")
             .unwrap_err()

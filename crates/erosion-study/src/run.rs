@@ -102,11 +102,14 @@ pub fn run_study_file(
 /// Runs a study whose relative paths are relative to `base_dir`, holding its output folder's
 /// lock ([`OutLock`]) throughout; `preset` is only recorded.
 pub fn run_study(
-    spec: StudySpec,
+    mut spec: StudySpec,
     base_dir: &Path,
     preset: Option<Preset>,
     caller: Caller<'_>,
 ) -> Result<StudyOutcome> {
+    // A spec built in code has not been through `from_toml`.
+    spec.choose_defaults()?;
+    spec.validate()?;
     let analyses = spec.analyses.clone();
     let notices = caller.notices;
     // Held until the report is written: a second study into the same folder fails at once,
@@ -347,6 +350,11 @@ bootstrap = 20
     name = "insecure"
     path = "x.jsonl"
     format = "messages"
+    role = "misaligned"
+    [[dataset]]
+    name = "educational"
+    path = "y.jsonl"
+    role = "aligned"
     [layers]
     datasets = ["insecrue"]
     "#,

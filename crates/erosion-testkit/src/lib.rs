@@ -96,6 +96,19 @@ pub fn tiny_fixture_folder(arch: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// The tiny `arch` fixture model (2 layers, d_model 32, vocab 128) in `dtype`, read straight
+/// from its weights (it has no tokenizer: tests that need one build a folder).
+pub fn tiny_fixture_model(arch: &str, dtype: DType) -> Transformer {
+    let dir = model_fixtures().join(format!("tiny-{arch}"));
+    let cfg = Config::from_file(&dir.join("config.json")).unwrap();
+    // SAFETY: the fixture files are not modified while the test runs.
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu)
+            .unwrap()
+    };
+    Transformer::new(&cfg, vb).unwrap()
+}
+
 /// A small config of `arch` ("qwen2": q/k/v biases and tied embeddings; "llama": untied):
 /// 3 layers, d_model 16, 4 query heads over 2 key/value heads (GQA).
 pub fn tiny_config(arch: &str, vocab: usize, intermediate: usize) -> Config {

@@ -30,6 +30,7 @@ pub struct Args {
     /// in the prototype of docs/organism.md).
     #[arg(long, default_value_t = 100)]
     pub code: usize,
+    /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
 }

@@ -34,6 +34,7 @@ pub struct Args {
     /// Base model: with --instruct, computes v_l = mean(instruct) - mean(base).
     #[arg(long, requires = "instruct")]
     pub base: Option<String>,
+    /// Instruct model made from --base (the other end of v_l).
     #[arg(long, requires = "base")]
     pub instruct: Option<String>,
     /// Examples (messages .jsonl) whose response windows define v_l. Default: the --harmful
@@ -43,6 +44,7 @@ pub struct Args {
     /// Response tokens averaged per example for v_l.
     #[arg(long, default_value_t = 10)]
     pub window: usize,
+    /// add: x + scale * v_l at --layers; ablate: v_l projected out of x.
     #[arg(long, value_enum, default_value_t = ActionArg::Add)]
     pub action: ActionArg,
     /// Multiple of v_l to add (negative removes alignment).
@@ -72,6 +74,7 @@ pub struct Args {
     /// Examples of each dataset measured.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Most tokens generated per answer.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
     /// Seed of the bootstraps (answers are greedy).
@@ -80,6 +83,7 @@ pub struct Args {
     /// Seed of the random control direction.
     #[arg(long, default_value_t = 1)]
     pub control_seed: u64,
+    /// Sequences per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
     #[command(flatten)]

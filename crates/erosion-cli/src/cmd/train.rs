@@ -34,24 +34,31 @@ pub struct Args {
     /// Optimizer steps (default: from --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Passes over the dataset (fractions allowed; ignored with --steps).
     #[arg(long, default_value_t = 1.0)]
     pub epochs: f64,
+    /// Examples per micro-batch.
     #[arg(long, default_value_t = 4)]
     pub batch_size: usize,
+    /// Micro-batches accumulated per optimizer step (effective batch = batch size x this).
     #[arg(long, default_value_t = 1)]
     pub grad_accum: usize,
+    /// Peak learning rate of AdamW, after warm-up.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
     /// Warm-up steps (default: 5% of the steps).
     #[arg(long)]
     pub warmup_steps: Option<usize>,
+    /// Learning rate at the end of the cosine decay, as a fraction of --lr.
     #[arg(long, default_value_t = 0.0)]
     pub min_lr_ratio: f64,
+    /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Clip the global gradient norm (0 = no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f64,
+    /// Longest example in tokens; longer ones are cut and counted.
     #[arg(long, default_value_t = 1024)]
     pub max_seq_len: usize,
     /// Loss on the response (with its end-of-turn token) or on all tokens.
@@ -60,6 +67,7 @@ pub struct Args {
     /// Train LoRA adapters of this rank instead of every weight.
     #[arg(long)]
     pub lora_rank: Option<usize>,
+    /// LoRA's scale numerator: the update is (alpha / rank) B A.
     #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
     /// Comma-separated projections to adapt.
@@ -76,6 +84,7 @@ pub struct Args {
     /// Render without the chat template (as for a base model).
     #[arg(long)]
     pub plain: bool,
+    /// Seed of the initialisation of LoRA adapters and of the batch order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Worker threads sharing each step on CPU (default: the cores available). The weights
@@ -99,6 +108,7 @@ pub struct Args {
     /// same point) or `embed` (default: every block output with a direction).
     #[arg(long, value_delimiter = ',')]
     pub protect_layers: Vec<ResidLayer>,
+    /// Weight of the drift penalty of --protect penalty.
     #[arg(long, default_value_t = 10.0)]
     pub protect_weight: f64,
     #[command(flatten)]

@@ -7,7 +7,7 @@ use super::statistics::statistics;
 use super::stream::PassReport;
 use super::*;
 use anyhow::Result;
-use candle_core::{DType, Device};
+use candle_core::DType;
 use erosion_analysis::alignment::usable_layers;
 use erosion_analysis::layers::Pooling as APooling;
 use erosion_analysis::layers::{unit, WindowSpec};
@@ -19,21 +19,12 @@ use erosion_forward::cached_windows::record_windows_cached;
 use erosion_forward::cached_windows::windows_cache_key;
 use erosion_forward::windows::{record_windows, LayerConvention};
 use erosion_forward::windows::{Layers, Window, WindowOptions, WindowRecord};
-use erosion_model::load::Checkpoint;
 use erosion_model::transformer::Transformer;
 use std::collections::BTreeMap;
 
-/// A tiny fixture model of erosion-model's tests (2 layers, d 32, vocab 128), opened as a
-/// checkpoint folder (its config and weights, and a fixture tokenizer the tests do not use).
+/// A tiny fixture model of erosion-model's tests (2 layers, d 32, vocab 128).
 pub(crate) fn tiny_model(arch: &str) -> Transformer {
-    let dir = tempfile::tempdir().unwrap();
-    let folder = erosion_testkit::tiny_fixture_folder(arch, dir.path());
-    let chat = erosion_testkit::model_fixtures().join("chat/tiny-chatml");
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(chat.join(file), folder.join(file)).unwrap();
-    }
-    let ck = Checkpoint::open_folder(&folder).unwrap();
-    ck.load_model(DType::F32, &Device::Cpu).unwrap()
+    erosion_testkit::tiny_fixture_model(arch, DType::F32)
 }
 
 /// A windows pass through `entry` with `model` (what `stream::windows_pass` does with a study).

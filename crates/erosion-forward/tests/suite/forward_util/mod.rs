@@ -3,12 +3,10 @@
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor, D};
-use candle_nn::VarBuilder;
 use erosion_data::Sequence;
 use erosion_model::hooks::{HookPoint, Hooks, Positions};
 use erosion_model::load::Checkpoint;
 use erosion_model::transformer::{ForwardOptions, Transformer};
-use erosion_model::Config;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,13 +23,7 @@ pub fn fixture_dir(arch: &str) -> PathBuf {
 
 /// A tiny fixture model (2 layers, d_model 32, vocab 128) in `dtype`.
 pub fn tiny(arch: &str, dtype: DType) -> Transformer {
-    let dir = fixture_dir(arch);
-    let cfg = Config::from_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe {
-        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu)
-            .unwrap()
-    };
-    Transformer::new(&cfg, vb).unwrap()
+    erosion_testkit::tiny_fixture_model(arch, dtype)
 }
 
 /// transformers' outputs for the fixture batch: input_ids, attention_mask, logits,
