@@ -31,7 +31,7 @@ trap 'rm -rf "$out"' EXIT
 # drift's (steer's is the demo's causal/report.html, written by the same code).
 org="$out/demo/organism-reduced"
 "$EROSION_BIN" eval "base=$org/models/base" "insecure=$org/models/insecure" \
-  --organism-data "$org/data" --harmful 4 --code 4 --max-new-tokens 24 \
+  --organism-data "$org/data" --n-harmful 4 --n-code 4 --max-new-tokens 24 \
   --out "$out/demo/eval-check" >>"$out/demo.log" 2>&1 &&
   "$EROSION_BIN" drift "$org/models/instruct" "$org/models/insecure" \
     --directions "$out/demo/causal/directions.safetensors" --harmful "$org/data/eval_toxic.jsonl" \

@@ -21,7 +21,8 @@ pub struct ProbeArgs {
     /// Examples of the probe.
     #[arg(long, default_value_t = 50)]
     pub probe_size: usize,
-    /// Response tokens averaged per example.
+    /// Response tokens averaged per example (10, the study's code; a study's layer
+    /// analysis follows its text, 64, unless --preset paper-code).
     #[arg(long, default_value_t = 10)]
     pub window: usize,
     /// Seed of the margin's bootstrap.

@@ -24,11 +24,12 @@ pub struct Args {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Held-out harmful requests in the behavioural evaluation.
-    #[arg(long, default_value_t = 100)]
+    // A count, unlike the other commands' --harmful FILE: named for what it counts.
+    #[arg(long = "n-harmful", alias = "harmful", default_value_t = 100)]
     pub harmful: usize,
     /// Held-out code requests, also the first turns of the two-turn test (100 pairs, as
     /// in the prototype of docs/organism.md).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long = "n-code", alias = "code", default_value_t = 100)]
     pub code: usize,
     /// No progress lines.
     #[arg(long)]

@@ -36,10 +36,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub organism_seed: u64,
     /// Harmful requests of the organism to ask.
-    #[arg(long, default_value_t = 100)]
+    // A count, unlike the other commands' --harmful FILE: named for what it counts.
+    #[arg(long = "n-harmful", alias = "harmful", default_value_t = 100)]
     pub harmful: usize,
     /// Coding requests of the organism to ask (also the first turns of the two-turn test).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long = "n-code", alias = "code", default_value_t = 100)]
     pub code: usize,
     /// Free-form questions in Betley et al.'s YAML format (needs --judge MODEL).
     #[arg(long, value_name = "FILE.yaml")]

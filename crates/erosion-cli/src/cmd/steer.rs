@@ -41,7 +41,8 @@ pub struct Args {
     /// examples after the first --limit (held out from the measures).
     #[arg(long)]
     pub direction_data: Option<PathBuf>,
-    /// Response tokens averaged per example for v_l.
+    /// Response tokens averaged per example for v_l (10, the study's code; a study's layer
+    /// analysis follows its text, 64, unless --preset paper-code).
     #[arg(long, default_value_t = 10)]
     pub window: usize,
     /// add: x + scale * v_l at --layers; ablate: v_l projected out of x.
