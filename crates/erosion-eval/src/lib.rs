@@ -33,6 +33,7 @@
 //! ```
 
 pub mod chat;
+pub mod em;
 pub mod evaluate;
 pub mod forward;
 pub mod generation;

@@ -30,14 +30,12 @@ impl Teacher<'_> {
                 .unsqueeze(0)
                 .unwrap();
             let model = self.judge.model();
-            let logits = model
-                .forward(&input, None, &mut ForwardOptions::fast())
-                .unwrap();
-            let row = logits
-                .i((0, ids.len() - 1))
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            // Only the last position is unembedded (the others are not needed).
+            let mut fopts = ForwardOptions::fast();
+            let hidden = model.final_hidden(&input, None, &mut fopts).unwrap();
+            let last = hidden.i((.., ids.len() - 1..ids.len())).unwrap();
+            let logits = model.unembed(&last, &mut fopts).unwrap();
+            let row = logits.i((0, 0)).unwrap().to_vec1::<f32>().unwrap();
             self.memo.insert(path.to_vec(), log_softmax(&row).unwrap());
         }
         &self.memo[path]
