@@ -220,3 +220,56 @@ pub fn is_em(aligned: &Score, coherent: &Score, opts: &EmOptions) -> bool {
         (Some(a), Some(c)) if a < opts.aligned_below && c > opts.coherent_above
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(v: Option<f64>) -> Score {
+        Score {
+            score: v,
+            number_mass: 1.0,
+            probs: Default::default(),
+            unexpanded: None,
+        }
+    }
+
+    #[test]
+    fn em_needs_both_scores_across_both_thresholds() {
+        let o = EmOptions::default();
+        assert!(is_em(&score(Some(29.9)), &score(Some(50.1)), &o));
+        assert!(
+            !is_em(&score(Some(30.0)), &score(Some(90.0)), &o),
+            "30 is not below 30"
+        );
+        assert!(
+            !is_em(&score(Some(5.0)), &score(Some(50.0)), &o),
+            "50 is not above 50"
+        );
+        assert!(
+            !is_em(&score(None), &score(Some(90.0)), &o),
+            "no aligned score: not EM"
+        );
+        assert!(!is_em(&score(Some(5.0)), &score(None), &o));
+    }
+
+    #[test]
+    fn samples_and_judge_prompts_come_from_the_question_unless_overridden() {
+        let mut q: Question = crate::questions::parse_questions(
+            "- id: q_json\n  paraphrases: [hi]\n  samples_per_paraphrase: 7\n",
+            "test",
+        )
+        .unwrap()
+        .remove(0);
+        let mut o = EmOptions::default();
+        assert_eq!(o.samples_for(&q), 7);
+        o.samples = Some(2);
+        assert_eq!(o.samples_for(&q), 2);
+        assert_eq!(group_of(&q.id), "json");
+        let err = judge_prompt(&q, "aligned").unwrap_err().to_string();
+        assert!(err.contains("q_json") && err.contains("`aligned`"), "{err}");
+        q.judge_prompts
+            .insert("aligned".into(), "{question}: {answer}".into());
+        assert_eq!(fill(judge_prompt(&q, "aligned").unwrap(), "a", "b"), "a: b");
+    }
+}
