@@ -6,7 +6,9 @@ use anyhow::{ensure, Result};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::draw::{axes, figure_title, legend, plot_err, render, styled_mesh, Mark, LINE_GRID};
+use super::draw::{
+    axes, figure_title, legend, plot_err, render, styled_mesh, Area, Mark, LINE_GRID,
+};
 use super::style::{clean_text, series_color, text_width};
 use crate::format::format_auto;
 
@@ -79,55 +81,61 @@ pub fn scatter_svg(s: &Scatter) -> Result<String> {
     let height = TOP + PLOT.1 + BOTTOM;
     render(width as u32, height as u32, |root| {
         figure_title(root, &clean_text(&s.title), width)?;
-        let sub = root
-            .clone()
-            .shrink((0, TOP), ((LEFT + PLOT.0) as u32, (PLOT.1 + BOTTOM) as u32));
-        let mut chart = axes(
-            &sub,
-            (LEFT, BOTTOM),
-            s.x_range.0..s.x_range.1,
-            s.y_range.0..s.y_range.1,
-        )?;
-        let fmt = |v: &f64| format_auto(*v);
-        styled_mesh(&mut chart.configure_mesh(), LINE_GRID)
-            .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&fmt)
-            .y_label_formatter(&fmt)
-            .x_desc(clean_text(&s.x_label))
-            .y_desc(clean_text(&s.y_label))
-            .draw()
-            .map_err(plot_err)?;
-        let dash = |a: (f64, f64), b: (f64, f64)| {
-            plotters::element::DashedPathElement::new(
-                vec![a, b],
-                6,
-                4,
-                RGBColor(90, 90, 90).stroke_width(1),
-            )
-        };
-        let (x0, x1, y0, y1) = (s.x_range.0, s.x_range.1, s.y_range.0, s.y_range.1);
-        chart
-            .draw_series(s.x_lines.iter().map(|&x| dash((x, y0), (x, y1))))
-            .map_err(plot_err)?;
-        chart
-            .draw_series(s.y_lines.iter().map(|&y| dash((x0, y), (x1, y))))
-            .map_err(plot_err)?;
-        for (i, g) in s.groups.iter().enumerate() {
-            let c = color(g, i);
-            let inside = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
-            chart
-                .draw_series(
-                    g.points
-                        .iter()
-                        .filter(inside)
-                        .map(|&(x, y)| Circle::new((x, y), 3, c.mix(0.6).filled())),
-                )
-                .map_err(plot_err)?;
-        }
+        plot(root, s)?;
         legend(root, (LEFT + PLOT.0 + 20, TOP + 10), &entries)?;
         Ok(())
     })
+}
+
+/// The axes, threshold lines and points, in the plot rectangle left of the legend.
+fn plot(root: &Area, s: &Scatter) -> Result<()> {
+    let sub = root
+        .clone()
+        .shrink((0, TOP), ((LEFT + PLOT.0) as u32, (PLOT.1 + BOTTOM) as u32));
+    let mut chart = axes(
+        &sub,
+        (LEFT, BOTTOM),
+        s.x_range.0..s.x_range.1,
+        s.y_range.0..s.y_range.1,
+    )?;
+    let fmt = |v: &f64| format_auto(*v);
+    styled_mesh(&mut chart.configure_mesh(), LINE_GRID)
+        .x_labels(6)
+        .y_labels(6)
+        .x_label_formatter(&fmt)
+        .y_label_formatter(&fmt)
+        .x_desc(clean_text(&s.x_label))
+        .y_desc(clean_text(&s.y_label))
+        .draw()
+        .map_err(plot_err)?;
+    let dash = |a: (f64, f64), b: (f64, f64)| {
+        plotters::element::DashedPathElement::new(
+            vec![a, b],
+            6,
+            4,
+            RGBColor(90, 90, 90).stroke_width(1),
+        )
+    };
+    let (x0, x1, y0, y1) = (s.x_range.0, s.x_range.1, s.y_range.0, s.y_range.1);
+    chart
+        .draw_series(s.x_lines.iter().map(|&x| dash((x, y0), (x, y1))))
+        .map_err(plot_err)?;
+    chart
+        .draw_series(s.y_lines.iter().map(|&y| dash((x0, y), (x1, y))))
+        .map_err(plot_err)?;
+    for (i, g) in s.groups.iter().enumerate() {
+        let c = color(g, i);
+        let inside = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
+        chart
+            .draw_series(
+                g.points
+                    .iter()
+                    .filter(inside)
+                    .map(|&(x, y)| Circle::new((x, y), 3, c.mix(0.6).filled())),
+            )
+            .map_err(plot_err)?;
+    }
+    Ok(())
 }
 
 fn color(g: &PointGroup, i: usize) -> RGBColor {
