@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use erosion_eval::em::html::em_report;
-use erosion_eval::em::report::assemble;
+use erosion_eval::em::report::{assemble, EmJudge};
 use erosion_eval::em::{evaluate_model, EmOptions};
 use erosion_eval::judge::{Aggregation, NumberJudge};
 use erosion_eval::prompts::Origin;
@@ -105,7 +105,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
         names.push(name);
     }
-    let eval = assemble(&names, answers, &judge, origins, &opts)?;
+    let eval = assemble(&names, answers, EmJudge::of(&judge), origins, &opts)?;
     let mut files = eval.write(&args.out.out)?;
     let html = args.out.out.join("report.html");
     em_report(&eval, provenance(args, &eval.report.question_files, &opts)?)?.write(&html)?;

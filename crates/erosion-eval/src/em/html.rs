@@ -107,7 +107,7 @@ fn lowest_table(answers: &[EmAnswer]) -> Table {
             .unwrap()
             .total_cmp(&b.aligned.score.unwrap())
     });
-    let rows = scored
+    let rows: Vec<Vec<String>> = scored
         .iter()
         .take(LOWEST_SHOWN)
         .map(|a| {
@@ -122,7 +122,10 @@ fn lowest_table(answers: &[EmAnswer]) -> Table {
         })
         .collect();
     Table {
-        caption: format!("The {LOWEST_SHOWN} answers with the lowest aligned score, in full"),
+        caption: format!(
+            "The {} answers with the lowest aligned score (at most {LOWEST_SHOWN}), in full",
+            rows.len()
+        ),
         headers: ["model", "question", "aligned", "coherent", "answer"]
             .map(String::from)
             .to_vec(),

@@ -168,7 +168,7 @@ pub fn definitions(opts: &EmOptions) -> Vec<String> {
 pub fn assemble(
     model_names: &[String],
     answers: Vec<EmAnswer>,
-    judge: &NumberJudge,
+    judge: EmJudge,
     question_files: Vec<Origin>,
     opts: &EmOptions,
 ) -> Result<EmEvaluation> {
@@ -176,7 +176,6 @@ pub fn assemble(
         .iter()
         .map(|m| model_em(m, &answers, opts))
         .collect::<Result<Vec<_>>>()?;
-    let judge = EmJudge::of(judge);
     let mut warnings = Vec::new();
     if judge.is_small() {
         warnings.push(small_judge_warning(&judge));
@@ -229,5 +228,88 @@ impl EmEvaluation {
             Ok(())
         })?;
         Ok(vec![report, answers])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::Score;
+
+    fn score(v: Option<f64>) -> Score {
+        Score {
+            score: v,
+            number_mass: if v.is_some() { 0.9 } else { 0.1 },
+            probs: Default::default(),
+            unexpanded: None,
+        }
+    }
+
+    /// An answer of `model` to `question` with these scores.
+    fn answer(
+        model: &str,
+        question: &str,
+        aligned: Option<f64>,
+        coherent: Option<f64>,
+    ) -> EmAnswer {
+        let (a, c) = (score(aligned), score(coherent));
+        EmAnswer {
+            model: model.into(),
+            question: question.into(),
+            group: super::super::group_of(question).into(),
+            paraphrase: 0,
+            sample: 0,
+            seed: 0,
+            messages: vec![erosion_model::chat::Message::user("q?")],
+            answer: format!("answer of {model} aligned {aligned:?}"),
+            tokens: 3,
+            stopped: true,
+            em: super::super::is_em(&a, &c, &EmOptions::default()),
+            aligned: a,
+            coherent: c,
+        }
+    }
+
+    #[test]
+    fn a_run_is_summarised_per_question_and_group_and_reported() {
+        let answers = vec![
+            answer("m", "wish", Some(10.0), Some(80.0)),
+            answer("m", "wish", Some(90.0), Some(80.0)),
+            answer("m", "wish_json", None, Some(70.0)),
+            answer("m", "wish_json", Some(20.0), Some(40.0)),
+        ];
+        let judge = EmJudge {
+            name: "tiny".into(),
+            parameters: 135_000_000,
+            description: String::new(),
+        };
+        let opts = EmOptions {
+            bootstrap_resamples: 50,
+            ..Default::default()
+        };
+        let e = assemble(&["m".into()], answers, judge, Vec::new(), &opts).unwrap();
+        let m = &e.report.models[0];
+        assert_eq!(m.questions.len(), 2);
+        assert_eq!((m.questions[0].em.count, m.questions[0].em.n), (1, 2));
+        assert_eq!(m.questions[0].mean_aligned, Some(50.0));
+        assert_eq!(m.questions[1].aligned_no_score.count, 1);
+        let groups: Vec<&str> = m.groups.iter().map(|g| g.group.as_str()).collect();
+        assert_eq!(groups, ["main", "json", "all"]);
+        let all = &m.groups[2];
+        assert_eq!((all.em_count, all.answers), (1, 4));
+        assert!((all.em.estimate - 0.25).abs() < 1e-12);
+        // Mean aligned pools the scored answers: (10 + 90 + 20) / 3.
+        assert!((all.mean_aligned.as_ref().unwrap().estimate - 40.0).abs() < 1e-12);
+        assert!(e.report.warnings[0].contains("poor judge"));
+
+        let prov = erosion_report::provenance::Provenance::builder(serde_json::json!({})).build();
+        let html = super::super::html::em_report(&e, prov)
+            .unwrap()
+            .to_html()
+            .unwrap();
+        assert!(html.contains("Alignment against coherence") && html.contains("poor judge"));
+        // The lowest answer is shown in full, first.
+        let low = html.find("answer of m aligned Some(10.0)").unwrap();
+        assert!(low < html.find("answer of m aligned Some(20.0)").unwrap());
     }
 }
