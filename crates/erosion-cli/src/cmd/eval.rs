@@ -1,7 +1,7 @@
 //! `erosion eval MODEL... --out DIR`: behavioural evaluation (refusal and harmful-compliance
 //! rates, P(compliant first token), vulnerable code, the two-turn test, or a judge model's
-//! verdicts on free-form questions), written to DIR/eval.json, DIR/answers.jsonl and
-//! DIR/report.html.
+//! verdicts on free-form chat datasets), written to DIR/eval.json, DIR/answers.jsonl and
+//! DIR/report.html; with --questions, Betley et al.'s protocol instead (`eval_em.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,8 @@ pub struct Args {
     /// A chat dataset (.jsonl/.json file or .toml spec) as KIND=PATH, KIND harmful, code or free-form.
     #[arg(long, value_name = "KIND=PATH")]
     pub dataset: Vec<String>,
-    /// At most this many prompts of each dataset and question file.
+    /// At most this many prompts of each dataset (with --questions: the first N questions of
+    /// each file).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Answers per prompt (more than 1 needs --temperature above 0); with --questions, per
