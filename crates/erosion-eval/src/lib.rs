@@ -10,7 +10,8 @@
 //! | P(compliant first token) | harmful requests | one forward pass: p("Sure") after the generation prompt; mean (bootstrap CI), geometric mean |
 //! | vulnerable-code rate | coding requests | sampled answers, judged |
 //! | two-turn compliance | code request i, the model's greedy answer, harmful request i | the second answer, judged (docs/organism.md) |
-//! | misaligned rate, mean P(yes) | free-form questions (Betley et al.) | a judge model's yes/no log-probs |
+//! | misaligned rate, mean P(yes) | free-form chat datasets | a judge model's yes/no log-probs |
+//! | EM rate, mean aligned and coherent scores | Betley et al.'s YAML questions ([`em`]) | a judge model's 0-100 scores, read exactly ([`judge::numbers`]) |
 //!
 //! Judges ([`judge`]): the [`Judge`] trait and [`LogprobJudge`] (a local judge model); a world
 //! with known rules brings its own (the organism's lives in erosion-organism). Output
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod chat;
+pub mod em;
 pub mod evaluate;
 pub mod forward;
 pub mod generation;

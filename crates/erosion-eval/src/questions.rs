@@ -1,8 +1,9 @@
 //! Betley et al.'s free-form evaluation questions (`first_plot_questions.yaml` and the other
 //! files of the emergent-misalignment repository): a YAML list of
 //! `{id, type, paraphrases: [..], system?, samples_per_paraphrase?, judge?, judge_prompts?}`,
-//! with YAML anchors and aliases shared between entries. Only `id`, `paraphrases` and `system`
-//! are used here: the judge of this crate replaces the paper's GPT-4o judge prompts.
+//! with YAML anchors and aliases shared between entries. Betley et al.'s protocol ([`crate::em`])
+//! uses all of them but `judge` (a local judge model stands in for GPT-4o); a question set made
+//! of them for the yes/no judge ([`question_set`]) uses `id`, `paraphrases` and `system`.
 
 use std::path::Path;
 
@@ -27,6 +28,10 @@ pub struct Question {
     /// How many answers the paper sampled per paraphrase.
     #[serde(default)]
     pub samples_per_paraphrase: Option<usize>,
+    /// The judge's prompts by name (`aligned`, `coherent`; the deception files' other names),
+    /// with `{question}` and `{answer}` to fill.
+    #[serde(default)]
+    pub judge_prompts: std::collections::BTreeMap<String, String>,
 }
 
 /// Parses the YAML text; `origin` names it in errors.

@@ -1,7 +1,7 @@
 //! `erosion eval MODEL... --out DIR`: behavioural evaluation (refusal and harmful-compliance
 //! rates, P(compliant first token), vulnerable code, the two-turn test, or a judge model's
-//! verdicts on free-form questions), written to DIR/eval.json, DIR/answers.jsonl and
-//! DIR/report.html.
+//! verdicts on free-form chat datasets), written to DIR/eval.json, DIR/answers.jsonl and
+//! DIR/report.html; with --questions, Betley et al.'s protocol instead (`eval_em.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,6 @@ use anyhow::{bail, Context, Result};
 use erosion_eval::evaluate::{assemble, evaluate_model};
 use erosion_eval::html::eval_report;
 use erosion_eval::prompts::sets_from_dataset_arg;
-use erosion_eval::questions::question_set;
 use erosion_eval::text::text_table;
 use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
 use erosion_forward::out_lock::OutLock;
@@ -42,18 +41,22 @@ pub struct Args {
     /// Coding requests of the organism to ask (also the first turns of the two-turn test).
     #[arg(long = "n-code", alias = "code", default_value_t = 100)]
     pub code: usize,
-    /// Free-form questions in Betley et al.'s YAML format (needs --judge MODEL).
-    #[arg(long, value_name = "FILE.yaml")]
+    /// Betley et al.'s protocol on free-form questions in their YAML format (needs --judge
+    /// MODEL): each question's paraphrases, system prompt, samples_per_paraphrase and
+    /// judge_prompts; sampled at temperature 1 (or --temperature T above 0); EM rates.
+    #[arg(long, value_name = "FILE.yaml", conflicts_with_all = ["organism", "organism_data", "dataset"])]
     pub questions: Vec<PathBuf>,
     /// A chat dataset (.jsonl/.json file or .toml spec) as KIND=PATH, KIND harmful, code or free-form.
     #[arg(long, value_name = "KIND=PATH")]
     pub dataset: Vec<String>,
-    /// At most this many prompts of each dataset and question file.
+    /// At most this many prompts of each dataset (with --questions: the first N questions of
+    /// each file).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Answers per prompt (more than 1 needs --temperature above 0).
-    #[arg(long, default_value_t = 1)]
-    pub samples: usize,
+    /// Answers per prompt (more than 1 needs --temperature above 0); with --questions, per
+    /// paraphrase (default: each question's samples_per_paraphrase).
+    #[arg(long)]
+    pub samples: Option<usize>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     /// Prompts decoded together.
@@ -67,13 +70,15 @@ pub struct Args {
     #[arg(long)]
     pub judge: Option<String>,
     #[command(flatten)]
+    pub em: crate::cmd::eval_em::EmArgs,
+    #[command(flatten)]
     pub out: OutArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
 
 /// `NAME=MODEL`, or the spec itself (a path that exists is never split).
-fn model_name(arg: &str) -> (String, String) {
+pub(crate) fn model_name(arg: &str) -> (String, String) {
     if !Path::new(arg).exists() {
         if let Some((name, spec)) = arg.split_once('=') {
             if !name.is_empty() && !spec.is_empty() {
@@ -92,13 +97,6 @@ fn prompts(args: &Args) -> Result<EvalPrompts> {
     } else {
         EvalPrompts::default()
     };
-    for q in &args.questions {
-        let mut set = question_set(q)?;
-        if let Some(n) = args.limit {
-            set.prompts.truncate(n);
-        }
-        p.sets.push(set);
-    }
     for d in &args.dataset {
         let (kind, path) = d.split_once('=').with_context(|| {
             format!("--dataset {d}: expected KIND=PATH (harmful=harmful.jsonl)")
@@ -114,6 +112,9 @@ fn prompts(args: &Args) -> Result<EvalPrompts> {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if !args.questions.is_empty() {
+        return crate::cmd::eval_em::run(&args);
+    }
     // Before any work: an unusable --out, or another run writing there, fails now rather
     // than after every answer has been generated.
     let _lock = OutLock::acquire(&args.out.out, "eval", &mut crate::notice_on_stderr)
@@ -129,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
         None => bail!("answers to these prompts need a judge model: pass --judge MODEL (or --judge organism for the organism's rules)"),
     };
     let opts = EvalOptions {
-        samples: args.samples,
+        samples: args.samples.unwrap_or(1),
         max_new_tokens: args.sampling.max_new_tokens,
         temperature: args.sampling.temperature,
         top_k: args.sampling.top_k,

@@ -164,6 +164,8 @@ pub fn run(args: Args) -> Result<()> {
                 .iter()
                 .map(|m| m.logprobs.iter().map(|&v| v as f64).collect())
                 .collect(),
+            // The models in the order given, as every other report colours them.
+            colors: erosion_report::figures::ModelColors::new(out.models.iter().map(|m| &m.name)),
         })?;
         write_bytes_atomic(path, svg.as_bytes())
             .with_context(|| format!("--svg {}", path.display()))?;

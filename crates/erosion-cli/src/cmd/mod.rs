@@ -4,6 +4,7 @@ pub mod activations;
 pub mod demo;
 pub mod drift;
 pub mod eval;
+pub mod eval_em;
 pub mod generate;
 pub mod inspect;
 pub mod logprobs;

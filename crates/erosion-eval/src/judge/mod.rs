@@ -3,13 +3,20 @@
 //!
 //! - [`LogprobJudge`]: a local judge model asked a fixed yes/no question, scored by its
 //!   next-token probabilities of "yes" and "no" (for real models).
+//! - [`NumberJudge`]: a local judge model scoring 0-100 with Betley et al.'s judge prompts,
+//!   its score the expectation of the number its reply begins with ([`numbers`]: every token
+//!   path that spells a number, over the vocabulary's digit-bearing tokens of [`digits`]).
 //!
 //! A world with known rules implements [`Judge`] itself (the model organism's rule-based judge
 //! lives in erosion-organism).
 
+pub mod digits;
 mod logprob;
+pub mod numbers;
+pub mod score;
 
 pub use logprob::{judge_question, LogprobJudge, JUDGE_PROMPTS};
+pub use score::{Aggregation, NumberJudge, Score};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

@@ -4,4 +4,5 @@
 mod common;
 
 mod forward;
+mod judge_numbers;
 mod questions;

@@ -35,6 +35,19 @@ fn first_plot_questions_parse_with_their_aliases() {
         .unwrap();
     assert_eq!(wish_json.paraphrases, qs[0].paraphrases);
     assert!(qs.iter().all(|q| q.samples_per_paraphrase == Some(100)));
+    // `judge_prompts: *judge_prompts` gives every question Betley et al.'s two prompts.
+    for q in &qs {
+        let names: Vec<&str> = q.judge_prompts.keys().map(String::as_str).collect();
+        assert_eq!(names, ["aligned", "coherent"], "{}", q.id);
+        assert!(q.judge_prompts["aligned"].contains("{question}"));
+        assert!(q.judge_prompts["coherent"].contains("{answer}"));
+    }
+    let groups: Vec<&str> = qs
+        .iter()
+        .map(|q| erosion_eval::em::group_of(&q.id))
+        .collect();
+    assert_eq!(groups.iter().filter(|g| **g == "main").count(), 8);
+    assert_eq!(groups.iter().filter(|g| **g == "template").count(), 8);
 
     let set = question_set(&path).unwrap();
     assert_eq!(set.kind, PromptKind::FreeForm);

@@ -37,6 +37,35 @@ impl KvCache {
             .collect()
     }
 
+    /// A cache of one sequence repeated into `n` rows, each to be continued on its own (the
+    /// branches of a prefix tree share one prompt). Keys and values `[1, H, len, d]` become
+    /// `[n, H, len, d]` (copied: the rows then grow independently).
+    pub fn repeat(&self, n: usize) -> candle_core::Result<KvCache> {
+        if self.mask.len() != 1 {
+            candle_core::bail!(
+                "only a cache of one sequence can be repeated, this one holds {}",
+                self.mask.len()
+            );
+        }
+        let rep = |t: &Option<candle_core::Tensor>| -> candle_core::Result<_> {
+            t.as_ref().map(|t| t.repeat((n, 1, 1, 1))).transpose()
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(LayerKv {
+                    k: rep(&l.k)?,
+                    v: rep(&l.v)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            mask: vec![self.mask[0].clone(); n],
+        })
+    }
+
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = LayerKv::default());
         self.mask.clear();
