@@ -158,14 +158,13 @@ pub fn run(args: Args) -> Result<()> {
             title: "Per-token log-probability of the response under each model".into(),
             tokens: out.tokens.iter().map(|t| t.1.clone()).collect(),
             models: out.models.iter().map(|m| m.name.clone()).collect(),
+            // The models in the order given, as every other report colours them.
             colors: ModelColors::new(out.models.iter().map(|m| &m.name)),
             logprobs: out
                 .models
                 .iter()
                 .map(|m| m.logprobs.iter().map(|&v| v as f64).collect())
                 .collect(),
-            // The models in the order given, as every other report colours them.
-            colors: erosion_report::figures::ModelColors::new(out.models.iter().map(|m| &m.name)),
         })?;
         write_bytes_atomic(path, svg.as_bytes())
             .with_context(|| format!("--svg {}", path.display()))?;

@@ -125,6 +125,10 @@ fn relative_to_file(file: &Path, target: &Path) -> Result<PathBuf> {
         .zip(target.components())
         .take_while(|(a, b)| a == b)
         .count();
+    // Sharing only the root (`/tmp/s.toml` and `/work/data`): the absolute path says more.
+    if common <= 1 {
+        return Ok(target);
+    }
     let mut rel = PathBuf::new();
     dir.components().skip(common).for_each(|_| rel.push(".."));
     target.components().skip(common).for_each(|c| rel.push(c));
