@@ -13,6 +13,7 @@ pub mod activations;
 pub mod batch;
 pub mod cache;
 pub mod cached_windows;
+mod depth;
 pub mod gradients;
 pub mod kl;
 pub mod logprobs;

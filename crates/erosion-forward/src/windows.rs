@@ -17,11 +17,12 @@
 //! what is held never grows with the number of examples.
 
 use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
+use crate::depth::Depth;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use erosion_data::{Sequence, ShortResponse};
 use erosion_model::hooks::{HookPoint, Positions};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::transformer::Transformer;
 use serde::{Deserialize, Serialize};
 
 /// What layer index L (the last) means. Indices 0..L-1 mean the same in both.
@@ -283,10 +284,8 @@ struct LayerPlan {
     layers: Vec<usize>,
     /// The hook point of each layer.
     points: Vec<HookPoint>,
-    /// Blocks to run: `0..n_blocks`.
-    n_blocks: usize,
-    /// Whether the final norm runs (a layer is `ln_final.hook_normalized`).
-    need_norm: bool,
+    /// How far a pass runs.
+    depth: Depth,
 }
 
 impl LayerPlan {
@@ -296,22 +295,11 @@ impl LayerPlan {
             .iter()
             .map(|&l| opts.convention.hook_point(l, n_layers))
             .collect::<Result<Vec<_>>>()?;
-        // Blocks to run: resid_post(l) needs l+1 blocks, the final norm all of them.
-        let n_blocks = points
-            .iter()
-            .map(|p| match p {
-                HookPoint::Embed => 0,
-                HookPoint::Block { layer, .. } => layer + 1,
-                _ => n_layers,
-            })
-            .max()
-            .unwrap_or(0);
-        let need_norm = points.contains(&HookPoint::LnFinal);
+        let depth = Depth::of(&points, n_layers);
         Ok(LayerPlan {
             layers,
             points,
-            n_blocks,
-            need_norm,
+            depth,
         })
     }
 
@@ -329,15 +317,7 @@ impl LayerPlan {
         for &p in &self.points {
             hooks.record(p, per_example.clone())?;
         }
-        {
-            let mut fo = ForwardOptions::fast().hooks(&mut hooks);
-            let ctx = model.context(b.mask_if_padded(), b.len(), b.seq_len())?;
-            let x = model.embed(&b.ids, &mut fo)?;
-            let x = model.run_layers(x, 0..self.n_blocks, &ctx, &mut fo)?;
-            if self.need_norm {
-                model.final_norm(&x, &mut fo)?;
-            }
-        }
+        self.depth.run(model, b, &mut hooks)?;
         let cache = hooks.take_cache();
         let mut held = 0;
         let mut per_layer = Vec::with_capacity(self.points.len());

@@ -14,7 +14,7 @@ use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
 use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
-use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
+use erosion_report::provenance::{DatasetHash, HashCache, Provenance, ProvenanceBuilder};
 
 use crate::args::{DeviceArgs, OutArgs, SamplingArgs};
 
@@ -179,18 +179,29 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The report's provenance: the models as named (their files hashed), the prompt sets with the
-/// files they came from, the options and the command line.
-fn provenance(args: &Args, prompts: &EvalPrompts, opts: &EvalOptions) -> Result<Provenance> {
+/// A provenance with `options`, the command line, `seed` and the models as named (their files
+/// hashed); the caller adds its prompt sets.
+pub(crate) fn models_provenance(
+    args: &Args,
+    options: serde_json::Value,
+    seed: u64,
+) -> Result<ProvenanceBuilder> {
     let mut cache = HashCache::in_memory();
-    let options = serde_json::json!({ "eval": opts, "judge": args.judge, "models": args.models });
     let mut b = Provenance::builder(options)
         .command_line(std::env::args().collect())
-        .seed(opts.seed);
+        .seed(seed);
     for arg in &args.models {
         let (name, spec) = model_name(arg);
         b = b.model_at(&name, &spec, &mut cache)?;
     }
+    Ok(b)
+}
+
+/// The report's provenance: the models as named (their files hashed), the prompt sets with the
+/// files they came from, the options and the command line.
+fn provenance(args: &Args, prompts: &EvalPrompts, opts: &EvalOptions) -> Result<Provenance> {
+    let options = serde_json::json!({ "eval": opts, "judge": args.judge, "models": args.models });
+    let b = models_provenance(args, options, opts.seed)?;
     let datasets = prompts.sets.iter().map(|s| {
         let o = &s.origin;
         let path = o.path.as_ref().map(|p| p.display().to_string());

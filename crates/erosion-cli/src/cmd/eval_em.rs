@@ -11,7 +11,7 @@ use erosion_eval::prompts::Origin;
 use erosion_eval::questions::{read_questions, Question};
 use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
-use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
+use erosion_report::provenance::{DatasetHash, Provenance};
 
 use super::eval::{model_name, Args};
 
@@ -129,15 +129,8 @@ pub fn run(args: &Args) -> Result<()> {
 
 /// The models as named (their files hashed), the question files, the options, the command line.
 fn provenance(args: &Args, files: &[Origin], opts: &EmOptions) -> Result<Provenance> {
-    let mut cache = HashCache::in_memory();
     let options = serde_json::json!({ "em": opts, "judge": args.judge, "models": args.models });
-    let mut b = Provenance::builder(options)
-        .command_line(std::env::args().collect())
-        .seed(opts.seed);
-    for arg in &args.models {
-        let (name, spec) = model_name(arg);
-        b = b.model_at(&name, &spec, &mut cache)?;
-    }
+    let b = super::eval::models_provenance(args, options, opts.seed)?;
     let datasets = files.iter().map(|o| {
         let path = o.path.clone().unwrap_or_default();
         DatasetHash {

@@ -27,11 +27,12 @@ mod positions;
 pub use positions::{TokenPositions, POSITIONS_HELP};
 
 use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
+use crate::depth::Depth;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use erosion_data::Sequence;
 use erosion_model::hooks::{HookPoint, Positions, Site};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::transformer::Transformer;
 use files::{DumpFiles, DumpKey};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -246,32 +247,17 @@ fn run_chunk(
     Ok(held)
 }
 
-/// How far the model must run for a set of hooks.
+/// The hooks a pass records and how far it runs.
 struct RunPlan {
     hooks: Vec<HookPoint>,
-    /// Blocks to run: `0..n_blocks`.
-    n_blocks: usize,
-    need_norm: bool,
-    need_logits: bool,
+    depth: Depth,
 }
 
 impl RunPlan {
     fn new(n_layers: usize, hooks: &[HookPoint]) -> Self {
-        let n_blocks = hooks
-            .iter()
-            .map(|p| match p {
-                HookPoint::Embed => 0,
-                HookPoint::Block { layer, .. } => layer + 1,
-                HookPoint::LnFinal | HookPoint::Logits => n_layers,
-            })
-            .max()
-            .unwrap_or(0);
-        let need_logits = hooks.contains(&HookPoint::Logits);
         RunPlan {
             hooks: hooks.to_vec(),
-            n_blocks,
-            need_norm: need_logits || hooks.contains(&HookPoint::LnFinal),
-            need_logits,
+            depth: Depth::of(hooks, n_layers),
         }
     }
 
@@ -289,18 +275,7 @@ impl RunPlan {
         for &p in &self.hooks {
             hooks.record(p, per_example.clone())?;
         }
-        {
-            let mut fo = ForwardOptions::fast().hooks(&mut hooks);
-            let ctx = model.context(b.mask_if_padded(), b.len(), b.seq_len())?;
-            let x = model.embed(&b.ids, &mut fo)?;
-            let x = model.run_layers(x, 0..self.n_blocks, &ctx, &mut fo)?;
-            if self.need_norm {
-                let x = model.final_norm(&x, &mut fo)?;
-                if self.need_logits {
-                    model.unembed(&x, &mut fo)?;
-                }
-            }
-        }
+        self.depth.run(model, b, &mut hooks)?;
         let cache = hooks.take_cache();
         self.hooks
             .iter()
