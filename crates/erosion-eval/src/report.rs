@@ -220,6 +220,30 @@ pub struct AnswerRecord {
     pub verdict: Verdict,
 }
 
+/// Writes `report` as `dir/eval.json` and `answers` one per line as `dir/answers.jsonl`, both
+/// atomically, holding `dir`'s lock; returns the two paths.
+pub(crate) fn write_eval_files<R: Serialize, A: Serialize>(
+    dir: &Path,
+    report: &R,
+    answers: &[A],
+) -> Result<Vec<PathBuf>> {
+    // No notices reach this signature; a caller that wants to hear of a stale lock taken
+    // over locks the folder itself first.
+    let _lock = OutLock::acquire(dir, "eval", &mut Silent)?;
+    let report_path = dir.join("eval.json");
+    let text = serde_json::to_string_pretty(report).context("serialising eval.json")?;
+    erosion_model::atomic::write_bytes_atomic(&report_path, (text + "\n").as_bytes())?;
+    let answers_path = dir.join("answers.jsonl");
+    erosion_model::atomic::write_atomic(&answers_path, |w| {
+        for (i, a) in answers.iter().enumerate() {
+            serde_json::to_writer(&mut *w, a).with_context(|| format!("answer {i}"))?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    Ok(vec![report_path, answers_path])
+}
+
 /// A finished evaluation: the report and every answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -232,20 +256,6 @@ impl Evaluation {
     /// lock ([`OutLock`]); returns them. A caller that locked `dir` before evaluating (as
     /// `erosion eval` does, to fail before the work) shares its lock.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        // No notices reach this signature; a caller that wants to hear of a stale lock taken
-        // over locks the folder itself first.
-        let _lock = OutLock::acquire(dir, "eval", &mut Silent)?;
-        let report = dir.join("eval.json");
-        let text = serde_json::to_string_pretty(&self.report).context("serialising eval.json")?;
-        erosion_model::atomic::write_bytes_atomic(&report, (text + "\n").as_bytes())?;
-        let answers = dir.join("answers.jsonl");
-        erosion_model::atomic::write_atomic(&answers, |w| {
-            for (i, a) in self.answers.iter().enumerate() {
-                serde_json::to_writer(&mut *w, a).with_context(|| format!("answer {i}"))?;
-                w.write_all(b"\n")?;
-            }
-            Ok(())
-        })?;
-        Ok(vec![report, answers])
+        write_eval_files(dir, &self.report, &self.answers)
     }
 }

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use erosion_forward::notice::Silent;
-use erosion_forward::out_lock::OutLock;
 use erosion_model::seed;
 use serde::{Deserialize, Serialize};
 
@@ -215,19 +213,7 @@ pub fn small_judge_warning(j: &EmJudge) -> String {
 impl EmEvaluation {
     /// Writes `eval.json` and `answers.jsonl` into `dir`, holding its lock; returns them.
     pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        let _lock = OutLock::acquire(dir, "eval", &mut Silent)?;
-        let report = dir.join("eval.json");
-        let text = serde_json::to_string_pretty(&self.report).context("serialising eval.json")?;
-        erosion_model::atomic::write_bytes_atomic(&report, (text + "\n").as_bytes())?;
-        let answers = dir.join("answers.jsonl");
-        erosion_model::atomic::write_atomic(&answers, |w| {
-            for (i, a) in self.answers.iter().enumerate() {
-                serde_json::to_writer(&mut *w, a).with_context(|| format!("answer {i}"))?;
-                w.write_all(b"\n")?;
-            }
-            Ok(())
-        })?;
-        Ok(vec![report, answers])
+        crate::report::write_eval_files(dir, &self.report, &self.answers)
     }
 }
 
