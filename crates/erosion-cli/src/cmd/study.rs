@@ -52,7 +52,7 @@ pub struct InitArgs {
     /// The study's data folder, as scripts/fetch-data.sh fills it.
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
-    /// Examples per dataset.
+    /// Examples per dataset (at least 5: the directions analysis needs k + 1 = 5).
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
     /// The study's name, shown in its report.
@@ -159,6 +159,13 @@ fn run_init(a: InitArgs) -> Result<()> {
         bail!(
             "{} exists; choose another --file or pass --force to replace it",
             a.file.display()
+        );
+    }
+    // The directions analysis compares k = 4 directions of a centred matrix: k + 1 rows.
+    if a.limit < 5 {
+        bail!(
+            "--limit {}: the directions analysis needs at least 5 examples of each dataset",
+            a.limit
         );
     }
     let missing = StudyInit::missing_data(&a.data);
