@@ -5,8 +5,10 @@
 use crate::args::{DatasetArgs, ModelArgs, OutArgs};
 use crate::progress::Bars;
 use anyhow::{Context, Result};
-use erosion_data::{render_example, RenderOptions, Sequence};
-use erosion_forward::activations::{dump_activations, ActivationOptions, TokenPositions};
+use erosion_data::{render_example, Dataset, RenderOptions, Sequence};
+use erosion_forward::activations::{
+    dump_activations, ActivationOptions, ActivationReport, TokenPositions,
+};
 use erosion_forward::batch::{BatchOptions, ProgressSink};
 use erosion_forward::out_lock::OutLock;
 use erosion_model::atomic::write_bytes_atomic;
@@ -14,6 +16,7 @@ use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::hooks::HookPoint;
 use erosion_model::load::Checkpoint;
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
+use std::path::Path;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -98,27 +101,7 @@ pub fn run(args: Args) -> Result<()> {
             1 => out.clone(),
             _ => out.join(&dataset.name),
         };
-        let selection = dataset.selection.to_string();
-        let data_hash = DatasetHash::new(
-            &dataset.name,
-            &dataset.path,
-            seqs.len(),
-            &selection,
-            &mut cache,
-        )?;
-        let provenance = Provenance::builder(serde_json::json!({
-            "hooks": opts.hooks.iter().map(HookPoint::to_string).collect::<Vec<_>>(),
-            "positions": opts.positions,
-            "render": render,
-            "dtype": device.dtype,
-            "device": device.device,
-            "max_tokens": args.max_tokens,
-            "chunk_examples": args.chunk,
-        }))
-        .command_line(std::env::args().collect())
-        .model_at("model", &args.model.model, &mut cache)?
-        .datasets([data_hash])
-        .build();
+        let provenance = provenance(&args, &opts, &render, &dataset, seqs.len(), &mut cache)?;
         // What decides the rows (no times): a folder with another source is refused.
         let source = serde_json::json!({
             "models": provenance.models,
@@ -133,27 +116,60 @@ pub fn run(args: Args) -> Result<()> {
             &dir.join("provenance.json"),
             &serde_json::to_vec_pretty(&provenance)?,
         )?;
-        if report.chunks_before > 0 {
-            eprintln!(
-                "went on from chunk {} of {}",
-                report.chunks_before, report.n_chunks
-            );
-        }
-        if !report.without_rows.is_empty() {
-            eprintln!(
-                "{} of {} examples have no token at positions `{}` and add no rows (index.npy lists the rows)",
-                report.without_rows.len(),
-                report.n_examples,
-                opts.positions
-            );
-        }
-        println!(
-            "wrote {} rows of {} examples at {} hook(s) to {}",
-            report.n_rows,
-            report.n_examples,
-            opts.hooks.len(),
-            dir.display()
-        );
+        say(&report, &opts, &dir);
     }
     Ok(())
+}
+
+/// The run's provenance for one dataset: the options, the command line, the model's and the
+/// dataset's hashes.
+fn provenance(
+    args: &Args,
+    opts: &ActivationOptions,
+    render: &RenderOptions,
+    dataset: &Dataset,
+    n_examples: usize,
+    cache: &mut HashCache,
+) -> Result<Provenance> {
+    let selection = dataset.selection.to_string();
+    let data_hash = DatasetHash::new(&dataset.name, &dataset.path, n_examples, &selection, cache)?;
+    let device = &args.model.device;
+    Ok(Provenance::builder(serde_json::json!({
+        "hooks": opts.hooks.iter().map(HookPoint::to_string).collect::<Vec<_>>(),
+        "positions": opts.positions,
+        "render": render,
+        "dtype": device.dtype,
+        "device": device.device,
+        "max_tokens": args.max_tokens,
+        "chunk_examples": args.chunk,
+    }))
+    .command_line(std::env::args().collect())
+    .model_at("model", &args.model.model, cache)?
+    .datasets([data_hash])
+    .build())
+}
+
+/// What a dump did, on the terminal.
+fn say(report: &ActivationReport, opts: &ActivationOptions, dir: &Path) {
+    if report.chunks_before > 0 {
+        eprintln!(
+            "went on from chunk {} of {}",
+            report.chunks_before, report.n_chunks
+        );
+    }
+    if !report.without_rows.is_empty() {
+        eprintln!(
+            "{} of {} examples have no token at positions `{}` and add no rows (index.npy lists the rows)",
+            report.without_rows.len(),
+            report.n_examples,
+            opts.positions
+        );
+    }
+    println!(
+        "wrote {} rows of {} examples at {} hook(s) to {}",
+        report.n_rows,
+        report.n_examples,
+        opts.hooks.len(),
+        dir.display()
+    );
 }
