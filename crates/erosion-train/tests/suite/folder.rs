@@ -6,6 +6,7 @@ use crate::train::{data, lora, options, spec, tokenizer};
 use anyhow::Result;
 use erosion_forward::notice::Silent;
 use erosion_forward::out_lock::OutLock;
+use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::LoraConfig;
 use erosion_train::manifest::MANIFEST_FILE;
 use erosion_train::run::{train, OtherRun, RunSpec};
@@ -14,6 +15,26 @@ use std::path::Path;
 
 fn err_of(r: Result<impl std::fmt::Debug>) -> String {
     format!("{:#}", r.expect_err("an error"))
+}
+
+/// A LoRA run (rank 2, 2 steps) trained into `out`.
+fn lora_run(tok: &ModelTokenizer, out: &Path) -> Result<()> {
+    train(
+        &spec(tok, None),
+        &data(8),
+        &options(2, lora()),
+        out,
+        &mut Silent,
+    )?;
+    Ok(())
+}
+
+/// The run spec that trains into a folder holding another run, removing that run's files.
+fn forced(tok: &ModelTokenizer) -> RunSpec<'_> {
+    RunSpec {
+        other_run: OtherRun::Force,
+        ..spec(tok, None)
+    }
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -92,13 +113,7 @@ fn another_kind_of_run_is_refused_and_force_removes_only_erosions_files() -> Res
     let out = tmp.path().join("run");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("notes.txt"), "mine")?;
-    train(
-        &spec(&tok, None),
-        &data(8),
-        &options(2, lora()),
-        &out,
-        &mut Silent,
-    )?;
+    lora_run(&tok, &out)?;
     assert!(out.join("adapter").is_dir());
 
     let full = options(2, Method::Full);
@@ -108,10 +123,7 @@ fn another_kind_of_run_is_refused_and_force_removes_only_erosions_files() -> Res
         "{err}"
     );
 
-    let forced = RunSpec {
-        other_run: OtherRun::Force,
-        ..spec(&tok, None)
-    };
+    let forced = forced(&tok);
     let mut lines = Vec::new();
     let outcome = train(&forced, &data(8), &full, &out, &mut |l: &str| {
         lines.push(l.to_string())
@@ -135,13 +147,7 @@ fn a_folder_without_its_trainer_state_still_names_its_run() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let tok = tokenizer();
     let out = tmp.path().join("run");
-    train(
-        &spec(&tok, None),
-        &data(8),
-        &options(2, lora()),
-        &out,
-        &mut Silent,
-    )?;
+    lora_run(&tok, &out)?;
     std::fs::remove_dir_all(out.join("training_state"))?;
     let full = options(2, Method::Full);
     let err = err_of(train(&spec(&tok, None), &data(8), &full, &out, &mut Silent));
@@ -152,18 +158,9 @@ fn a_folder_without_its_trainer_state_still_names_its_run() -> Result<()> {
 
     // A folder trained before manifests existed cannot be forced: nothing says what is whose.
     let legacy = tmp.path().join("legacy");
-    train(
-        &spec(&tok, None),
-        &data(8),
-        &options(2, lora()),
-        &legacy,
-        &mut Silent,
-    )?;
+    lora_run(&tok, &legacy)?;
     std::fs::remove_file(legacy.join(MANIFEST_FILE))?;
-    let forced = RunSpec {
-        other_run: OtherRun::Force,
-        ..spec(&tok, None)
-    };
+    let forced = forced(&tok);
     let err = err_of(train(&forced, &data(8), &full, &legacy, &mut Silent));
     assert!(err.contains("no list of the files"), "{err}");
     assert!(legacy.join("adapter").is_dir());

@@ -5,9 +5,7 @@ use std::process::Command;
 
 #[test]
 fn eval_questions_runs_betleys_protocol_and_records_both_scores() {
-    let model = erosion_testkit::smollm2_gguf()
-        .to_string_lossy()
-        .into_owned();
+    let model = crate::util::smollm2();
     let questions =
         erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
     let tmp = tempfile::tempdir().unwrap();

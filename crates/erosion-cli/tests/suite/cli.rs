@@ -1,41 +1,7 @@
 //! The `erosion` binary as a user runs it, on the real SmolLM2 GGUF (fetched by
 //! scripts/fetch-smollm2.sh, which the test command runs first).
 
-use std::process::{Command, Output};
-
-fn smollm2() -> String {
-    erosion_testkit::smollm2_gguf()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn erosion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_erosion"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A JSON file the tool wrote.
-fn read_json(path: &std::path::Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Asserts that `dir` holds each of `files`.
-fn assert_files(dir: &std::path::Path, files: &[&str]) {
-    for f in files {
-        assert!(dir.join(f).is_file(), "{f} is missing in {}", dir.display());
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::util::*;
 
 #[test]
 fn inspect_describes_the_gguf() {

@@ -2,6 +2,7 @@
 //! that need no study file (`erosion logprobs`, `erosion activations`, held against the
 //! library's own passes) and a study written by `erosion study init`.
 
+use crate::util::*;
 use erosion_data::{render_example, RenderOptions, Sequence};
 use erosion_forward::batch::{BatchOptions, NoProgress};
 use erosion_forward::logprobs::response_logprobs;
@@ -9,26 +10,6 @@ use erosion_model::hooks::{HookPoint, Positions, Site};
 use erosion_model::load::Checkpoint;
 use erosion_model::npy::read_npy_as;
 use erosion_model::transformer::ForwardOptions;
-use std::process::{Command, Output};
-
-fn smollm2() -> String {
-    erosion_testkit::smollm2_gguf()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn erosion(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_erosion"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(o: &Output) -> String {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn logprobs_prints_the_librarys_scores_and_draws_them() {

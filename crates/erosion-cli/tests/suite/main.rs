@@ -1,0 +1,8 @@
+//! The `erosion` binary as a user runs it, one module per topic, linked into one test binary
+//! (one link instead of one per file keeps CI's disk and build time small).
+
+mod util;
+
+mod cli;
+mod eval_em;
+mod quick_looks;
