@@ -48,6 +48,13 @@ install_part() {
   part=""
 }
 
+# Counts the row in flight as failed and drops its temporary file.
+give_up() {
+  failed+=("$path")
+  rm -f "$part"
+  part=""
+}
+
 while IFS=$'\t' read -r path sha bytes kind license urls origin note; do
   [[ -z "$path" || "$path" == \#* || "$path" == path ]] && continue
   target="$dest/$path"
@@ -69,18 +76,14 @@ while IFS=$'\t' read -r path sha bytes kind license urls origin note; do
       echo "copied      $path (from $source_dir)"
     else
       echo "fetch-data: CHECKSUM MISMATCH for $path in $source_dir: sha256 $got, the manifest says $sha" >&2
-      failed+=("$path")
-      rm -f "$part"
-      part=""
+      give_up
     fi
     continue
   fi
 
   if [[ "$offline" == 1 ]]; then
     echo "fetch-data: $path is not in ${source_dir:-any source folder} and EROSION_DATA_OFFLINE=1" >&2
-    failed+=("$path")
-    rm -f "$part"
-    part=""
+    give_up
     continue
   fi
   done_=0
@@ -100,9 +103,7 @@ while IFS=$'\t' read -r path sha bytes kind license urls origin note; do
   done
   if [[ "$done_" == 0 ]]; then
     echo "fetch-data: could not fetch $path with sha256 $sha from: $urls" >&2
-    failed+=("$path")
-    rm -f "$part"
-    part=""
+    give_up
   fi
 done <"$manifest"
 

@@ -145,6 +145,20 @@ fn dataset_specs(dataset: &str, format: Option<&str>) -> Result<(Vec<DatasetSpec
     ))
 }
 
+/// A model argument `NAME=PATH` split into its name and checkpoint; `None` for the name when the
+/// argument is a bare checkpoint (a file or folder whose own name holds `=` included). The one
+/// reading of `NAME=PATH` for every command that takes named models.
+pub fn split_named(arg: &str) -> (Option<String>, String) {
+    if !Path::new(arg).exists() {
+        if let Some((name, spec)) = arg.split_once('=') {
+            if !name.is_empty() && !name.contains('/') && !spec.is_empty() {
+                return (Some(name.to_string()), spec.to_string());
+            }
+        }
+    }
+    (None, arg.to_string())
+}
+
 /// The folder a command writes into.
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutArgs {

@@ -3,6 +3,7 @@
 //! (example, position, token) rows; memory-bounded and resumable.
 
 use crate::args::{DatasetArgs, ModelArgs, OutArgs};
+use crate::layer::ResidLayer;
 use crate::progress::Bars;
 use anyhow::{Context, Result};
 use erosion_data::{render_example, Dataset, RenderOptions, Sequence};
@@ -48,19 +49,15 @@ pub struct Args {
     pub out: OutArgs,
 }
 
-/// A hook as the user named it: a full hook name, `embed`, or a bare integer (that block's
-/// output, as every command reads a bare layer number).
+/// A hook as the user named it: a full hook name, or a residual-stream point as every command
+/// reads one (a bare integer L = `blocks.L.hook_resid_post`, `embed`; see [`crate::layer`]).
 fn hook_point(name: &str, n_layers: usize) -> Result<HookPoint> {
-    let name = name.trim();
-    match (name, name.parse::<usize>()) {
-        (_, Ok(block)) => {
-            let p = HookPoint::resid_post(block);
-            p.check(n_layers)?;
-            Ok(p)
-        }
-        ("embed", _) => Ok(HookPoint::Embed),
-        _ => HookPoint::parse(name, n_layers),
-    }
+    let point = match name.parse::<ResidLayer>() {
+        Ok(layer) => HookPoint::resid(layer.0),
+        Err(_) => HookPoint::parse(name.trim(), n_layers)?,
+    };
+    point.check(n_layers)?;
+    Ok(point)
 }
 
 pub fn run(args: Args) -> Result<()> {

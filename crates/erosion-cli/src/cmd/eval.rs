@@ -79,14 +79,8 @@ pub struct Args {
 
 /// `NAME=MODEL`, or the spec itself (a path that exists is never split).
 pub(crate) fn model_name(arg: &str) -> (String, String) {
-    if !Path::new(arg).exists() {
-        if let Some((name, spec)) = arg.split_once('=') {
-            if !name.is_empty() && !spec.is_empty() {
-                return (name.to_string(), spec.to_string());
-            }
-        }
-    }
-    (arg.to_string(), arg.to_string())
+    let (name, spec) = crate::args::split_named(arg);
+    (name.unwrap_or_else(|| arg.to_string()), spec)
 }
 
 fn prompts(args: &Args) -> Result<EvalPrompts> {

@@ -68,17 +68,14 @@ struct Output {
 
 /// `NAME=PATH`, or `PATH` named after its last component.
 fn named(spec: &str) -> (String, String) {
-    match spec.split_once('=') {
-        Some((name, path)) if !name.is_empty() && !name.contains('/') => (name.into(), path.into()),
-        _ => {
-            let p = std::path::Path::new(spec);
-            let name = p
-                .file_stem()
-                .or(p.file_name())
-                .map_or(spec.into(), |n| n.to_string_lossy().into_owned());
-            (name, spec.into())
-        }
-    }
+    let (name, path) = crate::args::split_named(spec);
+    let stem = || {
+        let p = std::path::Path::new(&path);
+        p.file_stem()
+            .or(p.file_name())
+            .map_or(path.clone(), |n| n.to_string_lossy().into_owned())
+    };
+    (name.unwrap_or_else(stem), path.clone())
 }
 
 fn example(args: &Args) -> Example {

@@ -68,9 +68,9 @@ pub struct InitArgs {
 
 /// `NAME=PATH`.
 fn name_path(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), p.to_string())),
-        _ => Err(format!("`{s}` is not NAME=PATH")),
+    match crate::args::split_named(s) {
+        (Some(name), path) => Ok((name, path)),
+        (None, _) => Err(format!("`{s}` is not NAME=PATH")),
     }
 }
 

@@ -148,18 +148,17 @@ pub fn dump_activations(
         complete: false,
         max_values_held: 0,
     };
+    // Examples the finished chunks hold.
+    let resumed_at = (report.chunks_before * opts.chunk_examples).min(seqs.len());
     progress.set_total(seqs.len());
-    progress.advance((report.chunks_before * opts.chunk_examples).min(seqs.len()));
+    progress.advance(resumed_at);
     let plan = RunPlan::new(model.n_layers(), &opts.hooks);
     // Row offset of each chunk's first example.
-    let mut first_row: usize = counts
-        [..(report.chunks_before * opts.chunk_examples).min(seqs.len())]
-        .iter()
-        .sum();
-    let todo = n_chunks - report.chunks_before;
-    for chunk in
-        report.chunks_before..report.chunks_before + opts.max_chunks.unwrap_or(todo).min(todo)
-    {
+    let mut first_row: usize = counts[..resumed_at].iter().sum();
+    let end = opts
+        .max_chunks
+        .map_or(n_chunks, |m| (report.chunks_before + m).min(n_chunks));
+    for chunk in report.chunks_before..end {
         let examples =
             chunk * opts.chunk_examples..((chunk + 1) * opts.chunk_examples).min(seqs.len());
         let held = run_chunk(

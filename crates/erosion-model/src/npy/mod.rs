@@ -148,16 +148,21 @@ pub fn npy_bytes<T: NpyElement>(shape: &[usize], data: &[T]) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-fn check_shape(shape: &[usize], len: usize) -> Result<()> {
+/// The number of elements of `shape`, checked: at most 32 axes, no overflow.
+fn element_count(shape: &[usize]) -> Result<usize> {
     ensure!(
         shape.len() <= 32,
         "npy: shape {shape:?} has {} axes; at most 32 are supported",
         shape.len()
     );
-    let n = shape
+    shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .with_context(|| format!("npy: shape {shape:?} overflows usize"))?;
+        .with_context(|| format!("npy: shape {shape:?} overflows usize"))
+}
+
+fn check_shape(shape: &[usize], len: usize) -> Result<()> {
+    let n = element_count(shape)?;
     ensure!(
         n == len,
         "npy: shape {shape:?} holds {n} elements but {len} were given"

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use super::{check_shape, header_bytes, NpyElement};
+use super::{element_count, header_bytes, NpyElement};
 
 /// An open `.npy` file of `T` with a fixed shape, written by rows.
 #[derive(Debug)]
@@ -40,13 +40,9 @@ impl<T: NpyElement> NpyRowFile<T> {
             "{}: a row file needs a shape with a row axis",
             path.display()
         );
-        let n = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .with_context(|| format!("{}: shape {shape:?} overflows", path.display()))?;
-        check_shape(shape, n)?;
+        let n = element_count(shape).with_context(|| path.display().to_string())?;
         let header = header_bytes(T::DESCR, shape);
-        let size = header.len() as u64 + (n * T::SIZE) as u64;
+        let size = header.len() as u64 + n as u64 * T::SIZE as u64;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
