@@ -87,7 +87,7 @@ impl DumpKey {
 struct ProgressRecord {
     key: DumpKey,
     chunks_done: usize,
-    /// File name -> shape.
+    /// Hook file name -> shape (the index's is `[n_rows, 3]`).
     shapes: BTreeMap<String, Vec<usize>>,
 }
 
@@ -114,7 +114,8 @@ struct Manifest {
 pub(super) struct DumpFiles {
     dir: PathBuf,
     progress: ProgressRecord,
-    /// Open `.partial` files by file name (`index.npy`, `{hook}.npy`).
+    /// The open `.partial` files: the index (`None` once the dump is finished), and each hook's by
+    /// file name.
     index: Option<NpyRowFile<i64>>,
     hooks: BTreeMap<String, NpyRowFile<f32>>,
     /// `activations.json` already describes this dump.
@@ -170,6 +171,10 @@ impl DumpFiles {
             files.progress.chunks_done = key.n_chunks;
             return Ok(files);
         }
+        let index_shape = [key.n_rows, INDEX_COLUMNS.len()];
+        let index = NpyRowFile::open_or_create(&partial(dir, INDEX), &index_shape)?;
+        let index_kept = index.reopened();
+        files.index = Some(index);
         let Some(p) = read_json::<ProgressRecord>(&dir.join(PROGRESS))? else {
             return Ok(files);
         };
@@ -182,17 +187,11 @@ impl DumpFiles {
         }
         // Reopen every file the finished chunks wrote; one that is gone or changed means
         // starting over (its rows would be zeros).
-        let mut intact = true;
+        let mut intact = index_kept;
         for (file, shape) in &p.shapes {
-            if file == INDEX {
-                let f = NpyRowFile::open_or_create(&partial(dir, file), shape)?;
-                intact &= f.reopened();
-                files.index = Some(f);
-            } else {
-                let f = NpyRowFile::open_or_create(&partial(dir, file), shape)?;
-                intact &= f.reopened();
-                files.hooks.insert(file.clone(), f);
-            }
+            let f = NpyRowFile::open_or_create(&partial(dir, file), shape)?;
+            intact &= f.reopened();
+            files.hooks.insert(file.clone(), f);
         }
         files.progress.shapes = p.shapes;
         files.progress.chunks_done = if intact { p.chunks_done } else { 0 };
@@ -205,18 +204,8 @@ impl DumpFiles {
 
     /// Writes index rows (3 values each) from `first_row` on.
     pub fn write_index(&mut self, first_row: usize, data: &[i64]) -> Result<()> {
-        if self.index.is_none() {
-            let shape = vec![self.progress.key.n_rows, INDEX_COLUMNS.len()];
-            self.index = Some(NpyRowFile::open_or_create(
-                &partial(&self.dir, INDEX),
-                &shape,
-            )?);
-            self.progress.shapes.insert(INDEX.into(), shape);
-        }
-        match &mut self.index {
-            Some(f) => f.write_rows(first_row, data),
-            None => unreachable!("opened above"),
-        }
+        let index = self.index.as_mut().context("the dump is finished")?;
+        index.write_rows(first_row, data)
     }
 
     /// Writes `hook`'s rows from `first_row` on; `dims` is the shape of the recorded tensor
@@ -283,7 +272,11 @@ impl DumpFiles {
         let manifest = Manifest {
             key: self.progress.key.clone(),
             hooks,
-            index: entry(INDEX, "<i8"),
+            index: FileEntry {
+                file: INDEX.into(),
+                dtype: "<i8".into(),
+                shape: vec![self.progress.key.n_rows, INDEX_COLUMNS.len()],
+            },
             index_columns: INDEX_COLUMNS.iter().map(|c| c.to_string()).collect(),
             erosion_version: env!("CARGO_PKG_VERSION").into(),
         };
