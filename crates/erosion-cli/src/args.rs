@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_data::format::Unrecognised;
 use erosion_data::{DatasetList, DatasetSpec, Format};
+use erosion_forward::run_folder::{OtherRun, RunFolder, RunIdentity};
 use erosion_model::generate::SamplingOptions;
 use std::path::{Path, PathBuf};
 
@@ -159,10 +160,34 @@ pub fn split_named(arg: &str) -> (Option<String>, String) {
     (None, arg.to_string())
 }
 
-/// The folder a command writes into.
+/// The folder a command writes into, and what to do when another run wrote there.
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// When OUT holds another run's files (another command, other models; for train also
+    /// other options, data or start): remove the files erosion wrote there (listed in
+    /// OUT/.erosion-manifest.json) and run anew. Files erosion did not write are kept.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl OutArgs {
+    /// What to do with a folder that holds another run (`--force`).
+    pub fn other_run(&self) -> OtherRun {
+        OtherRun::forced(self.force)
+    }
+
+    /// Claims OUT for `run` before any work starts: an unusable folder, another run writing
+    /// there now, or another run's files (without `--force`) fail at once.
+    pub fn claim(&self, run: &RunIdentity) -> Result<RunFolder> {
+        RunFolder::claim(
+            &self.out,
+            run,
+            self.other_run(),
+            &mut crate::notice_on_stderr,
+        )
+        .with_context(|| format!("--out {}", self.out.display()))
+    }
 }

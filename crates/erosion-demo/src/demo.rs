@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
+use erosion_forward::run_folder::OtherRun;
 use erosion_organism::evaluation::OrganismJudge;
 use erosion_report::html::Verdict;
 use erosion_study::judges::Judges;
@@ -77,6 +78,8 @@ pub fn run(
         notices,
         progress,
         judges: Judges::none().with(JUDGE, Box::new(OrganismJudge)),
+        // The study runs inside the demo's folder and lock: it checks nothing there.
+        other_run: OtherRun::Refuse,
     };
     let study = run_study(spec, Path::new("."), None, caller)?;
     let behaviour = behaviour_of(&study);

@@ -8,6 +8,7 @@
 //! - [`cache`], [`cached_windows`]: the on-disk activation cache, chunked so a study resumes.
 //! - [`notice`]: the lines a long run reports to its caller, who decides whether to print them.
 //! - [`out_lock`]: one run per output folder, for every crate above that runs into one.
+//! - [`run_folder`]: one kind of run per output folder (its manifest), and `--force`.
 
 pub mod activations;
 pub mod batch;
@@ -20,4 +21,5 @@ pub mod logprobs;
 pub mod notice;
 pub mod out_lock;
 pub mod row_store;
+pub mod run_folder;
 pub mod windows;

@@ -139,6 +139,8 @@ fn held() -> MutexGuard<'static, Vec<Held>> {
 #[derive(Debug)]
 pub struct OutLock {
     dir: PathBuf,
+    /// Whether this is the thread's first lock of the folder (not a run nested in another).
+    outermost: bool,
 }
 
 impl OutLock {
@@ -159,7 +161,10 @@ impl OutLock {
                 );
             }
             h.depth += 1;
-            return Ok(OutLock { dir: canonical });
+            return Ok(OutLock {
+                dir: canonical,
+                outermost: false,
+            });
         }
         let me = Holder::me(task);
         let file = lock_file(dir, &canonical.join(LOCK_FILE), &me, notices)?;
@@ -171,7 +176,16 @@ impl OutLock {
             file,
             created,
         });
-        Ok(OutLock { dir: canonical })
+        Ok(OutLock {
+            dir: canonical,
+            outermost: true,
+        })
+    }
+
+    /// False for a run that another run of this thread called into the same folder (it
+    /// shares the outer run's lock).
+    pub fn is_outermost(&self) -> bool {
+        self.outermost
     }
 }
 

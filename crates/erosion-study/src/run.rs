@@ -11,7 +11,7 @@ use crate::spec::{Preset, StudySpec};
 use anyhow::{bail, Result};
 use erosion_forward::batch::{ProgressSink, Quiet};
 use erosion_forward::notice::Notify;
-use erosion_forward::out_lock::OutLock;
+use erosion_forward::run_folder::{model_part, OtherRun, RunFolder, RunIdentity};
 use erosion_report::html::{Report, Section, Verdict};
 use erosion_report::results::write_results_json;
 use serde_json::{json, Map, Value};
@@ -40,6 +40,8 @@ pub struct Caller<'a> {
     pub progress: Box<dyn ProgressSink>,
     /// What `[evaluation] judge` may name.
     pub judges: Judges,
+    /// What to do when the output folder holds another run's files (`--force`).
+    pub other_run: OtherRun,
 }
 
 impl<'a> Caller<'a> {
@@ -50,6 +52,7 @@ impl<'a> Caller<'a> {
             notices,
             progress: Box::new(Quiet),
             judges: Judges::none(),
+            other_run: OtherRun::Refuse,
         }
     }
 }
@@ -99,8 +102,9 @@ pub fn run_study_file(
     run_study(spec, &base_dir, overrides.preset, caller)
 }
 
-/// Runs a study whose relative paths are relative to `base_dir`, holding its output folder's
-/// lock ([`OutLock`]) throughout; `preset` is only recorded.
+/// Runs a study whose relative paths are relative to `base_dir`, holding its output folder
+/// ([`RunFolder`]: locked, and refused when another kind of run wrote there) throughout;
+/// `preset` is only recorded.
 pub fn run_study(
     mut spec: StudySpec,
     base_dir: &Path,
@@ -113,8 +117,14 @@ pub fn run_study(
     let analyses = spec.analyses.clone();
     let notices = caller.notices;
     // Held until the report is written: a second study into the same folder fails at once,
-    // naming this one, instead of both writing and the last one winning.
-    let _lock = OutLock::acquire(&base_dir.join(&spec.output), "study", &mut *notices)?;
+    // naming this one, instead of both writing and the last one winning. The models make the
+    // run: other options resume it from the cache.
+    let models: Vec<String> = (spec.models.all().iter())
+        .map(|(name, path)| model_part(name, path, base_dir))
+        .collect();
+    let run = RunIdentity::new("study", &models);
+    let out = base_dir.join(&spec.output);
+    let _folder = RunFolder::claim(&out, &run, caller.other_run, &mut *notices)?;
     let ctx = StudyContext::open(spec, base_dir, caller.command_line)?
         .with_progress(caller.progress)
         .with_judges(caller.judges);

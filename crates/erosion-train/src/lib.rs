@@ -8,7 +8,6 @@
 //! - [`adamw`]: AdamW whose moments can be saved, so a resumed run continues exactly.
 //! - [`trainer`]: the loop (accumulation, global-norm clipping, progress), full or LoRA.
 //! - [`checkpoint`]: Hugging Face folders (adapters merged) plus the state to resume from.
-//! - [`manifest`]: what a run wrote into its folder, so another run forced there removes only that.
 //! - [`run`]: a whole run into an output folder it locks: resumed, reused, or refused when the
 //!   folder holds another run.
 //!
@@ -21,7 +20,6 @@ pub mod batch;
 pub mod checkpoint;
 pub mod examples;
 pub mod init;
-pub mod manifest;
 pub mod options;
 pub mod protect;
 pub mod run;

@@ -5,14 +5,15 @@
 use crate::checkpoint::{self, data_fingerprint, FolderFiles, TrainState};
 use crate::examples::TrainExample;
 use crate::init::fresh_model;
-use crate::manifest::{clear_folder, Manifest, Tracker, MANIFEST_FILE};
 use crate::options::{Method, TrainOptions};
 use crate::trainer::Trainer;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use erosion_forward::batch::ProgressSink;
 use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
+use erosion_forward::run_folder::manifest::{Manifest, Tracker};
+pub use erosion_forward::run_folder::OtherRun;
 use erosion_model::load::{Checkpoint, GenerationConfig};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
@@ -77,48 +78,10 @@ pub struct RunSpec<'a> {
     pub other_run: OtherRun,
 }
 
-/// What a run does with an output folder that holds another run's model, checkpoint or files
-/// (other options, data or start: LoRA where this is full, another model, ...). The same run
-/// resumes or is reused whatever this says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OtherRun {
-    /// An error naming that run: nothing is lost.
-    #[default]
-    Refuse,
-    /// Remove the files that run's manifest lists (what erosion wrote there) and keep the
-    /// rest (`erosion train --force`); a folder without a manifest is refused.
-    Force,
-    /// The folder is a cache the caller owns (the demo's organism): empty it and train anew.
-    Replace,
-}
-
 /// `out` holds `what`, of another run: an error, or its files removed as `spec.other_run`
 /// says (a notice).
 fn other_run(spec: &RunSpec, out: &Path, what: &str, notices: &mut dyn Notify) -> Result<()> {
-    match spec.other_run {
-        OtherRun::Refuse => bail!(
-            "{} already holds {what}; choose another output folder, or force it (`erosion train --force`), which removes only the files erosion wrote there",
-            out.display()
-        ),
-        OtherRun::Force => {
-            let m = Manifest::read(out)?.with_context(|| {
-                format!(
-                    "{} holds {what}, but no list of the files erosion wrote there ({MANIFEST_FILE}; folders trained before it existed have none), so forcing would not know what is yours; remove that run's files yourself or choose another output folder",
-                    out.display()
-                )
-            })?;
-            notices.notice(&format!(
-                "{}: removing {what}: {}",
-                out.display(),
-                m.existing(out).join(", ")
-            ));
-            m.remove_files(out)
-        }
-        OtherRun::Replace => {
-            notices.notice(&format!("{}: replacing {what}", out.display()));
-            clear_folder(out)
-        }
-    }
+    spec.other_run.settle(out, what, "train", notices)
 }
 
 /// `call(step, model)` on the starting model (step 0, unless resuming), every `every` steps,

@@ -11,7 +11,7 @@ use erosion_forward::activations::{
     dump_activations, ActivationOptions, ActivationReport, TokenPositions,
 };
 use erosion_forward::batch::{BatchOptions, ProgressSink};
-use erosion_forward::out_lock::OutLock;
+use erosion_forward::run_folder::{model_part, RunIdentity};
 use erosion_model::atomic::write_bytes_atomic;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::hooks::HookPoint;
@@ -62,8 +62,10 @@ fn hook_point(name: &str, n_layers: usize) -> Result<HookPoint> {
 
 pub fn run(args: Args) -> Result<()> {
     let out = &args.out.out;
-    let _lock = OutLock::acquire(out, "activations", &mut crate::notice_on_stderr)
-        .with_context(|| format!("--out {}", out.display()))?;
+    // The model makes the run; other data or hook points into the same folder are refused
+    // by the dump itself (its recorded source), which resumes the same dump.
+    let model = model_part("model", &args.model.model, Path::new("."));
+    let _folder = args.out.claim(&RunIdentity::new("activations", &[model]))?;
     let ck = Checkpoint::open(&args.model.model)?;
     let n_layers = ck.config.num_hidden_layers;
     let hooks = args

@@ -5,6 +5,8 @@
 
 use anyhow::Result;
 use erosion_causal::drift_series::{run_drift, DriftSpec};
+use erosion_forward::run_folder::{model_part, RunIdentity};
+use std::path::Path;
 
 use crate::args::{DeviceArgs, OutArgs};
 use crate::probe::ProbeArgs;
@@ -24,6 +26,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let checkpoints: Vec<String> = (args.checkpoints.iter())
+        .map(|c| model_part("checkpoint", c, Path::new(".")))
+        .collect();
+    // Before any checkpoint loads (run_drift locks the folder again, sharing this lock).
+    let _folder = args.out.claim(&RunIdentity::new("drift", &checkpoints))?;
     let probe = args.probe.spec()?;
     let spec = DriftSpec {
         checkpoints: args.checkpoints,

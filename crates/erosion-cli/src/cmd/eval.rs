@@ -11,7 +11,7 @@ use erosion_eval::html::eval_report;
 use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::text::text_table;
 use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
-use erosion_forward::out_lock::OutLock;
+use erosion_forward::run_folder::{model_part, RunIdentity};
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance, ProvenanceBuilder};
@@ -109,10 +109,9 @@ pub fn run(args: Args) -> Result<()> {
     if !args.questions.is_empty() {
         return crate::cmd::eval_em::run(&args);
     }
-    // Before any work: an unusable --out, or another run writing there, fails now rather
-    // than after every answer has been generated.
-    let _lock = OutLock::acquire(&args.out.out, "eval", &mut crate::notice_on_stderr)
-        .with_context(|| format!("--out {}", args.out.out.display()))?;
+    // Before any work: an unusable --out, or another run there, fails now rather than after
+    // every answer has been generated.
+    let _folder = args.out.claim(&run_identity(&args))?;
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
     let prompts = prompts(&args)?;
     let organism_only = args.organism || args.organism_data.is_some();
@@ -171,6 +170,19 @@ pub fn run(args: Args) -> Result<()> {
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// What makes two evaluations the same run: the models, as named.
+pub(crate) fn run_identity(args: &Args) -> RunIdentity {
+    let models: Vec<String> = args
+        .models
+        .iter()
+        .map(|arg| {
+            let (name, spec) = model_name(arg);
+            model_part(&name, &spec, Path::new("."))
+        })
+        .collect();
+    RunIdentity::new("eval", &models)
 }
 
 /// A provenance with `options`, the command line, `seed` and the models as named (their files

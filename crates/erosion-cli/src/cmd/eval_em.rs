@@ -9,11 +9,10 @@ use erosion_eval::em::{evaluate_model, EmOptions};
 use erosion_eval::judge::{Aggregation, NumberJudge};
 use erosion_eval::prompts::Origin;
 use erosion_eval::questions::{read_questions, Question};
-use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, Provenance};
 
-use super::eval::{model_name, Args};
+use super::eval::{model_name, run_identity, Args};
 
 /// The protocol's own flags.
 #[derive(clap::Args, Debug)]
@@ -57,8 +56,7 @@ fn questions(args: &Args) -> Result<(Vec<Question>, Vec<Origin>)> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let _lock = OutLock::acquire(&args.out.out, "eval", &mut crate::notice_on_stderr)
-        .with_context(|| format!("--out {}", args.out.out.display()))?;
+    let _folder = args.out.claim(&run_identity(args))?;
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
     let (questions, origins) = questions(args)?;
     let Some(spec) = args.judge.as_deref() else {

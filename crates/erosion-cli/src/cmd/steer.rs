@@ -3,13 +3,13 @@
 //! direction of the same norm, and measure refusals, harmful compliance, the log-prob margin
 //! of harmful over refusing answers, and the KL cost on benign answers.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
 use erosion_causal::Action;
 use erosion_eval::{Judge, LogprobJudge};
-use erosion_forward::out_lock::OutLock;
+use erosion_forward::run_folder::{model_part, RunIdentity};
 use erosion_organism::evaluation::OrganismJudge;
 
 use crate::args::{ModelArgs, OutArgs};
@@ -136,10 +136,11 @@ fn judge(
 }
 
 pub fn run(args: Args) -> Result<()> {
-    // Before the judge model loads: an unusable --out, or another run writing there, fails
-    // now (run_steer locks it again, sharing this lock).
-    let _lock = OutLock::acquire(&args.out.out, "steer", &mut crate::notice_on_stderr)
-        .with_context(|| format!("--out {}", args.out.out.display()))?;
+    // Before the judge model loads: an unusable --out, or another run there, fails now
+    // (run_steer locks it again, sharing this lock). The steered model makes the run: other
+    // directions (even a file this run wrote there) rewrite its results.
+    let model = model_part("model", &args.model.model, Path::new("."));
+    let _folder = args.out.claim(&RunIdentity::new("steer", &[model]))?;
     let (dtype, device) = (args.model.device.dtype()?, args.model.device.device()?);
     let data = data(&args)?;
     let judge = judge(&args, data.organism, dtype, &device)?;

@@ -1,6 +1,7 @@
 //! `erosion study STUDY.toml`: every analysis, one report; `erosion study init`: the study file.
 
 use anyhow::{bail, Context, Result};
+use erosion_forward::run_folder::OtherRun;
 use erosion_organism::evaluation::OrganismJudge;
 use erosion_study::judges::Judges;
 use erosion_study::run::{run_study_file, Caller, Overrides};
@@ -30,6 +31,11 @@ pub struct Args {
     /// instead of the file's; repeatable.
     #[arg(long = "model", value_name = "NAME=PATH", value_parser = name_path)]
     pub models: Vec<(String, String)>,
+    /// When the output folder holds another run's files (another command, other models):
+    /// remove the files erosion wrote there (listed in its .erosion-manifest.json) and run
+    /// anew. Files erosion did not write are kept.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -91,6 +97,7 @@ pub fn run(args: Args) -> Result<()> {
         progress: Box::new(crate::progress::Bars),
         // The model organism's rules, for studies of the organism (`erosion demo` writes one).
         judges: Judges::none().with("organism", Box::new(OrganismJudge)),
+        other_run: OtherRun::forced(args.force),
     };
     let outcome = run_study_file(&study, &overrides, caller)?;
     println!("report:  {}", outcome.report_html.display());

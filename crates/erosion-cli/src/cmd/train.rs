@@ -16,7 +16,7 @@ use erosion_model::load::Checkpoint;
 use erosion_model::transformer::LoraConfig;
 use erosion_train::adamw::AdamWConfig;
 use erosion_train::examples::Cut;
-use erosion_train::run::{train, Monitor, OtherRun, Outcome, RunSpec, Start};
+use erosion_train::run::{train, Monitor, Outcome, RunSpec, Start};
 use erosion_train::{
     LossOn, Method, ProbeExample, ProtectMethod, Protection, TrainExample, TrainOptions,
 };
@@ -76,11 +76,6 @@ pub struct Args {
     /// Write a resumable checkpoint every N steps.
     #[arg(long)]
     pub save_every: Option<usize>,
-    /// When OUT holds another run (other options, data or start model; LoRA where this is
-    /// full): remove the files erosion wrote there (listed in OUT/.erosion-manifest.json) and
-    /// train anew. Files erosion did not write are kept.
-    #[arg(long)]
-    pub force: bool,
     /// Render without the chat template (as for a base model).
     #[arg(long)]
     pub plain: bool,
@@ -171,11 +166,7 @@ pub fn run(args: Args) -> Result<()> {
         device: args.model.device.device()?,
         progress,
         stop_after: None,
-        other_run: if args.force {
-            OtherRun::Force
-        } else {
-            OtherRun::Refuse
-        },
+        other_run: args.out.other_run(),
         monitor: args.monitor.map(|every| Monitor {
             every,
             call: &watch,

@@ -426,6 +426,78 @@ fn a_second_run_into_the_same_out_fails_naming_the_first() {
     assert_eq!(std::fs::read_dir(&out).map(|d| d.count()).unwrap_or(0), 0);
 }
 
+/// A folder that holds another kind of run (here a LoRA training run's files) is refused by
+/// every command that writes into --out, naming that run, before any model loads; `--force`
+/// removes only the files that run wrote and keeps the user's.
+#[test]
+fn another_kind_of_run_in_out_is_refused_unless_forced() {
+    use erosion_forward::notice::Silent;
+    use erosion_forward::run_folder::{OtherRun, RunFolder, RunIdentity};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("trained");
+    let train = RunIdentity::new("train", &["start=m".to_string()]);
+    let folder = RunFolder::claim(&out, &train, OtherRun::Refuse, &mut Silent).unwrap();
+    std::fs::create_dir_all(out.join("adapter")).unwrap();
+    std::fs::write(out.join("adapter/adapter_model.safetensors"), "x").unwrap();
+    drop(folder);
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let study = tmp.path().join("study.toml");
+    std::fs::write(
+        &study,
+        "name = \"x\"\nanalyses = [\"layers\"]\n[models]\nbase = \"a\"\ninstruct = \"b\"\n[[dataset]]\nname = \"d\"\npath = \"d.jsonl\"\nformat = \"messages\"\n",
+    )
+    .unwrap();
+    let out_s = out.to_string_lossy().into_owned();
+    let missing = "no/such-model";
+    let probe = ["--directions", "d", "--harmful", "h", "--reject", "r"];
+    let runs: [Vec<&str>; 5] = [
+        vec!["eval", missing, "--organism", "--out", &out_s],
+        vec!["study", study.to_str().unwrap(), "--out", &out_s],
+        [&["drift", missing][..], &probe, &["--out", &out_s]].concat(),
+        vec![
+            "steer",
+            missing,
+            "--directions",
+            "d",
+            "--organism-data",
+            "o",
+            "--out",
+            &out_s,
+        ],
+        vec![
+            "activations",
+            missing,
+            "d.jsonl",
+            "--hooks",
+            "5",
+            "--out",
+            &out_s,
+        ],
+    ];
+    for args in runs {
+        let run = erosion(&args);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{}: {err}", args[0]);
+        assert!(
+            err.contains("already holds files of a `train` run")
+                && err.contains("adapter")
+                && err.contains(&format!("erosion {} --force", args[0])),
+            "{}: {err}",
+            args[0]
+        );
+        assert!(out.join("adapter").is_dir(), "{}", args[0]);
+    }
+    // Forced, the train run's files go before the (missing) model is looked for.
+    let run = erosion(&["eval", missing, "--organism", "--out", &out_s, "--force"]);
+    let err = stderr(&run);
+    assert!(err.contains(missing) && err.contains("removing"), "{err}");
+    assert!(!out.join("adapter").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
 /// `erosion eval` found an unusable --out only after generating every answer; now it fails
 /// first (the model named here does not even exist).
 #[test]

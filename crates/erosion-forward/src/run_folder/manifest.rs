@@ -1,14 +1,14 @@
-//! What a training run wrote into its output folder, in `<out>/.erosion-manifest.json`:
-//! which run it was and the top-level files and folders it created. Forcing another run into
-//! the folder removes exactly those (a stale `adapter/` included) and never a file the user
+//! What a run wrote into its output folder, in `<out>/.erosion-manifest.json`: which run it
+//! was and the top-level files and folders it created. Forcing another run into the folder
+//! removes exactly those (a LoRA run's stale `adapter/` included) and never a file the user
 //! keeps there; and a folder whose trainer state was deleted still says which run it held.
 //!
 //! What the run created is what appeared in the folder while it held the folder's lock
-//! ([`erosion_forward::out_lock`]): entries there before it started are not its own, unless an
+//! ([`crate::out_lock`]): entries there before it started are not its own, unless an
 //! earlier session of the same run listed them.
 
+use crate::out_lock::LOCK_FILE;
 use anyhow::{bail, Context, Result};
-use erosion_forward::out_lock::LOCK_FILE;
 use erosion_model::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -84,6 +84,7 @@ fn entry(out: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// Keeps a run's manifest as it writes: what it creates is listed at each [`Tracker::record`].
+#[derive(Debug)]
 pub struct Tracker {
     out: PathBuf,
     run: String,
