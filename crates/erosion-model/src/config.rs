@@ -121,6 +121,11 @@ pub struct Config {
     pub sliding_window: Option<usize>,
     #[serde(default)]
     pub use_sliding_window: Option<bool>,
+    /// One divisor per RoPE frequency, from a GGUF's `rope_freqs` tensor: llama.cpp's form of
+    /// Llama 3.1's `rope_scaling` (the factors, without the parameters that made them). Not a
+    /// `config.json` field: a folder cannot state it, so such a model is not saved as one.
+    #[serde(skip)]
+    pub rope_freq_factors: Option<Vec<f32>>,
 }
 
 fn default_max_pos() -> usize {

@@ -48,7 +48,7 @@ pub fn check_tokenizer_fits(
         .max_by_key(|&(_, id)| id);
     if let Some((token, id)) = largest.filter(|&(_, id)| id as usize >= vocab_size) {
         bail!(
-            "the tokenizer of {origin} has {} tokens with ids up to {id} (`{}`), but the model's              vocab_size is {vocab_size}: ids from {vocab_size} on would index past the              embedding; the tokenizer belongs to another model",
+            "the tokenizer of {origin} has {} tokens with ids up to {id} (`{}`), but the model's vocab_size is {vocab_size}: ids from {vocab_size} on would index past the embedding; the tokenizer belongs to another model",
             tokenizer.get_vocab_size(true),
             shown(&token)
         );

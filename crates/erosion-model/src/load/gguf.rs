@@ -116,13 +116,12 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
     // key_length is the head size when it differs from hidden / heads.
     let head_dim = meta_usize(md, &key("attention.key_length"))?.filter(|&d| d * heads != hidden);
     let infos = &content.tensor_infos;
-    if infos.contains_key("rope_freqs.weight")
-        || meta_str(md, &key("rope.scaling.type")).is_some_and(|t| t != "none")
-    {
+    if let Some(kind) = meta_str(md, &key("rope.scaling.type")).filter(|&t| t != "none") {
         bail!(
-            "GGUF {}: rope scaling (rope_freqs / {}) is not supported for GGUF yet; load the \
-             Hugging Face folder of this model instead",
+            "GGUF {}: rope scaling `{}` ({}) is not supported for GGUF; load the Hugging Face \
+             folder of this model instead",
             path.display(),
+            shown(kind),
             key("rope.scaling.type")
         );
     }
@@ -171,6 +170,48 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
     Ok(cfg)
 }
 
+/// The tensor in which llama.cpp stores Llama 3.1's rope scaling: one divisor per RoPE
+/// frequency. It is read into the config ([`Config::rope_freq_factors`]), not the weights.
+pub(crate) const ROPE_FREQS: &str = "rope_freqs.weight";
+
+/// `rope_freqs.weight` `[head_dim / 2]`, if the file has it: finite, positive, one per
+/// frequency.
+pub(crate) fn rope_freq_factors(
+    content: &Content,
+    reader: &mut BufReader<File>,
+    cfg: &Config,
+    path: &Path,
+) -> Result<Option<Vec<f32>>> {
+    let Some(info) = content.tensor_infos.get(ROPE_FREQS) else {
+        return Ok(None);
+    };
+    let half = cfg.head_dim() / 2;
+    if info.shape.dims() != [half] {
+        bail!(
+            "GGUF {}: {ROPE_FREQS} has shape {:?}; a head of {} dimensions has {half} frequencies",
+            path.display(),
+            info.shape.dims(),
+            cfg.head_dim()
+        );
+    }
+    let factors: Vec<f32> = info
+        .read(reader, content.tensor_data_offset, &Device::Cpu)
+        .and_then(|q| q.dequantize(&Device::Cpu))
+        .and_then(|t| t.to_dtype(DType::F32)?.to_vec1())
+        .with_context(|| format!("GGUF {}: cannot read {ROPE_FREQS}", path.display()))?;
+    if let Some((i, f)) = factors
+        .iter()
+        .enumerate()
+        .find(|(_, f)| !(f.is_finite() && **f > 0.0))
+    {
+        bail!(
+            "GGUF {}: {ROPE_FREQS}[{i}] = {f}; rope frequency factors must be positive",
+            path.display()
+        );
+    }
+    Ok(Some(factors))
+}
+
 /// The generation config a GGUF implies: its bos / pad ids, and as end-of-generation ids its
 /// eos and (where different) end-of-turn tokens.
 pub(crate) fn generation_config(md: &Metadata, cfg: &Config) -> Result<GenerationConfig> {
@@ -211,6 +252,7 @@ pub(crate) fn stored_tensors(content: &Content) -> BTreeMap<String, StoredTensor
     content
         .tensor_infos
         .iter()
+        .filter(|(name, _)| *name != ROPE_FREQS)
         .map(|(name, info)| {
             let t = StoredTensor {
                 stored_name: name.clone(),
@@ -284,7 +326,9 @@ pub(crate) fn load_tensors(
     let (content, mut reader) = read_content(path)?;
     let family = architecture(&content.metadata, path)?;
     let qk_rows_permuted = family.gguf.is_some_and(|g| g.qk_rows_permuted);
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    let mut names: Vec<&String> = (content.tensor_infos.keys())
+        .filter(|n| *n != ROPE_FREQS)
+        .collect();
     names.sort();
     let mut out = HashMap::new();
     for name in names {

@@ -178,8 +178,10 @@ impl Checkpoint {
     /// A GGUF file: config and tokenizer from its metadata.
     pub fn open_gguf(path: &Path) -> Result<Self> {
         escaped(|| {
-            let (content, _) = gguf::read_content(path)?;
-            let config = gguf::config_from_content(&content, path)?;
+            let (content, mut reader) = gguf::read_content(path)?;
+            let mut config = gguf::config_from_content(&content, path)?;
+            config.rope_freq_factors =
+                gguf::rope_freq_factors(&content, &mut reader, &config, path)?;
             expect::check_weights(&config, &gguf::stored_tensors(&content)).with_context(|| {
                 format!(
                     "the tensors of GGUF {} do not match its metadata (where num_hidden_layers is \

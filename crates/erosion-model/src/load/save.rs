@@ -9,7 +9,7 @@ use super::generation::GenerationConfig;
 use crate::atomic::{write_atomic_via_path, write_bytes_atomic};
 use crate::config::Config;
 use crate::tokenizer::ModelTokenizer;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -216,6 +216,14 @@ pub fn save_hf_folder(
     generation_config: Option<&GenerationConfig>,
     opts: &SaveOptions,
 ) -> Result<Vec<PathBuf>> {
+    if config.rope_freq_factors.is_some() {
+        bail!(
+            "cannot save {} as a Hugging Face folder: its RoPE frequencies come from a GGUF's \
+             rope_freqs tensor, which config.json cannot state (start from the model's Hugging \
+             Face folder instead, whose rope_scaling it can)",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dtype = tensors
         .get("model.embed_tokens.weight")

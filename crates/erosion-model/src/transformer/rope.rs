@@ -36,10 +36,17 @@ impl Rope {
         let inv_freq: Vec<f32> = (0..d / 2)
             .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
             .collect();
-        let inv_freq = match &cfg.rope_scaling {
+        let mut inv_freq = match &cfg.rope_scaling {
             Some(rs) if rs.rope_type == "llama3" => llama3(&inv_freq, rs),
             _ => inv_freq,
         };
+        // A GGUF's rope_freqs: llama.cpp divides each frequency by its factor.
+        for (f, factor) in inv_freq
+            .iter_mut()
+            .zip(cfg.rope_freq_factors.iter().flatten())
+        {
+            *f /= factor;
+        }
         Rope { inv_freq }
     }
 

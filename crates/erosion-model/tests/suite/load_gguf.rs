@@ -4,6 +4,7 @@
 
 use crate::load_util;
 
+use candle_core::quantized::gguf_file::Value;
 use candle_core::{DType, Device, Tensor};
 use erosion_model::load::gguf::unpermute_rows;
 use erosion_model::load::{Checkpoint, Source, WeightFormat};
@@ -282,15 +283,113 @@ fn unknown_tensor_is_named() {
     );
 }
 
+/// llama.cpp's `rope_freqs` for a Llama 3.1 `rope_scaling`, as its converter computes them
+/// (in f64, stored as f32): 1 for short wavelengths, `factor` for long ones, and between them
+/// the reciprocal of transformers' interpolation weight.
+fn llama_cpp_rope_freqs(cfg: &erosion_model::Config) -> Vec<f32> {
+    let rs = cfg.rope_scaling.as_ref().unwrap();
+    let d = cfg.head_dim() as f64;
+    let old = rs.original_max_position_embeddings as f64;
+    let (low_wavelen, high_wavelen) = (old / rs.low_freq_factor, old / rs.high_freq_factor);
+    (0..cfg.head_dim() / 2)
+        .map(|i| {
+            let freq = 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / d);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let f = if wavelen < high_wavelen {
+                1.0
+            } else if wavelen > low_wavelen {
+                rs.factor
+            } else {
+                let smooth = (old / wavelen - rs.low_freq_factor)
+                    / (rs.high_freq_factor - rs.low_freq_factor);
+                1.0 / ((1.0 - smooth) / rs.factor + smooth)
+            };
+            f as f32
+        })
+        .collect()
+}
+
+/// A Llama 3.1-style GGUF stores its rope scaling as the `rope_freqs` tensor. The GGUF twin
+/// of the tiny Llama fixture (llama3 rope scaling with a frequency in each branch) gives
+/// transformers' logits of the folder; without the tensor it would not.
 #[test]
-fn rope_scaling_tensor_is_refused() {
+fn llama31_gguf_rope_freqs_match_the_folder_twin_against_transformers() {
+    use crate::transformer_util::{fixture_dir, load_reference, masked_max_diff};
+    use erosion_model::transformer::ForwardOptions;
+    let folder = fixture_dir("llama");
+    let cfg = erosion_model::Config::from_file(&folder.join("config.json")).unwrap();
+    let factors = llama_cpp_rope_freqs(&cfg);
+    assert!(factors.contains(&1.0) && factors.contains(&8.0));
+    assert!(factors.iter().any(|&f| f > 1.0 && f < 8.0), "{factors:?}");
+    let reference = load_reference("llama").unwrap();
+    let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask = &reference["attention_mask"];
+    let dir = tempfile::tempdir().unwrap();
+    let logits_of = |extra: &[(&str, Tensor)]| {
+        let path = dir.path().join("twin.gguf");
+        write_gguf_twin(&folder, &path, extra);
+        let ck = Checkpoint::open(path.to_str().unwrap()).unwrap();
+        let model = ck.load_model(DType::F32, &Device::Cpu).unwrap();
+        let logits = model.forward(&ids, Some(mask), &mut ForwardOptions::fast());
+        (ck, logits.unwrap())
+    };
+    let n = factors.len();
+    let freqs = Tensor::from_vec(factors.clone(), n, &Device::Cpu).unwrap();
+    let (ck, logits) = logits_of(&[("rope_freqs.weight", freqs)]);
+    assert_eq!(ck.config.rope_freq_factors.as_deref(), Some(&factors[..]));
+    let err = masked_max_diff(&logits, &reference["logits"], mask);
+    assert!(err < 1e-4, "logits differ from transformers' by {err}");
+    let (_, unscaled) = logits_of(&[]);
+    let err = masked_max_diff(&unscaled, &reference["logits"], mask);
+    assert!(
+        err > 1e-3,
+        "without rope_freqs the logits should differ, by {err}"
+    );
+    // A folder cannot state the factors: saving one is refused, not silently wrong.
+    let msg = err_of(erosion_model::load::save_hf_folder(
+        &dir.path().join("saved"),
+        &ck.config,
+        &Default::default(),
+        &ck.tokenizer,
+        None,
+        &Default::default(),
+    ));
+    assert!(msg.contains("rope_freqs"), "{msg}");
+}
+
+#[test]
+fn malformed_rope_freqs_are_refused() {
+    for (len, bad) in [(4, 1.0), (8, -1.0), (8, f32::NAN)] {
+        let mut v = vec![1.0f32; len];
+        v[len - 1] = bad;
+        let spec = GgufSpec {
+            extra: vec![(
+                "rope_freqs.weight".into(),
+                Tensor::from_vec(v, len, &Device::Cpu).unwrap(),
+            )],
+            ..Default::default()
+        };
+        let (_d, path, _) = tiny(&spec);
+        let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+        assert!(msg.contains("rope_freqs"), "{len} {bad}: {msg}");
+    }
+}
+
+#[test]
+fn other_gguf_rope_scaling_is_refused() {
     let spec = GgufSpec {
-        extra: vec![("rope_freqs.weight".into(), randn(&[8], 3))],
+        metadata: vec![(
+            "llama.rope.scaling.type".into(),
+            Value::String("yarn".into()),
+        )],
         ..Default::default()
     };
     let (_d, path, _) = tiny(&spec);
     let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
-    assert!(msg.contains("rope_freqs"), "{msg}");
+    assert!(
+        msg.contains("yarn") && msg.contains("rope.scaling.type"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -352,4 +451,36 @@ fn missing_and_non_gguf_files() {
     std::fs::write(&path, &bytes[..200]).unwrap();
     let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
     assert!(msg.contains("tiny.gguf"), "{msg}");
+}
+
+/// A GGUF whose tokenizer names more tokens than `token_embd.weight` has rows would encode
+/// text to ids past the embedding: refused on open, naming the tensor.
+#[test]
+fn a_tokenizer_larger_than_the_embedding_is_refused() {
+    let (mut tokens, _, mut types) = tiny_tokens();
+    for i in 0..4 {
+        tokens.push(format!("<|extra_{i}|>"));
+        types.push(3);
+    }
+    let spec = GgufSpec {
+        metadata: vec![
+            (
+                "tokenizer.ggml.tokens".into(),
+                Value::Array(tokens.into_iter().map(Value::String).collect()),
+            ),
+            (
+                "tokenizer.ggml.token_type".into(),
+                Value::Array(types.into_iter().map(Value::I32).collect()),
+            ),
+        ],
+        ..Default::default()
+    };
+    let (_d, path, _) = tiny(&spec);
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(
+        msg.contains("token_embd.weight")
+            && msg.contains(&format!("vocab_size is {VOCAB}"))
+            && msg.contains("<|extra_3|>"),
+        "{msg}"
+    );
 }
