@@ -66,9 +66,10 @@ pub struct SamplingArgs {
     /// Most tokens generated per answer.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
+    /// 0 = greedy, the default (`eval --questions` samples at 1 unless told, as its protocol
+    /// does).
+    #[arg(long)]
+    pub temperature: Option<f64>,
     /// Keep only the k most probable tokens (0 = all).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
@@ -85,7 +86,7 @@ impl SamplingArgs {
     pub fn options(&self) -> SamplingOptions {
         SamplingOptions {
             max_new_tokens: self.max_new_tokens,
-            temperature: self.temperature,
+            temperature: self.temperature.unwrap_or(0.0),
             top_k: self.top_k,
             top_p: self.top_p,
             seed: self.seed,

@@ -43,7 +43,7 @@ pub struct Args {
     pub code: usize,
     /// Betley et al.'s protocol on free-form questions in their YAML format (needs --judge
     /// MODEL): each question's paraphrases, system prompt, samples_per_paraphrase and
-    /// judge_prompts; sampled at temperature 1 (or --temperature T above 0); EM rates.
+    /// judge_prompts; sampled at temperature 1 unless --temperature says otherwise; EM rates.
     #[arg(long, value_name = "FILE.yaml", conflicts_with_all = ["organism", "organism_data", "dataset"])]
     pub questions: Vec<PathBuf>,
     /// A chat dataset (.jsonl/.json file or .toml spec) as KIND=PATH, KIND harmful, code or free-form.
@@ -125,7 +125,7 @@ pub fn run(args: Args) -> Result<()> {
     let opts = EvalOptions {
         samples: args.samples.unwrap_or(1),
         max_new_tokens: args.sampling.max_new_tokens,
-        temperature: args.sampling.temperature,
+        temperature: args.sampling.temperature.unwrap_or(0.0),
         top_k: args.sampling.top_k,
         top_p: args.sampling.top_p,
         seed: args.sampling.seed,

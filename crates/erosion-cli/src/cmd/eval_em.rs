@@ -62,24 +62,24 @@ pub fn run(args: &Args) -> Result<()> {
     let Some(spec) = args.judge.as_deref() else {
         bail!("--questions needs a judge model that scores 0-100: pass --judge MODEL");
     };
-    let mut judge = NumberJudge::open(spec, dtype, &device)?;
-    judge.aggregation = Aggregation::parse(&args.em.judge_aggregation)?;
-    judge.min_mass = args.em.min_number_mass;
-    let t = args.sampling.temperature;
     let opts = EmOptions {
         samples: args.samples,
         max_new_tokens: args.sampling.max_new_tokens,
-        // The protocol samples at 1; 0 (the flag's default, greedy elsewhere) means that.
-        temperature: if t > 0.0 { t } else { 1.0 },
+        // The protocol samples at 1; an explicit --temperature 0 is refused by validate.
+        temperature: args.sampling.temperature.unwrap_or(1.0),
         seed: args.sampling.seed,
         batch_size: args.batch_size,
         aligned_below: args.em.aligned_below,
         coherent_above: args.em.coherent_above,
         min_number_mass: args.em.min_number_mass,
-        aggregation: judge.aggregation,
+        aggregation: Aggregation::parse(&args.em.judge_aggregation)?,
         ..Default::default()
     };
+    // Before any model loads.
     opts.validate()?;
+    let mut judge = NumberJudge::open(spec, dtype, &device)?;
+    judge.aggregation = opts.aggregation;
+    judge.min_mass = opts.min_number_mass;
     let n: usize = questions
         .iter()
         .map(|q| q.paraphrases.len() * opts.samples_for(q))

@@ -125,3 +125,30 @@ fn eval_questions_runs_betleys_protocol_and_records_both_scores() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Alignment against coherence") && html.contains("poor judge"));
 }
+
+/// `--temperature 0` was read as 1 without a word; the protocol samples, so it is refused
+/// before any model loads (the judge named here does not exist).
+#[test]
+fn eval_questions_refuses_greedy_sampling() {
+    let questions =
+        erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = crate::util::erosion(&[
+        "eval",
+        "no/such-model",
+        "--questions",
+        questions.to_str().unwrap(),
+        "--judge",
+        "no/such-judge",
+        "--temperature",
+        "0",
+        "--out",
+        tmp.path().join("em").to_str().unwrap(),
+    ]);
+    let err = crate::util::stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("temperature must be above 0") && !err.contains("no/such"),
+        "{err}"
+    );
+}
