@@ -47,13 +47,14 @@ fn torch_dtype_name(dtype: DType) -> &'static str {
 }
 
 /// Drops `null` entries: transformers' strict config classes reject `null` for typed fields
-/// (e.g. `use_sliding_window`), and absent means "default" to both sides.
-fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+/// (e.g. `use_sliding_window`), and absent means "default" to both sides. Top-level `keep`
+/// keys stay: for them absent means a default that is not null (Gemma 2's soft-caps).
+fn without_nulls(v: serde_json::Value, keep: &[&str]) -> serde_json::Value {
     match v {
         serde_json::Value::Object(m) => serde_json::Value::Object(
             m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
+                .filter(|(k, v)| !v.is_null() || keep.contains(&k.as_str()))
+                .map(|(k, v)| (k, without_nulls(v, &[])))
                 .collect(),
         ),
         other => other,
@@ -63,10 +64,12 @@ fn without_nulls(v: serde_json::Value) -> serde_json::Value {
 /// The config.json to write: `architectures` from the model type, `torch_dtype` from the
 /// weights.
 fn config_json(config: &Config, dtype: DType) -> Result<serde_json::Value> {
+    let family = config.family()?;
     let mut cfg = config.clone();
-    cfg.architectures = vec![config.family()?.hf_class.to_string()];
+    cfg.architectures = vec![family.hf_class.to_string()];
     cfg.torch_dtype = Some(torch_dtype_name(dtype).to_string());
-    Ok(without_nulls(serde_json::to_value(&cfg)?))
+    let defaulted: Vec<&str> = family.config_defaults.iter().map(|(k, _)| *k).collect();
+    Ok(without_nulls(serde_json::to_value(&cfg)?, &defaulted))
 }
 
 /// Writes the weights, sharded when they exceed `max_shard_bytes`. Stale weight files of the
