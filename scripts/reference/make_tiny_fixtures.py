@@ -49,7 +49,7 @@ Rerun (from the repository root; the venv comes from scripts/reference/setup-ven
     .venv/bin/python scripts/reference/make_tiny_fixtures.py
 
 Made with: Python 3, torch 2.15.0 (CPU), transformers 5.24.0, safetensors 0.8.0 (qwen2, llama,
-mistral); transformers 5.25.0 (qwen3, gemma2, gemma3; the other three rerun unchanged).
+mistral); transformers 5.25.0 (qwen3, gemma2, gemma3: `make_tiny_fixtures.py qwen3 gemma2 gemma3`).
 The output is deterministic for these versions (seeded generator, CPU, eager attention).
 """
 

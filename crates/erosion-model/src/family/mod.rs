@@ -220,7 +220,7 @@ impl Family {
             (Some(types), _) => types[i] == "sliding_attention",
             (None, SlidingWindow::WhenSwitchedOn) => i >= cfg.max_window_layers.unwrap_or(0),
             (None, SlidingWindow::Interleaved { period }) => {
-                (i + 1) % cfg.sliding_window_pattern.unwrap_or(period) != 0
+                !(i + 1).is_multiple_of(cfg.sliding_window_pattern.unwrap_or(period))
             }
             (None, _) => true,
         };

@@ -207,13 +207,15 @@ fn logits_error_with(arch: &str, edit: impl FnOnce(&mut erosion_model::Config)) 
     masked_max_diff(&logits, &reference["logits"], mask)
 }
 
+type ConfigEdit = fn(&mut erosion_model::Config);
+
 /// The Gemma fixtures exercise each feature they claim: without the sliding window, either
 /// soft-cap, the query scalar, the local RoPE base or the linear scaling, the logits no longer
 /// match transformers'.
 #[test]
 fn gemma_fixtures_exercise_windows_capping_and_local_rope() {
     assert!(logits_error_with("gemma2", |_| ()) < 1e-4);
-    let edits: [(&str, &str, fn(&mut erosion_model::Config)); 6] = [
+    let edits: [(&str, &str, ConfigEdit); 6] = [
         ("gemma2", "no window", |c| c.sliding_window = Some(64)),
         ("gemma2", "no attention cap", |c| {
             c.attn_logit_softcapping = None
