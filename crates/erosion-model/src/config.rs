@@ -118,8 +118,9 @@ pub struct Config {
     pub pad_token_id: Option<u32>,
     #[serde(default)]
     pub torch_dtype: Option<String>,
-    /// Mistral / Qwen2 sliding-window attention. Only full attention is implemented:
-    /// a window shorter than the sequences run is reported, not silently ignored.
+    /// The window of sliding-window layers (each query sees the `sliding_window` latest
+    /// tokens, itself included); which layers, and whether at all, is the family's rule
+    /// ([`Family::layer_windows`]).
     #[serde(default)]
     pub sliding_window: Option<usize>,
     #[serde(default)]
@@ -221,6 +222,10 @@ impl Config {
             }
             if let Some(dtype) = obj.get("dtype").cloned() {
                 obj.entry("torch_dtype").or_insert(dtype);
+            }
+            // A config saved from a bare config object carries `"architectures": null`.
+            if obj.get("architectures").is_some_and(|a| a.is_null()) {
+                obj.remove("architectures");
             }
             crate::unsupported::refuse(obj)?;
             let family = obj.get("model_type").and_then(|t| t.as_str());
@@ -421,7 +426,8 @@ mod tests {
         assert!(plain.rope_scaling.is_none() && plain.rope_theta == 500000.0);
     }
 
-    const GEMMA3_V5: &str = r#"{"model_type":"gemma3_text","vocab_size":256,"hidden_size":32,
+    // As transformers 5 writes it from a bare config: nested rope, `architectures` null.
+    const GEMMA3_V5: &str = r#"{"architectures":null,"model_type":"gemma3_text","vocab_size":256,"hidden_size":32,
         "intermediate_size":64,"num_hidden_layers":7,"num_attention_heads":4,"head_dim":16,
         "sliding_window":512,"rope_parameters":{
             "sliding_attention":{"rope_type":"default","rope_theta":10000.0},
