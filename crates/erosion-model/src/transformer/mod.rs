@@ -272,15 +272,13 @@ impl Transformer {
 
     /// Positions and attention bias for a `[batch, seq]` input with this mask.
     pub fn context(&self, mask: Option<&Tensor>, batch: usize, seq: usize) -> Result<BatchContext> {
-        let rows = context::mask_rows(mask, batch, seq)?;
-        BatchContext::new(
-            &self.rope,
-            self.local.as_ref(),
-            &rows,
-            seq,
-            self.dtype,
-            &self.device,
-        )
+        self.batch_context(&context::mask_rows(mask, batch, seq)?, seq)
+    }
+
+    /// The context of `seq` new tokens whose keys (cached and new) are `rows`.
+    fn batch_context(&self, rows: &[Vec<u8>], seq: usize) -> Result<BatchContext> {
+        let local = self.local.as_ref();
+        BatchContext::new(&self.rope, local, rows, seq, self.dtype, &self.device)
     }
 
     /// Token embeddings `[batch, seq, d_model]`, scaled by `sqrt(d_model)` in Gemma (hook
@@ -386,14 +384,7 @@ impl Transformer {
         }
         let mut rows = cache.mask.clone();
         rows.iter_mut().zip(new_rows).for_each(|(r, n)| r.extend(n));
-        let ctx = BatchContext::new(
-            &self.rope,
-            self.local.as_ref(),
-            &rows,
-            s,
-            self.dtype,
-            &self.device,
-        )?;
+        let ctx = self.batch_context(&rows, s)?;
         let mut x = self.embed(ids, opts)?;
         for (l, kv) in cache.layers.iter_mut().enumerate() {
             x = self.blocks[l].forward(x, &ctx, l, opts, Some(kv))?;
