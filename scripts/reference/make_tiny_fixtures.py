@@ -1,4 +1,5 @@
-"""Tiny random Qwen2 / Llama / Mistral checkpoints and their Hugging Face reference outputs.
+"""Tiny random Qwen2 / Qwen3 / Llama / Mistral / Gemma 2 / Gemma 3 checkpoints and their Hugging
+Face reference outputs.
 
 The Rust transformer (crates/erosion-model) is held to these numbers by
 crates/erosion-model/tests/hf_fixtures.rs. For each architecture this writes
@@ -24,6 +25,13 @@ The architectures differ where the Rust code branches:
                 low divided by the factor), rms_norm_eps 1e-5
   tiny-mistral  untied, GQA, an explicit head_dim (16) different from hidden / heads (8),
                 sliding_window 4096 (longer than the sequences, so full attention)
+  tiny-qwen3    per-head q/k RMS norms, no biases, head_dim 16, untied
+  tiny-gemma2   four (1 + w) norms per block, scaled embeddings, GeGLU, query_pre_attn_scalar 24
+                (not head_dim), attention and final logit soft-capping at values the activations
+                reach (5 and 30: tanh bends them), sliding_window 4 on layer 0 (shorter than
+                the longest sequence, 10, so the window cuts keys), full attention on layer 1
+  tiny-gemma3   q/k norms with (1 + w), sliding_window 4 on layer 0 with local RoPE base 10000,
+                full attention on layer 1 with rope_theta 1e6 and linear rope scaling (factor 8)
 
 Weights are drawn with a seeded generator at scales that keep activations and logits of
 order one (Hugging Face's std 0.02 init would make every logit ~0 and a 1e-4 tolerance
@@ -40,7 +48,8 @@ Rerun (from the repository root; the venv comes from scripts/reference/setup-ven
 
     .venv/bin/python scripts/reference/make_tiny_fixtures.py
 
-Made with: Python 3, torch 2.15.0 (CPU), transformers 5.24.0, safetensors 0.8.0.
+Made with: Python 3, torch 2.15.0 (CPU), transformers 5.24.0, safetensors 0.8.0 (qwen2, llama,
+mistral); transformers 5.25.0 (qwen3, gemma2, gemma3: `make_tiny_fixtures.py qwen3 gemma2 gemma3`).
 The output is deterministic for these versions (seeded generator, CPU, eager attention).
 """
 
@@ -95,16 +104,45 @@ ARCHS = {
     ),
 }
 
+GEMMA = dict(COMMON, head_dim=16, query_pre_attn_scalar=24, rms_norm_eps=1e-6,
+             tie_word_embeddings=True, hidden_activation="gelu_pytorch_tanh", sliding_window=4)
+
+ARCHS.update({
+    "qwen3": dict(
+        cls=transformers.Qwen3Config,
+        kw=dict(COMMON, head_dim=16, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+                tie_word_embeddings=False, use_sliding_window=False),
+        seed=4,
+    ),
+    "gemma2": dict(
+        cls=transformers.Gemma2Config,
+        kw=dict(GEMMA, rope_theta=10_000.0, attn_logit_softcapping=5.0,
+                final_logit_softcapping=30.0),
+        seed=5,
+    ),
+    "gemma3": dict(
+        cls=transformers.Gemma3TextConfig,
+        kw=dict(GEMMA, layer_types=["sliding_attention", "full_attention"],
+                rope_parameters={
+                    "sliding_attention": dict(rope_type="default", rope_theta=10_000.0),
+                    "full_attention": dict(rope_type="linear", factor=8.0, rope_theta=1_000_000.0),
+                }),
+        seed=6,
+    ),
+})
+
 LENGTHS = [10, 6, 3]  # right-padded to 10
 
 
 def init_weights(model, seed):
-    """Order-one activations: x ~ N(0,1) embeddings, W ~ N(0, 1/fan_in), gains 1 + N(0, 0.2^2)."""
+    """Order-one activations: x ~ N(0,1) embeddings, W ~ N(0, 1/fan_in), gains 1 + N(0, 0.2^2)
+    (Gemma stores a norm's gain as its offset from 1, so its weights are N(0, 0.2^2))."""
     g = torch.Generator().manual_seed(seed)
+    offset = 0.0 if model.config.model_type.startswith("gemma") else 1.0
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+                p.copy_(offset + 0.2 * torch.randn(p.shape, generator=g))
             elif name.endswith(".bias"):
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
             elif "embed_tokens" in name:
@@ -129,7 +167,10 @@ def legacy_rope_config(path, arch_kw):
     with open(path) as f:
         cfg = json.load(f)
     rp = cfg.pop("rope_parameters", None) or {}
-    cfg["rope_theta"] = rp.get("rope_theta", arch_kw["rope_theta"])
+    if "full_attention" in rp:  # Gemma 3: one set per attention type
+        cfg["rope_local_base_freq"] = rp["sliding_attention"]["rope_theta"]
+        rp = rp["full_attention"]
+    cfg["rope_theta"] = rp.get("rope_theta", arch_kw.get("rope_theta"))
     if rp.get("rope_type", "default") != "default":
         cfg["rope_scaling"] = {k: v for k, v in rp.items() if k != "rope_theta"}
     with open(path, "w") as f:
@@ -189,10 +230,11 @@ def make(arch, spec):
 
 
 def main():
-    total = sum(make(arch, spec) for arch, spec in ARCHS.items())
+    only = sys.argv[1:]  # optional: the architectures to (re)make
+    total = sum(make(arch, spec) for arch, spec in ARCHS.items() if not only or arch in only)
     print(f"total {total / 1024:.0f} KiB under {OUT}")
-    if total > 500 * 1024:
-        sys.exit("fixtures exceed 500 KiB")
+    if total > 900 * 1024:
+        sys.exit("fixtures exceed 900 KiB")
 
 
 if __name__ == "__main__":

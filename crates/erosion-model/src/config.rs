@@ -1,6 +1,8 @@
-//! The model configuration, mirroring Hugging Face's `config.json` for the Qwen2 and Llama
-//! families (Qwen2.5, SmolLM2, Llama 2/3, Mistral). Field names are Hugging Face's, so a
-//! checkpoint's `config.json` deserialises directly and a saved one is read by transformers.
+//! The model configuration, mirroring Hugging Face's `config.json` for the families in
+//! [`crate::family`] (Qwen2.5, Qwen3, SmolLM2, Llama 2/3, Mistral, Gemma 2, Gemma 3). Field
+//! names are Hugging Face's, so a checkpoint's `config.json` deserialises directly and a saved
+//! one is read by transformers. Fields a family's transformers class defaults when absent are
+//! filled in from [`Family::config_defaults`] before parsing.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -9,7 +11,8 @@ use std::path::Path;
 use crate::family::Family;
 use crate::text::shown;
 
-/// `rope_scaling` of Llama 3.1+ (`rope_type: "llama3"`). Other types are rejected on load.
+/// `rope_scaling`: Llama 3.1+'s `llama3` or `linear` (Gemma 3: frequencies divided by
+/// `factor`). Other types are rejected on load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RopeScaling {
     #[serde(alias = "type")]
@@ -115,8 +118,9 @@ pub struct Config {
     pub pad_token_id: Option<u32>,
     #[serde(default)]
     pub torch_dtype: Option<String>,
-    /// Mistral / Qwen2 sliding-window attention. Only full attention is implemented:
-    /// a window shorter than the sequences run is reported, not silently ignored.
+    /// The window of sliding-window layers (each query sees the `sliding_window` latest
+    /// tokens, itself included); which layers, and whether at all, is the family's rule
+    /// ([`Family::layer_windows`]).
     #[serde(default)]
     pub sliding_window: Option<usize>,
     #[serde(default)]
@@ -126,6 +130,42 @@ pub struct Config {
     /// `config.json` field: a folder cannot state it, so such a model is not saved as one.
     #[serde(skip)]
     pub rope_freq_factors: Option<Vec<f32>>,
+    /// Qwen2/Qwen3: layers from this index on use the sliding window (when switched on).
+    #[serde(default)]
+    pub max_window_layers: Option<usize>,
+    /// `full_attention` or `sliding_attention` for each layer (transformers >= 4.53); absent
+    /// means the family's pattern.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma 3 (older configs): every n-th layer is global, the others sliding.
+    #[serde(default)]
+    pub sliding_window_pattern: Option<usize>,
+    /// Gemma's name for the MLP activation (it wins over `hidden_act` when set).
+    #[serde(default)]
+    pub hidden_activation: Option<String>,
+    /// Gemma: attention scores are scaled by `query_pre_attn_scalar^-1/2` instead of
+    /// `head_dim^-1/2`.
+    #[serde(default)]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2: scores become `c tanh(scores / c)` before the mask and softmax.
+    #[serde(default)]
+    pub attn_logit_softcapping: Option<f64>,
+    /// Gemma 2: logits become `c tanh(logits / c)`.
+    #[serde(default)]
+    pub final_logit_softcapping: Option<f64>,
+    /// Gemma 3: the RoPE base of sliding-window layers (global layers use `rope_theta` and
+    /// `rope_scaling`).
+    #[serde(default)]
+    pub rope_local_base_freq: Option<f64>,
+}
+
+/// The MLP's gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(x) = x sigma(x)` (SwiGLU)
+    Silu,
+    /// `gelu_pytorch_tanh`: `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))` (GeGLU)
+    GeluTanh,
 }
 
 fn default_max_pos() -> usize {
@@ -161,6 +201,19 @@ impl Config {
             // transformers >= 5 nests the rope settings and renames torch_dtype; without this
             // a saved fine-tune would silently run with rope_theta 10000 and no scaling.
             if let Some(rope) = obj.get("rope_parameters").cloned() {
+                // Gemma 3 under transformers 5 nests one set per attention type.
+                let rope = match rope.get("full_attention") {
+                    Some(full) => {
+                        let local = rope
+                            .get("sliding_attention")
+                            .and_then(|r| r.get("rope_theta"));
+                        if let Some(theta) = local {
+                            obj.entry("rope_local_base_freq").or_insert(theta.clone());
+                        }
+                        full.clone()
+                    }
+                    None => rope,
+                };
                 if let Some(theta) = rope.get("rope_theta") {
                     obj.entry("rope_theta").or_insert(theta.clone());
                 }
@@ -174,6 +227,19 @@ impl Config {
             }
             if let Some(dtype) = obj.get("dtype").cloned() {
                 obj.entry("torch_dtype").or_insert(dtype);
+            }
+            // A config saved from a bare config object carries `"architectures": null`.
+            if obj.get("architectures").is_some_and(|a| a.is_null()) {
+                obj.remove("architectures");
+            }
+            crate::unsupported::refuse(obj)?;
+            let family = obj.get("model_type").and_then(|t| t.as_str());
+            if let Some(family) = family.and_then(|t| Family::of_model_type(t).ok()) {
+                for (key, value) in family.config_defaults {
+                    if !obj.contains_key(*key) {
+                        obj.insert(key.to_string(), serde_json::from_str(value)?);
+                    }
+                }
             }
         }
         Ok(serde_json::from_value(value)?)
@@ -235,12 +301,8 @@ impl Config {
                 self.head_dim()
             );
         }
-        if self.hidden_act != "silu" {
-            bail!(
-                "hidden_act `{}` is not supported (only silu)",
-                shown(&self.hidden_act)
-            );
-        }
+        self.activation()?;
+        self.check_layer_types()?;
         check_token_ids(
             self.vocab_size,
             self.bos_token_id,
@@ -248,12 +310,60 @@ impl Config {
             self.pad_token_id,
         )?;
         if let Some(rs) = &self.rope_scaling {
-            if rs.rope_type != "llama3" && rs.rope_type != "default" {
+            if !matches!(rs.rope_type.as_str(), "llama3" | "linear" | "default") {
                 bail!(
-                    "rope_scaling type `{}` is not supported (supported: llama3, default)",
+                    "rope_scaling type `{}` is not supported (supported: llama3, linear, default)",
                     shown(&rs.rope_type)
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The MLP activation: `hidden_activation` (Gemma) or `hidden_act`.
+    pub fn activation(&self) -> Result<Activation> {
+        let (field, name) = match &self.hidden_activation {
+            Some(name) => ("hidden_activation", name),
+            None => ("hidden_act", &self.hidden_act),
+        };
+        match name.as_str() {
+            "silu" => Ok(Activation::Silu),
+            "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+            other => bail!(
+                "{field} `{}` is not supported (supported: silu, gelu_pytorch_tanh)",
+                shown(other)
+            ),
+        }
+    }
+
+    /// The sliding window of each layer (`None`: full attention), as the family reads
+    /// `sliding_window`, `layer_types` and its pattern.
+    pub fn layer_windows(&self) -> Result<Vec<Option<usize>>> {
+        Ok(self.family()?.layer_windows(self))
+    }
+
+    fn check_layer_types(&self) -> Result<()> {
+        if self.sliding_window_pattern == Some(0) {
+            bail!("sliding_window_pattern must be positive");
+        }
+        let Some(types) = &self.layer_types else {
+            return Ok(());
+        };
+        if types.len() != self.num_hidden_layers {
+            bail!(
+                "layer_types lists {} layers but num_hidden_layers is {}",
+                types.len(),
+                self.num_hidden_layers
+            );
+        }
+        if let Some(t) = types
+            .iter()
+            .find(|t| !matches!(t.as_str(), "full_attention" | "sliding_attention"))
+        {
+            bail!(
+                "layer_types holds `{}`; supported: full_attention, sliding_attention",
+                shown(t)
+            );
         }
         Ok(())
     }
@@ -276,7 +386,10 @@ impl Config {
             }
             + if self.o_bias() { d } else { 0 };
         let mlp = 3 * d * f + if self.mlp_bias { 2 * f + d } else { 0 };
-        let layer = attn + mlp + 2 * d;
+        let norms: usize = self.family().map_or(2 * d, |f| {
+            f.layer_norms(self).iter().map(|(_, size)| size).sum()
+        });
+        let layer = attn + mlp + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * d };
         v * d + self.num_hidden_layers * layer + d + head
     }
@@ -318,13 +431,68 @@ mod tests {
         assert!(plain.rope_scaling.is_none() && plain.rope_theta == 500000.0);
     }
 
+    // As transformers 5 writes it from a bare config: nested rope, `architectures` null.
+    const GEMMA3_V5: &str = r#"{"architectures":null,"model_type":"gemma3_text","vocab_size":256,"hidden_size":32,
+        "intermediate_size":64,"num_hidden_layers":7,"num_attention_heads":4,"head_dim":16,
+        "sliding_window":512,"rope_parameters":{
+            "sliding_attention":{"rope_type":"default","rope_theta":10000.0},
+            "full_attention":{"rope_type":"linear","factor":8.0,"rope_theta":1000000.0}}}"#;
+
+    #[test]
+    fn gemma3_nested_rope_parameters_and_defaults_are_read() {
+        let cfg = Config::from_json(GEMMA3_V5).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.rope_theta, 1e6);
+        assert_eq!(cfg.rope_local_base_freq, Some(10000.0));
+        let rs = cfg.rope_scaling.as_ref().unwrap();
+        assert_eq!((rs.rope_type.as_str(), rs.factor), ("linear", 8.0));
+        // Gemma3TextConfig's defaults fill what the file leaves out.
+        assert!(cfg.tie_word_embeddings);
+        assert_eq!(cfg.query_pre_attn_scalar, Some(256.0));
+        assert_eq!(cfg.activation().unwrap(), Activation::GeluTanh);
+        // Five sliding layers, then a global one.
+        let w = Some(512);
+        assert_eq!(cfg.layer_windows().unwrap(), [w, w, w, w, w, None, w]);
+        let explicit = GEMMA3_V5.replace(
+            r#""sliding_window":512,"#,
+            r#""sliding_window":512,"layer_types":["full_attention","sliding_attention",
+                "full_attention","full_attention","full_attention","full_attention",
+                "full_attention"],"#,
+        );
+        let cfg = Config::from_json(&explicit).unwrap();
+        assert_eq!(cfg.layer_windows().unwrap()[..3], [None, w, None]);
+        let bad = explicit.replacen(
+            "full_attention\",\"sliding",
+            "chunked_attention\",\"sliding",
+            1,
+        );
+        let msg = Config::from_json(&bad)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("chunked_attention"), "{msg}");
+    }
+
+    #[test]
+    fn an_explicit_null_is_not_replaced_by_a_family_default() {
+        let text = r#"{"model_type":"gemma2","vocab_size":256,"hidden_size":32,
+            "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,
+            "final_logit_softcapping":null}"#;
+        let cfg = Config::from_json(text).unwrap();
+        assert_eq!(cfg.final_logit_softcapping, None);
+        assert_eq!(cfg.attn_logit_softcapping, Some(50.0));
+        assert_eq!(cfg.head_dim(), 256);
+    }
+
     #[test]
     fn unknown_architecture_lists_supported() {
         let text = QWEN.replace("\"qwen2\"", "\"gpt_neox\"");
         let cfg: Config = serde_json::from_str(&text).unwrap();
         let msg = cfg.validate().unwrap_err().to_string();
         assert!(
-            msg.contains("gpt_neox") && msg.contains("qwen2, llama, mistral"),
+            msg.contains("gpt_neox")
+                && msg.contains("qwen2, qwen3, llama, mistral, gemma2, gemma3_text"),
             "{msg}"
         );
     }

@@ -1,6 +1,7 @@
 //! `erosion-model`: open the checkpoints a researcher has (Hugging Face folders, the hub cache,
-//! GGUF files), render chat examples with the checkpoint's own template, and run the Qwen2 /
-//! Llama transformer with TransformerLens-style hook points at every intermediate.
+//! GGUF files), render chat examples with the checkpoint's own template, and run the Qwen2/3,
+//! Llama, Mistral and Gemma 2/3 transformer with TransformerLens-style hook points at every
+//! intermediate.
 
 pub mod atomic;
 pub mod chat;
@@ -16,6 +17,7 @@ pub mod seed;
 pub mod text;
 pub mod tokenizer;
 pub mod transformer;
+pub mod unsupported;
 
 pub use config::Config;
 pub use family::Family;

@@ -174,12 +174,24 @@ impl GradientComputer {
         let x = x.narrow(1, tokens.start - 1, n_t)?; // [1, n_t, d]
         let h = m.final_norm(&x, &mut diff)?.squeeze(0)?; // [n_t, d]
         let h_const = h.detach();
-        let logits = h_const.matmul(&self.unembed.t()?)?; // [n_t, vocab]
+        let raw = h_const.matmul(&self.unembed.t()?)?; // [n_t, vocab]
+                                                       // Gemma 2 caps the logits, c tanh(raw / c), whose slope is 1 - tanh^2.
+        let (logits, slope) = match m.config().final_logit_softcapping {
+            Some(c) => {
+                let t = (raw / c)?.tanh()?;
+                ((&t * c)?, Some((1.0 - t.sqr()?)?))
+            }
+            None => (raw, None),
+        };
         let ce = cross_entropy(&logits, &ids[tokens.clone()], self.loss.reduction)?;
         if !ce.loss.is_finite() {
             bail!("the loss is {}", ce.loss);
         }
-        let g = ce.dlogits.to_dtype(m.dtype())?; // [n_t, vocab]
+        let g = ce.dlogits.to_dtype(m.dtype())?; // [n_t, vocab], d loss / d raw logits
+        let g = match slope {
+            Some(slope) => (g * slope)?,
+            None => g,
+        };
         let dh = g.matmul(&self.unembed)?; // [n_t, d]
         let grads = if h.track_op() {
             Some((h * dh)?.sum_all()?.backward()?)

@@ -2,13 +2,18 @@
 //! bias, full attention, Llama 3.1's `rope_scaling` (read by `Config`); llama.cpp permutes the
 //! q/k rows of its GGUF files for its interleaved RoPE, which the loader undoes.
 
-use super::{AttentionBias, Family, Gguf, SlidingWindow};
+use super::{AttentionBias, Family, Gguf, NormGain, Norms, SlidingWindow};
 
 pub static LLAMA: Family = Family {
     model_type: "llama",
     hf_class: "LlamaForCausalLM",
     attention_bias: AttentionBias::FromConfig,
     sliding_window: SlidingWindow::Never,
+    norms: Norms::PreOnly,
+    norm_gain: NormGain::Weight,
+    qk_norm: false,
+    scale_embeddings: false,
+    config_defaults: &[],
     gguf: Some(Gguf {
         arch: "llama",
         qk_rows_permuted: true,

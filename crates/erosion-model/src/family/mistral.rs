@@ -2,13 +2,18 @@
 //! `sliding_window` is set. llama.cpp writes Mistral GGUF files as `llama`, so they load as the
 //! Llama family.
 
-use super::{AttentionBias, Family, SlidingWindow};
+use super::{AttentionBias, Family, NormGain, Norms, SlidingWindow};
 
 pub static MISTRAL: Family = Family {
     model_type: "mistral",
     hf_class: "MistralForCausalLM",
     attention_bias: AttentionBias::FromConfig,
     sliding_window: SlidingWindow::WhenSet,
+    norms: Norms::PreOnly,
+    norm_gain: NormGain::Weight,
+    qk_norm: false,
+    scale_embeddings: false,
+    config_defaults: &[],
     gguf: None,
     harmless_extras: &[
         // Older conversions saved RoPE's frequency buffer with the weights.

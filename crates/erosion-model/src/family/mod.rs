@@ -1,24 +1,40 @@
 //! The architecture families erosion runs, one file each: everything that differs between
-//! Qwen2, Llama and Mistral checkpoints (how `config.json` switches biases and sliding windows,
-//! the class name a saved config carries, how llama.cpp stored the family in GGUF) lives in
-//! that family's file, as one [`Family`] value.
+//! Qwen2, Qwen3, Llama, Mistral, Gemma 2 and Gemma 3 checkpoints (how `config.json` switches
+//! biases and sliding windows, which norms a block has and how they apply their gain, whether
+//! embeddings are scaled, the defaults transformers assumes for absent config fields, the class
+//! name a saved config carries, how llama.cpp stored the family in GGUF) lives in that family's
+//! file, as one [`Family`] value.
 //!
 //! The families share one [`Transformer`](crate::transformer::Transformer) (pre-norm decoder,
-//! RoPE, grouped-query attention, SwiGLU MLP, RMSNorm) and Hugging Face's weight names
-//! (`model.layers.{i}.self_attn.q_proj.weight`, ...). Adding a family that fits that structure
-//! is one new file here and one line in [`FAMILIES`]; one that does not (extra norms, other
-//! activations) also needs its blocks in `transformer/`.
+//! RoPE, grouped-query attention, gated MLP, RMSNorm) and Hugging Face's weight names
+//! (`model.layers.{i}.self_attn.q_proj.weight`, ...); the pieces some families add (q/k norms,
+//! post-norms, soft-capping, GeGLU, sliding windows) live in `transformer/` and are switched on
+//! by these facts and the config. Adding a family built from those pieces is one new file here
+//! and one line in [`FAMILIES`].
 
+mod gemma2;
+mod gemma3;
 mod llama;
 mod mistral;
 mod qwen2;
+mod qwen3;
 
 use crate::config::Config;
 use crate::text::shown;
 use anyhow::{bail, Result};
 
 /// Every family erosion runs, in the order error messages list them.
-pub static FAMILIES: &[&Family] = &[&qwen2::QWEN2, &llama::LLAMA, &mistral::MISTRAL];
+pub static FAMILIES: &[&Family] = &[
+    &qwen2::QWEN2,
+    &qwen3::QWEN3,
+    &llama::LLAMA,
+    &mistral::MISTRAL,
+    &gemma2::GEMMA2,
+    &gemma3::GEMMA3,
+];
+
+/// The per-head norms of families with [`Family::qk_norm`], under `model.layers.{i}.`.
+pub const QK_NORMS: [&str; 2] = ["self_attn.q_norm", "self_attn.k_norm"];
 
 /// What one architecture family is, as facts the loaders and the transformer read.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,8 +45,21 @@ pub struct Family {
     pub hf_class: &'static str,
     /// Which attention projections carry a bias.
     pub attention_bias: AttentionBias,
-    /// Which config fields turn on sliding-window attention.
+    /// Which config fields turn on sliding-window attention, and in which layers.
     pub sliding_window: SlidingWindow,
+    /// The RMS norms of a block.
+    pub norms: Norms,
+    /// How an RMS norm applies its weight.
+    pub norm_gain: NormGain,
+    /// Whether queries and keys get a per-head RMS norm (`self_attn.q_norm` / `k_norm`, over
+    /// `head_dim`) before RoPE.
+    pub qk_norm: bool,
+    /// Whether token embeddings are multiplied by `sqrt(hidden_size)` (rounded to the model
+    /// dtype first, as transformers does).
+    pub scale_embeddings: bool,
+    /// Values transformers' config class assumes for fields a `config.json` leaves out, as
+    /// JSON text (`head_dim` 256 for Gemma, ...); filled in before the config is parsed.
+    pub config_defaults: &'static [(&'static str, &'static str)],
     /// How llama.cpp writes the family, when erosion reads its GGUF files.
     pub gguf: Option<Gguf>,
     /// Tensors real checkpoints of the family carry that the model does not use, by Hugging
@@ -56,8 +85,47 @@ pub enum SlidingWindow {
     Never,
     /// Whenever `sliding_window` is set.
     WhenSet,
-    /// Only when `use_sliding_window` is true as well.
+    /// Only when `use_sliding_window` is true as well, in the layers from `max_window_layers`
+    /// on.
     WhenSwitchedOn,
+    /// Whenever `sliding_window` is set, in every layer but each `period`-th
+    /// (`sliding_window_pattern` in the config overrides `period`).
+    Interleaved { period: usize },
+}
+
+/// The RMS norms of a block, by Hugging Face name under `model.layers.{i}.`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norms {
+    /// `input_layernorm` before attention, `post_attention_layernorm` before the MLP.
+    PreOnly,
+    /// Gemma 2/3's four: `input_layernorm` before attention, `post_attention_layernorm` on
+    /// its output, `pre_feedforward_layernorm` before the MLP, `post_feedforward_layernorm` on
+    /// its output.
+    Sandwich,
+}
+
+impl Norms {
+    /// The Hugging Face names, in the order a block applies them.
+    pub const fn names(self) -> &'static [&'static str] {
+        match self {
+            Norms::PreOnly => &["input_layernorm", "post_attention_layernorm"],
+            Norms::Sandwich => &[
+                "input_layernorm",
+                "post_attention_layernorm",
+                "pre_feedforward_layernorm",
+                "post_feedforward_layernorm",
+            ],
+        }
+    }
+}
+
+/// How an RMS norm applies its weight `w` to `n = x / sqrt(mean(x^2) + eps)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormGain {
+    /// `n * w`: `n` computed in f32, cast to the model dtype, then scaled (Llama, Qwen).
+    Weight,
+    /// `n * (1 + w)`, all in f32, then cast (Gemma; `w` is stored as an offset from 1).
+    OnePlusWeight,
 }
 
 /// How llama.cpp stores a family in GGUF.
@@ -133,12 +201,44 @@ impl Family {
     pub fn sliding_window(&self, cfg: &Config) -> Option<usize> {
         match self.sliding_window {
             SlidingWindow::Never => None,
-            SlidingWindow::WhenSet => cfg.sliding_window,
+            SlidingWindow::WhenSet | SlidingWindow::Interleaved { .. } => cfg.sliding_window,
             SlidingWindow::WhenSwitchedOn if cfg.use_sliding_window == Some(true) => {
                 cfg.sliding_window
             }
             SlidingWindow::WhenSwitchedOn => None,
         }
+    }
+
+    /// Each layer's sliding window (`None`: full attention), as transformers assigns them:
+    /// `layer_types` when the config lists them, else the family's pattern.
+    pub fn layer_windows(&self, cfg: &Config) -> Vec<Option<usize>> {
+        let n = cfg.num_hidden_layers;
+        let Some(w) = self.sliding_window(cfg) else {
+            return vec![None; n];
+        };
+        let sliding = |i: usize| match (&cfg.layer_types, self.sliding_window) {
+            (Some(types), _) => types[i] == "sliding_attention",
+            (None, SlidingWindow::WhenSwitchedOn) => i >= cfg.max_window_layers.unwrap_or(0),
+            (None, SlidingWindow::Interleaved { period }) => {
+                !(i + 1).is_multiple_of(cfg.sliding_window_pattern.unwrap_or(period))
+            }
+            (None, _) => true,
+        };
+        (0..n).map(|i| sliding(i).then_some(w)).collect()
+    }
+
+    /// The norm weights of one layer: name under `model.layers.{i}.` and length.
+    pub fn layer_norms(&self, cfg: &Config) -> Vec<(&'static str, usize)> {
+        let mut norms: Vec<_> = self
+            .norms
+            .names()
+            .iter()
+            .map(|&n| (n, cfg.hidden_size))
+            .collect();
+        if self.qk_norm {
+            norms.extend(QK_NORMS.map(|n| (n, cfg.head_dim())));
+        }
+        norms
     }
 }
 
@@ -187,6 +287,7 @@ mod tests {
         types.dedup();
         assert_eq!(types.len(), FAMILIES.len());
         assert_eq!(Family::gguf_archs(), ["llama", "qwen2"]);
+        assert!(Family::of_model_type("gemma3").is_err()); // the multimodal wrapper
         assert!(Family::of_gguf_arch("mistral").is_none());
     }
 

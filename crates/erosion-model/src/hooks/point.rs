@@ -8,20 +8,30 @@
 //! | `blocks.{l}.attn.hook_q` | `[batch, seq, n_heads, d_head]` | queries after `q_proj` (+bias), before RoPE |
 //! | `blocks.{l}.attn.hook_k` | `[batch, seq, n_kv_heads, d_head]` | keys before RoPE |
 //! | `blocks.{l}.attn.hook_v` | `[batch, seq, n_kv_heads, d_head]` | values |
+//! | `blocks.{l}.attn.q_norm.hook_normalized` | `[batch, seq, n_heads, d_head]` | queries after the per-head `q_norm`, before RoPE (Qwen3, Gemma 3) |
+//! | `blocks.{l}.attn.k_norm.hook_normalized` | `[batch, seq, n_kv_heads, d_head]` | keys after `k_norm`, before RoPE (Qwen3, Gemma 3) |
 //! | `blocks.{l}.attn.hook_rot_q` | `[batch, seq, n_heads, d_head]` | queries after RoPE |
 //! | `blocks.{l}.attn.hook_rot_k` | `[batch, seq, n_kv_heads, d_head]` | keys after RoPE |
 //! | `blocks.{l}.attn.hook_pattern` | `[batch, n_heads, query, key]` | softmax attention weights; positions select queries |
 //! | `blocks.{l}.attn.hook_z` | `[batch, seq, n_heads, d_head]` | per-head attention output, before `o_proj` |
-//! | `blocks.{l}.hook_attn_out` | `[batch, seq, d_model]` | attention output after `o_proj` |
+//! | `blocks.{l}.ln1_post.hook_normalized` | `[batch, seq, d_model]` | Gemma's `post_attention_layernorm` on the `o_proj` output (= `hook_attn_out`) |
+//! | `blocks.{l}.hook_attn_out` | `[batch, seq, d_model]` | what attention adds to the residual stream: `o_proj` output (after `ln1_post` in Gemma) |
 //! | `blocks.{l}.hook_resid_mid` | `[batch, seq, d_model]` | resid_pre + attn_out |
-//! | `blocks.{l}.ln2.hook_normalized` | `[batch, seq, d_model]` | `post_attention_layernorm` output, gain included |
+//! | `blocks.{l}.ln2.hook_normalized` | `[batch, seq, d_model]` | the norm before the MLP, gain included: `post_attention_layernorm` (Llama, Qwen), `pre_feedforward_layernorm` (Gemma) |
 //! | `blocks.{l}.mlp.hook_pre` | `[batch, seq, d_mlp]` | `gate_proj` output, before SiLU |
 //! | `blocks.{l}.mlp.hook_pre_linear` | `[batch, seq, d_mlp]` | `up_proj` output |
-//! | `blocks.{l}.mlp.hook_post` | `[batch, seq, d_mlp]` | silu(gate) * up, what `down_proj` reads |
-//! | `blocks.{l}.hook_mlp_out` | `[batch, seq, d_model]` | MLP output after `down_proj` |
+//! | `blocks.{l}.mlp.hook_post` | `[batch, seq, d_mlp]` | act(gate) * up (SiLU, or GELU-tanh for Gemma), what `down_proj` reads |
+//! | `blocks.{l}.ln2_post.hook_normalized` | `[batch, seq, d_model]` | Gemma's `post_feedforward_layernorm` on the `down_proj` output (= `hook_mlp_out`) |
+//! | `blocks.{l}.hook_mlp_out` | `[batch, seq, d_model]` | what the MLP adds to the residual stream: `down_proj` output (after `ln2_post` in Gemma) |
 //! | `blocks.{l}.hook_resid_post` | `[batch, seq, d_model]` | resid_mid + mlp_out (= next block's resid_pre) |
 //! | `ln_final.hook_normalized` | `[batch, seq, d_model]` | `model.norm` output, gain included |
 //! | `hook_logits` | `[batch, seq, vocab]` | `lm_head` output |
+//!
+//! The four points marked with a family exist only in models of that family (TransformerLens's
+//! names: `attn.q_norm` / `attn.k_norm` for its `use_qk_norm`, `ln1_post` / `ln2_post` for
+//! Gemma 2's extra norms); elsewhere nothing passes through them. In Gemma, `hook_embed` is
+//! the embedding after its `sqrt(d_model)` scale (what the first block reads, as in
+//! TransformerLens, which folds the scale into `W_E`).
 //!
 //! One difference from TransformerLens: its `hook_normalized` is taken before the norm's gain
 //! (which it usually folds into the next weights); here the gain is included, so
@@ -43,37 +53,45 @@ pub enum Site {
     Q,
     K,
     V,
+    QNormed,
+    KNormed,
     RotQ,
     RotK,
     Pattern,
     Z,
+    Ln1PostNormalized,
     AttnOut,
     ResidMid,
     Ln2Normalized,
     MlpPre,
     MlpPreLinear,
     MlpPost,
+    Ln2PostNormalized,
     MlpOut,
     ResidPost,
 }
 
 impl Site {
-    pub const ALL: [Site; 17] = [
+    pub const ALL: [Site; 21] = [
         Site::ResidPre,
         Site::Ln1Normalized,
         Site::Q,
         Site::K,
         Site::V,
+        Site::QNormed,
+        Site::KNormed,
         Site::RotQ,
         Site::RotK,
         Site::Pattern,
         Site::Z,
+        Site::Ln1PostNormalized,
         Site::AttnOut,
         Site::ResidMid,
         Site::Ln2Normalized,
         Site::MlpPre,
         Site::MlpPreLinear,
         Site::MlpPost,
+        Site::Ln2PostNormalized,
         Site::MlpOut,
         Site::ResidPost,
     ];
@@ -87,16 +105,20 @@ impl Site {
             Site::Q => "attn.hook_q",
             Site::K => "attn.hook_k",
             Site::V => "attn.hook_v",
+            Site::QNormed => "attn.q_norm.hook_normalized",
+            Site::KNormed => "attn.k_norm.hook_normalized",
             Site::RotQ => "attn.hook_rot_q",
             Site::RotK => "attn.hook_rot_k",
             Site::Pattern => "attn.hook_pattern",
             Site::Z => "attn.hook_z",
+            Site::Ln1PostNormalized => "ln1_post.hook_normalized",
             Site::AttnOut => "hook_attn_out",
             Site::ResidMid => "hook_resid_mid",
             Site::Ln2Normalized => "ln2.hook_normalized",
             Site::MlpPre => "mlp.hook_pre",
             Site::MlpPreLinear => "mlp.hook_pre_linear",
             Site::MlpPost => "mlp.hook_post",
+            Site::Ln2PostNormalized => "ln2_post.hook_normalized",
             Site::MlpOut => "hook_mlp_out",
             Site::ResidPost => "hook_resid_post",
         }
@@ -126,9 +148,11 @@ pub enum HookPoint {
 
 /// The accepted names, for error messages.
 pub const NAME_PATTERN: &str = "hook_embed, blocks.{l}.hook_resid_pre, blocks.{l}.ln1.hook_normalized, \
-blocks.{l}.attn.hook_{q,k,v,rot_q,rot_k,pattern,z}, blocks.{l}.hook_attn_out, \
+blocks.{l}.attn.hook_{q,k,v,rot_q,rot_k,pattern,z}, blocks.{l}.attn.{q,k}_norm.hook_normalized, \
+blocks.{l}.ln1_post.hook_normalized, blocks.{l}.hook_attn_out, \
 blocks.{l}.hook_resid_mid, blocks.{l}.ln2.hook_normalized, blocks.{l}.mlp.hook_{pre,pre_linear,post}, \
-blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post, ln_final.hook_normalized, hook_logits";
+blocks.{l}.ln2_post.hook_normalized, blocks.{l}.hook_mlp_out, blocks.{l}.hook_resid_post, \
+ln_final.hook_normalized, hook_logits";
 
 impl HookPoint {
     pub fn block(layer: usize, site: Site) -> Self {

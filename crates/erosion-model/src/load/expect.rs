@@ -63,6 +63,7 @@ pub fn expected_weights(cfg: &Config) -> Vec<(String, Vec<usize>)> {
         cfg.num_attention_heads * cfg.head_dim(),
         cfg.num_kv_heads() * cfg.head_dim(),
     );
+    let norms = cfg.family().map(|f| f.layer_norms(cfg)).unwrap_or_default();
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
     for i in 0..cfg.num_hidden_layers {
         let p = format!("model.layers.{i}");
@@ -79,8 +80,9 @@ pub fn expected_weights(cfg: &Config) -> Vec<(String, Vec<usize>)> {
         linear("mlp.gate_proj", f, d, cfg.mlp_bias);
         linear("mlp.up_proj", f, d, cfg.mlp_bias);
         linear("mlp.down_proj", d, f, cfg.mlp_bias);
-        out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-        out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+        for (name, size) in &norms {
+            out.push((format!("{p}.{name}.weight"), vec![*size]));
+        }
     }
     out.push(("model.norm.weight".to_string(), vec![d]));
     if !cfg.tie_word_embeddings {

@@ -47,13 +47,14 @@ fn torch_dtype_name(dtype: DType) -> &'static str {
 }
 
 /// Drops `null` entries: transformers' strict config classes reject `null` for typed fields
-/// (e.g. `use_sliding_window`), and absent means "default" to both sides.
-fn without_nulls(v: serde_json::Value) -> serde_json::Value {
+/// (e.g. `use_sliding_window`), and absent means "default" to both sides. Top-level `keep`
+/// keys stay: for them absent means a default that is not null (Gemma 2's soft-caps).
+fn without_nulls(v: serde_json::Value, keep: &[&str]) -> serde_json::Value {
     match v {
         serde_json::Value::Object(m) => serde_json::Value::Object(
             m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
+                .filter(|(k, v)| !v.is_null() || keep.contains(&k.as_str()))
+                .map(|(k, v)| (k, without_nulls(v, &[])))
                 .collect(),
         ),
         other => other,
@@ -63,10 +64,12 @@ fn without_nulls(v: serde_json::Value) -> serde_json::Value {
 /// The config.json to write: `architectures` from the model type, `torch_dtype` from the
 /// weights.
 fn config_json(config: &Config, dtype: DType) -> Result<serde_json::Value> {
+    let family = config.family()?;
     let mut cfg = config.clone();
-    cfg.architectures = vec![config.family()?.hf_class.to_string()];
+    cfg.architectures = vec![family.hf_class.to_string()];
     cfg.torch_dtype = Some(torch_dtype_name(dtype).to_string());
-    Ok(without_nulls(serde_json::to_value(&cfg)?))
+    let defaulted: Vec<&str> = family.config_defaults.iter().map(|(k, _)| *k).collect();
+    Ok(without_nulls(serde_json::to_value(&cfg)?, &defaulted))
 }
 
 /// Writes the weights, sharded when they exceed `max_shard_bytes`. Stale weight files of the
@@ -247,4 +250,52 @@ pub fn save_hf_folder(
     // config.json last: a folder is only recognised once everything else is in place.
     write_json(&dir.join("config.json"), &config_json(config, dtype)?)?;
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Numbers by value (24 == 24.0), objects on the keys both carry, the rest exactly.
+    fn agree(ours: &serde_json::Value, theirs: &serde_json::Value) -> bool {
+        use serde_json::Value::{Number, Object};
+        match (ours, theirs) {
+            (Number(a), Number(b)) => a.as_f64() == b.as_f64(),
+            (Object(a), Object(b)) => a.iter().all(|(k, v)| b.get(k).is_none_or(|w| agree(v, w))),
+            (a, b) => a == b,
+        }
+    }
+
+    /// The config erosion saves for each tiny fixture agrees with the config.json transformers
+    /// itself wrote (its reference) on every field both carry, and keeps the fields Gemma
+    /// needs; an explicit null soft-cap stays null (absent would mean transformers' default).
+    #[test]
+    fn saved_configs_agree_with_what_transformers_wrote() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+        for arch in ["qwen2", "qwen3", "llama", "mistral", "gemma2", "gemma3"] {
+            let path = Path::new(fixtures).join(format!("tiny-{arch}/config.json"));
+            let written: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let cfg = Config::from_file(&path).unwrap();
+            let saved = config_json(&cfg, DType::F32).unwrap();
+            for (key, value) in saved.as_object().unwrap() {
+                if let Some(theirs) = written.get(key).filter(|_| key != "torch_dtype") {
+                    assert!(agree(value, theirs), "{arch}: `{key}` {value} vs {theirs}");
+                }
+            }
+            assert_eq!(saved["architectures"], written["architectures"], "{arch}");
+        }
+        let gemma3 = Config::from_file(&Path::new(fixtures).join("tiny-gemma3/config.json"));
+        let saved = config_json(&gemma3.unwrap(), DType::BF16).unwrap();
+        for key in [
+            "layer_types",
+            "rope_local_base_freq",
+            "rope_scaling",
+            "query_pre_attn_scalar",
+        ] {
+            assert!(saved.get(key).is_some_and(|v| !v.is_null()), "{key}");
+        }
+        assert!(saved["final_logit_softcapping"].is_null());
+        assert!(saved.get("max_window_layers").is_none());
+    }
 }

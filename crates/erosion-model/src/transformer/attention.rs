@@ -2,15 +2,20 @@
 //!
 //! ```text
 //! q = x Wq^T (+bq)  [b, s, Hq, d]     k, v = x Wk^T, x Wv^T (+b)  [b, s, Hkv, d]
+//! q, k = rmsnorm(q), rmsnorm(k)   over d, per head (Qwen3, Gemma 3 only)
 //! q, k = rope(q), rope(k)
-//! A = softmax(q k^T / sqrt(d) + bias)  [b, Hq, s, s_k]   (query head h reads kv head h / (Hq/Hkv))
+//! scores = q k^T * scale           scale = d^-1/2, or query_pre_attn_scalar^-1/2 (Gemma)
+//! scores = c tanh(scores / c)      (attn_logit_softcapping c: Gemma 2 only)
+//! A = softmax(scores + bias)  [b, Hq, s, s_k]   (query head h reads kv head h / (Hq/Hkv))
 //! z = A v  [b, s, Hq, d]              out = z Wo^T (+bo)  [b, s, d_model]
 //! ```
+//! A sliding-window layer reads the context's local inputs (its window's bias, and its RoPE
+//! base where the family has one).
 //! The scores and the softmax are computed in f32 for half-precision models (transformers does
 //! the same; f64 models stay in f64), then cast back before multiplying the values.
 
 use super::context::{softmax_dtype, BatchContext};
-use super::layers::Linear;
+use super::layers::{Linear, RmsNorm};
 use super::softmax::attention_softmax;
 use super::{rope, ForwardOptions};
 use crate::config::Config;
@@ -25,9 +30,16 @@ pub struct Attention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    /// `self_attn.q_norm` / `k_norm` `[head_dim]` (Qwen3, Gemma 3).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
+    scale: f64,
+    softcap: Option<f64>,
+    /// Whether this layer attends within the sliding window.
+    sliding: bool,
 }
 
 /// Keys (after RoPE) and values of the tokens seen so far, `[b, Hkv, s_past, d]`.
@@ -38,14 +50,27 @@ pub struct LayerKv {
 }
 
 impl Attention {
-    pub fn new(cfg: &Config, vb: &VarBuilder) -> Result<Self> {
+    /// The attention of a layer; `sliding` when it attends within the sliding window.
+    pub fn new(cfg: &Config, vb: &VarBuilder, sliding: bool) -> Result<Self> {
         let (d, hq, hk, hd) = (
             cfg.hidden_size,
             cfg.num_attention_heads,
             cfg.num_kv_heads(),
             cfg.head_dim(),
         );
+        let family = cfg.family()?;
+        let qk_norm = |name: &str| {
+            family
+                .qk_norm
+                .then(|| RmsNorm::new(&vb.pp(name), hd, cfg.rms_norm_eps, family.norm_gain))
+                .transpose()
+        };
         Ok(Attention {
+            q_norm: qk_norm("q_norm")?,
+            k_norm: qk_norm("k_norm")?,
+            scale: cfg.query_pre_attn_scalar.unwrap_or(hd as f64).powf(-0.5),
+            softcap: cfg.attn_logit_softcapping,
+            sliding,
             q_proj: Linear::new(&vb.pp("q_proj"), d, hq * hd, cfg.qkv_bias())?,
             k_proj: Linear::new(&vb.pp("k_proj"), d, hk * hd, cfg.qkv_bias())?,
             v_proj: Linear::new(&vb.pp("v_proj"), d, hk * hd, cfg.qkv_bias())?,
@@ -81,8 +106,16 @@ impl Attention {
             at(Site::V),
             self.v_proj.forward(x)?.reshape((b, s, hk, hd))?,
         )?;
-        let q = rope::apply(&q.transpose(1, 2)?.contiguous()?, &ctx.rope, opts.mode)?; // [b, Hq, s, d]
-        let k = rope::apply(&k.transpose(1, 2)?.contiguous()?, &ctx.rope, opts.mode)?; // [b, Hkv, s, d]
+        let (q, k) = match (&self.q_norm, &self.k_norm) {
+            (Some(qn), Some(kn)) => (
+                opts.hook(at(Site::QNormed), qn.forward(&q, opts.mode)?)?,
+                opts.hook(at(Site::KNormed), kn.forward(&k, opts.mode)?)?,
+            ),
+            _ => (q, k),
+        };
+        let inputs = ctx.inputs(self.sliding);
+        let q = rope::apply(&q.transpose(1, 2)?.contiguous()?, &inputs.rope, opts.mode)?; // [b, Hq, s, d]
+        let k = rope::apply(&k.transpose(1, 2)?.contiguous()?, &inputs.rope, opts.mode)?; // [b, Hkv, s, d]
         let v = v.transpose(1, 2)?.contiguous()?;
         // The rotated views are hooked in the [b, s, H, d] layout of the other per-head hooks.
         let q = opts.hook_transposed(at(Site::RotQ), q)?;
@@ -108,14 +141,18 @@ impl Attention {
         // values are used as they are instead of being repeated per query head.
         let group = hq / hk;
         let scores = q.reshape((b, hk, group * s, hd))?.matmul(&k.t()?)?;
-        let scale = (hd as f64).powf(-0.5);
         let scores = scores.reshape((b, hq, s, sk))?;
-        // Half-precision scores are scaled before the cast to f32, as transformers does.
-        let (scores, scale) = match softmax_dtype(x.dtype()) {
-            dt if dt == x.dtype() => (scores, scale),
-            dt => ((scores * scale)?.to_dtype(dt)?, 1.0),
+        // Half-precision scores are scaled (and capped) before the cast to f32, as
+        // transformers does.
+        let (scores, scale) = match (self.softcap, softmax_dtype(x.dtype())) {
+            (None, dt) if dt == x.dtype() => (scores, self.scale),
+            (None, dt) => ((scores * self.scale)?.to_dtype(dt)?, 1.0),
+            (Some(cap), dt) => {
+                let scaled = (scores * (self.scale / cap))?;
+                ((scaled.tanh()? * cap)?.to_dtype(dt)?, 1.0)
+            }
         };
-        let pattern = attention_softmax(&scores, &ctx.bias, scale, opts.mode)?;
+        let pattern = attention_softmax(&scores, &inputs.bias, scale, opts.mode)?;
         let pattern = opts.hook(at(Site::Pattern), pattern.to_dtype(x.dtype())?)?; // [b, Hq, s, sk]
         let z = pattern
             .reshape((b, hk, group * s, sk))?

@@ -6,6 +6,10 @@
 //! the left, on the right, or not at all. Query i may attend to key j when j <= i and key j
 //! is a real token; a query also always attends to itself, so the softmax row of a pad query
 //! has a finite entry and never turns into NaN (pad rows are meaningless, but finite).
+//!
+//! Sliding-window layers get their own inputs: key j is visible to query i only when also
+//! `position_i - position_j < window` (transformers' `kv_idx > q_idx - sliding_window`), and
+//! their rotary tables may use another base (Gemma 3's `rope_local_base_freq`).
 
 use super::rope::{Rope, RopeTables};
 use anyhow::{bail, Result};
@@ -20,10 +24,26 @@ pub struct BatchContext {
     /// Tokens already in the KV cache (0 without one).
     pub(crate) past: usize,
     pub(crate) positions: Vec<u32>,
+    /// What full-attention layers read.
+    pub(crate) global: AttentionInputs,
+    /// What sliding-window layers read, when the model has any.
+    pub(crate) local: Option<AttentionInputs>,
+}
+
+/// The rotary tables and attention bias one kind of layer reads.
+#[derive(Debug, Clone)]
+pub struct AttentionInputs {
     pub(crate) rope: RopeTables,
     /// `[batch, 1, seq, past + seq]` in the softmax dtype (f32, or f64 for f64 models): 0 where
     /// attention is allowed, -inf elsewhere.
     pub(crate) bias: Tensor,
+}
+
+/// The rotary frequencies and window of a model's sliding-window layers.
+#[derive(Debug, Clone)]
+pub struct LocalAttention {
+    pub rope: Rope,
+    pub window: usize,
 }
 
 impl BatchContext {
@@ -42,10 +62,19 @@ impl BatchContext {
         &self.positions
     }
 
+    /// The inputs of a sliding-window layer (`sliding`) or a full-attention one.
+    pub(crate) fn inputs(&self, sliding: bool) -> &AttentionInputs {
+        match (&self.local, sliding) {
+            (Some(local), true) => local,
+            _ => &self.global,
+        }
+    }
+
     /// Builds the context for `seq` new tokens after `key_mask[b].len() - seq` cached ones;
     /// `key_mask[b]` covers the cached and the new tokens of example b (1 = token, 0 = pad).
     pub(crate) fn new(
         rope: &Rope,
+        local: Option<&LocalAttention>,
         key_mask: &[Vec<u8>],
         seq: usize,
         dtype: DType,
@@ -54,38 +83,66 @@ impl BatchContext {
         let batch = key_mask.len();
         let total = key_mask.first().map_or(0, Vec::len);
         let past = total - seq;
-        let mut positions = Vec::with_capacity(batch * seq);
-        let mut bias = Vec::with_capacity(batch * seq * total);
-        for row in key_mask {
-            let mut count = 0u32;
-            for (j, &m) in row.iter().enumerate() {
-                count += m as u32;
-                if j >= past {
-                    positions.push(count.saturating_sub(1));
-                }
-            }
-            for i in past..total {
-                bias.extend((0..total).map(|j| {
-                    if j == i || (j < i && row[j] == 1) {
-                        0f32
-                    } else {
-                        f32::NEG_INFINITY
-                    }
-                }));
-            }
-        }
-        let rope = rope.tables(&positions, batch, seq, dtype, device)?;
-        let bias = Tensor::from_vec(bias, (batch, 1, seq, total), device)?
-            .to_dtype(softmax_dtype(dtype))?;
+        // Every key's position, [batch][total]; the queries are the last `seq`.
+        let key_positions: Vec<Vec<u32>> = key_mask
+            .iter()
+            .map(|row| {
+                let mut count = 0u32;
+                row.iter()
+                    .map(|&m| {
+                        count += m as u32;
+                        count.saturating_sub(1)
+                    })
+                    .collect()
+            })
+            .collect();
+        let positions: Vec<u32> = key_positions
+            .iter()
+            .flat_map(|p| p[past..].to_vec())
+            .collect();
+        let inputs = |rope: &Rope, window: Option<usize>| -> Result<AttentionInputs> {
+            let bias = bias(key_mask, &key_positions, past, window);
+            Ok(AttentionInputs {
+                rope: rope.tables(&positions, batch, seq, dtype, device)?,
+                bias: Tensor::from_vec(bias, (batch, 1, seq, total), device)?
+                    .to_dtype(softmax_dtype(dtype))?,
+            })
+        };
         Ok(BatchContext {
             batch,
             seq,
             past,
+            global: inputs(rope, None)?,
+            local: local.map(|l| inputs(&l.rope, Some(l.window))).transpose()?,
             positions,
-            rope,
-            bias,
         })
     }
+}
+
+/// The additive bias `[batch, seq, total]`, row-major: 0 where query i (of the last `seq`
+/// keys) may see key j, -inf elsewhere (module docs).
+fn bias(
+    key_mask: &[Vec<u8>],
+    positions: &[Vec<u32>],
+    past: usize,
+    window: Option<usize>,
+) -> Vec<f32> {
+    let total = key_mask.first().map_or(0, Vec::len);
+    let mut bias = Vec::with_capacity(key_mask.len() * (total - past) * total);
+    for (row, pos) in key_mask.iter().zip(positions) {
+        for i in past..total {
+            bias.extend((0..total).map(|j| {
+                // j < i first: positions never decrease, so the difference cannot underflow.
+                let in_window = || window.is_none_or(|w| ((pos[i] - pos[j]) as usize) < w);
+                if j == i || (j < i && row[j] == 1 && in_window()) {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
+        }
+    }
+    bias
 }
 
 /// Attention scores and softmax run in f32 for f32 and half-precision models (as in
@@ -140,9 +197,10 @@ mod tests {
         .unwrap();
         let rope = Rope::new(&cfg);
         let rows = vec![vec![0, 0, 1, 1], vec![1, 1, 0, 0]];
-        let ctx = BatchContext::new(&rope, &rows, 4, DType::F32, &Device::Cpu).unwrap();
+        let ctx = BatchContext::new(&rope, None, &rows, 4, DType::F32, &Device::Cpu).unwrap();
         assert_eq!(ctx.positions(), &[0, 0, 0, 1, 0, 1, 1, 1]);
         let bias = ctx
+            .global
             .bias
             .to_dtype(DType::F32)
             .unwrap()
@@ -158,10 +216,46 @@ mod tests {
         ];
         assert_eq!(allowed, want);
         // With a cache of 3 tokens and 1 new one, only the last query row is built.
-        let ctx =
-            BatchContext::new(&rope, &[vec![0, 1, 1, 1]], 1, DType::F32, &Device::Cpu).unwrap();
+        let ctx = BatchContext::new(
+            &rope,
+            None,
+            &[vec![0, 1, 1, 1]],
+            1,
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         assert_eq!(ctx.positions(), &[2]);
-        assert_eq!(ctx.bias.dims(), &[1, 1, 1, 4]);
+        assert_eq!(ctx.global.bias.dims(), &[1, 1, 1, 4]);
+    }
+
+    #[test]
+    fn a_window_counts_real_tokens() {
+        // Window 2: a query sees itself and the real token before it. Left padding does not
+        // shift the window; pads stay invisible.
+        let rows = [vec![1, 1, 1, 1], vec![0, 1, 1, 1]];
+        let pos = rows
+            .iter()
+            .map(|r| {
+                let mut c = 0u32;
+                r.iter()
+                    .map(|&m| {
+                        c += m as u32;
+                        c.saturating_sub(1)
+                    })
+                    .collect()
+            })
+            .collect::<Vec<Vec<u32>>>();
+        let allowed: Vec<u8> = bias(&rows, &pos, 0, Some(2))
+            .iter()
+            .map(|&b| (b == 0.0) as u8)
+            .collect();
+        #[rustfmt::skip]
+        let want = [
+            1, 0, 0, 0,  1, 1, 0, 0,  0, 1, 1, 0,  0, 0, 1, 1,
+            1, 0, 0, 0,  0, 1, 0, 0,  0, 1, 1, 0,  0, 0, 1, 1,
+        ];
+        assert_eq!(allowed, want);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The two building blocks with weights: linear maps and RMS norms.
 
 use super::ForwardMode;
+use crate::family::NormGain;
 use anyhow::{Context, Result};
 use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -57,28 +58,57 @@ impl Linear {
     }
 }
 
-/// `y = x / sqrt(mean(x^2) + eps) * w` over the last dimension. As in transformers, the
-/// normalisation runs in f32 for half-precision inputs and is cast back before the gain.
+/// `y = n * w` with `n = x / sqrt(mean(x^2) + eps)` over the last dimension
+/// ([`NormGain::Weight`]: as in transformers, `n` is computed in f32 for half-precision inputs
+/// and cast back before the gain), or `y = n * (1 + w)` all in f32, then cast
+/// ([`NormGain::OnePlusWeight`], Gemma).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     pub weight: Tensor,
     eps: f64,
+    gain: NormGain,
     /// f32 ones: the fused kernel's gain when it normalises a half-precision input in f32.
     ones: Tensor,
 }
 
 impl RmsNorm {
-    pub fn new(vb: &VarBuilder, size: usize, eps: f64) -> Result<Self> {
+    pub fn new(vb: &VarBuilder, size: usize, eps: f64, gain: NormGain) -> Result<Self> {
+        // A fresh Gemma norm starts at gain 1 too: its weight is the offset from 1.
+        let init = match gain {
+            NormGain::Weight => 1.0,
+            NormGain::OnePlusWeight => 0.0,
+        };
         let weight = vb
-            .get_with_hints(size, "weight", Init::Const(1.0))
+            .get_with_hints(size, "weight", Init::Const(init))
             .with_context(|| format!("weight {}.weight", vb.prefix()))?;
         let ones = Tensor::ones(size, DType::F32, vb.device())?;
-        Ok(RmsNorm { weight, eps, ones })
+        Ok(RmsNorm {
+            weight,
+            eps,
+            gain,
+            ones,
+        })
     }
 
+    /// `[..., size] -> [..., size]`
     pub fn forward(&self, x: &Tensor, mode: ForwardMode) -> Result<Tensor> {
         let dtype = x.dtype();
         let fused = mode == ForwardMode::Fast && dtype != DType::F64; // the kernel sums in f32
+        let inner = if dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        if self.gain == NormGain::OnePlusWeight {
+            let gain = (self.weight.to_dtype(inner)? + 1.0)?;
+            let xf = x.to_dtype(inner)?.contiguous()?;
+            let y = if fused {
+                candle_nn::ops::rms_norm(&xf, &gain, self.eps as f32)?
+            } else {
+                normalized(&xf, self.eps)?.broadcast_mul(&gain)?
+            };
+            return Ok(y.to_dtype(dtype)?);
+        }
         Ok(match (fused, dtype) {
             (true, DType::F32) => {
                 candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)?
@@ -90,18 +120,15 @@ impl RmsNorm {
             )?
             .to_dtype(dtype)?
             .broadcast_mul(&self.weight)?,
-            (false, _) => {
-                let inner = if dtype == DType::F64 {
-                    DType::F64
-                } else {
-                    DType::F32
-                };
-                let xf = x.to_dtype(inner)?;
-                let rms = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
-                xf.broadcast_div(&rms)?
-                    .to_dtype(dtype)?
-                    .broadcast_mul(&self.weight)?
-            }
+            (false, _) => normalized(&x.to_dtype(inner)?, self.eps)?
+                .to_dtype(dtype)?
+                .broadcast_mul(&self.weight)?,
         })
     }
+}
+
+/// `x / sqrt(mean(x^2) + eps)` over the last dimension, in plain ops (with a backward pass).
+fn normalized(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let rms = (x.sqr()?.mean_keepdim(D::Minus1)? + eps)?.sqrt()?;
+    Ok(x.broadcast_div(&rms)?)
 }

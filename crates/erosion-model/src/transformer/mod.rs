@@ -1,10 +1,12 @@
-//! The Qwen2 / Llama / Mistral decoder, one implementation driven by Hugging Face's
-//! `config.json`, with TransformerLens-style hook points (see [`crate::hooks`]).
+//! The decoder of every family in [`crate::family`], one implementation driven by Hugging
+//! Face's `config.json` and the family's facts, with TransformerLens-style hook points (see
+//! [`crate::hooks`]).
 //!
 //! ```text
-//! x_0 = embed_tokens[ids]                                  [b, s, d_model]
+//! x_0 = embed_tokens[ids] (* sqrt(d_model), Gemma)         [b, s, d_model]
 //! x_{l+1} = Block_l(x_l)   (pre-norm attention + gated MLP; block.rs)
 //! logits = norm(x_L) W_lm^T                                [b, s, vocab]
+//! logits = c tanh(logits / c)   (final_logit_softcapping c, Gemma 2)
 //! ```
 //! Weights keep Hugging Face's names (`model.layers.{i}.self_attn.q_proj.weight`, ...;
 //! [`Transformer::parameter`]). Padding is handled by the attention mask: positions and
@@ -31,7 +33,7 @@ mod swiglu;
 
 pub use attention::Attention;
 pub use block::Block;
-pub use context::BatchContext;
+pub use context::{BatchContext, LocalAttention};
 pub use kv_cache::KvCache;
 pub use layers::{Linear, RmsNorm};
 pub use lora::{LoraAdapter, LoraConfig, LoraVars};
@@ -129,9 +131,10 @@ pub struct Transformer {
     /// `lm_head.weight` `[vocab, d_model]`; `None` when tied to the embeddings.
     lm_head: Option<Tensor>,
     rope: Rope,
-    /// Sliding-window length, when the config asks for one (only full attention is
-    /// implemented, so longer inputs are refused).
-    window: Option<usize>,
+    /// The RoPE and window of sliding-window layers, when the model has any.
+    local: Option<LocalAttention>,
+    /// `sqrt(d_model)` in the model dtype, when the family scales its embeddings.
+    embed_scale: Option<Tensor>,
     dtype: DType,
     device: Device,
 }
@@ -156,13 +159,16 @@ impl Transformer {
                 },
             )
             .context("weight model.embed_tokens.weight")?;
-        let blocks = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                Block::new(cfg, &m.pp(format!("layers.{i}")))
+        let windows = family.layer_windows(cfg);
+        let blocks = windows
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                Block::new(cfg, &m.pp(format!("layers.{i}")), w.is_some())
                     .with_context(|| format!("loading layer {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let norm = RmsNorm::new(&m.pp("norm"), d, cfg.rms_norm_eps)?;
+        let norm = RmsNorm::new(&m.pp("norm"), d, cfg.rms_norm_eps, family.norm_gain)?;
         let lm_head = if cfg.tie_word_embeddings {
             None
         } else {
@@ -181,7 +187,19 @@ impl Transformer {
                     )?,
             )
         };
-        let window = family.sliding_window(cfg);
+        let local = windows
+            .iter()
+            .flatten()
+            .next()
+            .map(|&window| LocalAttention {
+                rope: Rope::local(cfg),
+                window,
+            });
+        // transformers rounds the scale to the model dtype before multiplying.
+        let embed_scale = family
+            .scale_embeddings
+            .then(|| Tensor::new((d as f64).sqrt(), vb.device())?.to_dtype(vb.dtype()))
+            .transpose()?;
         Ok(Transformer {
             cfg: cfg.clone(),
             family,
@@ -190,7 +208,8 @@ impl Transformer {
             norm,
             lm_head,
             rope: Rope::new(cfg),
-            window,
+            local,
+            embed_scale,
             dtype: vb.dtype(),
             device: vb.device().clone(),
         })
@@ -253,12 +272,17 @@ impl Transformer {
 
     /// Positions and attention bias for a `[batch, seq]` input with this mask.
     pub fn context(&self, mask: Option<&Tensor>, batch: usize, seq: usize) -> Result<BatchContext> {
-        self.check_window(seq)?;
-        let rows = context::mask_rows(mask, batch, seq)?;
-        BatchContext::new(&self.rope, &rows, seq, self.dtype, &self.device)
+        self.batch_context(&context::mask_rows(mask, batch, seq)?, seq)
     }
 
-    /// Token embeddings `[batch, seq, d_model]` (hook `hook_embed`).
+    /// The context of `seq` new tokens whose keys (cached and new) are `rows`.
+    fn batch_context(&self, rows: &[Vec<u8>], seq: usize) -> Result<BatchContext> {
+        let local = self.local.as_ref();
+        BatchContext::new(&self.rope, local, rows, seq, self.dtype, &self.device)
+    }
+
+    /// Token embeddings `[batch, seq, d_model]`, scaled by `sqrt(d_model)` in Gemma (hook
+    /// `hook_embed`).
     pub fn embed(&self, ids: &Tensor, opts: &mut ForwardOptions) -> Result<Tensor> {
         opts.check(self.n_layers())?;
         let (b, s) = ids.dims2().context("input ids must be [batch, seq]")?;
@@ -277,6 +301,10 @@ impl Transformer {
             .embed_tokens
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, s, ()))?;
+        let x = match &self.embed_scale {
+            Some(scale) => x.broadcast_mul(scale)?,
+            None => x,
+        };
         opts.hook(HookPoint::Embed, x)
     }
 
@@ -307,7 +335,8 @@ impl Transformer {
         opts.hook(HookPoint::LnFinal, y)
     }
 
-    /// `lm_head`: `[..., d_model] -> [..., vocab]` (hook `hook_logits`).
+    /// `lm_head`: `[..., d_model] -> [..., vocab]`, soft-capped where the config says so
+    /// (hook `hook_logits`).
     pub fn unembed(&self, x: &Tensor, opts: &mut ForwardOptions) -> Result<Tensor> {
         let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
         let logits = Linear {
@@ -316,6 +345,10 @@ impl Transformer {
             lora: None,
         }
         .forward(x)?;
+        let logits = match self.cfg.final_logit_softcapping {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        };
         opts.hook(HookPoint::Logits, logits)
     }
 
@@ -349,10 +382,9 @@ impl Transformer {
                 cache.mask.len()
             );
         }
-        self.check_window(cache.len() + s)?;
         let mut rows = cache.mask.clone();
         rows.iter_mut().zip(new_rows).for_each(|(r, n)| r.extend(n));
-        let ctx = BatchContext::new(&self.rope, &rows, s, self.dtype, &self.device)?;
+        let ctx = self.batch_context(&rows, s)?;
         let mut x = self.embed(ids, opts)?;
         for (l, kv) in cache.layers.iter_mut().enumerate() {
             x = self.blocks[l].forward(x, &ctx, l, opts, Some(kv))?;
@@ -360,14 +392,5 @@ impl Transformer {
         cache.mask = rows;
         let x = self.final_norm(&x, opts)?;
         self.unembed(&x, opts)
-    }
-
-    fn check_window(&self, len: usize) -> Result<()> {
-        match self.window {
-            Some(w) if len > w => bail!(
-                "{len} tokens exceed the sliding window of {w} in the config; only full attention is implemented"
-            ),
-            _ => Ok(()),
-        }
     }
 }

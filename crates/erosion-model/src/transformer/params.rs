@@ -15,10 +15,9 @@ pub(super) const LINEARS: [&str; 7] = [
     "mlp.up_proj",
     "mlp.down_proj",
 ];
-const NORMS: [&str; 2] = ["input_layernorm", "post_attention_layernorm"];
-
 const NAME_HELP: &str = "model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.{weight,bias}, \
-model.layers.{i}.mlp.{gate,up,down}_proj.{weight,bias}, model.layers.{i}.{input,post_attention}_layernorm.weight, \
+model.layers.{i}.mlp.{gate,up,down}_proj.{weight,bias}, model.layers.{i}.{input,post_attention}_layernorm.weight \
+(Gemma also {pre,post}_feedforward_layernorm), model.layers.{i}.self_attn.{q,k}_norm.weight (Qwen3, Gemma 3), \
 model.norm.weight, lm_head.weight";
 
 /// Where a named weight lives.
@@ -29,7 +28,7 @@ enum Loc {
     LmHead,
     /// Layer, index into `LINEARS`, bias?
     Linear(usize, usize, bool),
-    /// Layer, index into `NORMS`.
+    /// Layer, index into the family's `layer_norms` (= the block's `norms()`).
     LayerNorm(usize, usize),
 }
 
@@ -45,7 +44,11 @@ impl Transformer {
                     names.push(format!("model.layers.{i}.{n}.bias"));
                 }
             }
-            names.extend(NORMS.iter().map(|n| format!("model.layers.{i}.{n}.weight")));
+            names.extend(
+                self.norm_names()
+                    .iter()
+                    .map(|n| format!("model.layers.{i}.{n}.weight")),
+            );
         }
         names.push("model.norm.weight".into());
         if self.lm_head.is_some() {
@@ -64,12 +67,20 @@ impl Transformer {
             Loc::LmHead => Some(self.lm_head.as_ref().unwrap_or(&self.embed_tokens)),
             Loc::Linear(l, j, false) => Some(&linear(&self.blocks[l], j).weight),
             Loc::Linear(l, j, true) => linear(&self.blocks[l], j).bias.as_ref(),
-            Loc::LayerNorm(l, 0) => Some(&self.blocks[l].ln1.weight),
-            Loc::LayerNorm(l, _) => Some(&self.blocks[l].ln2.weight),
+            Loc::LayerNorm(l, j) => Some(&self.blocks[l].norms()[j].weight),
         };
         t.with_context(|| {
             format!("the model has no `{name}` (its config gives that layer no bias)")
         })
+    }
+
+    /// The names of a layer's norms, relative to `model.layers.{i}.`.
+    fn norm_names(&self) -> Vec<&'static str> {
+        self.family
+            .layer_norms(&self.cfg)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     }
 
     fn parameter_mut(&mut self, name: &str) -> Result<&mut Tensor> {
@@ -80,8 +91,7 @@ impl Transformer {
             Loc::LmHead => Some(self.lm_head.as_mut().unwrap_or(&mut self.embed_tokens)),
             Loc::Linear(l, j, false) => Some(&mut linear_mut(&mut self.blocks[l], j).weight),
             Loc::Linear(l, j, true) => linear_mut(&mut self.blocks[l], j).bias.as_mut(),
-            Loc::LayerNorm(l, 0) => Some(&mut self.blocks[l].ln1.weight),
-            Loc::LayerNorm(l, _) => Some(&mut self.blocks[l].ln2.weight),
+            Loc::LayerNorm(l, j) => Some(&mut self.blocks[l].norms_mut().swap_remove(j).weight),
         };
         t.with_context(|| {
             format!("the model has no `{name}` (its config gives that layer no bias)")
@@ -125,7 +135,7 @@ impl Transformer {
                 let (layer, leaf) = rest.split_once('.')?;
                 let layer: usize = layer.parse().ok()?;
                 if let Some(n) = leaf.strip_suffix(".weight") {
-                    if let Some(j) = NORMS.iter().position(|&x| x == n) {
+                    if let Some(j) = self.norm_names().iter().position(|&x| x == n) {
                         return Some(Loc::LayerNorm(layer, j));
                     }
                     return LINEARS

@@ -6,6 +6,8 @@
 //! `rope(x) = x * cos(angle) + rotate_half(x) * sin(angle)` with
 //! `rotate_half([x1, x2]) = [-x2, x1]` over the two halves of the head dimension.
 //! Tables are computed in f32, as transformers does, and then cast to the model dtype.
+//! `rope_scaling` changes the frequencies: `llama3` (below) or `linear` (all divided by
+//! `factor`). Gemma 3's sliding-window layers use base `rope_local_base_freq`, unscaled.
 
 use super::ForwardMode;
 use crate::config::{Config, RopeScaling};
@@ -30,14 +32,14 @@ pub struct RopeTables {
 }
 
 impl Rope {
+    /// The frequencies of full-attention layers: base `rope_theta`, then `rope_scaling`.
     pub fn new(cfg: &Config) -> Self {
-        let d = cfg.head_dim();
-        let theta = cfg.rope_theta as f32;
-        let inv_freq: Vec<f32> = (0..d / 2)
-            .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
-            .collect();
-        let mut inv_freq = match &cfg.rope_scaling {
+        let inv_freq = unscaled(cfg.head_dim(), cfg.rope_theta);
+        let mut inv_freq: Vec<f32> = match &cfg.rope_scaling {
             Some(rs) if rs.rope_type == "llama3" => llama3(&inv_freq, rs),
+            Some(rs) if rs.rope_type == "linear" => {
+                inv_freq.iter().map(|f| f / rs.factor as f32).collect()
+            }
             _ => inv_freq,
         };
         // A GGUF's rope_freqs: llama.cpp divides each frequency by its factor.
@@ -48,6 +50,17 @@ impl Rope {
             *f /= factor;
         }
         Rope { inv_freq }
+    }
+
+    /// The frequencies of sliding-window layers: [`Rope::new`]'s, unless the config gives them
+    /// their own base (`rope_local_base_freq`, unscaled).
+    pub fn local(cfg: &Config) -> Self {
+        match cfg.rope_local_base_freq {
+            Some(base) => Rope {
+                inv_freq: unscaled(cfg.head_dim(), base),
+            },
+            None => Rope::new(cfg),
+        }
     }
 
     /// `theta^(-2i/d)`, after rope scaling.
@@ -85,6 +98,14 @@ impl Rope {
             sin,
         })
     }
+}
+
+/// `theta^(-2i/d)` for i < d/2, in f32 as transformers computes it.
+fn unscaled(d: usize, theta: f64) -> Vec<f32> {
+    let theta = theta as f32;
+    (0..d / 2)
+        .map(|i| 1.0 / theta.powf((2 * i) as f32 / d as f32))
+        .collect()
 }
 
 /// transformers' `_compute_llama3_parameters`: frequencies whose wavelength exceeds

@@ -76,11 +76,34 @@ fn assert_close(what: &str, analytic: f64, numeric: f64) {
     );
 }
 
+/// Backprop gradients of the weights `names` of a random f64 model of `cfg` equal central
+/// finite differences at a few entries each, and are not all ~0.
+fn check_weight_gradients(cfg: &erosion_model::Config, seed: u64, names: &[&str]) {
+    let (mut model, _varmap) = random_model(cfg, DType::F64, seed).unwrap();
+    let data = batch(cfg.vocab_size as u32);
+    let vars: Vec<Var> = names.iter().map(|n| model.var(n).unwrap()).collect();
+    let grads = loss(&model, &data).backward().unwrap();
+    for (name, var) in names.iter().zip(&vars) {
+        let g = grads
+            .get(var)
+            .unwrap_or_else(|| panic!("{}: no gradient for {name}", cfg.model_type));
+        let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let mut largest = 0f64;
+        for i in probe_indices(g.len()) {
+            let fd = finite_difference(var, i, 1e-5, &|| scalar(&loss(&model, &data)));
+            assert_close(&format!("{} {name}[{i}]", cfg.model_type), g[i], fd);
+            largest = largest.max(g[i].abs());
+        }
+        assert!(
+            largest > 1e-4,
+            "{name}: the probed gradients are all ~0, the test would be vacuous"
+        );
+    }
+}
+
 #[test]
 fn weight_gradients_match_finite_differences() {
     let cfg = tiny_config("qwen2"); // q/k/v bias, GQA, tied embeddings
-    let (mut model, _varmap) = random_model(&cfg, DType::F64, 7).unwrap();
-    let data = batch(cfg.vocab_size as u32);
     let names = [
         "model.layers.2.self_attn.o_proj.weight",
         "model.layers.1.self_attn.q_proj.bias",
@@ -90,24 +113,60 @@ fn weight_gradients_match_finite_differences() {
         "model.norm.weight",
         "model.embed_tokens.weight", // also the tied lm_head
     ];
-    let vars: Vec<Var> = names.iter().map(|n| model.var(n).unwrap()).collect();
-    let grads = loss(&model, &data).backward().unwrap();
-    for (name, var) in names.iter().zip(&vars) {
-        let g = grads
-            .get(var)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        let mut largest = 0f64;
-        for i in probe_indices(g.len()) {
-            let fd = finite_difference(var, i, 1e-5, &|| scalar(&loss(&model, &data)));
-            assert_close(&format!("{name}[{i}]"), g[i], fd);
-            largest = largest.max(g[i].abs());
-        }
-        assert!(
-            largest > 1e-4,
-            "{name}: the probed gradients are all ~0, the test would be vacuous"
-        );
-    }
+    check_weight_gradients(&cfg, 7, &names);
+}
+
+/// A tiny config of a family that needs its config defaults (read as a `config.json`), with
+/// `extra` JSON fields.
+fn family_config(model_type: &str, extra: &str) -> erosion_model::Config {
+    erosion_model::Config::from_json(&format!(
+        r#"{{"model_type":"{model_type}","vocab_size":40,"hidden_size":16,"intermediate_size":24,
+            "num_hidden_layers":3,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":8,
+            "rms_norm_eps":1e-6{extra}}}"#
+    ))
+    .unwrap()
+}
+
+/// The ops Gemma and Qwen3 add: (1 + w) norms in every position (pre, post, q/k), GeGLU,
+/// attention and final soft-capping, the query scalar, a sliding window shorter than the
+/// batch (3 < 6) and a local RoPE base.
+#[test]
+fn gemma_and_qwen3_gradients_match_finite_differences() {
+    let gemma2 = family_config(
+        "gemma2",
+        r#","sliding_window":3,"attn_logit_softcapping":2.0,"final_logit_softcapping":4.0,
+            "query_pre_attn_scalar":12"#,
+    );
+    assert_eq!(gemma2.layer_windows().unwrap(), [Some(3), None, Some(3)]);
+    let names = [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.0.post_attention_layernorm.weight",
+        "model.layers.1.pre_feedforward_layernorm.weight",
+        "model.layers.2.post_feedforward_layernorm.weight",
+        "model.layers.1.mlp.gate_proj.weight",
+        "model.norm.weight",
+        "model.embed_tokens.weight",
+    ];
+    check_weight_gradients(&gemma2, 21, &names);
+
+    let gemma3 = family_config(
+        "gemma3_text",
+        r#","sliding_window":3,"sliding_window_pattern":2,"rope_local_base_freq":100.0"#,
+    );
+    assert_eq!(gemma3.layer_windows().unwrap(), [Some(3), None, Some(3)]);
+    let names = [
+        "model.layers.0.self_attn.q_norm.weight",
+        "model.layers.1.self_attn.k_norm.weight",
+        "model.layers.2.self_attn.k_proj.weight",
+    ];
+    check_weight_gradients(&gemma3, 22, &names);
+
+    let qwen3 = family_config("qwen3", "");
+    let names = [
+        "model.layers.0.self_attn.q_norm.weight",
+        "model.layers.2.self_attn.k_norm.weight",
+    ];
+    check_weight_gradients(&qwen3, 23, &names);
 }
 
 /// Lower layers run fast without a graph; a `Var` continues from the activation.
@@ -200,19 +259,21 @@ fn split_forward_gives_the_full_backprop_gradient() {
 
 #[test]
 fn fused_and_composite_paths_give_equal_outputs() {
-    let model = load_fixture("qwen2", DType::F32).unwrap();
-    let (ids, mask, _) = batch(model.config().vocab_size as u32);
-    let fast = model
-        .forward(&ids, Some(&mask), &mut ForwardOptions::fast())
-        .unwrap();
-    let slow = model
-        .forward(&ids, Some(&mask), &mut ForwardOptions::differentiable())
-        .unwrap();
-    let err = masked_max_diff(&fast, &slow, &mask);
-    assert!(
-        err < 1e-4 && max_abs(&fast) > 1.0,
-        "f32: fused and composite differ by {err}"
-    );
+    for arch in ["qwen2", "qwen3", "gemma2", "gemma3"] {
+        let model = load_fixture(arch, DType::F32).unwrap();
+        let (ids, mask, _) = batch(model.config().vocab_size as u32);
+        let fast = model
+            .forward(&ids, Some(&mask), &mut ForwardOptions::fast())
+            .unwrap();
+        let slow = model
+            .forward(&ids, Some(&mask), &mut ForwardOptions::differentiable())
+            .unwrap();
+        let err = masked_max_diff(&fast, &slow, &mask);
+        assert!(
+            err < 1e-4 && max_abs(&fast) > 1.0,
+            "{arch} f32: fused and composite differ by {err}"
+        );
+    }
 
     let cfg = tiny_config("llama");
     let (model, _) = random_model(&cfg, DType::F64, 10).unwrap();

@@ -1,5 +1,7 @@
 //! The transformer against Hugging Face transformers' own numbers for tiny random Qwen2,
-//! Llama (llama3 rope scaling) and Mistral checkpoints (scripts/reference/make_tiny_fixtures.py).
+//! Llama (llama3 rope scaling), Mistral, Qwen3 (q/k norms), Gemma 2 (post-norms, soft-capping,
+//! GeGLU, a sliding window shorter than the batch) and Gemma 3 (q/k norms, local and global
+//! RoPE, linear rope scaling) checkpoints (scripts/reference/make_tiny_fixtures.py).
 //! The folders are read with candle's safetensors loader and `Config::from_file` only.
 
 use crate::transformer_util;
@@ -98,6 +100,36 @@ fn mistral_f32_matches_transformers() {
 }
 
 #[test]
+fn qwen3_f32_matches_transformers() {
+    matches_transformers_f32("qwen3");
+}
+
+#[test]
+fn gemma2_f32_matches_transformers() {
+    matches_transformers_f32("gemma2");
+}
+
+#[test]
+fn gemma3_f32_matches_transformers() {
+    matches_transformers_f32("gemma3");
+}
+
+#[test]
+fn qwen3_bf16_matches_transformers() {
+    matches_transformers_bf16("qwen3");
+}
+
+#[test]
+fn gemma2_bf16_matches_transformers() {
+    matches_transformers_bf16("gemma2");
+}
+
+#[test]
+fn gemma3_bf16_matches_transformers() {
+    matches_transformers_bf16("gemma3");
+}
+
+#[test]
 fn qwen2_bf16_matches_transformers() {
     matches_transformers_bf16("qwen2");
 }
@@ -149,4 +181,56 @@ fn fixtures_exercise_rope_scaling_and_bias() {
         .forward(&ids, Some(mask), &mut ForwardOptions::fast())
         .unwrap();
     assert!(masked_max_diff(&logits, &reference["logits"], mask) > 1e-3);
+}
+
+/// The f32 logits of fixture `arch` run under `cfg` changed by `edit`, and how far they are
+/// from transformers' (valid positions).
+fn logits_error_with(arch: &str, edit: impl FnOnce(&mut erosion_model::Config)) -> f64 {
+    let reference = load_reference(arch).unwrap();
+    let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask = &reference["attention_mask"];
+    let dir = fixture_dir(arch);
+    let mut cfg = erosion_model::Config::from_file(&dir.join("config.json")).unwrap();
+    edit(&mut cfg);
+    let vb = unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &candle_core::Device::Cpu,
+        )
+    }
+    .unwrap();
+    let model = erosion_model::transformer::Transformer::new(&cfg, vb).unwrap();
+    let logits = model
+        .forward(&ids, Some(mask), &mut ForwardOptions::fast())
+        .unwrap();
+    masked_max_diff(&logits, &reference["logits"], mask)
+}
+
+type ConfigEdit = fn(&mut erosion_model::Config);
+
+/// The Gemma fixtures exercise each feature they claim: without the sliding window, either
+/// soft-cap, the query scalar, the local RoPE base or the linear scaling, the logits no longer
+/// match transformers'.
+#[test]
+fn gemma_fixtures_exercise_windows_capping_and_local_rope() {
+    assert!(logits_error_with("gemma2", |_| ()) < 1e-4);
+    let edits: [(&str, &str, ConfigEdit); 6] = [
+        ("gemma2", "no window", |c| c.sliding_window = Some(64)),
+        ("gemma2", "no attention cap", |c| {
+            c.attn_logit_softcapping = None
+        }),
+        ("gemma2", "no final cap", |c| {
+            c.final_logit_softcapping = None
+        }),
+        ("gemma2", "head_dim scale", |c| {
+            c.query_pre_attn_scalar = None
+        }),
+        ("gemma3", "one RoPE base", |c| c.rope_local_base_freq = None),
+        ("gemma3", "no rope scaling", |c| c.rope_scaling = None),
+    ];
+    for (arch, what, edit) in edits {
+        let err = logits_error_with(arch, edit);
+        assert!(err > 1e-3, "{arch} with {what} still matches ({err})");
+    }
 }

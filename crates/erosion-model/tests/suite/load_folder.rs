@@ -107,10 +107,38 @@ fn unknown_architecture_lists_supported() {
     std::fs::write(&path, text).unwrap();
     let msg = err_of(Checkpoint::open(dir.to_str().unwrap()));
     assert!(
-        msg.contains("gpt_neox") && msg.contains("qwen2, llama, mistral"),
+        msg.contains("gpt_neox")
+            && msg.contains("qwen2, qwen3, llama, mistral, gemma2, gemma3_text"),
         "{msg}"
     );
     assert!(msg.contains("config.json"), "{msg}");
+}
+
+/// Quantised and multimodal folders are refused from their config.json, before any weight is
+/// read, with the way out.
+#[test]
+fn quantised_and_multimodal_folders_are_refused_with_the_way_out() {
+    let edits = [
+        (
+            r#""quantization_config":{"quant_method":"awq","bits":4},"#,
+            "quant_method `awq`",
+        ),
+        (
+            r#""quantization_config":{"quant_method":"bitsandbytes","load_in_4bit":true},"#,
+            "dequantize()",
+        ),
+        (r#""vision_config":{"hidden_size":8},"#, "multimodal"),
+    ];
+    for (field, want) in edits {
+        let (_t, dir, _) = saved_folder(None);
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen('{', &format!("{{{field}"), 1);
+        std::fs::write(&path, text).unwrap();
+        let msg = err_of(Checkpoint::open(dir.to_str().unwrap()));
+        assert!(msg.contains(want) && msg.contains("config.json"), "{msg}");
+    }
 }
 
 #[test]

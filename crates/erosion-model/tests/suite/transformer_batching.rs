@@ -99,22 +99,39 @@ fn bad_inputs_are_errors() {
     assert!(e.contains("5 layers"), "{e}");
 }
 
+/// With one layer and a window of 4, the last token sees only the last 4 tokens: its logits
+/// equal those of those 4 tokens alone (RoPE is relative; the tables are f32, hence 1e-5), in
+/// a full pass and through the KV cache, and differ without the window.
 #[test]
-fn sequences_longer_than_a_sliding_window_are_refused() {
+fn a_sliding_window_limits_what_a_token_sees() {
     let mut cfg = tiny_config("mistral");
+    cfg.num_hidden_layers = 1;
     cfg.sliding_window = Some(4);
-    let (model, _) = random_model(&cfg, DType::F32, 1).unwrap();
-    let ids = Tensor::new(&[[1u32, 2, 3, 4, 5]], &Device::Cpu).unwrap();
-    let e = model
-        .forward(&ids, None, &mut ForwardOptions::fast())
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("sliding window of 4"), "{e}");
-    assert!(model
-        .forward(
-            &ids.narrow(1, 0, 4).unwrap(),
-            None,
-            &mut ForwardOptions::fast()
-        )
-        .is_ok());
+    let (model, _) = random_model(&cfg, DType::F64, 1).unwrap();
+    let ids = Tensor::new(&[[5u32, 9, 1, 2, 3, 4, 7]], &Device::Cpu).unwrap();
+    let fast = || ForwardOptions::fast();
+    let last = |t: &Tensor| t.narrow(1, t.dim(1).unwrap() - 1, 1).unwrap();
+    let full = model.forward(&ids, None, &mut fast()).unwrap();
+    let tail = model
+        .forward(&ids.narrow(1, 3, 4).unwrap(), None, &mut fast())
+        .unwrap();
+    let err = max_abs_diff(&last(&full), &last(&tail));
+    assert!(err < 1e-5, "the window leaks: {err}");
+
+    let mut cache = model.new_cache();
+    let head = ids.narrow(1, 0, 5).unwrap();
+    model
+        .forward_cached(&head, None, &mut cache, &mut fast())
+        .unwrap();
+    let rest = ids.narrow(1, 5, 2).unwrap();
+    let cached = model
+        .forward_cached(&rest, None, &mut cache, &mut fast())
+        .unwrap();
+    let err = max_abs_diff(&cached, &full.narrow(1, 5, 2).unwrap());
+    assert!(err < 1e-10, "cached and full passes differ by {err}");
+
+    cfg.sliding_window = None;
+    let (unwindowed, _) = random_model(&cfg, DType::F64, 1).unwrap();
+    let all = unwindowed.forward(&ids, None, &mut fast()).unwrap();
+    assert!(max_abs_diff(&last(&all), &last(&full)) > 1e-4);
 }

@@ -72,6 +72,15 @@ fn llama_cached_decoding_equals_full_forward() {
     cached_equals_full(&load_fixture("llama", DType::F32).unwrap(), 1e-4);
 }
 
+/// Gemma 2 and 3: sliding windows (4, shorter than the prompt), soft-caps and local RoPE on
+/// the cached path.
+#[test]
+fn gemma_cached_decoding_equals_full_forward() {
+    for arch in ["gemma2", "gemma3"] {
+        cached_equals_full(&load_fixture(arch, DType::F32).unwrap(), 1e-4);
+    }
+}
+
 #[test]
 fn f64_cached_decoding_equals_full_forward_to_rounding() {
     let (model, _) = random_model(&tiny_config("mistral"), DType::F64, 3).unwrap();
