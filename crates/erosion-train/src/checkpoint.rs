@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 pub const STATE_DIR: &str = "training_state";
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const ADAPTER_DIR: &str = "adapter";
+/// What PEFT puts before a module's path in adapter_model.safetensors.
+const PEFT_PREFIX: &str = "base_model.model.";
 
 /// What a checkpoint records about the run that made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,12 +84,16 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
     if let Method::Lora(cfg) = &trainer.options().method {
         let adapter = dir.join(ADAPTER_DIR);
         std::fs::create_dir_all(&adapter)?;
-        let params: Vec<(&str, &Tensor)> = trainer
+        // PEFT's names: the module path under its wrapper's `base_model.model.`.
+        let params: Vec<(String, &Tensor)> = trainer
             .params()
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_tensor()))
+            .map(|(n, v)| (format!("{PEFT_PREFIX}{n}"), v.as_tensor()))
             .collect();
-        write_safetensors(&adapter.join("adapter_model.safetensors"), params)?;
+        write_safetensors(
+            &adapter.join("adapter_model.safetensors"),
+            params.iter().map(|(n, t)| (n.as_str(), *t)),
+        )?;
         let config = serde_json::json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",
@@ -176,9 +182,11 @@ pub fn restore(
         let saved = candle_core::safetensors::load(&path, device)
             .with_context(|| format!("cannot read {}", path.display()))?;
         for (name, var) in trainer.params() {
+            // Adapters saved before erosion wrote PEFT's names lack the prefix.
             let t = saved
-                .get(name)
-                .with_context(|| format!("{} has no `{name}`", path.display()))?;
+                .get(&format!("{PEFT_PREFIX}{name}"))
+                .or_else(|| saved.get(name))
+                .with_context(|| format!("{} has no `{PEFT_PREFIX}{name}`", path.display()))?;
             if t.dims() != var.dims() {
                 bail!(
                     "{}: `{name}` is {:?}, expected {:?}",

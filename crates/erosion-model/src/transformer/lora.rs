@@ -133,6 +133,61 @@ impl Transformer {
         Ok(())
     }
 
+    /// Puts `adapter` on `module` (`model.layers.{l}.mlp.down_proj`, PEFT's path), replacing
+    /// any there; A and B must fit the module's weight.
+    pub fn set_lora(&mut self, module: &str, adapter: LoraAdapter) -> Result<()> {
+        let (l, j) = self.lora_slot(module)?;
+        let lin = linear_mut(&mut self.blocks[l], j);
+        let (d_out, d_in) = lin.weight.dims2()?;
+        let (r, a_in) = adapter.a.dims2()?;
+        if adapter.b.dims2()? != (d_out, r) || a_in != d_in {
+            bail!(
+                "adapter for `{module}`: A {:?} and B {:?} do not fit its weight [{d_out}, {d_in}]",
+                adapter.a.dims(),
+                adapter.b.dims()
+            );
+        }
+        lin.lora = Some(adapter);
+        Ok(())
+    }
+
+    /// The adapter on `module`, if any: its A `[r, in]` and B `[out, r]` (for a rank-1
+    /// adapter on `mlp.down_proj`, B's column is the direction it writes to the residual
+    /// stream) and its scale.
+    pub fn lora(&self, module: &str) -> Result<Option<&LoraAdapter>> {
+        let (l, j) = self.lora_slot(module)?;
+        Ok(super::params::linear(&self.blocks[l], j).lora.as_ref())
+    }
+
+    /// The PEFT path of every adapted module, in layer order.
+    pub fn lora_modules(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (l, b) in self.blocks.iter().enumerate() {
+            for (j, name) in LINEARS.iter().enumerate() {
+                if super::params::linear(b, j).lora.is_some() {
+                    out.push(format!("model.layers.{l}.{name}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// (layer, index into `LINEARS`) of a module path.
+    fn lora_slot(&self, module: &str) -> Result<(usize, usize)> {
+        let slot = module.strip_prefix("model.layers.").and_then(|rest| {
+            let (l, name) = rest.split_once('.')?;
+            Some((l.parse::<usize>().ok()?, LINEARS.iter().position(|&n| n == name)?))
+        });
+        match slot {
+            Some((l, j)) if l < self.blocks.len() => Ok((l, j)),
+            _ => bail!(
+                "no linear map `{module}` for an adapter: modules are model.layers.{{0..{}}}.{{{}}}",
+                self.blocks.len(),
+                LINEARS.join(",")
+            ),
+        }
+    }
+
     /// Whether any adapter is attached.
     pub fn has_lora(&self) -> bool {
         self.blocks

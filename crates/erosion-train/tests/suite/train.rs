@@ -311,7 +311,7 @@ fn lora_resumes_exactly_and_saves_a_peft_adapter() -> Result<()> {
         &Device::Cpu,
     )?;
     assert_eq!(
-        adapter["model.layers.1.mlp.down_proj.lora_A.weight"].dims(),
+        adapter["base_model.model.model.layers.1.mlp.down_proj.lora_A.weight"].dims(),
         &[2, 32]
     );
     Ok(())
