@@ -97,7 +97,7 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
         let config = serde_json::json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": state.start,
+            "base_model_name_or_path": base_model(&state.start),
             "r": cfg.rank,
             "lora_alpha": cfg.alpha,
             "lora_dropout": 0.0,
@@ -120,6 +120,21 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
         &state_dir.join(STATE_FILE),
         serde_json::to_string_pretty(state)?.as_bytes(),
     )
+}
+
+/// The model a LoRA run's adapter goes on, as PEFT's `base_model_name_or_path`: the start's
+/// path without the trainer-state digest `#0123456789abcdef` that `Start::describe` adds;
+/// `None` for a fresh model, which no checkpoint holds.
+fn base_model(start: &str) -> Option<&str> {
+    if start.starts_with("fresh:") {
+        return None;
+    }
+    match start.rsplit_once('#') {
+        Some((path, digest)) if digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(path)
+        }
+        _ => Some(start),
+    }
 }
 
 /// The state saved in checkpoint `dir`, if the save completed.
