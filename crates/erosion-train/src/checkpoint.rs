@@ -130,7 +130,9 @@ fn base_model(start: &str) -> Option<&str> {
         return None;
     }
     match start.rsplit_once('#') {
-        Some((path, digest)) if digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
+        Some((path, digest))
+            if digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
             Some(path)
         }
         _ => Some(start),

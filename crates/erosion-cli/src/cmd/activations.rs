@@ -15,7 +15,6 @@ use erosion_forward::out_lock::OutLock;
 use erosion_model::atomic::write_bytes_atomic;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::hooks::HookPoint;
-use erosion_model::load::Checkpoint;
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
 use std::path::Path;
 
@@ -64,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
     let out = &args.out.out;
     let _lock = OutLock::acquire(out, "activations", &mut crate::notice_on_stderr)
         .with_context(|| format!("--out {}", out.display()))?;
-    let ck = Checkpoint::open(&args.model.model)?;
+    let ck = args.model.open()?;
     let n_layers = ck.config.num_hidden_layers;
     let hooks = args
         .hooks

@@ -20,13 +20,13 @@ pub mod gguf;
 pub mod gguf_header;
 pub mod gguf_tokenizer;
 pub mod hub;
-pub mod save;
 mod open;
+pub mod save;
 mod source;
 
+pub use adapter::{Adapter, OpenOptions};
 pub use finite::{check_all_finite, check_finite, ensure_finite, CheckedSafetensors};
 pub use generation::GenerationConfig;
-pub use adapter::{Adapter, OpenOptions};
 pub use hub::HubSpec;
 pub use save::{save_hf_folder, write_safetensors, SaveOptions};
 pub use source::{Source, WeightFormat};
@@ -259,7 +259,10 @@ impl Checkpoint {
         match &self.adapter {
             None => self.source.to_string(),
             Some(a) if a.scale == 1.0 => format!("{} + adapter {}", self.source, a.source),
-            Some(a) => format!("{} + adapter {} (scaled x{})", self.source, a.source, a.scale),
+            Some(a) => format!(
+                "{} + adapter {} (scaled x{})",
+                self.source, a.source, a.scale
+            ),
         }
     }
 

@@ -176,7 +176,10 @@ impl Transformer {
     fn lora_slot(&self, module: &str) -> Result<(usize, usize)> {
         let slot = module.strip_prefix("model.layers.").and_then(|rest| {
             let (l, name) = rest.split_once('.')?;
-            Some((l.parse::<usize>().ok()?, LINEARS.iter().position(|&n| n == name)?))
+            Some((
+                l.parse::<usize>().ok()?,
+                LINEARS.iter().position(|&n| n == name)?,
+            ))
         });
         match slot {
             Some((l, j)) if l < self.blocks.len() => Ok((l, j)),

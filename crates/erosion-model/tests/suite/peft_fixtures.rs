@@ -62,15 +62,28 @@ fn tiny_adapters_match_peft_and_merge_and_unload() -> Result<()> {
             let name = format!("tiny-{arch}-{kind}");
             let ck = Checkpoint::open(&spec(&base, &name))?;
             let separate = logits(&ck.load_model(DType::F32, &Device::Cpu)?, &ids, Some(mask));
-            let merged = logits(&ck.load_model_merged(DType::F32, &Device::Cpu)?, &ids, Some(mask));
-            let (want, want_merged) = (&reference()[&format!("{name}.peft")], &reference()[&format!("{name}.merged")]);
+            let merged = logits(
+                &ck.load_model_merged(DType::F32, &Device::Cpu)?,
+                &ids,
+                Some(mask),
+            );
+            let (want, want_merged) = (
+                &reference()[&format!("{name}.peft")],
+                &reference()[&format!("{name}.merged")],
+            );
             let err = masked_max_diff(&separate, want, mask);
             assert!(err < TOL, "{name}: logits differ from PeftModel's by {err}");
             let err = masked_max_diff(&merged, want_merged, mask);
-            assert!(err < TOL, "{name}: merged logits differ from merge_and_unload's by {err}");
+            assert!(
+                err < TOL,
+                "{name}: merged logits differ from merge_and_unload's by {err}"
+            );
             // The adapter matters: the base's logits are far from these.
             let moved = masked_max_diff(&inputs["logits"], want, mask);
-            assert!(moved > 100.0 * TOL, "{name}: the adapter moves logits by {moved} only");
+            assert!(
+                moved > 100.0 * TOL,
+                "{name}: the adapter moves logits by {moved} only"
+            );
         }
     }
     Ok(())
@@ -109,9 +122,15 @@ fn smollm2_adapters_match_peft() -> Result<()> {
         assert!(err < TOL, "{name}: logits differ from PeftModel's by {err}");
         model.merge_lora()?;
         let err = max_abs_diff(&pick(&model)?, r("merged"));
-        assert!(err < TOL, "{name}: merged logits differ from merge_and_unload's by {err}");
+        assert!(
+            err < TOL,
+            "{name}: merged logits differ from merge_and_unload's by {err}"
+        );
         let moved = max_abs_diff(r("base"), r("peft"));
-        assert!(moved > 100.0 * TOL, "{name}: the adapter moves logits by {moved} only");
+        assert!(
+            moved > 100.0 * TOL,
+            "{name}: the adapter moves logits by {moved} only"
+        );
     }
     Ok(())
 }
@@ -191,10 +210,17 @@ fn bad_adapters_are_refused_naming_file_and_field() -> Result<()> {
         ),
         (
             edited(&tmp.path().join("c"), name, |c| c["r"] = 2.into()),
-            &["lora_A.weight", "[1, 64]", "field `r`", "adapter_model.safetensors"],
+            &[
+                "lora_A.weight",
+                "[1, 64]",
+                "field `r`",
+                "adapter_model.safetensors",
+            ],
         ),
         (
-            edited(&tmp.path().join("d"), name, |c| c["peft_type"] = "IA3".into()),
+            edited(&tmp.path().join("d"), name, |c| {
+                c["peft_type"] = "IA3".into()
+            }),
             &["peft_type is `IA3`"],
         ),
     ];
@@ -202,14 +228,21 @@ fn bad_adapters_are_refused_naming_file_and_field() -> Result<()> {
         let spec = format!("{}+{}", base.display(), adapter.display());
         let err = format!("{:#}", Checkpoint::open(&spec).unwrap_err());
         for s in said {
-            assert!(err.contains(s), "{}: `{s}` not in: {err}", adapter.display());
+            assert!(
+                err.contains(s),
+                "{}: `{s}` not in: {err}",
+                adapter.display()
+            );
         }
     }
     // Alone, on a recorded base that is nowhere.
     let lost = edited(&tmp.path().join("e"), name, |c| {
         c["base_model_name_or_path"] = "no-such/base-model".into()
     });
-    let err = format!("{:#}", Checkpoint::open(lost.to_str().unwrap()).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Checkpoint::open(lost.to_str().unwrap()).unwrap_err()
+    );
     assert!(
         err.contains("no-such/base-model") && err.contains("base_model_name_or_path"),
         "{err}"
@@ -219,7 +252,10 @@ fn bad_adapters_are_refused_naming_file_and_field() -> Result<()> {
         adapter_scale: Some(2.0),
         ..OpenOptions::default()
     };
-    let err = format!("{:#}", Checkpoint::open_with(base.to_str().unwrap(), &opts).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Checkpoint::open_with(base.to_str().unwrap(), &opts).unwrap_err()
+    );
     assert!(err.contains("names no adapter"), "{err}");
     Ok(())
 }

@@ -435,12 +435,24 @@ fn a_saved_adapter_loads_back_on_its_start() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let tok = tokenizer();
     let (parent, child) = (tmp.path().join("parent"), tmp.path().join("child"));
-    train(&spec(&tok, None), &data(10), &options(2, Method::Full), &parent, &mut Silent)?;
+    train(
+        &spec(&tok, None),
+        &data(10),
+        &options(2, Method::Full),
+        &parent,
+        &mut Silent,
+    )?;
     let from_parent = RunSpec {
         start: Start::Checkpoint(parent.to_string_lossy().into_owned()),
         ..spec(&tok, None)
     };
-    train(&from_parent, &data(8), &options(2, lora()), &child, &mut Silent)?;
+    train(
+        &from_parent,
+        &data(8),
+        &options(2, lora()),
+        &child,
+        &mut Silent,
+    )?;
     let open = |p: &std::path::Path| Checkpoint::open(p.to_str().unwrap());
     let saved = open(&child)?.load_model(DType::F32, &Device::Cpu)?;
     let adapter = open(&child.join("adapter"))?;
@@ -460,7 +472,10 @@ fn a_saved_adapter_loads_back_on_its_start() -> Result<()> {
     let (a, b) = (logits(&saved)?, logits(&separate)?);
     let err = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
     assert!(err < 1e-5, "{err}");
-    let moved = (&a - logits(&start)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let moved = (&a - logits(&start)?)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?;
     assert!(moved > 1e-3, "the adapter changes nothing: {moved}");
     Ok(())
 }

@@ -86,7 +86,10 @@ const REFUSED: &[(&str, &str)] = &[
     ("use_qalora", "QA-LoRA is not supported"),
     ("megatron_config", "Megatron-parallel LoRA is not supported"),
     ("arrow_config", "Arrow routing is not supported"),
-    ("ensure_weight_tying", "weight tying of saved modules is not supported"),
+    (
+        "ensure_weight_tying",
+        "weight tying of saved modules is not supported",
+    ),
 ];
 
 /// Keys read below.
@@ -152,7 +155,9 @@ impl PeftConfig {
             }
         }
         if let Some((key, _)) = m.iter().find(|(k, v)| {
-            !HONOURED.contains(&k.as_str()) && !IGNORED.contains(&k.as_str()) && !is_unset(v)
+            !HONOURED.contains(&k.as_str())
+                && !IGNORED.contains(&k.as_str())
+                && !is_unset(v)
                 && !REFUSED.iter().any(|(r, _)| r == k)
         }) {
             bail!(
@@ -189,9 +194,7 @@ impl PeftConfig {
             layers_to_transform: layers(m.get("layers_to_transform"))?,
             layers_pattern: strings(m.get("layers_pattern"), "layers_pattern")?,
             rank_pattern: pattern(m, "rank_pattern", positive_int)?,
-            alpha_pattern: pattern(m, "alpha_pattern", |v| {
-                v.as_f64().context("not a number")
-            })?,
+            alpha_pattern: pattern(m, "alpha_pattern", |v| v.as_f64().context("not a number"))?,
             modules_to_save: strings(m.get("modules_to_save"), "modules_to_save")?,
         })
     }
@@ -199,10 +202,15 @@ impl PeftConfig {
     /// Whether PEFT would put an adapter on `key` (a module path such as
     /// `model.layers.3.mlp.down_proj`): PEFT's `check_target_module_exists`.
     pub fn targets(&self, key: &str) -> bool {
-        let excluded = self.exclude_modules.as_ref().is_some_and(|ex| ex.matches(key));
+        let excluded = self
+            .exclude_modules
+            .as_ref()
+            .is_some_and(|ex| ex.matches(key));
         // A module saved whole never carries an adapter (PEFT: `(^|.*\.){m}($|\..*)`).
         let saved = self.modules_to_save.iter().any(|m| {
-            key == m || key.ends_with(&format!(".{m}")) || key.contains(&format!(".{m}."))
+            key == m
+                || key.ends_with(&format!(".{m}"))
+                || key.contains(&format!(".{m}."))
                 || key.starts_with(&format!("{m}."))
         });
         if excluded || saved {
@@ -337,7 +345,10 @@ fn targets(v: Option<&Value>, key: &str) -> Result<Option<Targets>> {
         Some(Value::String(s)) if s == "all-linear" => Some(Targets::AllLinear),
         Some(Value::String(s)) => {
             let re = Regex::new(&format!("^(?:{s})$")).with_context(|| {
-                format!("field `{key}` is not a regular expression erosion can read: `{}`", shown(s))
+                format!(
+                    "field `{key}` is not a regular expression erosion can read: `{}`",
+                    shown(s)
+                )
             })?;
             Some(Targets::Pattern(s.clone(), re))
         }
@@ -346,7 +357,8 @@ fn targets(v: Option<&Value>, key: &str) -> Result<Option<Targets>> {
 }
 
 fn layers(v: Option<&Value>) -> Result<Option<Vec<usize>>> {
-    let bad = || anyhow::anyhow!("field `layers_to_transform` must be a layer index or a list of them");
+    let bad =
+        || anyhow::anyhow!("field `layers_to_transform` must be a layer index or a list of them");
     Ok(match v {
         None | Some(Value::Null) => None,
         Some(Value::Array(a)) if a.is_empty() => None,
@@ -371,7 +383,10 @@ fn pattern<T>(
             .map(|(k, v)| {
                 let value = read(v).with_context(|| format!("field `{key}`: `{}`", shown(k)))?;
                 Regex::new(&format!(r"^(.*\.)?({k})$")).with_context(|| {
-                    format!("field `{key}`: `{}` is not a regular expression erosion can read", shown(k))
+                    format!(
+                        "field `{key}`: `{}` is not a regular expression erosion can read",
+                        shown(k)
+                    )
                 })?;
                 Ok((k.clone(), value))
             })
@@ -402,7 +417,9 @@ mod tests {
 
     #[test]
     fn names_regex_and_layers_select_as_peft() -> Result<()> {
-        let c = cfg(r#"{"peft_type":"LORA","target_modules":["down_proj"],"layers_to_transform":[1]}"#)?;
+        let c = cfg(
+            r#"{"peft_type":"LORA","target_modules":["down_proj"],"layers_to_transform":[1]}"#,
+        )?;
         assert!(c.targets("model.layers.1.mlp.down_proj"));
         assert!(!c.targets("model.layers.0.mlp.down_proj"));
         assert!(!c.targets("model.layers.1.mlp.up_proj"));
@@ -438,13 +455,19 @@ mod tests {
             (r#"{"peft_type":"IA3"}"#, "peft_type is `IA3`"),
             (r#"{"r":8}"#, "peft_type is missing"),
             (r#"{"peft_type":"LORA","bias":"all"}"#, "bias is `all`"),
-            (r#"{"peft_type":"LORA","new_thing":[1]}"#, "`new_thing` is set"),
+            (
+                r#"{"peft_type":"LORA","new_thing":[1]}"#,
+                "`new_thing` is set",
+            ),
             (r#"{"peft_type":"LORA","r":0}"#, "field `r`"),
         ] {
             let err = format!("{:#}", cfg(json).unwrap_err());
             assert!(err.contains(said), "{json}: {err}");
         }
         // Unset values of unknown keys and training-only keys pass.
-        assert!(cfg(r#"{"peft_type":"LORA","new_thing":null,"lora_dropout":0.1,"use_dora":false}"#).is_ok());
+        assert!(cfg(
+            r#"{"peft_type":"LORA","new_thing":null,"lora_dropout":0.1,"use_dora":false}"#
+        )
+        .is_ok());
     }
 }

@@ -16,7 +16,7 @@ pub mod config;
 pub mod spec;
 
 pub use config::{PeftConfig, Targets};
-pub use spec::{split, OpenOptions};
+pub use spec::{parts, split, OpenOptions};
 
 use super::expect::expected_weights;
 use super::folder::read_header;
@@ -105,7 +105,9 @@ impl Adapter {
         let st = candle_core::safetensors::load(&self.weights, &Device::Cpu)
             .with_context(|| format!("cannot read {}", self.weights.display()))?;
         let get = |name: &str| -> Result<candle_core::Tensor> {
-            let t = st.get(name).context("listed in the header, missing in the data")?;
+            let t = st
+                .get(name)
+                .context("listed in the header, missing in the data")?;
             let t = t.to_dtype(dtype)?.to_device(&device)?;
             super::ensure_finite(name, &t)?;
             Ok(t)
@@ -163,10 +165,17 @@ fn check_tensors(
     for (name, (dtype, shape)) in header {
         let bare = name.strip_prefix(PEFT_PREFIX).unwrap_or(name);
         if !super::expect::is_float_dtype(dtype) {
-            bail!("tensor {} is stored as {}, not floating point", shown(name), shown(dtype));
+            bail!(
+                "tensor {} is stored as {}, not floating point",
+                shown(name),
+                shown(dtype)
+            );
         }
         if bare.contains("lora_embedding_") || bare.contains("lora_magnitude_vector") {
-            bail!("tensor {}: LoRA on embeddings and DoRA are not supported", shown(name));
+            bail!(
+                "tensor {}: LoRA on embeddings and DoRA are not supported",
+                shown(name)
+            );
         }
         let factor = [".lora_A.weight", ".lora_B.weight"]
             .iter()
@@ -186,7 +195,10 @@ fn check_tensors(
             );
         }
         lora.entry(module).or_default()[which] = Some(name);
-        let (rank, out_in) = (cfg.rank_alpha(module).0, &shapes[&format!("{module}.weight")]);
+        let (rank, out_in) = (
+            cfg.rank_alpha(module).0,
+            &shapes[&format!("{module}.weight")],
+        );
         let want = [vec![rank, out_in[1]], vec![out_in[0], rank]][which].clone();
         if shape != &want {
             bail!(

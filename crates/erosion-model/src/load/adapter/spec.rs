@@ -62,7 +62,10 @@ impl OpenOptions {
             commit: snap.commit,
             snapshot: snap.dir.clone(),
         };
-        snap.dir.join(CONFIG_FILE).is_file().then_some((snap.dir, source))
+        snap.dir
+            .join(CONFIG_FILE)
+            .is_file()
+            .then_some((snap.dir, source))
     }
 }
 
@@ -97,6 +100,28 @@ pub fn split<'a>(spec: &'a str, lookup: &OpenOptions) -> Result<Option<(&'a str,
          adapter folder (with {CONFIG_FILE}) or a cached hub adapter",
         tried.join(", ")
     )
+}
+
+/// The specs a model spec is made of, for hashing what it names: `[base, adapter]` for
+/// `BASE+ADAPTER` and for an adapter alone (its recorded base, when it records one), else
+/// `[spec]`; each resolved as [`OpenOptions::resolve`] does.
+pub fn parts(spec: &str, opts: &OpenOptions) -> Vec<String> {
+    if let Ok(Some((base, adapter))) = split(spec, opts) {
+        return vec![opts.resolve(base), opts.resolve(adapter)];
+    }
+    match opts.adapter_dir(spec) {
+        Some((dir, _)) if !dir.join("config.json").is_file() => {
+            let base = super::PeftConfig::from_dir(&dir)
+                .ok()
+                .and_then(|c| c.base_model);
+            let dir = dir.to_string_lossy().into_owned();
+            base.map(|b| opts.resolve(&b))
+                .into_iter()
+                .chain([dir])
+                .collect()
+        }
+        _ => vec![opts.resolve(spec)],
+    }
 }
 
 #[cfg(test)]
