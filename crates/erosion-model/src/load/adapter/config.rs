@@ -218,7 +218,9 @@ impl PeftConfig {
         }
         match &self.target_modules {
             Targets::Pattern(..) => self.target_modules.matches(key),
-            Targets::AllLinear => !key.ends_with("lm_head") && self.in_layers(key),
+            // The linear maps of the blocks (the embeddings are no linear map, the output layer
+            // is left out by PEFT).
+            Targets::AllLinear => key.contains(".layers.") && self.in_layers(key),
             Targets::Names(names) if names.iter().any(|n| n == key) => true,
             Targets::Names(_) => self.target_modules.matches(key) && self.in_layers(key),
         }
@@ -433,6 +435,7 @@ mod tests {
         assert!(c.targets("model.layers.0.mlp.gate_proj"));
         assert!(!c.targets("model.layers.0.self_attn.o_proj"));
         assert!(!c.targets("lm_head"));
+        assert!(!c.targets("model.embed_tokens"));
         Ok(())
     }
 

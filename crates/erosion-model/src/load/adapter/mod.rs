@@ -87,8 +87,8 @@ impl Adapter {
             dir: dir.to_path_buf(),
             config,
             weights,
-            modules: checked.0,
-            saved: checked.1,
+            modules: checked.modules,
+            saved: checked.saved,
             scale: 1.0,
         })
     }
@@ -130,36 +130,21 @@ impl Adapter {
     }
 }
 
+/// What an adapter file holds, checked against its base.
+struct Checked {
+    modules: Vec<AdaptedModule>,
+    /// (Hugging Face name, name in the file)
+    saved: Vec<(String, String)>,
+}
+
 /// The adapted modules and saved weights of `header`, checked (module docs).
 fn check_tensors(
     cfg: &PeftConfig,
     header: &BTreeMap<String, (String, Vec<usize>)>,
     shapes: &BTreeMap<String, Vec<usize>>,
     base: &Config,
-) -> Result<(Vec<AdaptedModule>, Vec<(String, String)>)> {
-    let modules: Vec<&str> = shapes
-        .iter()
-        .filter(|(_, s)| s.len() == 2)
-        .filter_map(|(n, _)| n.strip_suffix(".weight"))
-        .collect();
-    let targeted: Vec<&str> = modules.iter().copied().filter(|m| cfg.targets(m)).collect();
-    if let Some(m) = targeted.iter().find(|m| !m.starts_with("model.layers.")) {
-        bail!(
-            "target_modules in {} selects `{m}`: LoRA on the embeddings or the output layer is \
-             not supported",
-            cfg.path.display()
-        );
-    }
-    if targeted.is_empty() {
-        bail!(
-            "target_modules in {} selects no module of the {} base (its linear maps are \
-             q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj in model.layers.0 to \
-             {})",
-            cfg.path.display(),
-            base.model_type,
-            base.num_hidden_layers.saturating_sub(1)
-        );
-    }
+) -> Result<Checked> {
+    let targeted = targeted_modules(cfg, shapes, base)?;
     let mut lora: BTreeMap<&str, [Option<&str>; 2]> = BTreeMap::new();
     let mut saved = Vec::new();
     for (name, (dtype, shape)) in header {
@@ -177,39 +162,12 @@ fn check_tensors(
                 shown(name)
             );
         }
-        let factor = [".lora_A.weight", ".lora_B.weight"]
-            .iter()
-            .position(|s| bare.ends_with(s));
-        let Some(which) = factor else {
-            saved.push(saved_weight(cfg, name, bare, shape, shapes, base)?);
-            continue;
-        };
-        let module = &bare[..bare.len() - ".lora_A.weight".len()];
-        if !targeted.contains(&module) {
-            bail!(
-                "tensor {} adapts `{}`, which the base has not or which target_modules / \
-                 layers_to_transform in {} do not select",
-                shown(name),
-                shown(module),
-                cfg.path.display()
-            );
-        }
-        lora.entry(module).or_default()[which] = Some(name);
-        let (rank, out_in) = (
-            cfg.rank_alpha(module).0,
-            &shapes[&format!("{module}.weight")],
-        );
-        let want = [vec![rank, out_in[1]], vec![out_in[0], rank]][which].clone();
-        if shape != &want {
-            bail!(
-                "tensor {} has shape {shape:?}, but the base's {module}.weight {out_in:?} and r = \
-                 {rank} (field `r` / `rank_pattern` of {}) imply {want:?}",
-                shown(name),
-                cfg.path.display()
-            );
+        match lora_factor(cfg, name, bare, shape, shapes, &targeted)? {
+            Some((module, which)) => lora.entry(module).or_default()[which] = Some(name),
+            None => saved.push(saved_weight(cfg, name, bare, shape, shapes, base)?),
         }
     }
-    let mut out = Vec::new();
+    let mut modules = Vec::new();
     for m in targeted {
         let [Some(a), Some(b)] = lora.get(m).copied().unwrap_or_default() else {
             bail!(
@@ -217,7 +175,7 @@ fn check_tensors(
                 cfg.path.display()
             );
         };
-        out.push(AdaptedModule {
+        modules.push(AdaptedModule {
             module: m.to_string(),
             rank: cfg.rank_alpha(m).0,
             scaling: cfg.scaling(m),
@@ -225,7 +183,87 @@ fn check_tensors(
             b_name: b.to_string(),
         });
     }
-    Ok((out, saved))
+    Ok(Checked { modules, saved })
+}
+
+/// The base's modules the config targets: at least one, and only linear maps of the blocks.
+fn targeted_modules<'a>(
+    cfg: &PeftConfig,
+    shapes: &'a BTreeMap<String, Vec<usize>>,
+    base: &Config,
+) -> Result<Vec<&'a str>> {
+    // The base's linear maps and embeddings; `lm_head` even when tied, so that a target
+    // naming it is refused by name.
+    let mut modules: Vec<&str> = shapes
+        .iter()
+        .filter(|(_, s)| s.len() == 2)
+        .filter_map(|(n, _)| n.strip_suffix(".weight"))
+        .collect();
+    if !modules.contains(&"lm_head") {
+        modules.push("lm_head");
+    }
+    let targeted: Vec<&str> = modules.into_iter().filter(|m| cfg.targets(m)).collect();
+    if let Some(m) = targeted.iter().find(|m| !m.starts_with("model.layers.")) {
+        bail!(
+            "target_modules in {} selects `{m}`: LoRA on the embeddings or the output layer is \
+             not supported",
+            cfg.path.display()
+        );
+    }
+    if targeted.is_empty() {
+        bail!(
+            "target_modules in {} selects no module of the {} base (its linear maps are \
+             q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj in model.layers.0 to \
+             {})",
+            cfg.path.display(),
+            base.model_type,
+            base.num_hidden_layers.saturating_sub(1)
+        );
+    }
+    Ok(targeted)
+}
+
+/// For a LoRA factor (`{module}.lora_A.weight` / `.lora_B.weight`): its module and 0 for A, 1
+/// for B, checked: a targeted module, of shape A `[r_m, in]` / B `[out, r_m]`. `None` for any
+/// other tensor.
+fn lora_factor<'a>(
+    cfg: &PeftConfig,
+    name: &str,
+    bare: &'a str,
+    shape: &[usize],
+    shapes: &BTreeMap<String, Vec<usize>>,
+    targeted: &[&str],
+) -> Result<Option<(&'a str, usize)>> {
+    let factor = [".lora_A.weight", ".lora_B.weight"]
+        .iter()
+        .position(|s| bare.ends_with(s));
+    let Some(which) = factor else {
+        return Ok(None);
+    };
+    let module = &bare[..bare.len() - ".lora_A.weight".len()];
+    if !targeted.contains(&module) {
+        bail!(
+            "tensor {} adapts `{}`, which the base has not or which target_modules / \
+             layers_to_transform in {} do not select",
+            shown(name),
+            shown(module),
+            cfg.path.display()
+        );
+    }
+    let (rank, out_in) = (
+        cfg.rank_alpha(module).0,
+        &shapes[&format!("{module}.weight")],
+    );
+    let want = [[rank, out_in[1]], [out_in[0], rank]][which];
+    if shape != want {
+        bail!(
+            "tensor {} has shape {shape:?}, but the base's {module}.weight {out_in:?} and r = \
+             {rank} (field `r` / `rank_pattern` of {}) imply {want:?}",
+            shown(name),
+            cfg.path.display()
+        );
+    }
+    Ok(Some((module, which)))
 }
 
 /// A whole weight the adapter replaces: its module must be in `modules_to_save`, the weight
