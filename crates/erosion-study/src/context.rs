@@ -210,12 +210,17 @@ impl StudyContext {
         Ok(loaded)
     }
 
-    /// A stable identity of a model for cache keys: its weight files' digest.
+    /// A stable identity of a model for cache keys: its weight files' digest (its adapter's
+    /// files included), and its adapter's scale.
     pub fn model_identity(&self, name: &str) -> Result<String> {
+        let m = self.model(name)?;
+        let scale = match &m.checkpoint.adapter {
+            Some(a) => format!(":x{}", a.scale),
+            None => String::new(),
+        };
         Ok(format!(
-            "{}:{}:{:?}",
-            name,
-            self.model(name)?.hash.digest(),
+            "{name}:{}{scale}:{:?}",
+            m.hash.digest(),
             self.dtype
         ))
     }

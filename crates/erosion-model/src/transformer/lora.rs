@@ -6,6 +6,8 @@
 //! initialised as PEFT does (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, so training starts from the
 //! unchanged model) and merged into the weight on save: `W' = W + s B A`. Adapters are named as
 //! PEFT names them (`model.layers.{i}.self_attn.q_proj` + `.lora_A.weight` / `.lora_B.weight`).
+//! Adapters that PEFT (or `erosion train`) saved are put on a model by `load::adapter`, through
+//! [`Transformer::set_lora`]; [`Transformer::lora`] reads them back.
 
 use super::params::{linear_mut, LINEARS};
 use super::Transformer;
@@ -193,9 +195,7 @@ impl Transformer {
 
     /// Whether any adapter is attached.
     pub fn has_lora(&self) -> bool {
-        self.blocks
-            .iter()
-            .any(|b| (0..LINEARS.len()).any(|j| super::params::linear(b, j).lora.is_some()))
+        !self.lora_modules().is_empty()
     }
 }
 
