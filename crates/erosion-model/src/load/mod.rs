@@ -239,33 +239,6 @@ impl Checkpoint {
         })
     }
 
-    /// Like [`Checkpoint::load_model`], with the adapter folded into the weights
-    /// (`W' = W + k s B A`, PEFT's `merge_and_unload`): plain weights, as fast as the base.
-    pub fn load_model_merged(&self, dtype: DType, device: &Device) -> Result<Transformer> {
-        let mut model = self.load_model(dtype, device)?;
-        model.merge_lora()?;
-        Ok(model)
-    }
-
-    /// The files a run on this checkpoint depends on, for provenance: the weight files, then
-    /// the adapter's config and weights.
-    pub fn provenance_files(&self) -> Vec<PathBuf> {
-        let adapter = self.adapter.iter().flat_map(|a| a.files());
-        self.weight_files.iter().cloned().chain(adapter).collect()
-    }
-
-    /// Where the checkpoint came from, with its adapter and the adapter's scale.
-    pub fn describe(&self) -> String {
-        match &self.adapter {
-            None => self.source.to_string(),
-            Some(a) if a.scale == 1.0 => format!("{} + adapter {}", self.source, a.source),
-            Some(a) => format!(
-                "{} + adapter {} (scaled x{})",
-                self.source, a.source, a.scale
-            ),
-        }
-    }
-
     /// Every weight tensor of the base, by Hugging Face name, in `dtype` on `device` (for
     /// saving, inspection, hashing; an adapter is not applied). Reads all weights into memory.
     pub fn tensors(&self, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {

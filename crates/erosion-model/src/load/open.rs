@@ -1,10 +1,13 @@
 //! A model spec opened: a folder, a `.gguf` file, a cached hub id, `BASE+ADAPTER`, or an
-//! adapter alone on the base its `adapter_config.json` records.
+//! adapter alone on the base its `adapter_config.json` records; and what a checkpoint with an
+//! adapter adds (merged loading, its files for provenance, its description).
 
 use super::adapter::{self, Adapter, OpenOptions, PeftConfig};
 use super::{escaped, hub, Checkpoint};
+use crate::transformer::Transformer;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use candle_core::{DType, Device};
+use std::path::{Path, PathBuf};
 
 impl Checkpoint {
     /// [`Checkpoint::open`] with explicit options: the hub cache, a folder relative paths are
@@ -26,6 +29,33 @@ impl Checkpoint {
             }
             Self::open_base(&opts.resolve(spec), opts)
         })
+    }
+
+    /// Like [`Checkpoint::load_model`], with the adapter folded into the weights
+    /// (`W' = W + k s B A`, PEFT's `merge_and_unload`): plain weights, as fast as the base.
+    pub fn load_model_merged(&self, dtype: DType, device: &Device) -> Result<Transformer> {
+        let mut model = self.load_model(dtype, device)?;
+        model.merge_lora()?;
+        Ok(model)
+    }
+
+    /// The files a run on this checkpoint depends on, for provenance: the weight files, then
+    /// the adapter's config and weights.
+    pub fn provenance_files(&self) -> Vec<PathBuf> {
+        let adapter = self.adapter.iter().flat_map(|a| a.files());
+        self.weight_files.iter().cloned().chain(adapter).collect()
+    }
+
+    /// Where the checkpoint came from, with its adapter and the adapter's scale.
+    pub fn describe(&self) -> String {
+        match &self.adapter {
+            None => self.source.to_string(),
+            Some(a) if a.scale == 1.0 => format!("{} + adapter {}", self.source, a.source),
+            Some(a) => format!(
+                "{} + adapter {} (scaled x{})",
+                self.source, a.source, a.scale
+            ),
+        }
     }
 
     /// `adapter_spec` on `base` (`None`: the base its config records).
