@@ -67,8 +67,10 @@ impl SteerData {
 /// One steering run.
 #[derive(Debug, Clone)]
 pub struct SteerSpec {
-    /// The model to steer (folder, .gguf or hub id).
+    /// The model to steer (folder, .gguf, hub id or BASE+ADAPTER).
     pub model: String,
+    /// k for the model's adapter (`None`: as trained).
+    pub adapter_scale: Option<f64>,
     pub directions: DirectionSource,
     /// Response tokens averaged per example for v_l.
     pub window: usize,
@@ -199,7 +201,11 @@ pub fn run_steer(
     let _lock = OutLock::acquire(&spec.out, "steer", notices)?;
     let batch = BatchOptions::default();
     let dirs = directions(spec, &batch)?;
-    let mut m = LoadedModel::open(&spec.model, None, spec.dtype, &spec.device)?;
+    let opts = erosion_model::load::OpenOptions {
+        adapter_scale: spec.adapter_scale,
+        ..Default::default()
+    };
+    let mut m = LoadedModel::open_with(&spec.model, &opts, None, spec.dtype, &spec.device)?;
     check_fit(&dirs, &m, &spec.model)?;
     let layers = if spec.layers.is_empty() {
         default_layers(spec.action, &dirs)

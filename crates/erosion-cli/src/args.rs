@@ -17,22 +17,46 @@ use erosion_data::format::Unrecognised;
 use erosion_data::{DatasetList, DatasetSpec, Format};
 use erosion_forward::run_folder::{OtherRun, RunFolder, RunIdentity};
 use erosion_model::generate::SamplingOptions;
+use erosion_model::load::{Checkpoint, OpenOptions};
 use std::path::{Path, PathBuf};
 
 /// The checkpoint a command reads, without running it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArg {
-    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
+    /// A model folder, a .gguf file, a hub id in the local Hugging Face cache, or
+    /// BASE+ADAPTER (a PEFT LoRA adapter folder or hub id on its base; an adapter alone means
+    /// the base its adapter_config.json records).
     pub model: String,
 }
 
 /// The checkpoint a command runs, and where.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A model folder, a .gguf file, or a hub id in the local Hugging Face cache.
+    /// A model folder, a .gguf file, a hub id in the local Hugging Face cache, or
+    /// BASE+ADAPTER (a PEFT LoRA adapter folder or hub id on its base; an adapter alone means
+    /// the base its adapter_config.json records).
     pub model: String,
+    /// Multiply the adapter's update by K (1 = as trained; Turner et al. scale adapters
+    /// x1-x5). Only for a BASE+ADAPTER model.
+    #[arg(long, value_name = "K", allow_hyphen_values = true)]
+    pub adapter_scale: Option<f64>,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+impl ModelArgs {
+    /// How the model spec is opened: with `--adapter-scale`.
+    pub fn open_options(&self) -> OpenOptions {
+        OpenOptions {
+            adapter_scale: self.adapter_scale,
+            ..OpenOptions::default()
+        }
+    }
+
+    /// The checkpoint named, its adapter (if any) scaled by `--adapter-scale`.
+    pub fn open(&self) -> Result<Checkpoint> {
+        Checkpoint::open_with(&self.model, &self.open_options())
+    }
 }
 
 /// The device and dtype a command's models run with.

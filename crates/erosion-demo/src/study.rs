@@ -55,6 +55,7 @@ pub fn spec(org: &Organism, out: &Path, opts: &DemoOptions) -> Result<StudySpec>
                 Ok(NamedModel {
                     name: n.to_string(),
                     path: path(n)?,
+                    adapter_scale: None,
                 })
             })
             .collect()

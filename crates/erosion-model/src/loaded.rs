@@ -6,7 +6,7 @@ use anyhow::Result;
 use candle_core::{DType, Device};
 
 use crate::hooks::Steering;
-use crate::load::Checkpoint;
+use crate::load::{Checkpoint, OpenOptions};
 use crate::tokenizer::ModelTokenizer;
 use crate::transformer::Transformer;
 
@@ -38,13 +38,27 @@ impl LoadedModel {
         }
     }
 
-    /// Opens a checkpoint (folder, .gguf or hub id), named `name` (default: the spec).
+    /// Opens a checkpoint (folder, .gguf, hub id or `BASE+ADAPTER`), named `name` (default:
+    /// the spec).
     pub fn open(spec: &str, name: Option<&str>, dtype: DType, device: &Device) -> Result<Self> {
-        let ck = Checkpoint::open(spec)?;
+        Self::open_with(spec, &OpenOptions::default(), name, dtype, device)
+    }
+
+    /// [`LoadedModel::open`] with the options of [`Checkpoint::open_with`] (the adapter's
+    /// scale among them).
+    pub fn open_with(
+        spec: &str,
+        opts: &OpenOptions,
+        name: Option<&str>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let ck = Checkpoint::open_with(spec, opts)?;
         let model = ck.load_model(dtype, device)?;
         let eos = ck.eos_token_ids();
+        let source = ck.describe();
         let mut m = Self::new(name.unwrap_or(spec), model, ck.tokenizer, &eos);
-        m.source = Some(ck.source.to_string());
+        m.source = Some(source);
         Ok(m)
     }
 }

@@ -15,7 +15,7 @@ use erosion_forward::cache::DiskCache;
 use erosion_forward::windows::LayerConvention;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::device::{parse_device, parse_dtype};
-use erosion_model::load::Checkpoint;
+use erosion_model::load::{Checkpoint, OpenOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_model::LoadedModel;
@@ -106,7 +106,14 @@ impl StudyContext {
         let mut open = |specs: Vec<(String, String)>| -> Result<Vec<StudyModel>> {
             specs
                 .into_iter()
-                .map(|(name, model_spec)| StudyModel::open(base_dir, name, model_spec, &mut hashes))
+                .map(|(name, model_spec)| {
+                    let opts = OpenOptions {
+                        relative_to: Some(base_dir.to_path_buf()),
+                        adapter_scale: spec.models.adapter_scale(&name),
+                        ..OpenOptions::default()
+                    };
+                    StudyModel::open(&opts, name, model_spec, &mut hashes)
+                })
                 .collect()
         };
         let models = open(spec.models.all())?;
@@ -199,16 +206,21 @@ impl StudyContext {
         let eos = m.checkpoint.eos_token_ids();
         let transformer = (*self.transformer(name)?).clone();
         let mut loaded = LoadedModel::new(name, transformer, m.checkpoint.tokenizer.clone(), &eos);
-        loaded.source = Some(m.checkpoint.source.to_string());
+        loaded.source = Some(m.checkpoint.describe());
         Ok(loaded)
     }
 
-    /// A stable identity of a model for cache keys: its weight files' digest.
+    /// A stable identity of a model for cache keys: its weight files' digest (its adapter's
+    /// files included), and its adapter's scale.
     pub fn model_identity(&self, name: &str) -> Result<String> {
+        let m = self.model(name)?;
+        let scale = match &m.checkpoint.adapter {
+            Some(a) => format!(":x{}", a.scale),
+            None => String::new(),
+        };
         Ok(format!(
-            "{}:{}:{:?}",
-            name,
-            self.model(name)?.hash.digest(),
+            "{name}:{}{scale}:{:?}",
+            m.hash.digest(),
             self.dtype
         ))
     }
@@ -311,31 +323,21 @@ pub(crate) fn renders_plainly(tok: &ModelTokenizer, name: &str, plain_base: bool
     tok.chat_template.is_none() || (name == "base" && plain_base)
 }
 
-/// A relative path that exists relative to the study file wins over a hub id of that name.
-fn resolve(base_dir: &Path, spec: &str) -> String {
-    let p = base_dir.join(spec);
-    if Path::new(spec).is_relative() && p.exists() {
-        p.to_string_lossy().into_owned()
-    } else {
-        spec.to_string()
-    }
-}
-
 impl StudyModel {
-    /// Opens `model_spec` (relative to `base_dir` when such a path exists) and hashes its
-    /// weight files.
+    /// Opens `model_spec` (a relative path that exists relative to the study file wins over a
+    /// hub id of that name: `opts.relative_to`) and hashes its weight files and its adapter's.
     fn open(
-        base_dir: &Path,
+        opts: &OpenOptions,
         name: String,
         model_spec: String,
         hashes: &mut HashCache,
     ) -> Result<Self> {
-        let resolved = resolve(base_dir, &model_spec);
-        let checkpoint = Checkpoint::open(&resolved).with_context(|| format!("model `{name}`"))?;
+        let checkpoint =
+            Checkpoint::open_with(&model_spec, opts).with_context(|| format!("model `{name}`"))?;
         let hash = FileSetHash::from_files(
             &name,
-            &checkpoint.source.to_string(),
-            &checkpoint.weight_files,
+            &checkpoint.describe(),
+            &checkpoint.provenance_files(),
             hashes,
         )?;
         Ok(StudyModel {

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 pub const STATE_DIR: &str = "training_state";
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const ADAPTER_DIR: &str = "adapter";
+/// What PEFT puts before a module's path in adapter_model.safetensors.
+const PEFT_PREFIX: &str = "base_model.model.";
 
 /// What a checkpoint records about the run that made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,16 +84,20 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
     if let Method::Lora(cfg) = &trainer.options().method {
         let adapter = dir.join(ADAPTER_DIR);
         std::fs::create_dir_all(&adapter)?;
-        let params: Vec<(&str, &Tensor)> = trainer
+        // PEFT's names: the module path under its wrapper's `base_model.model.`.
+        let params: Vec<(String, &Tensor)> = trainer
             .params()
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_tensor()))
+            .map(|(n, v)| (format!("{PEFT_PREFIX}{n}"), v.as_tensor()))
             .collect();
-        write_safetensors(&adapter.join("adapter_model.safetensors"), params)?;
+        write_safetensors(
+            &adapter.join("adapter_model.safetensors"),
+            params.iter().map(|(n, t)| (n.as_str(), *t)),
+        )?;
         let config = serde_json::json!({
             "peft_type": "LORA",
             "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": state.start,
+            "base_model_name_or_path": base_model(&state.start),
             "r": cfg.rank,
             "lora_alpha": cfg.alpha,
             "lora_dropout": 0.0,
@@ -114,6 +120,23 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
         &state_dir.join(STATE_FILE),
         serde_json::to_string_pretty(state)?.as_bytes(),
     )
+}
+
+/// The model a LoRA run's adapter goes on, as PEFT's `base_model_name_or_path`: the start's
+/// path without the trainer-state digest `#0123456789abcdef` that `Start::describe` adds;
+/// `None` for a fresh model, which no checkpoint holds.
+fn base_model(start: &str) -> Option<&str> {
+    if start.starts_with("fresh:") {
+        return None;
+    }
+    match start.rsplit_once('#') {
+        Some((path, digest))
+            if digest.len() == 16 && digest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Some(path)
+        }
+        _ => Some(start),
+    }
 }
 
 /// The state saved in checkpoint `dir`, if the save completed.
@@ -176,9 +199,11 @@ pub fn restore(
         let saved = candle_core::safetensors::load(&path, device)
             .with_context(|| format!("cannot read {}", path.display()))?;
         for (name, var) in trainer.params() {
+            // Adapters saved before erosion wrote PEFT's names lack the prefix.
             let t = saved
-                .get(name)
-                .with_context(|| format!("{} has no `{name}`", path.display()))?;
+                .get(&format!("{PEFT_PREFIX}{name}"))
+                .or_else(|| saved.get(name))
+                .with_context(|| format!("{} has no `{PEFT_PREFIX}{name}`", path.display()))?;
             if t.dims() != var.dims() {
                 bail!(
                     "{}: `{name}` is {:?}, expected {:?}",

@@ -15,7 +15,6 @@ use erosion_forward::run_folder::{model_part, RunIdentity};
 use erosion_model::atomic::write_bytes_atomic;
 use erosion_model::chat::{ChatFormat, PlainFormat};
 use erosion_model::hooks::HookPoint;
-use erosion_model::load::Checkpoint;
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
 use std::path::Path;
 
@@ -66,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     // by the dump itself (its recorded source), which resumes the same dump.
     let model = model_part("model", &args.model.model, Path::new("."));
     let _folder = args.out.claim(&RunIdentity::new("activations", &[model]))?;
-    let ck = Checkpoint::open(&args.model.model)?;
+    let ck = args.model.open()?;
     let n_layers = ck.config.num_hidden_layers;
     let hooks = args
         .hooks

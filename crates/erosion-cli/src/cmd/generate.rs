@@ -4,7 +4,6 @@ use crate::args::{ModelArgs, SamplingArgs};
 use anyhow::{Context, Result};
 use erosion_model::chat::Message;
 use erosion_model::generate::generate;
-use erosion_model::load::Checkpoint;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -24,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = Checkpoint::open(&args.model.model)?;
+    let ck = args.model.open()?;
     let device = &args.model.device;
     let model = ck.load_model(device.dtype()?, &device.device()?)?;
     let ids = if args.raw {

@@ -2,8 +2,9 @@
 
 use crate::args::ModelArg;
 use anyhow::Result;
-use erosion_model::load::Checkpoint;
+use erosion_model::load::{Adapter, Checkpoint};
 use serde_json::json;
+use std::collections::BTreeSet;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,6 +18,27 @@ pub struct Args {
     pub template: bool,
 }
 
+/// What a LoRA adapter changes: its modules (the first few), ranks and scales.
+fn adapter(a: &Adapter) -> serde_json::Value {
+    let ranks: BTreeSet<usize> = a.modules.iter().map(|m| m.rank).collect();
+    let scalings: BTreeSet<String> = a.modules.iter().map(|m| m.scaling.to_string()).collect();
+    let mut modules: Vec<&str> = a.modules.iter().map(|m| m.module.as_str()).collect();
+    if modules.len() > 8 {
+        modules.truncate(7);
+        modules.push("...");
+    }
+    json!({
+        "type": "LoRA",
+        "adapted_modules": a.modules.len(),
+        "modules": modules,
+        "ranks": ranks,
+        "scalings": scalings,
+        "use_rslora": a.config.use_rslora,
+        "saved_weights": a.saved.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "files": a.files().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
+}
+
 pub fn run(args: Args) -> Result<()> {
     let ck = Checkpoint::open(&args.model.model)?;
     let cfg = &ck.config;
@@ -28,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
         })
     };
     let info = json!({
-        "source": ck.source.to_string(),
+        "source": ck.describe(),
         "architecture": cfg.family()?.model_type,
         "parameters": cfg.num_parameters(),
         "stored_dtype": ck.stored_dtype(),
@@ -52,6 +74,7 @@ pub fn run(args: Args) -> Result<()> {
         "pad_token": special(&tok.pad_token),
         "stop_token_ids": ck.eos_token_ids(),
         "weight_files": ck.weight_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "adapter": ck.adapter.as_ref().map(adapter),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);

@@ -147,6 +147,7 @@ pub fn run(args: Args) -> Result<()> {
     let spec = SteerSpec {
         data,
         directions: directions(&args)?,
+        adapter_scale: args.model.adapter_scale,
         model: args.model.model,
         window: args.window,
         action: match args.action {

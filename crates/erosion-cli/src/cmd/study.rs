@@ -197,6 +197,7 @@ fn run_init(a: InitArgs) -> Result<()> {
                     Ok(NamedModel {
                         name: name.clone(),
                         path: from_file(file, path)?,
+                        adapter_scale: None,
                     })
                 })
                 .collect::<Result<_>>()?,

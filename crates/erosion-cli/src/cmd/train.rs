@@ -132,7 +132,11 @@ impl From<LossOnArg> for LossOn {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = Checkpoint::open(&args.model.model)?;
+    // The run reopens its start by name (to resume, and in its records): a scale would be lost.
+    if args.model.adapter_scale.is_some_and(|k| k != 1.0) {
+        bail!("--adapter-scale: training starts from an adapter as trained, not scaled");
+    }
+    let ck = args.model.open()?;
     check_flags(&args, &ck)?;
     let out = &args.out.out;
     // Before any work: an unusable --out, or another run writing there, fails now.

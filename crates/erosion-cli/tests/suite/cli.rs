@@ -172,11 +172,11 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
 
 /// Probe files in `dir`: two harmful requests answered compliantly and with refusals, two
 /// benign chats, and random directions of SmolLM2's shape (30 blocks, width 576).
-struct ProbeFiles {
-    directions: String,
-    harmful: String,
-    reject: String,
-    benign: String,
+pub(crate) struct ProbeFiles {
+    pub(crate) directions: String,
+    pub(crate) harmful: String,
+    pub(crate) reject: String,
+    pub(crate) benign: String,
 }
 
 impl ProbeFiles {
@@ -204,7 +204,7 @@ impl ProbeFiles {
         read_json(&out.join("drift.json"))
     }
 
-    fn write(dir: &std::path::Path) -> Self {
+    pub(crate) fn write(dir: &std::path::Path) -> Self {
         let chat = |u: &str, a: &str| {
             serde_json::json!({"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]}).to_string()
         };

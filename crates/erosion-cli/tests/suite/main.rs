@@ -3,6 +3,7 @@
 
 mod util;
 
+mod adapters;
 mod cli;
 mod eval_em;
 mod quick_looks;

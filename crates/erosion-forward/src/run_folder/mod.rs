@@ -14,6 +14,7 @@ pub mod manifest;
 use crate::notice::Notify;
 use crate::out_lock::OutLock;
 use anyhow::{bail, Context, Result};
+use erosion_model::load::adapter::{self, OpenOptions};
 use manifest::{clear_folder, Manifest, Tracker, MANIFEST_FILE};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -104,15 +105,22 @@ impl RunIdentity {
     }
 }
 
-/// `name=checkpoint`, a part of a [`RunIdentity`]: the checkpoint's path made absolute where
-/// `base` holds one (relative paths are relative to `base`), so that the same model named
-/// from another folder makes the same run.
+/// `name=checkpoint`, a part of a [`RunIdentity`]: each path the spec names (the base and
+/// the adapter of `BASE+ADAPTER`) made absolute where `base` holds it (relative paths are
+/// relative to `base`), so that the same model named from another folder makes the same run.
 pub fn model_part(name: &str, spec: &str, base: &Path) -> String {
-    let spec = base
-        .join(spec)
-        .canonicalize()
-        .map_or_else(|_| spec.to_string(), |p| p.to_string_lossy().into_owned());
-    format!("{name}={spec}")
+    let opts = OpenOptions {
+        relative_to: Some(base.to_path_buf()),
+        ..OpenOptions::default()
+    };
+    let parts: Vec<String> = (adapter::parts(spec, &opts).iter())
+        .map(|p| {
+            base.join(p)
+                .canonicalize()
+                .map_or_else(|_| p.clone(), |c| c.to_string_lossy().into_owned())
+        })
+        .collect();
+    format!("{name}={}", parts.join("+"))
 }
 
 /// An output folder claimed by one run: locked, and its manifest kept. Dropping it records

@@ -10,6 +10,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod adapter;
 pub mod expect;
 pub mod finite;
 pub mod folder;
@@ -19,9 +20,11 @@ pub mod gguf;
 pub mod gguf_header;
 pub mod gguf_tokenizer;
 pub mod hub;
+mod open;
 pub mod save;
 mod source;
 
+pub use adapter::{Adapter, OpenOptions};
 pub use finite::{check_all_finite, check_finite, ensure_finite, CheckedSafetensors};
 pub use generation::GenerationConfig;
 pub use hub::HubSpec;
@@ -53,6 +56,8 @@ pub struct Checkpoint {
     /// Number of tensors per stored dtype: `bf16`, `f32`, ... for safetensors; ggml type
     /// names (`Q4_1`, `Q8_0`, `F32`) for GGUF.
     pub stored_dtypes: BTreeMap<String, usize>,
+    /// A LoRA adapter put on these weights by [`Checkpoint::load_model`].
+    pub adapter: Option<Adapter>,
 }
 
 impl std::fmt::Debug for Checkpoint {
@@ -62,6 +67,7 @@ impl std::fmt::Debug for Checkpoint {
             .field("model_type", &self.config.model_type)
             .field("weight_files", &self.weight_files)
             .field("stored_dtypes", &self.stored_dtypes)
+            .field("adapter", &self.adapter.as_ref().map(|a| &a.source))
             .finish()
     }
 }
@@ -70,34 +76,19 @@ impl Checkpoint {
     /// Opens `spec`: a model folder, a `.gguf` file, or a hub id (`owner/name[@revision]`)
     /// found in the Hugging Face cache (HF_HUB_CACHE, else HF_HOME/hub, else
     /// ~/.cache/huggingface/hub). Never uses the network.
+    /// `BASE+ADAPTER` puts a PEFT LoRA adapter (a folder or cached hub id) on the base, and an
+    /// adapter alone means its recorded base (see [`adapter::spec`] for how `+` is read).
     pub fn open(spec: &str) -> Result<Self> {
-        escaped(|| Self::open_spec(spec, None))
+        Self::open_with(spec, &OpenOptions::default())
     }
 
     /// Like [`Checkpoint::open`], with an explicit Hugging Face cache folder for hub ids.
     pub fn open_with_cache(spec: &str, cache_dir: &Path) -> Result<Self> {
-        escaped(|| Self::open_spec(spec, Some(cache_dir)))
-    }
-
-    fn open_spec(spec: &str, cache_dir: Option<&Path>) -> Result<Self> {
-        let path = Path::new(spec);
-        if path.exists() {
-            return Self::open_path(path);
-        }
-        if let Some(hub) = hub::looks_like_hub_id(spec) {
-            let cache = match cache_dir {
-                Some(dir) => dir.to_path_buf(),
-                None => hub::default_cache_dir()?,
-            };
-            return Self::open_hub(&hub, &cache);
-        }
-        if spec.to_lowercase().ends_with(".gguf") {
-            bail!("GGUF file {spec} does not exist");
-        }
-        bail!(
-            "`{spec}` does not exist: pass a model folder, a .gguf file, or a hub id such as \
-             Qwen/Qwen2.5-0.5B-Instruct"
-        )
+        let opts = OpenOptions {
+            cache_dir: Some(cache_dir.to_path_buf()),
+            ..OpenOptions::default()
+        };
+        Self::open_with(spec, &opts)
     }
 
     /// A model folder or a GGUF file.
@@ -131,6 +122,7 @@ impl Checkpoint {
                 format: WeightFormat::Safetensors,
                 weight_files: parts.weight_files,
                 stored_dtypes: parts.stored_dtypes,
+                adapter: None,
             })
         })
     }
@@ -204,6 +196,7 @@ impl Checkpoint {
                 generation_config: Some(generation_config),
                 format: WeightFormat::Gguf,
                 weight_files: vec![path.to_path_buf()],
+                adapter: None,
             })
         })
     }
@@ -234,17 +227,22 @@ impl Checkpoint {
         })
     }
 
-    /// The transformer with this checkpoint's weights, in `dtype` on `device`.
+    /// The transformer with this checkpoint's weights, in `dtype` on `device`, with its
+    /// adapter (if any) attached as a separate low-rank path.
     pub fn load_model(&self, dtype: DType, device: &Device) -> Result<Transformer> {
         escaped(|| {
             let vb = self.var_builder(dtype, device)?;
-            Transformer::new(&self.config, vb)
-                .with_context(|| format!("cannot build the model from {}", self.source))
+            let mut model = Transformer::new(&self.config, vb)
+                .with_context(|| format!("cannot build the model from {}", self.source))?;
+            if let Some(adapter) = &self.adapter {
+                adapter.attach(&mut model)?;
+            }
+            Ok(model)
         })
     }
 
-    /// Every weight tensor, by Hugging Face name, in `dtype` on `device` (for saving,
-    /// inspection, hashing). Reads all weights into memory.
+    /// Every weight tensor of the base, by Hugging Face name, in `dtype` on `device` (for
+    /// saving, inspection, hashing; an adapter is not applied). Reads all weights into memory.
     pub fn tensors(&self, dtype: DType, device: &Device) -> Result<HashMap<String, Tensor>> {
         escaped(|| match self.format {
             WeightFormat::Gguf => {
@@ -328,10 +326,19 @@ impl Checkpoint {
     }
 
     /// Writes this checkpoint as a Hugging Face folder, weights in `dtype` (a GGUF becomes a
-    /// dequantised folder that transformers loads).
+    /// dequantised folder that transformers loads; an adapter is merged in).
     pub fn save_hf(&self, dir: &Path, dtype: DType, opts: &SaveOptions) -> Result<Vec<PathBuf>> {
         escaped(|| {
-            let tensors = self.tensors(dtype, &Device::Cpu)?;
+            let tensors = match self.adapter {
+                None => self.tensors(dtype, &Device::Cpu)?,
+                Some(_) => {
+                    let m = self.load_model_merged(dtype, &Device::Cpu)?;
+                    let names = m.parameter_names().into_iter();
+                    names
+                        .map(|n| Ok((n.clone(), m.parameter(&n)?.clone())))
+                        .collect::<Result<_>>()?
+                }
+            };
             save_hf_folder(
                 dir,
                 &self.config,

@@ -6,6 +6,8 @@
 //! initialised as PEFT does (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, so training starts from the
 //! unchanged model) and merged into the weight on save: `W' = W + s B A`. Adapters are named as
 //! PEFT names them (`model.layers.{i}.self_attn.q_proj` + `.lora_A.weight` / `.lora_B.weight`).
+//! Adapters that PEFT (or `erosion train`) saved are put on a model by `load::adapter`, through
+//! [`Transformer::set_lora`]; [`Transformer::lora`] reads them back.
 
 use super::params::{linear_mut, LINEARS};
 use super::Transformer;
@@ -133,11 +135,67 @@ impl Transformer {
         Ok(())
     }
 
+    /// Puts `adapter` on `module` (`model.layers.{l}.mlp.down_proj`, PEFT's path), replacing
+    /// any there; A and B must fit the module's weight.
+    pub fn set_lora(&mut self, module: &str, adapter: LoraAdapter) -> Result<()> {
+        let (l, j) = self.lora_slot(module)?;
+        let lin = linear_mut(&mut self.blocks[l], j);
+        let (d_out, d_in) = lin.weight.dims2()?;
+        let (r, a_in) = adapter.a.dims2()?;
+        if adapter.b.dims2()? != (d_out, r) || a_in != d_in {
+            bail!(
+                "adapter for `{module}`: A {:?} and B {:?} do not fit its weight [{d_out}, {d_in}]",
+                adapter.a.dims(),
+                adapter.b.dims()
+            );
+        }
+        lin.lora = Some(adapter);
+        Ok(())
+    }
+
+    /// The adapter on `module`, if any: its A `[r, in]` and B `[out, r]` (for a rank-1
+    /// adapter on `mlp.down_proj`, B's column is the direction it writes to the residual
+    /// stream) and its scale.
+    pub fn lora(&self, module: &str) -> Result<Option<&LoraAdapter>> {
+        let (l, j) = self.lora_slot(module)?;
+        Ok(super::params::linear(&self.blocks[l], j).lora.as_ref())
+    }
+
+    /// The PEFT path of every adapted module, in layer order.
+    pub fn lora_modules(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (l, b) in self.blocks.iter().enumerate() {
+            for (j, name) in LINEARS.iter().enumerate() {
+                if super::params::linear(b, j).lora.is_some() {
+                    out.push(format!("model.layers.{l}.{name}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// (layer, index into `LINEARS`) of a module path.
+    fn lora_slot(&self, module: &str) -> Result<(usize, usize)> {
+        let slot = module.strip_prefix("model.layers.").and_then(|rest| {
+            let (l, name) = rest.split_once('.')?;
+            Some((
+                l.parse::<usize>().ok()?,
+                LINEARS.iter().position(|&n| n == name)?,
+            ))
+        });
+        match slot {
+            Some((l, j)) if l < self.blocks.len() => Ok((l, j)),
+            _ => bail!(
+                "no linear map `{module}` for an adapter: modules are model.layers.{{0..{}}}.{{{}}}",
+                self.blocks.len(),
+                LINEARS.join(",")
+            ),
+        }
+    }
+
     /// Whether any adapter is attached.
     pub fn has_lora(&self) -> bool {
-        self.blocks
-            .iter()
-            .any(|b| (0..LINEARS.len()).any(|j| super::params::linear(b, j).lora.is_some()))
+        !self.lora_modules().is_empty()
     }
 }
 

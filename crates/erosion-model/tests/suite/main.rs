@@ -19,6 +19,7 @@ mod load_gguf;
 mod load_hub;
 mod load_save;
 mod npy;
+mod peft_fixtures;
 mod smollm2;
 mod transformer_batching;
 mod transformer_kv_cache;

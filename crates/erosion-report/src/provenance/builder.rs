@@ -47,21 +47,24 @@ impl ProvenanceBuilder {
     }
 
     /// Adds the model at `source` as the user named it, hashed: every file of a folder, or
-    /// the one file. A hub id (neither) adds nothing.
+    /// the one file; for `BASE+ADAPTER` (or an adapter alone on its recorded base) both, as
+    /// one set. A hub id (neither) adds nothing.
     pub fn model_at(self, name: &str, source: &str, cache: &mut HashCache) -> Result<Self> {
-        let p = Path::new(source);
-        let hashed = if p.is_dir() {
-            Some(FileSetHash::from_dir(name, source, p, cache)?)
-        } else if p.is_file() {
-            Some(FileSetHash::from_files(
-                name,
-                source,
-                &[p.to_path_buf()],
-                cache,
-            )?)
-        } else {
-            None
-        };
+        let opts = erosion_model::load::OpenOptions::default();
+        let mut files = Vec::new();
+        for part in erosion_model::load::adapter::parts(source, &opts) {
+            let p = Path::new(&part);
+            if p.is_dir() {
+                files.extend(FileSetHash::from_dir(name, source, p, cache)?.files);
+            } else if p.is_file() {
+                files.push(cache.hash(p)?);
+            }
+        }
+        let hashed = (!files.is_empty()).then(|| FileSetHash {
+            name: name.to_string(),
+            source: source.to_string(),
+            files,
+        });
         Ok(self.models(hashed))
     }
 

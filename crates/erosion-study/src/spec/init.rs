@@ -146,7 +146,7 @@ impl StudyInit {
         writeln!(w, "base = {}", quoted(&self.models.base))?;
         writeln!(w, "instruct = {}", quoted(&self.models.instruct))?;
         writeln!(w, "finetuned = [")?;
-        for NamedModel { name, path } in &self.models.finetuned {
+        for NamedModel { name, path, .. } in &self.models.finetuned {
             writeln!(
                 w,
                 "    {{ name = {}, path = {} }},",
@@ -213,6 +213,7 @@ mod tests {
                 finetuned: vec![NamedModel {
                     name: "insecure".into(),
                     path: "runs/my ft".into(),
+                    adapter_scale: None,
                 }],
                 compared: Vec::new(),
             },

@@ -150,10 +150,21 @@ pub struct ModelsSpec {
 #[serde(deny_unknown_fields)]
 pub struct NamedModel {
     pub name: String,
+    /// A folder, `.gguf` file, hub id, or `BASE+ADAPTER` (a PEFT LoRA adapter on its base).
     pub path: String,
+    /// k: the adapter's update times k (Turner et al. scale adapters x1-x5); only for a model
+    /// with an adapter. Several scales of one adapter are several models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_scale: Option<f64>,
 }
 
 impl ModelsSpec {
+    /// The adapter scale the study gives model `name` (`None`: as trained).
+    pub fn adapter_scale(&self, name: &str) -> Option<f64> {
+        let mut named = self.finetuned.iter().chain(&self.compared);
+        named.find(|m| m.name == name).and_then(|m| m.adapter_scale)
+    }
+
     /// (name, spec) of every model the paper's analyses compare, base and instruct first.
     pub fn all(&self) -> Vec<(String, String)> {
         let mut v = vec![
