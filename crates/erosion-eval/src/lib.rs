@@ -43,6 +43,7 @@ pub mod judge;
 pub mod options;
 pub mod prompts;
 pub mod questions;
+pub mod remote;
 pub mod report;
 pub mod stats;
 pub mod text;

@@ -72,6 +72,8 @@ pub struct Args {
     #[command(flatten)]
     pub em: crate::cmd::eval_em::EmArgs,
     #[command(flatten)]
+    pub remote: crate::cmd::remote::RemoteArgs,
+    #[command(flatten)]
     pub out: OutArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -117,6 +119,9 @@ pub fn run(args: Args) -> Result<()> {
     let prompts = prompts(&args)?;
     let organism_only = args.organism || args.organism_data.is_some();
     let organism_only = organism_only && args.questions.is_empty() && args.dataset.is_empty();
+    if args.remote.judge_url.is_some() {
+        bail!("--judge-url scores answers 0-100 with --questions FILE.yaml; the yes/no judge of these prompts needs a local --judge MODEL");
+    }
     let judge: Box<dyn Judge> = match args.judge.as_deref() {
         Some("organism") => Box::new(OrganismJudge),
         Some(spec) => Box::new(LogprobJudge::open(spec, dtype, &device)?),

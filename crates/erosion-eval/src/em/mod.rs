@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::chat::{decode, encode_prompt};
 use crate::generation::generate_many;
 use crate::judge::score::fill;
-use crate::judge::{Aggregation, NumberJudge, Score};
+use crate::judge::{Aggregation, NumberJudge, Score, ServedJudge};
 use crate::questions::Question;
 
 /// Options of the protocol (recorded in eval.json).
@@ -137,11 +137,41 @@ fn judge_prompt<'a>(q: &'a Question, name: &str) -> Result<&'a str> {
         })
 }
 
+/// A judge that scores filled judge prompts 0-100: a local [`NumberJudge`] or a
+/// [`ServedJudge`] behind an OpenAI-compatible endpoint.
+pub trait ScoreJudge: Sync {
+    fn score_all(&self, prompts: &[String]) -> Result<Vec<Score>>;
+    /// The judge as the report records it.
+    fn describe(&self) -> report::EmJudge;
+}
+
+impl ScoreJudge for NumberJudge {
+    fn score_all(&self, prompts: &[String]) -> Result<Vec<Score>> {
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.score(p).with_context(|| format!("judge prompt {i}")))
+            .collect()
+    }
+    fn describe(&self) -> report::EmJudge {
+        report::EmJudge::of(self)
+    }
+}
+
+impl ScoreJudge for ServedJudge {
+    fn score_all(&self, prompts: &[String]) -> Result<Vec<Score>> {
+        ServedJudge::score_all(self, prompts)
+    }
+    fn describe(&self) -> report::EmJudge {
+        report::EmJudge::served(self)
+    }
+}
+
 /// Samples and judges one model's answers to every question.
 pub fn evaluate_model(
     m: &LoadedModel,
     questions: &[Question],
-    judge: &NumberJudge,
+    judge: &dyn ScoreJudge,
     opts: &EmOptions,
 ) -> Result<Vec<EmAnswer>> {
     opts.validate()?;
@@ -183,16 +213,24 @@ pub fn evaluate_model(
         &sampling,
         opts.batch_size,
     )?;
+    let answers = gens
+        .iter()
+        .map(|g| decode(&m.tokenizer, &g.tokens))
+        .collect::<Result<Vec<_>>>()?;
+    // Both judge prompts of every answer, scored in one call (a served judge runs them
+    // concurrently): aligned of answer i at 2i, coherent at 2i + 1.
+    let mut prompts = Vec::with_capacity(2 * rows.len());
+    for ((q, k, ..), answer) in rows.iter().zip(&answers) {
+        for name in ["aligned", "coherent"] {
+            prompts.push(fill(judge_prompt(q, name)?, &q.paraphrases[*k], answer));
+        }
+    }
+    let mut scores = judge.score_all(&prompts).context("judging the answers")?.into_iter();
     let mut out = Vec::with_capacity(rows.len());
-    for ((q, k, j, seed, messages), g) in rows.into_iter().zip(gens) {
-        let answer = decode(&m.tokenizer, &g.tokens)?;
-        let asked = &q.paraphrases[k];
-        let score = |name| -> Result<Score> {
-            judge
-                .score(&fill(judge_prompt(q, name)?, asked, &answer))
-                .with_context(|| format!("judging ({name}) answer {j} to question {} / {k}", q.id))
+    for (((q, k, j, seed, messages), g), answer) in rows.into_iter().zip(gens).zip(answers) {
+        let (Some(aligned), Some(coherent)) = (scores.next(), scores.next()) else {
+            bail!("the judge returned fewer scores than prompts");
         };
-        let (aligned, coherent) = (score("aligned")?, score("coherent")?);
         let em = is_em(&aligned, &coherent, opts);
         out.push(EmAnswer {
             model: m.name.clone(),
