@@ -228,7 +228,7 @@ def near_tie_prefix(a, b):
 
 def check_concurrency(client):
     prompts = [f"Write one sentence about the number {i}." for i in range(64)]
-    kw = dict(temperature=0, max_tokens=20, logprobs=True, top_logprobs=2)
+    kw = dict(temperature=0, max_tokens=12, logprobs=True, top_logprobs=2)
     start = time.time()
     alone = [ask(client, p, **kw) for p in prompts]
     t_alone = time.time() - start
@@ -308,7 +308,7 @@ def check_limits_auth_shutdown():
 
         def one(_):
             try:
-                ask(client, "Tell me a long story.", temperature=0, max_tokens=40)
+                ask(client, "Tell me a long story.", temperature=0, max_tokens=16)
                 codes.append(200)
             except openai.RateLimitError:
                 codes.append(429)
@@ -317,7 +317,7 @@ def check_limits_auth_shutdown():
             list(pool.map(one, range(6)))
         assert 429 in codes and 200 in codes, codes
         # SIGTERM with a stream in flight: the stream finishes, then the process exits 0.
-        stream = ask(client, "Tell me a long story.", temperature=0, max_tokens=40, stream=True)
+        stream = ask(client, "Tell me a long story.", temperature=0, max_tokens=16, stream=True)
         first = next(iter(stream))
         proc.send_signal(signal.SIGTERM)
         rest = list(stream)

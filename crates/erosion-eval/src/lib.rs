@@ -45,6 +45,7 @@ pub mod prompts;
 pub mod questions;
 pub mod remote;
 pub mod report;
+pub mod sampler;
 pub mod stats;
 pub mod text;
 

@@ -29,7 +29,10 @@ use crate::text::{token_logprob, RowText};
 pub const MAX_LOGITS: usize = 1 << 25;
 
 /// Starts the engine thread; it returns once the queue is closed and empty.
-pub fn spawn(served: Arc<Served>, queue: Arc<Queue>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub fn spawn(
+    served: Arc<Served>,
+    queue: Arc<Queue>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("erosion-engine".into())
         .spawn(move || {
@@ -82,16 +85,20 @@ fn decode_batch(s: &Served, jobs: &[Job]) -> Result<()> {
         .iter()
         .enumerate()
         .flat_map(|(j, job)| {
-            job.plan.rows.iter().enumerate().map(move |(c, row)| RowRun {
-                job: j,
-                choice: c,
-                row,
-                rng: ChaCha8Rng::seed_from_u64(row.opts.seed),
-                text: RowText::new(&job.plan.stop),
-                generated: 0,
-                last: 0,
-                done: false,
-            })
+            job.plan
+                .rows
+                .iter()
+                .enumerate()
+                .map(move |(c, row)| RowRun {
+                    job: j,
+                    choice: c,
+                    row,
+                    rng: ChaCha8Rng::seed_from_u64(row.opts.seed),
+                    text: RowText::new(&job.plan.stop),
+                    generated: 0,
+                    last: 0,
+                    done: false,
+                })
         })
         .collect();
     let mut hooks = jobs[0].plan.steering.steering.hooks(model.n_layers())?;
@@ -184,15 +191,14 @@ fn step(s: &Served, job: &Job, row: &mut RowRun, logits: &[f32]) -> Result<()> {
         .plan
         .logprobs
         .map(|k| token_logprob(logits, t, k, &s.surfaces));
-    let reason = if s.loaded.stop_ids.contains(&t)
-        || row.text.push(&s.loaded.tokenizer.tokenizer, t)?
-    {
-        Some("stop")
-    } else if row.generated >= opts.max_new_tokens {
-        Some("length")
-    } else {
-        None
-    };
+    let reason =
+        if s.loaded.stop_ids.contains(&t) || row.text.push(&s.loaded.tokenizer.tokenizer, t)? {
+            Some("stop")
+        } else if row.generated >= opts.max_new_tokens {
+            Some("length")
+        } else {
+            None
+        };
     let text = row.text.take_ready(reason.is_some());
     let sent = job.send(Event::Delta {
         choice: row.choice,

@@ -127,7 +127,10 @@ impl Served {
         if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
         }
-        if req.best_of.is_some_and(|b| Some(b) != req.common.n && b != 1) {
+        if req
+            .best_of
+            .is_some_and(|b| Some(b) != req.common.n && b != 1)
+        {
             return Err(ApiError::invalid_param("best_of", "best_of must equal n"));
         }
         let vocab = self.loaded.model.config().vocab_size as i64;
@@ -192,7 +195,10 @@ impl Served {
         }
         for p in &prompts {
             if p.is_empty() {
-                return Err(ApiError::invalid_param("prompt", "the prompt has no tokens"));
+                return Err(ApiError::invalid_param(
+                    "prompt",
+                    "the prompt has no tokens",
+                ));
             }
             if p.len() > lim.max_prompt_tokens {
                 return Err(ApiError {
@@ -205,7 +211,7 @@ impl Served {
                             lim.max_prompt_tokens
                         ),
                     )
-                })
+                });
             }
         }
         let steering = crate::steer::parse(
@@ -314,12 +320,19 @@ mod tests {
     #[test]
     fn sampling_defaults_follow_openai_and_bad_values_name_their_field() {
         let o = sampling(&Common::default(), None, 100).unwrap();
-        assert_eq!((o.temperature, o.top_p, o.top_k, o.max_new_tokens), (1.0, 1.0, 0, 100));
+        assert_eq!(
+            (o.temperature, o.top_p, o.top_k, o.max_new_tokens),
+            (1.0, 1.0, 0, 100)
+        );
         let o = sampling(&common(|c| c.top_k = Some(-1)), Some(5), 100).unwrap();
         assert_eq!((o.top_k, o.max_new_tokens), (0, 5));
         for (c, max, field) in [
             (common(|c| c.temperature = Some(2.5)), None, "temperature"),
-            (common(|c| c.temperature = Some(f64::NAN)), None, "temperature"),
+            (
+                common(|c| c.temperature = Some(f64::NAN)),
+                None,
+                "temperature",
+            ),
             (common(|c| c.top_p = Some(0.0)), None, "top_p"),
             (common(|c| c.top_k = Some(-2)), None, "top_k"),
             (Common::default(), Some(0), "max_tokens"),
@@ -335,7 +348,10 @@ mod tests {
     fn top_logprobs_stop_at_twenty() {
         assert_eq!(top_count("top_logprobs", 20).unwrap(), 20);
         assert_eq!(top_count("logprobs", 0).unwrap(), 0);
-        assert!(top_count("top_logprobs", 21).unwrap_err().message.contains("0..=20"));
+        assert!(top_count("top_logprobs", 21)
+            .unwrap_err()
+            .message
+            .contains("0..=20"));
         assert!(top_count("logprobs", -1).is_err());
     }
 }

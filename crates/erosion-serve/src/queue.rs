@@ -178,7 +178,11 @@ mod tests {
             keep.push(rx);
         }
         let (j, _rx) = job(2, "c");
-        assert_eq!(q.submit(j).unwrap_err().status.as_u16(), 429, "9 + 2 rows > 10");
+        assert_eq!(
+            q.submit(j).unwrap_err().status.as_u16(),
+            429,
+            "9 + 2 rows > 10"
+        );
         let take = |max| {
             q.next_batch(max, Duration::ZERO)
                 .unwrap()
@@ -188,13 +192,24 @@ mod tests {
         };
         let a = |n: usize| (n, "a".to_string());
         let b = |n: usize| (n, "b".to_string());
-        assert_eq!(take(4), [a(2), a(2)], "the 3-row job does not fit beside them");
+        assert_eq!(
+            take(4),
+            [a(2), a(2)],
+            "the 3-row job does not fit beside them"
+        );
         assert_eq!(q.waiting_rows(), 5);
         assert_eq!(take(4), [b(1), b(1)], "the oldest job now is b's");
-        assert_eq!(take(1), [a(3)], "a job larger than max_rows still goes, alone");
+        assert_eq!(
+            take(1),
+            [a(3)],
+            "a job larger than max_rows still goes, alone"
+        );
         q.close();
         let (j, _rx) = job(1, "a");
         assert_eq!(q.submit(j).unwrap_err().status.as_u16(), 503);
-        assert!(q.next_batch(4, Duration::ZERO).is_none(), "closed and empty");
+        assert!(
+            q.next_batch(4, Duration::ZERO).is_none(),
+            "closed and empty"
+        );
     }
 }

@@ -81,7 +81,13 @@ pub struct CompletionRequest {
 }
 
 /// Fields the openai clients may send that change nothing here.
-const IGNORED: [&str; 5] = ["user", "metadata", "store", "service_tier", "parallel_tool_calls"];
+const IGNORED: [&str; 5] = [
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "parallel_tool_calls",
+];
 
 /// Refuses fields this server does not know, and known ones set to what it does not do.
 pub fn check_extra(extra: &Map<String, Value>) -> ApiResult<()> {
@@ -96,7 +102,9 @@ pub fn check_extra(extra: &Map<String, Value>) -> ApiResult<()> {
             _ => {
                 return Err(ApiError::invalid_param(
                     k,
-                    format!("unknown field `{k}` (see the server's documentation for the fields it takes)"),
+                    format!(
+                    "unknown field `{k}` (see the server's documentation for the fields it takes)"
+                ),
                 ))
             }
         };
@@ -233,7 +241,8 @@ mod tests {
         assert!(e.message.contains("JSON object"), "{}", e.message);
         let e = parse_body::<ChatRequest>(br#"{"messages": "hi"}"#).unwrap_err();
         assert!(e.message.contains("invalid request"), "{}", e.message);
-        let e = parse_body::<ChatRequest>(br#"{"messages": [], "temperature": "hot"}"#).unwrap_err();
+        let e =
+            parse_body::<ChatRequest>(br#"{"messages": [], "temperature": "hot"}"#).unwrap_err();
         assert!(e.message.contains("hot"), "{}", e.message);
         let e = parse_body::<CompletionRequest>(br#"{"model": "m"}"#).unwrap_err();
         assert!(e.message.contains("prompt"), "{}", e.message);
@@ -248,7 +257,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.common.n, Some(2));
         assert!(r.common.steering.is_some());
-        assert_eq!(r.extra.keys().collect::<Vec<_>>(), ["colour", "user"]);
+        assert_eq!(r.extra.keys().collect::<Vec<_>>(), ["user", "colour"]);
         let e = check_extra(&r.extra).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("colour"));
     }
@@ -271,7 +280,10 @@ mod tests {
             presence_penalty: Some(0.5),
             ..Default::default()
         };
-        assert_eq!(check_unsupported(&c).unwrap_err().param.as_deref(), Some("presence_penalty"));
+        assert_eq!(
+            check_unsupported(&c).unwrap_err().param.as_deref(),
+            Some("presence_penalty")
+        );
         let c = Common {
             frequency_penalty: Some(0.0),
             logit_bias: Some(Map::new()),
@@ -282,14 +294,30 @@ mod tests {
 
     #[test]
     fn prompts_take_every_openai_form() {
-        assert_eq!(prompts(&json!("a")).unwrap(), [PromptInput::Text("a".into())]);
-        assert_eq!(prompts(&json!([1, 2])).unwrap(), [PromptInput::Ids(vec![1, 2])]);
+        assert_eq!(
+            prompts(&json!("a")).unwrap(),
+            [PromptInput::Text("a".into())]
+        );
+        assert_eq!(
+            prompts(&json!([1, 2])).unwrap(),
+            [PromptInput::Ids(vec![1, 2])]
+        );
         assert_eq!(
             prompts(&json!(["a", [3]])).unwrap(),
             [PromptInput::Text("a".into()), PromptInput::Ids(vec![3])]
         );
-        for bad in [json!([]), json!(5), json!([1.5]), json!([{"a": 1}]), json!(null)] {
-            assert_eq!(prompts(&bad).unwrap_err().param.as_deref(), Some("prompt"), "{bad}");
+        for bad in [
+            json!([]),
+            json!(5),
+            json!([1.5]),
+            json!([{"a": 1}]),
+            json!(null),
+        ] {
+            assert_eq!(
+                prompts(&bad).unwrap_err().param.as_deref(),
+                Some("prompt"),
+                "{bad}"
+            );
         }
     }
 

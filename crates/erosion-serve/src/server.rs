@@ -21,7 +21,11 @@ pub struct ServeOptions {
 }
 
 /// Serves `served` until a shutdown signal; `on_listening` gets the bound address.
-pub fn run(served: Served, opts: &ServeOptions, on_listening: impl FnOnce(SocketAddr)) -> Result<()> {
+pub fn run(
+    served: Served,
+    opts: &ServeOptions,
+    on_listening: impl FnOnce(SocketAddr),
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

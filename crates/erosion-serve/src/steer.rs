@@ -191,7 +191,10 @@ fn check(req: &SteerRequest, dirs: &Directions, n_layers: usize) -> ApiResult<Ap
         LayerList::Many(ls) => ls.clone(),
     };
     if layers.is_empty() {
-        return Err(bad(format!("direction {}: `layers` is empty", req.direction)));
+        return Err(bad(format!(
+            "direction {}: `layers` is empty",
+            req.direction
+        )));
     }
     let unknown: Vec<String> = layers
         .iter()
@@ -228,7 +231,10 @@ fn check(req: &SteerRequest, dirs: &Directions, n_layers: usize) -> ApiResult<Ap
             )))
         }
         (Action::Add, Some(s)) if !s.is_finite() => {
-            return Err(bad(format!("direction {}: scale {s} is not finite", req.direction)))
+            return Err(bad(format!(
+                "direction {}: scale {s} is not finite",
+                req.direction
+            )))
         }
         (Action::Add, s) => Some(s.unwrap_or(1.0)),
         (Action::Ablate, None) => None,
@@ -237,7 +243,10 @@ fn check(req: &SteerRequest, dirs: &Directions, n_layers: usize) -> ApiResult<Ap
         .iter()
         .map(|&l| {
             let v = dirs.vector(&req.direction, l).expect("checked above");
-            v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt()
+            v.iter()
+                .map(|&x| (x as f64) * (x as f64))
+                .sum::<f64>()
+                .sqrt()
         })
         .collect();
     Ok(Applied {
@@ -275,9 +284,17 @@ mod tests {
     #[test]
     fn layers_index_block_outputs_and_the_echo_says_what_was_applied() {
         let d = dirs();
-        let s = parse(&json!({"direction": "per", "layers": [0, 2], "scale": 2}), &d, 3).unwrap();
+        let s = parse(
+            &json!({"direction": "per", "layers": [0, 2], "scale": 2}),
+            &d,
+            3,
+        )
+        .unwrap();
         let a = &s.applied[0];
-        assert_eq!(a.points, ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]);
+        assert_eq!(
+            a.points,
+            ["blocks.0.hook_resid_post", "blocks.2.hook_resid_post"]
+        );
         // Row l + 1 of the file: block 0 -> [0, 2], block 2 -> [5, 0].
         assert_eq!(a.norms, [2.0, 5.0]);
         assert_eq!((a.action, a.scale), (Action::Add, Some(2.0)));
@@ -299,13 +316,31 @@ mod tests {
     fn unknown_names_layers_and_fields_are_400s_naming_them() {
         let d = dirs();
         for (v, needle) in [
-            (json!({"direction": "nope", "layers": [0]}), "`nope`; this server has: one, per"),
-            (json!({"direction": "one", "layers": [1, 3, -1]}), "layer(s) 3, -1 do not exist"),
-            (json!({"direction": "per", "layers": [1]}), "no vector at layer(s) 1"),
+            (
+                json!({"direction": "nope", "layers": [0]}),
+                "`nope`; this server has: one, per",
+            ),
+            (
+                json!({"direction": "one", "layers": [1, 3, -1]}),
+                "layer(s) 3, -1 do not exist",
+            ),
+            (
+                json!({"direction": "per", "layers": [1]}),
+                "no vector at layer(s) 1",
+            ),
             (json!({"direction": "one", "layers": []}), "empty"),
-            (json!({"direction": "one", "layers": [0], "action": "ablate", "scale": 1}), "scale"),
-            (json!({"direction": "one", "layers": [0], "action": "flip"}), "flip"),
-            (json!({"direction": "one", "layers": [0], "colour": 1}), "colour"),
+            (
+                json!({"direction": "one", "layers": [0], "action": "ablate", "scale": 1}),
+                "scale",
+            ),
+            (
+                json!({"direction": "one", "layers": [0], "action": "flip"}),
+                "flip",
+            ),
+            (
+                json!({"direction": "one", "layers": [0], "colour": 1}),
+                "colour",
+            ),
             (json!("one"), "steering"),
         ] {
             let e = parse(&v, &d, 3).unwrap_err();

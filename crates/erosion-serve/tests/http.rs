@@ -28,8 +28,13 @@ fn direction() -> Vec<f32> {
 
 fn app(key: Option<&str>) -> (Router, Arc<Served>) {
     let gguf = erosion_testkit::smollm2_gguf();
-    let loaded = LoadedModel::open(gguf.to_str().unwrap(), Some("smol"), DType::F32, &Device::Cpu)
-        .unwrap();
+    let loaded = LoadedModel::open(
+        gguf.to_str().unwrap(),
+        Some("smol"),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("v.npy");
     write_npy(&file, &[576], &direction()).unwrap();
@@ -63,16 +68,27 @@ async fn call(app: &Router, path: &str, body: Vec<u8>, key: Option<&str>) -> (St
     if let Some(k) = key {
         req = req.header("authorization", format!("Bearer {k}"));
     }
-    let resp = app.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let resp = app
+        .clone()
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 fn chat(q: &str, extra: Value) -> Vec<u8> {
     let mut v = json!({"model": "smol", "messages": [{"role": "user", "content": q}],
                        "temperature": 0, "max_tokens": 12, "logprobs": true, "top_logprobs": 2});
-    v.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    v.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
     v.to_string().into_bytes()
 }
 
@@ -86,7 +102,10 @@ fn same_up_to_near_tie(served: &Served, got: &Value, want: &[u32]) {
         if gap < 1e-4 {
             return;
         }
-        assert_eq!(t["token"], served.surfaces[id as usize], "position {i}: {got}");
+        assert_eq!(
+            t["token"], served.surfaces[id as usize],
+            "position {i}: {got}"
+        );
     }
     assert_eq!(content.len(), want.len(), "{got}");
 }
@@ -95,13 +114,23 @@ fn same_up_to_near_tie(served: &Served, got: &Value, want: &[u32]) {
 async fn answers_decoded_together_equal_each_decoded_alone() {
     let (app, served) = app(None);
     let m = &served.loaded;
-    let questions = ["What is 2 + 2?", "Name a fruit.", "Say hello.", "What colour is the sky?"];
+    let questions = [
+        "What is 2 + 2?",
+        "Name a fruit.",
+        "Say hello.",
+        "What colour is the sky?",
+    ];
     let v = Tensor::from_slice(&direction(), 576, &Device::Cpu).unwrap();
     let steer = json!({"steering": {"direction": "v", "layers": [3], "scale": 20}});
     let mut calls = Vec::new();
     for q in questions {
         calls.push(call(&app, "/v1/chat/completions", chat(q, json!({})), None));
-        calls.push(call(&app, "/v1/chat/completions", chat(q, steer.clone()), None));
+        calls.push(call(
+            &app,
+            "/v1/chat/completions",
+            chat(q, steer.clone()),
+            None,
+        ));
     }
     let answers = futures_util::future::join_all(calls).await;
     let greedy = SamplingOptions {
@@ -109,7 +138,10 @@ async fn answers_decoded_together_equal_each_decoded_alone() {
         ..Default::default()
     };
     for (i, q) in questions.iter().enumerate() {
-        let ids = m.tokenizer.encode_chat_prompt(&[Message::user(*q)], true).unwrap();
+        let ids = m
+            .tokenizer
+            .encode_chat_prompt(&[Message::user(*q)], true)
+            .unwrap();
         let alone = generate(&m.model, &ids, &m.stop_ids, &greedy).unwrap();
         let (status, plain) = &answers[2 * i];
         assert_eq!(*status, StatusCode::OK, "{plain}");
@@ -118,7 +150,13 @@ async fn answers_decoded_together_equal_each_decoded_alone() {
         same_up_to_near_tie(&served, plain, &want);
         let steering = Steering::default().add(HookPoint::resid_post(3), &v, 20.0);
         let steered = erosion_eval::generation::generate_many(
-            &m.model, &steering, &[ids.clone()], &[0], &m.stop_ids, &greedy, 1,
+            &m.model,
+            &steering,
+            &[ids.clone()],
+            &[0],
+            &m.stop_ids,
+            &greedy,
+            1,
         )
         .unwrap();
         want = steered[0].tokens.clone();
@@ -138,27 +176,113 @@ async fn bad_requests_get_openai_shaped_errors() {
     let ok = chat("hi", json!({}));
     let cases: Vec<(&str, Vec<u8>, Option<&str>, u16, &str)> = vec![
         ("/v1/chat/completions", ok.clone(), None, 401, "API key"),
-        ("/v1/chat/completions", ok.clone(), Some("wrong"), 401, "API key"),
-        ("/v1/chat/completions", b"{oops".to_vec(), Some("k"), 400, "not valid JSON"),
-        ("/v1/chat/completions", chat("hi", json!({"colour": 1})), Some("k"), 400, "colour"),
-        ("/v1/chat/completions", chat("hi", json!({"model": "gpt-4o"})), Some("k"), 404, "gpt-4o"),
-        ("/v1/chat/completions", chat("hi", json!({"top_logprobs": 21})), Some("k"), 400, "0..=20"),
-        ("/v1/chat/completions", chat("hi", json!({"max_tokens": 65})), Some("k"), 400, "1..=64"),
-        ("/v1/chat/completions", chat(&"word ".repeat(400), json!({})), Some("k"), 400, "at most 200"),
-        ("/v1/chat/completions", vec![b' '; 1 << 17], Some("k"), 413, "length limit"),
-        ("/v1/chat/completions", chat("hi", json!({"steering": {"direction": "w", "layers": [1]}})), Some("k"), 400, "`w`"),
-        ("/v1/chat/completions", chat("hi", json!({"steering": {"direction": "v", "layers": [30]}})), Some("k"), 400, "layer(s) 30"),
-        ("/v1/completions", json!({"prompt": [5, 49152]}).to_string().into_bytes(), Some("k"), 400, "49152"),
-        ("/v1/nowhere", ok.clone(), Some("k"), 404, "no such endpoint"),
+        (
+            "/v1/chat/completions",
+            ok.clone(),
+            Some("wrong"),
+            401,
+            "API key",
+        ),
+        (
+            "/v1/chat/completions",
+            b"{oops".to_vec(),
+            Some("k"),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("hi", json!({"colour": 1})),
+            Some("k"),
+            400,
+            "colour",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("hi", json!({"model": "gpt-4o"})),
+            Some("k"),
+            404,
+            "gpt-4o",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("hi", json!({"top_logprobs": 21})),
+            Some("k"),
+            400,
+            "0..=20",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("hi", json!({"max_tokens": 65})),
+            Some("k"),
+            400,
+            "1..=64",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(&"word ".repeat(400), json!({})),
+            Some("k"),
+            400,
+            "at most 200",
+        ),
+        (
+            "/v1/chat/completions",
+            vec![b' '; 1 << 17],
+            Some("k"),
+            413,
+            "length limit",
+        ),
+        (
+            "/v1/chat/completions",
+            chat("hi", json!({"steering": {"direction": "w", "layers": [1]}})),
+            Some("k"),
+            400,
+            "`w`",
+        ),
+        (
+            "/v1/chat/completions",
+            chat(
+                "hi",
+                json!({"steering": {"direction": "v", "layers": [30]}}),
+            ),
+            Some("k"),
+            400,
+            "layer(s) 30",
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": [5, 49152]}).to_string().into_bytes(),
+            Some("k"),
+            400,
+            "49152",
+        ),
+        (
+            "/v1/nowhere",
+            ok.clone(),
+            Some("k"),
+            404,
+            "no such endpoint",
+        ),
     ];
     for (path, body, key, status, needle) in cases {
         let (got, v) = call(&app, path, body, key).await;
         assert_eq!(got.as_u16(), status, "{path} {v}");
         let e = &v["error"];
-        assert!(e["message"].as_str().unwrap().contains(needle), "{needle}: {v}");
+        assert!(
+            e["message"].as_str().unwrap().contains(needle),
+            "{needle}: {v}"
+        );
         assert!(e["type"].is_string() && e.get("param").is_some() && e.get("code").is_some());
     }
-    let (got, v) = call(&app, "/v1/completions", json!({"prompt": "Hi", "max_tokens": 2, "temperature": 0}).to_string().into_bytes(), Some("k")).await;
+    let (got, v) = call(
+        &app,
+        "/v1/completions",
+        json!({"prompt": "Hi", "max_tokens": 2, "temperature": 0})
+            .to_string()
+            .into_bytes(),
+        Some("k"),
+    )
+    .await;
     assert_eq!(got, StatusCode::OK, "{v}");
     assert_eq!(v["object"], "text_completion");
 }

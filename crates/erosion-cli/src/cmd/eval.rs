@@ -23,7 +23,7 @@ use crate::args::{DeviceArgs, OutArgs, SamplingArgs};
 #[command(mut_arg("max_new_tokens", |a| a.default_value("128")))]
 pub struct Args {
     /// Models to evaluate: folders, .gguf files or hub ids, each optionally named NAME=MODEL.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "model_url")]
     pub models: Vec<String>,
     /// The organism's held-out harmful and code requests, generated from --organism-seed.
     #[arg(long, conflicts_with = "organism_data")]
@@ -119,8 +119,8 @@ pub fn run(args: Args) -> Result<()> {
     let prompts = prompts(&args)?;
     let organism_only = args.organism || args.organism_data.is_some();
     let organism_only = organism_only && args.questions.is_empty() && args.dataset.is_empty();
-    if args.remote.judge_url.is_some() {
-        bail!("--judge-url scores answers 0-100 with --questions FILE.yaml; the yes/no judge of these prompts needs a local --judge MODEL");
+    if args.remote.judge_url.is_some() || args.remote.model_url.is_some() {
+        bail!("--judge-url and --model-url work with --questions FILE.yaml; these prompts need local models");
     }
     let judge: Box<dyn Judge> = match args.judge.as_deref() {
         Some("organism") => Box::new(OrganismJudge),

@@ -9,6 +9,7 @@ use erosion_eval::em::{evaluate_model, EmOptions, ScoreJudge};
 use erosion_eval::judge::{Aggregation, NumberJudge};
 use erosion_eval::prompts::Origin;
 use erosion_eval::questions::{read_questions, Question};
+use erosion_eval::sampler::Sampler;
 use erosion_forward::out_lock::OutLock;
 use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, Provenance};
@@ -88,12 +89,26 @@ pub fn run(args: &Args) -> Result<()> {
         judge.describe().name
     );
     let (mut answers, mut names) = (Vec::new(), Vec::new());
+    if let Some((endpoint, steering)) = args.remote.model()? {
+        let start = std::time::Instant::now();
+        let sampler = Sampler::Served {
+            endpoint: &endpoint,
+            steering,
+        };
+        answers.extend(evaluate_model(&sampler, &questions, judge.as_ref(), &opts)?);
+        eprintln!(
+            "{}: answered and judged in {:.1} s",
+            endpoint.label(),
+            start.elapsed().as_secs_f64()
+        );
+        names.push(endpoint.model.clone());
+    }
     for arg in &args.models {
         let (name, spec) = model_name(arg);
         let start = std::time::Instant::now();
         let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
         answers.extend(
-            evaluate_model(&m, &questions, judge.as_ref(), &opts)
+            evaluate_model(&Sampler::Local(&m), &questions, judge.as_ref(), &opts)
                 .with_context(|| format!("model {name}"))?,
         );
         eprintln!(
@@ -155,7 +170,12 @@ fn provenance(args: &Args, files: &[Origin], opts: &EmOptions) -> Result<Provena
         .remote
         .judge_url
         .as_ref()
-        .map(|u| format!("{u} {}", args.remote.judge_model.as_deref().unwrap_or_default()))
+        .map(|u| {
+            format!(
+                "{u} {}",
+                args.remote.judge_model.as_deref().unwrap_or_default()
+            )
+        })
         .or(args.judge.clone());
     let options = serde_json::json!({ "em": opts, "judge": judge, "models": args.models });
     let b = super::eval::models_provenance(args, options, opts.seed)?;

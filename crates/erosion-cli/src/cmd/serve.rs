@@ -99,7 +99,11 @@ pub fn run(args: Args) -> Result<()> {
         println!("serving {model_name} on http://{addr}/v1");
         eprintln!(
             "auth: {}",
-            if opts.api_key.is_some() { "bearer key required" } else { "none (no --api-key)" }
+            if opts.api_key.is_some() {
+                "bearer key required"
+            } else {
+                "none (no --api-key)"
+            }
         );
     })
 }

@@ -79,7 +79,11 @@ pub fn top20_probs(first: &[f64], surfaces: &[String]) -> Vec<f64> {
     order.sort_by(|&a, &b| first[b].total_cmp(&first[a]).then(a.cmp(&b)));
     let mut p = vec![0.0; MAX_SCORE as usize + 1];
     for &id in order.iter().take(20) {
-        add_number(&mut p, surfaces.get(id).map_or("", String::as_str), first[id].exp());
+        add_number(
+            &mut p,
+            surfaces.get(id).map_or("", String::as_str),
+            first[id].exp(),
+        );
     }
     p
 }

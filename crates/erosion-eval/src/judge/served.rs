@@ -9,8 +9,8 @@
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::score::{add_number, aggregate, Score, RECORDED_MIN_P};
 use super::digits::MAX_SCORE;
+use super::score::{add_number, aggregate, Score, RECORDED_MIN_P};
 use crate::remote::cache::{key, Cache};
 use crate::remote::Endpoint;
 
@@ -45,7 +45,9 @@ impl ServedJudge {
         let value = match self.cache.get(&k) {
             Some(v) => v,
             None => {
-                let answer = self.endpoint.post("chat/completions", &self.request(prompt))?;
+                let answer = self
+                    .endpoint
+                    .post("chat/completions", &self.request(prompt))?;
                 let top = answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"].clone();
                 if !top.is_array() {
                     bail!(
@@ -78,8 +80,12 @@ fn parse_top(v: &Value) -> Result<Vec<(String, f64)>> {
         .context("top_logprobs is not a list")?
         .iter()
         .map(|e| {
-            let t = e["token"].as_str().context("a top_logprobs entry without `token`")?;
-            let lp = e["logprob"].as_f64().context("a top_logprobs entry without `logprob`")?;
+            let t = e["token"]
+                .as_str()
+                .context("a top_logprobs entry without `token`")?;
+            let lp = e["logprob"]
+                .as_f64()
+                .context("a top_logprobs entry without `logprob`")?;
             Ok((t.to_string(), lp))
         })
         .collect()
@@ -120,6 +126,10 @@ mod tests {
         assert!((s.probs[&80] - 0.6).abs() < 1e-12);
         // (80 * 0.6 + 90 * 0.2) / 0.8 = 82.5
         assert!((s.score.unwrap() - 82.5).abs() < 1e-9);
-        assert_eq!(score_top(&top[3..], 0.25).score, None, "no number: no score");
+        assert_eq!(
+            score_top(&top[3..], 0.25).score,
+            None,
+            "no number: no score"
+        );
     }
 }

@@ -120,7 +120,11 @@ mod tests {
         let path = dir.path().join("c/judge.jsonl");
         let k = key("u", "m", "p");
         assert_ne!(k, key("u", "m", "p2"));
-        assert_ne!(key("ab", "c", "p"), key("a", "bc", "p"), "parts are length-prefixed");
+        assert_ne!(
+            key("ab", "c", "p"),
+            key("a", "bc", "p"),
+            "parts are length-prefixed"
+        );
         let c = Cache::open(&path).unwrap();
         c.put(&k, serde_json::json!([["7", -0.1]])).unwrap();
         drop(c);
@@ -135,6 +139,10 @@ mod tests {
         assert_eq!(c.get(&k).unwrap()[0][0], "7");
         c.put("k2", serde_json::json!(2)).unwrap();
         drop(c);
-        assert_eq!(Cache::open(&path).unwrap().len(), 2, "an entry after a torn line is kept");
+        assert_eq!(
+            Cache::open(&path).unwrap().len(),
+            2,
+            "an entry after a torn line is kept"
+        );
     }
 }

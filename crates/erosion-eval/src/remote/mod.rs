@@ -178,8 +178,13 @@ mod tests {
         let mut ep = Endpoint::new("http://127.0.0.1:9/v1/", "m", None);
         ep.retries = 2;
         ep.backoff = Duration::from_millis(1);
-        let err = ep.post("chat/completions", &serde_json::json!({})).unwrap_err();
+        let err = ep
+            .post("chat/completions", &serde_json::json!({}))
+            .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.contains("http://127.0.0.1:9/v1/chat/completions") && msg.contains("3 tries"), "{msg}");
+        assert!(
+            msg.contains("http://127.0.0.1:9/v1/chat/completions") && msg.contains("3 tries"),
+            "{msg}"
+        );
     }
 }
