@@ -152,7 +152,7 @@ async fn answers_decoded_together_equal_each_decoded_alone() {
         let steered = erosion_eval::generation::generate_many(
             &m.model,
             &steering,
-            &[ids.clone()],
+            std::slice::from_ref(&ids),
             &[0],
             &m.stop_ids,
             &greedy,
@@ -174,7 +174,9 @@ async fn answers_decoded_together_equal_each_decoded_alone() {
 async fn bad_requests_get_openai_shaped_errors() {
     let (app, _) = app(Some("k"));
     let ok = chat("hi", json!({}));
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (path, body, key, status, text the message holds)
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("/v1/chat/completions", ok.clone(), None, 401, "API key"),
         (
             "/v1/chat/completions",

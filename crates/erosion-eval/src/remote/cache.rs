@@ -59,7 +59,7 @@ impl Cache {
             .open(path)
             .with_context(|| format!("opening {} to append", path.display()))?;
         // A torn last line gets its newline, so the next entry starts a line of its own.
-        let torn = std::fs::read(path).map_or(false, |b| b.last().is_some_and(|&c| c != b'\n'));
+        let torn = std::fs::read(path).is_ok_and(|b| b.last().is_some_and(|&c| c != b'\n'));
         if torn {
             writeln!(file).with_context(|| format!("appending to {}", path.display()))?;
         }
