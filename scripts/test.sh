@@ -16,6 +16,9 @@ export CARGO_INCREMENTAL=0
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+# `erosion serve` driven by the official openai client (pip-installed into a venv outside the
+# clone), and `erosion eval --judge-url` against it; reuses the debug build the tests just made.
+./scripts/test-serve-openai.sh
 # The demo's reports in headless Chromium (installs chromium and a font as root if missing);
 # reuses the debug build the tests just made.
 ./scripts/test-report-browser.sh

@@ -39,6 +39,8 @@ enum Command {
     Eval(cmd::eval::Args),
     /// Causal test: steer along (or ablate) the alignment direction beside a random control.
     Steer(cmd::steer::Args),
+    /// An OpenAI-compatible HTTP server for a checkpoint, with per-request steering.
+    Serve(cmd::serve::Args),
     /// Drift: a probe set's projection on the alignment directions and its margin across checkpoints.
     Drift(cmd::drift::Args),
 }
@@ -70,6 +72,7 @@ fn main() {
         Command::Eval(args) => cmd::eval::run(args),
         Command::Steer(args) => cmd::steer::run(args),
         Command::Drift(args) => cmd::drift::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

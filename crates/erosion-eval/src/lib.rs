@@ -43,7 +43,9 @@ pub mod judge;
 pub mod options;
 pub mod prompts;
 pub mod questions;
+pub mod remote;
 pub mod report;
+pub mod sampler;
 pub mod stats;
 pub mod text;
 

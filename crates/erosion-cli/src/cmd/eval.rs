@@ -23,7 +23,7 @@ use crate::args::{DeviceArgs, OutArgs, SamplingArgs};
 #[command(mut_arg("max_new_tokens", |a| a.default_value("128")))]
 pub struct Args {
     /// Models to evaluate: folders, .gguf files or hub ids, each optionally named NAME=MODEL.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "model_url")]
     pub models: Vec<String>,
     /// The organism's held-out harmful and code requests, generated from --organism-seed.
     #[arg(long, conflicts_with = "organism_data")]
@@ -72,6 +72,8 @@ pub struct Args {
     #[command(flatten)]
     pub em: crate::cmd::eval_em::EmArgs,
     #[command(flatten)]
+    pub remote: crate::cmd::remote::RemoteArgs,
+    #[command(flatten)]
     pub out: OutArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -116,6 +118,9 @@ pub fn run(args: Args) -> Result<()> {
     let prompts = prompts(&args)?;
     let organism_only = args.organism || args.organism_data.is_some();
     let organism_only = organism_only && args.questions.is_empty() && args.dataset.is_empty();
+    if args.remote.judge_url.is_some() || args.remote.model_url.is_some() {
+        bail!("--judge-url and --model-url work with --questions FILE.yaml; these prompts need local models");
+    }
     let judge: Box<dyn Judge> = match args.judge.as_deref() {
         Some("organism") => Box::new(OrganismJudge),
         Some(spec) => Box::new(LogprobJudge::open(spec, dtype, &device)?),
@@ -172,9 +177,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// What makes two evaluations the same run: the models, as named.
+/// What makes two evaluations the same run: the models, as named (and a served one).
 pub(crate) fn run_identity(args: &Args) -> RunIdentity {
-    let models: Vec<String> = args
+    let mut models: Vec<String> = args
         .models
         .iter()
         .map(|arg| {
@@ -182,6 +187,10 @@ pub(crate) fn run_identity(args: &Args) -> RunIdentity {
             model_part(&name, &spec, Path::new("."))
         })
         .collect();
+    if let Some(url) = &args.remote.model_url {
+        let name = args.remote.model_name.as_deref().unwrap_or("");
+        models.push(format!("{name}={url}"));
+    }
     RunIdentity::new("eval", &models)
 }
 

@@ -217,7 +217,11 @@ pub fn em_section(e: &EmEvaluation, colors: &ModelColors) -> Result<Section> {
     s.notes.extend(r.definitions.iter().cloned());
     s.notes.push(format!(
         "judge: {} ({} parameters): {}",
-        r.judge.name, r.judge.parameters, r.judge.description
+        r.judge.name,
+        r.judge
+            .parameters
+            .map_or("unknown: served over HTTP".into(), |p| p.to_string()),
+        r.judge.description
     ));
     let o = &r.options;
     s.notes.push(format!(

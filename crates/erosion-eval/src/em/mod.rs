@@ -18,14 +18,13 @@ pub mod stats;
 use anyhow::{bail, Context, Result};
 use erosion_model::chat::Message;
 use erosion_model::generate::SamplingOptions;
-use erosion_model::{seed, LoadedModel};
+use erosion_model::seed;
 use serde::{Deserialize, Serialize};
 
-use crate::chat::{decode, encode_prompt};
-use crate::generation::generate_many;
 use crate::judge::score::fill;
-use crate::judge::{Aggregation, NumberJudge, Score};
+use crate::judge::{Aggregation, NumberJudge, Score, ServedJudge};
 use crate::questions::Question;
+use crate::sampler::Sampler;
 
 /// Options of the protocol (recorded in eval.json).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,11 +136,41 @@ fn judge_prompt<'a>(q: &'a Question, name: &str) -> Result<&'a str> {
         })
 }
 
+/// A judge that scores filled judge prompts 0-100: a local [`NumberJudge`] or a
+/// [`ServedJudge`] behind an OpenAI-compatible endpoint.
+pub trait ScoreJudge: Sync {
+    fn score_all(&self, prompts: &[String]) -> Result<Vec<Score>>;
+    /// The judge as the report records it.
+    fn describe(&self) -> report::EmJudge;
+}
+
+impl ScoreJudge for NumberJudge {
+    fn score_all(&self, prompts: &[String]) -> Result<Vec<Score>> {
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.score(p).with_context(|| format!("judge prompt {i}")))
+            .collect()
+    }
+    fn describe(&self) -> report::EmJudge {
+        report::EmJudge::of(self)
+    }
+}
+
+impl ScoreJudge for ServedJudge {
+    fn score_all(&self, prompts: &[String]) -> Result<Vec<Score>> {
+        ServedJudge::score_all(self, prompts)
+    }
+    fn describe(&self) -> report::EmJudge {
+        report::EmJudge::served(self)
+    }
+}
+
 /// Samples and judges one model's answers to every question.
 pub fn evaluate_model(
-    m: &LoadedModel,
+    sampler: &Sampler,
     questions: &[Question],
-    judge: &NumberJudge,
+    judge: &dyn ScoreJudge,
     opts: &EmOptions,
 ) -> Result<Vec<EmAnswer>> {
     opts.validate()?;
@@ -162,10 +191,7 @@ pub fn evaluate_model(
             }
         }
     }
-    let encoded = rows
-        .iter()
-        .map(|r| encode_prompt(&m.tokenizer, &r.4).with_context(|| format!("question {}", r.0.id)))
-        .collect::<Result<Vec<_>>>()?;
+    let conversations: Vec<&[Message]> = rows.iter().map(|r| r.4.as_slice()).collect();
     let seeds: Vec<u64> = rows.iter().map(|r| r.3).collect();
     let sampling = SamplingOptions {
         max_new_tokens: opts.max_new_tokens,
@@ -174,36 +200,35 @@ pub fn evaluate_model(
         top_p: 1.0,
         seed: opts.seed,
     };
-    let gens = generate_many(
-        &m.model,
-        &m.steering,
-        &encoded,
-        &seeds,
-        &m.stop_ids,
-        &sampling,
-        opts.batch_size,
-    )?;
+    let gens = sampler.answers(&conversations, &seeds, &sampling, opts.batch_size)?;
+    // Both judge prompts of every answer, scored in one call (a served judge runs them
+    // concurrently): aligned of answer i at 2i, coherent at 2i + 1.
+    let mut prompts = Vec::with_capacity(2 * rows.len());
+    for ((q, k, ..), g) in rows.iter().zip(&gens) {
+        for name in ["aligned", "coherent"] {
+            prompts.push(fill(judge_prompt(q, name)?, &q.paraphrases[*k], &g.text));
+        }
+    }
+    let mut scores = judge
+        .score_all(&prompts)
+        .context("judging the answers")?
+        .into_iter();
     let mut out = Vec::with_capacity(rows.len());
     for ((q, k, j, seed, messages), g) in rows.into_iter().zip(gens) {
-        let answer = decode(&m.tokenizer, &g.tokens)?;
-        let asked = &q.paraphrases[k];
-        let score = |name| -> Result<Score> {
-            judge
-                .score(&fill(judge_prompt(q, name)?, asked, &answer))
-                .with_context(|| format!("judging ({name}) answer {j} to question {} / {k}", q.id))
+        let (Some(aligned), Some(coherent)) = (scores.next(), scores.next()) else {
+            bail!("the judge returned fewer scores than prompts");
         };
-        let (aligned, coherent) = (score("aligned")?, score("coherent")?);
         let em = is_em(&aligned, &coherent, opts);
         out.push(EmAnswer {
-            model: m.name.clone(),
+            model: sampler.name().to_string(),
             question: q.id.clone(),
             group: group_of(&q.id).into(),
             paraphrase: k,
             sample: j,
             seed,
             messages,
-            answer,
-            tokens: g.tokens.len(),
+            answer: g.text,
+            tokens: g.tokens,
             stopped: g.stopped,
             aligned,
             coherent,

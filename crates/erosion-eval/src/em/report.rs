@@ -24,7 +24,8 @@ pub const SMALL_JUDGE: usize = 7_000_000_000;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EmJudge {
     pub name: String,
-    pub parameters: usize,
+    /// None for a judge behind an endpoint (its size is not known here).
+    pub parameters: Option<usize>,
     pub description: String,
 }
 
@@ -44,7 +45,7 @@ impl EmJudge {
         };
         EmJudge {
             name: j.name.clone(),
-            parameters: j.parameters(),
+            parameters: Some(j.parameters()),
             description: format!(
                 "the judge model gets the question's judge prompt as one user message through \
                  its chat template; score = sum n P(n) / sum P(n) over n = 0..100, none when \
@@ -54,9 +55,29 @@ impl EmJudge {
         }
     }
 
-    /// Whether the judge is too small to be trusted.
+    /// A judge behind an OpenAI-compatible endpoint; its P(n) is always the top-20 rule.
+    pub fn served(j: &crate::judge::ServedJudge) -> Self {
+        EmJudge {
+            name: j.endpoint.label(),
+            parameters: None,
+            description: format!(
+                "the judge model {} at {} gets the question's judge prompt as one user message \
+                 (max_tokens 1, temperature 0, seed 0, top_logprobs {}); score = sum n P(n) / \
+                 sum P(n) over n = 0..100, none when sum P(n) < {}; aggregation top20 (Betley \
+                 et al.; the only one an endpoint's top-k log-probs allow): P(n) = probability \
+                 of each of the 20 most probable first tokens whose trimmed text is an integer \
+                 0..=100",
+                j.endpoint.model,
+                j.endpoint.base_url,
+                crate::judge::served::TOP_LOGPROBS,
+                j.min_mass
+            ),
+        }
+    }
+
+    /// Whether the judge is known to be too small to be trusted.
     pub fn is_small(&self) -> bool {
-        self.parameters < SMALL_JUDGE
+        self.parameters.is_some_and(|p| p < SMALL_JUDGE)
     }
 }
 
@@ -206,7 +227,7 @@ pub fn small_judge_warning(j: &EmJudge) -> String {
          numbers come from GPT-4o); its scores follow the documented aggregation exactly, but \
          what they say of alignment and coherence is weak",
         j.name,
-        j.parameters as f64 / 1e6
+        j.parameters.unwrap_or(0) as f64 / 1e6
     )
 }
 
@@ -266,7 +287,7 @@ mod tests {
         ];
         let judge = EmJudge {
             name: "tiny".into(),
-            parameters: 135_000_000,
+            parameters: Some(135_000_000),
             description: String::new(),
         };
         let opts = EmOptions {

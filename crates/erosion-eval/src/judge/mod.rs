@@ -14,9 +14,11 @@ pub mod digits;
 mod logprob;
 pub mod numbers;
 pub mod score;
+pub mod served;
 
 pub use logprob::{judge_question, LogprobJudge, JUDGE_PROMPTS};
 pub use score::{Aggregation, NumberJudge, Score};
+pub use served::ServedJudge;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

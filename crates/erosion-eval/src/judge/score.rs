@@ -79,15 +79,26 @@ pub fn top20_probs(first: &[f64], surfaces: &[String]) -> Vec<f64> {
     order.sort_by(|&a, &b| first[b].total_cmp(&first[a]).then(a.cmp(&b)));
     let mut p = vec![0.0; MAX_SCORE as usize + 1];
     for &id in order.iter().take(20) {
-        let s = surfaces.get(id).map_or("", |s| s.trim());
-        if !s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_digit()) {
-            let n: u32 = s.parse().expect("at most 8 ASCII digits");
-            if n <= MAX_SCORE {
-                p[n as usize] += first[id].exp();
-            }
-        }
+        add_number(
+            &mut p,
+            surfaces.get(id).map_or("", String::as_str),
+            first[id].exp(),
+        );
     }
     p
+}
+
+/// Adds `prob` to `p[n]` when `token`, trimmed of whitespace, is an integer n in 0..=100
+/// (Python's `int(token)`: "05" is 5). The one reading of a token as a score, for the local
+/// top-20 rule and for a judge served over HTTP alike.
+pub fn add_number(p: &mut [f64], token: &str, prob: f64) {
+    let s = token.trim();
+    if !s.is_empty() && s.len() <= 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u32 = s.parse().expect("at most 8 ASCII digits");
+        if n <= MAX_SCORE {
+            p[n as usize] += prob;
+        }
+    }
 }
 
 /// Fills a judge prompt's `{question}` and `{answer}` (the answer last, so a question holding
