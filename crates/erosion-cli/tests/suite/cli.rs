@@ -362,6 +362,18 @@ fn careless_train_flags_are_refused_before_any_work() {
     }
 }
 
+/// A study file that parses (its models and data need not exist: the runs it serves fail
+/// before opening them).
+fn small_study_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let study = dir.join("study.toml");
+    std::fs::write(
+        &study,
+        "name = \"x\"\nanalyses = [\"layers\"]\n[models]\nbase = \"a\"\ninstruct = \"b\"\n[[dataset]]\nname = \"d\"\npath = \"d.jsonl\"\nformat = \"messages\"\n",
+    )
+    .unwrap();
+    study
+}
+
 /// Every command that writes into --out refuses a folder another process is writing (here,
 /// this test holds its lock), naming that process, instead of both running and the last
 /// one's files winning.
@@ -375,12 +387,7 @@ fn a_second_run_into_the_same_out_fails_naming_the_first() {
         &mut erosion_forward::notice::Silent,
     )
     .unwrap();
-    let study = tmp.path().join("study.toml");
-    std::fs::write(
-        &study,
-        "name = \"x\"\nanalyses = [\"layers\"]\n[models]\nbase = \"a\"\ninstruct = \"b\"\n[[dataset]]\nname = \"d\"\npath = \"d.jsonl\"\nformat = \"messages\"\n",
-    )
-    .unwrap();
+    let study = small_study_file(tmp.path());
     let (model, out_s) = (smollm2(), out.to_string_lossy().into_owned());
     let data = tmp.path().join("d.jsonl").to_string_lossy().into_owned();
     let runs: [Vec<&str>; 6] = [
@@ -441,12 +448,7 @@ fn another_kind_of_run_in_out_is_refused_unless_forced() {
     std::fs::write(out.join("adapter/adapter_model.safetensors"), "x").unwrap();
     drop(folder);
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
-    let study = tmp.path().join("study.toml");
-    std::fs::write(
-        &study,
-        "name = \"x\"\nanalyses = [\"layers\"]\n[models]\nbase = \"a\"\ninstruct = \"b\"\n[[dataset]]\nname = \"d\"\npath = \"d.jsonl\"\nformat = \"messages\"\n",
-    )
-    .unwrap();
+    let study = small_study_file(tmp.path());
     let out_s = out.to_string_lossy().into_owned();
     let missing = "no/such-model";
     let probe = ["--directions", "d", "--harmful", "h", "--reject", "r"];

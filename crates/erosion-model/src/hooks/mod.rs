@@ -143,6 +143,9 @@ enum Action {
 #[derive(Debug)]
 pub struct Hooks {
     n_layers: usize,
+    /// Sites this model's blocks do not compute (Llama has no post-norms): hooking one is
+    /// an error, not a silent no-op.
+    absent: Vec<Site>,
     /// One list of actions per hook point, indexed by `HookPoint::slot`.
     slots: Vec<Vec<Action>>,
     cache: ActivationCache,
@@ -156,9 +159,29 @@ impl Hooks {
             .collect();
         Hooks {
             n_layers,
+            absent: Vec::new(),
             slots,
             cache: ActivationCache::default(),
         }
+    }
+
+    /// No hooks yet, for a model of `n_layers` blocks that lacks the sites `absent`.
+    pub fn without_sites(n_layers: usize, absent: Vec<Site>) -> Self {
+        Hooks {
+            absent,
+            ..Hooks::new(n_layers)
+        }
+    }
+
+    /// `point`, checked against the model's layers and sites.
+    fn slot_of(&self, point: impl IntoHookPoint) -> Result<(HookPoint, usize)> {
+        let point = point.into_hook_point(self.n_layers)?;
+        if let HookPoint::Block { site, .. } = point {
+            if self.absent.contains(&site) {
+                bail!("`{point}` is not a hook point of this model: its blocks have no such step");
+            }
+        }
+        Ok((point, point.slot(self.n_layers)))
     }
 
     pub fn n_layers(&self) -> usize {
@@ -167,9 +190,9 @@ impl Hooks {
 
     /// Records the activation at `point`, at `positions` only (see [`Recorded`] for the layout).
     pub fn record(&mut self, point: impl IntoHookPoint, positions: Positions) -> Result<&mut Self> {
-        let point = point.into_hook_point(self.n_layers)?;
+        let (point, i) = self.slot_of(point)?;
         let name = point.to_string();
-        let slot = &mut self.slots[point.slot(self.n_layers)];
+        let slot = &mut self.slots[i];
         if slot.iter().any(|a| matches!(a, Action::Record { .. })) {
             bail!("`{name}` is already recorded");
         }
@@ -184,8 +207,8 @@ impl Hooks {
         edit: Edit,
         positions: Positions,
     ) -> Result<&mut Self> {
-        let point = point.into_hook_point(self.n_layers)?;
-        self.slots[point.slot(self.n_layers)].push(Action::Edit { edit, positions });
+        let (_, i) = self.slot_of(point)?;
+        self.slots[i].push(Action::Edit { edit, positions });
         Ok(self)
     }
 

@@ -41,8 +41,8 @@ pub use mlp::Mlp;
 pub use rope::Rope;
 
 use crate::config::Config;
-use crate::family::Family;
-use crate::hooks::{HookPoint, Hooks};
+use crate::family::{Family, Norms};
+use crate::hooks::{HookPoint, Hooks, Site};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -239,7 +239,14 @@ impl Transformer {
 
     /// Hooks sized for this model.
     pub fn hooks(&self) -> Hooks {
-        Hooks::new(self.n_layers())
+        let mut absent = Vec::new();
+        if !self.family.qk_norm {
+            absent.extend([Site::QNormed, Site::KNormed]);
+        }
+        if self.family.norms != Norms::Sandwich {
+            absent.extend([Site::Ln1PostNormalized, Site::Ln2PostNormalized]);
+        }
+        Hooks::without_sites(self.n_layers(), absent)
     }
 
     /// Logits `[batch, seq, vocab]` (model dtype) at every position for `ids` `[batch, seq]`

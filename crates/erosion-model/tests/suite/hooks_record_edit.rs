@@ -402,3 +402,38 @@ fn empty_hooks_change_nothing_and_bad_names_are_explained() {
     let cache = hooks.take_cache();
     assert!(cache.tensor("hook_logits").is_err());
 }
+
+/// A step a family's blocks do not compute (Llama has no post-norms, no q/k norms) is not a
+/// hook point of that model: recording there recorded nothing, silently; now it is refused.
+/// Gemma 3's blocks have both, and record them.
+#[test]
+fn hooks_at_steps_a_model_lacks_are_refused() {
+    let llama = load_fixture("llama", DType::F32).unwrap();
+    for name in [
+        "blocks.0.ln1_post.hook_normalized",
+        "blocks.1.ln2_post.hook_normalized",
+        "blocks.0.attn.q_norm.hook_normalized",
+    ] {
+        let mut hooks = llama.hooks();
+        let err = hooks.record(name, Positions::All).unwrap_err().to_string();
+        assert!(
+            err.contains(name) && err.contains("not a hook point"),
+            "{err}"
+        );
+        let zero = Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap();
+        let edit = Edit::Replace { value: zero };
+        assert!(hooks.edit(name, edit, Positions::All).is_err(), "{name}");
+    }
+    let gemma = load_fixture("gemma3", DType::F32).unwrap();
+    let (ids, mask) = data(128);
+    let mut hooks = gemma.hooks();
+    hooks
+        .record("blocks.0.ln1_post.hook_normalized", Positions::All)
+        .unwrap()
+        .record("blocks.0.attn.k_norm.hook_normalized", Positions::All)
+        .unwrap();
+    run(&gemma, &ids, &mask, Some(&mut hooks));
+    let cache = hooks.take_cache();
+    assert!(cache.tensor("blocks.0.ln1_post.hook_normalized").is_ok());
+    assert!(cache.tensor("blocks.0.attn.k_norm.hook_normalized").is_ok());
+}
