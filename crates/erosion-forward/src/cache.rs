@@ -23,6 +23,8 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Version of the on-disk layout; part of every hash.
 pub const FORMAT_VERSION: u32 = 1;
@@ -60,7 +62,13 @@ fn entry_hash(key: &CacheKey, n_examples: usize, chunk_size: usize) -> Result<St
         "n_examples": n_examples,
         "chunk_size": chunk_size,
     });
-    Ok(hex(&Sha256::digest(canonical(&named).to_string())))
+    Ok(canonical_sha256(&named))
+}
+
+/// Hex SHA-256 of `v` as canonical JSON (object keys sorted): the same for the same value,
+/// whatever order its maps were built in.
+pub fn canonical_sha256(v: &Value) -> String {
+    hex(&Sha256::digest(canonical(v).to_string()))
 }
 
 /// The same JSON with every object's keys sorted, so key order does not change the hash.
@@ -84,6 +92,9 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub struct DiskCache {
     root: PathBuf,
+    /// Chunks computed (not read) through this cache's entries: a merge of shards checks that
+    /// it computed none.
+    computed: Arc<AtomicUsize>,
 }
 
 impl DiskCache {
@@ -92,11 +103,20 @@ impl DiskCache {
         let root = root.into();
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create the cache folder {}", root.display()))?;
-        Ok(DiskCache { root })
+        Ok(DiskCache {
+            root,
+            computed: Arc::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many chunks [`CacheEntry::get_or_compute`] computed through this cache (and its
+    /// clones) so far.
+    pub fn chunks_computed(&self) -> usize {
+        self.computed.load(Ordering::Relaxed)
     }
 
     /// The entry for `key` over `n_examples` examples cached in chunks of `chunk_size`;
@@ -136,7 +156,11 @@ impl DiskCache {
             // Missing, unreadable or stale: (re)write it; chunks are verified on their own.
             _ => write_bytes_atomic(&path, &serde_json::to_vec_pretty(&manifest)?)?,
         }
-        Ok(CacheEntry { dir, manifest })
+        Ok(CacheEntry {
+            dir,
+            manifest,
+            computed: self.computed.clone(),
+        })
     }
 }
 
@@ -186,11 +210,17 @@ pub enum Origin {
 pub struct CacheEntry {
     dir: PathBuf,
     manifest: Manifest,
+    computed: Arc<AtomicUsize>,
 }
 
 impl CacheEntry {
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The entry's folder name: the same in every cache for the same key and sizes.
+    pub fn name(&self) -> &str {
+        &self.manifest.hash[..32]
     }
 
     pub fn key(&self) -> &CacheKey {
@@ -199,6 +229,10 @@ impl CacheEntry {
 
     pub fn n_examples(&self) -> usize {
         self.manifest.n_examples
+    }
+
+    pub fn chunk_size(&self) -> usize {
+        self.manifest.chunk_size
     }
 
     pub fn n_chunks(&self) -> usize {
@@ -312,6 +346,52 @@ impl CacheEntry {
         write_bytes_atomic(&side, &serde_json::to_vec_pretty(&info)?)
     }
 
+    /// The SHA-256 of chunk `chunk`'s file when it is complete (read and verified), `None`
+    /// when it is not written yet; an error when it is damaged.
+    pub fn chunk_sha256(&self, chunk: usize) -> Result<Option<String>> {
+        self.check_chunk(chunk)?;
+        if self.read(chunk)?.is_none() {
+            return Ok(None);
+        }
+        let (_, side) = self.paths(chunk);
+        let info: ChunkInfo = serde_json::from_slice(&std::fs::read(&side)?)?;
+        Ok(Some(info.sha256))
+    }
+
+    /// Copies chunk `chunk` of `from` (an entry of the same key and sizes in another cache),
+    /// verified, into this entry: file first, then its sidecar, each atomically. Returns its
+    /// SHA-256. Nothing is copied when this entry already holds the same bytes.
+    pub fn copy_chunk_from(&self, from: &CacheEntry, chunk: usize) -> Result<String> {
+        if from.manifest.hash != self.manifest.hash {
+            bail!(
+                "{} and {} are entries of different computations",
+                from.dir.display(),
+                self.dir.display()
+            );
+        }
+        let sha = from
+            .chunk_sha256(chunk)?
+            .with_context(|| format!("chunk {chunk} of {} is not written", from.dir.display()))?;
+        if matches!(self.chunk_sha256(chunk), Ok(Some(s)) if s == sha) {
+            return Ok(sha);
+        }
+        let ((src, src_side), (data, side)) = (from.paths(chunk), self.paths(chunk));
+        let bytes =
+            std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+        if hex(&Sha256::digest(&bytes)) != sha {
+            bail!("{} changed while it was copied", src.display());
+        }
+        if side.exists() {
+            std::fs::remove_file(&side)
+                .with_context(|| format!("cannot remove {}", side.display()))?;
+        }
+        write_bytes_atomic(&data, &bytes)?;
+        let info = std::fs::read(&src_side)
+            .with_context(|| format!("cannot read {}", src_side.display()))?;
+        write_bytes_atomic(&side, &info)?;
+        Ok(sha)
+    }
+
     /// Chunk `chunk` from disk when it is complete; otherwise `compute(examples)` (the
     /// example range of the chunk), stored, then returned. Tensors come back on the CPU.
     pub fn get_or_compute(
@@ -331,6 +411,7 @@ impl CacheEntry {
         let tensors = compute(range.clone())
             .with_context(|| format!("computing cache chunk {chunk} (examples {range:?})"))?;
         self.store(chunk, &tensors)?;
+        self.computed.fetch_add(1, Ordering::Relaxed);
         let cpu = tensors
             .into_iter()
             .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))

@@ -10,7 +10,7 @@
 //! Memory is bounded by one chunk of records (`chunk_size` examples), not by the dataset.
 
 use crate::batch::{AdvanceOnly, BatchOptions, Progress};
-use crate::cache::{CacheEntry, CacheKey};
+use crate::cache::{CacheEntry, CacheKey, Origin};
 use crate::windows::{record_windows, select_all, WindowOptions, WindowRecord, WindowReport};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -40,23 +40,7 @@ pub fn record_windows_cached(
     progress: &mut dyn Progress,
     sink: &mut dyn FnMut(WindowRecord<'_>) -> Result<()>,
 ) -> Result<WindowReport> {
-    let want = windows_cache_key("", "", opts)?.options;
-    if entry.key().options != want {
-        bail!(
-            "cache entry {} was made for options {}, not {}",
-            entry.dir().display(),
-            entry.key().options,
-            want
-        );
-    }
-    if entry.n_examples() != seqs.len() {
-        bail!(
-            "cache entry {} covers {} examples, the dataset has {}",
-            entry.dir().display(),
-            entry.n_examples(),
-            seqs.len()
-        );
-    }
+    check_entry(entry, seqs, opts)?;
     let layers = opts.layer_indices(model.n_layers())?;
     // Fails now, before any work, when the policy is to fail on a short response.
     let (_, skipped) = select_all(seqs, opts)?;
@@ -84,6 +68,53 @@ pub fn record_windows_cached(
         })?;
     }
     Ok(report)
+}
+
+/// Computes chunk `chunk` of `entry` (made with [`windows_cache_key`] for these `opts`, over
+/// `seqs.len()` examples) unless it is already on disk, without handing records anywhere: one
+/// shard of a split pass fills its chunks this way. The chunk's bits are those
+/// [`record_windows_cached`] would write, since both batch within the chunk alone.
+pub fn compute_windows_chunk(
+    model: &Transformer,
+    seqs: &[Sequence],
+    opts: &WindowOptions,
+    batch: &BatchOptions,
+    entry: &CacheEntry,
+    chunk: usize,
+    progress: &mut dyn Progress,
+) -> Result<Origin> {
+    check_entry(entry, seqs, opts)?;
+    let layers = opts.layer_indices(model.n_layers())?;
+    select_all(seqs, opts)?;
+    let (_, origin) = entry.get_or_compute(chunk, |range| {
+        Ok(compute_chunk(model, seqs, range, opts, batch, &layers, progress)?.0)
+    })?;
+    if origin == Origin::Disk {
+        progress.advance(entry.chunk_examples(chunk).len());
+    }
+    Ok(origin)
+}
+
+/// An error unless `entry` was made for `opts` over `seqs.len()` examples.
+fn check_entry(entry: &CacheEntry, seqs: &[Sequence], opts: &WindowOptions) -> Result<()> {
+    let want = windows_cache_key("", "", opts)?.options;
+    if entry.key().options != want {
+        bail!(
+            "cache entry {} was made for options {}, not {}",
+            entry.dir().display(),
+            entry.key().options,
+            want
+        );
+    }
+    if entry.n_examples() != seqs.len() {
+        bail!(
+            "cache entry {} covers {} examples, the dataset has {}",
+            entry.dir().display(),
+            entry.n_examples(),
+            seqs.len()
+        );
+    }
+    Ok(())
 }
 
 /// Runs the examples `range` and gathers their records into chunk tensors.

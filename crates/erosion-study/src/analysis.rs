@@ -10,6 +10,7 @@
 //! [`AnalysisName`] (how STUDY.toml names it), and one line in [`registered`].
 
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use crate::section::SectionOutput;
 use crate::spec::AnalysisName;
 use anyhow::Result;
@@ -33,6 +34,13 @@ pub trait Analysis {
 
     /// Runs the analysis on `ctx`'s models and datasets.
     fn run(ctx: &StudyContext) -> Result<Finished<Self::Results>>;
+
+    /// The cached forward passes [`Analysis::run`] reads, so a sharded study can run them
+    /// first, split over processes ([`crate::shard`]). Work that is not cached is not named:
+    /// it runs when the shards are merged.
+    fn passes(_ctx: &StudyContext) -> Result<Vec<Pass>> {
+        Ok(Vec::new())
+    }
 }
 
 /// An analysis as the study runs it: named, titled, its results erased to JSON.
@@ -41,6 +49,7 @@ pub struct Registered {
     pub key: &'static str,
     pub title: &'static str,
     run: fn(&StudyContext) -> Result<SectionOutput>,
+    passes: fn(&StudyContext) -> Result<Vec<Pass>>,
 }
 
 impl Registered {
@@ -56,11 +65,16 @@ impl Registered {
                     section: done.section,
                 })
             },
+            passes: A::passes,
         }
     }
 
     pub fn run(&self, ctx: &StudyContext) -> Result<SectionOutput> {
         (self.run)(ctx)
+    }
+
+    pub fn passes(&self, ctx: &StudyContext) -> Result<Vec<Pass>> {
+        (self.passes)(ctx)
     }
 }
 

@@ -63,3 +63,40 @@ limit = {limit}
         data_file("educational-insecure/educational_1000.jsonl").display(),
     )
 }
+
+/// The tiny family's study file under `dir` with all four of the paper's analyses, small
+/// options, and a third dataset (toxic).
+pub(crate) fn four_analyses_study(dir: &Path) -> PathBuf {
+    let toxic = crate::fixture::data_file("toxic-lat-harmful/lat_harmful.jsonl");
+    let extra = format!(
+        r#"
+[[dataset]]
+name = "toxic"
+path = "{}"
+format = "messages"
+role = "misaligned"
+limit = 8
+
+[behaviour]
+top_k = 5
+
+[gradients]
+window = 16
+permutations = 99
+
+[layers]
+window = 8
+bootstrap = 50
+
+[directions]
+datasets = ["insecure", "toxic"]
+k = 3
+baseline_samples = 200
+bootstrap = 20
+"#,
+        toxic.display()
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, tiny_study_toml(dir, 7, 8, &extra)).unwrap();
+    path
+}

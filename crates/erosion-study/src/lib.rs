@@ -46,10 +46,12 @@ pub mod gradients;
 pub mod judges;
 pub mod keys;
 pub mod layers;
+pub mod pass;
 mod probe;
 pub mod protection;
 pub mod run;
 pub mod section;
+pub mod shard;
 pub mod spec;
 
 pub use spec::{Preset, StudySpec};

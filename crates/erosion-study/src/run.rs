@@ -28,6 +28,9 @@ pub struct StudyOutcome {
     pub failures: Vec<(String, String)>,
     /// Each analysis's results as written to results.json, by key (typed: [`crate::analysis::Analysis::run`]).
     pub analyses: Map<String, Value>,
+    /// Cache chunks computed by this run (0 when every cached pass was read from disk, as in a
+    /// merge of shards).
+    pub chunks_computed: usize,
 }
 
 /// What the caller hands a study: where its notices and progress go, the judges it may name,
@@ -77,6 +80,13 @@ pub fn run_study_file(
     overrides: &Overrides,
     caller: Caller<'_>,
 ) -> Result<StudyOutcome> {
+    let (spec, base_dir) = read_study_file(study_file, overrides)?;
+    run_study(spec, &base_dir, overrides.preset, caller)
+}
+
+/// The study in `study_file` with `overrides` applied, and the folder its relative paths are
+/// relative to.
+pub fn read_study_file(study_file: &Path, overrides: &Overrides) -> Result<(StudySpec, PathBuf)> {
     let mut spec = StudySpec::from_file(study_file)?;
     if let Some(p) = overrides.preset {
         p.apply(&mut spec);
@@ -99,17 +109,29 @@ pub fn run_study_file(
         spec.set_model(name, &path)?;
     }
     let base_dir = study_file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    run_study(spec, &base_dir, overrides.preset, caller)
+    Ok((spec, base_dir))
 }
 
 /// Runs a study whose relative paths are relative to `base_dir`, holding its output folder
 /// ([`RunFolder`]: locked, and refused when another kind of run wrote there) throughout;
 /// `preset` is only recorded.
 pub fn run_study(
+    spec: StudySpec,
+    base_dir: &Path,
+    preset: Option<Preset>,
+    caller: Caller<'_>,
+) -> Result<StudyOutcome> {
+    run_study_with(spec, base_dir, preset, caller, |_, _| Ok(()))
+}
+
+/// Like [`run_study`], calling `prepare` on the opened study before its analyses (a merge
+/// of shards fills the cache there).
+pub(crate) fn run_study_with(
     mut spec: StudySpec,
     base_dir: &Path,
     preset: Option<Preset>,
     caller: Caller<'_>,
+    prepare: impl FnOnce(&StudyContext, &mut dyn Notify) -> Result<()>,
 ) -> Result<StudyOutcome> {
     // A spec built in code has not been through `from_toml`.
     spec.choose_defaults()?;
@@ -128,6 +150,7 @@ pub fn run_study(
     let ctx = StudyContext::open(spec, base_dir, caller.command_line)?
         .with_progress(caller.progress)
         .with_judges(caller.judges);
+    prepare(&ctx, &mut *notices)?;
     let mut results = Map::new();
     let mut sections = Vec::new();
     let mut failures = Vec::new();
@@ -183,6 +206,7 @@ pub fn run_study(
         verdicts,
         failures,
         analyses: results,
+        chunks_computed: ctx.cache.chunks_computed(),
     })
 }
 
@@ -246,41 +270,6 @@ mod tests {
     use super::*;
     use erosion_forward::notice::Silent;
 
-    fn study_toml(dir: &std::path::Path) -> std::path::PathBuf {
-        let toxic = crate::fixture::data_file("toxic-lat-harmful/lat_harmful.jsonl");
-        let extra = format!(
-            r#"
-[[dataset]]
-name = "toxic"
-path = "{}"
-format = "messages"
-role = "misaligned"
-limit = 8
-
-[behaviour]
-top_k = 5
-
-[gradients]
-window = 16
-permutations = 99
-
-[layers]
-window = 8
-bootstrap = 50
-
-[directions]
-datasets = ["insecure", "toxic"]
-k = 3
-baseline_samples = 200
-bootstrap = 20
-"#,
-            toxic.display()
-        );
-        let path = dir.join("study.toml");
-        std::fs::write(&path, crate::fixture::tiny_study_toml(dir, 7, 8, &extra)).unwrap();
-        path
-    }
-
     #[test]
     fn a_study_runs_end_to_end_and_resumes() {
         // EROSION_KEEP_STUDY=DIR keeps the study (models, output) there to look at.
@@ -288,7 +277,7 @@ bootstrap = 20
         let tmp = tempfile::tempdir().unwrap();
         let dir = keep.as_deref().unwrap_or(tmp.path());
         std::fs::create_dir_all(dir).unwrap();
-        let study = study_toml(dir);
+        let study = crate::fixture::four_analyses_study(dir);
         let outcome =
             run_study_file(&study, &Overrides::default(), Caller::quiet(&mut Silent)).unwrap();
         assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);

@@ -4,7 +4,8 @@ use anyhow::{bail, Context, Result};
 use erosion_forward::run_folder::OtherRun;
 use erosion_organism::evaluation::OrganismJudge;
 use erosion_study::judges::Judges;
-use erosion_study::run::{run_study_file, Caller, Overrides};
+use erosion_study::run::{read_study_file, run_study, Caller, Overrides};
+use erosion_study::shard::{merge_study, run_shard, ShardIndex};
 use erosion_study::spec::{ModelsSpec, NamedModel, StudyInit};
 use erosion_study::Preset;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,18 @@ pub struct Args {
     /// anew. Files erosion did not write are kept.
     #[arg(long)]
     pub force: bool,
+    /// Run only shard I of N (0-based) of the study's forward passes, into OUT/shards/I-of-N
+    /// (one task of a Slurm job array, say); `--merge` makes the results once all N have run.
+    #[arg(long, value_name = "I/N", value_parser = shard_index, conflicts_with = "merge")]
+    pub shard: Option<ShardIndex>,
+    /// Check the shards under the output folder (every one finished, from this study, each
+    /// pass held exactly once) and make the study's results and report from them.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+fn shard_index(s: &str) -> Result<ShardIndex, String> {
+    ShardIndex::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -99,7 +112,25 @@ pub fn run(args: Args) -> Result<()> {
         judges: Judges::none().with("organism", Box::new(OrganismJudge)),
         other_run: OtherRun::forced(args.force),
     };
-    let outcome = run_study_file(&study, &overrides, caller)?;
+    let (spec, base_dir) = read_study_file(&study, &overrides)?;
+    if let Some(shard) = args.shard {
+        let done = run_shard(spec, &base_dir, shard, caller)?;
+        println!(
+            "{shard}: {} of {} chunks ({} of {} tokens), {} computed now, in {}",
+            done.units,
+            done.of_units,
+            done.tokens,
+            done.of_tokens,
+            done.computed,
+            done.dir.display()
+        );
+        return Ok(());
+    }
+    let outcome = if args.merge {
+        merge_study(spec, &base_dir, overrides.preset, caller)?
+    } else {
+        run_study(spec, &base_dir, overrides.preset, caller)?
+    };
     println!("report:  {}", outcome.report_html.display());
     println!("results: {}", outcome.results_json.display());
     // Numbered as the report numbers its sections.

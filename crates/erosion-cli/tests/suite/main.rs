@@ -7,3 +7,4 @@ mod adapters;
 mod cli;
 mod eval_em;
 mod quick_looks;
+mod shards;

@@ -30,6 +30,7 @@ pub use results::*;
 
 use crate::analysis::{Analysis, Finished};
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::Result;
 
 /// Analysis 1 of the study (module docs). [`Analysis::run`] hands back a
@@ -50,6 +51,10 @@ impl Analysis for BehaviourAnalysis {
         let results = compute::compute(ctx)?;
         let section = section::section(ctx, &results)?;
         Ok(Finished { results, section })
+    }
+
+    fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+        passes::passes(ctx)
     }
 }
 

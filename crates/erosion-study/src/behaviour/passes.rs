@@ -7,6 +7,7 @@ use super::prompt::{prefix_prompt, renders_plainly, PrefixPrompt};
 use super::shared;
 use super::table::CellData;
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::{bail, Context, Result};
 use erosion_data::Role;
 use erosion_data::Sequence;
@@ -46,6 +47,23 @@ pub(crate) struct Passes {
     pub excluded: Vec<Vec<(usize, String)>>,
     /// `[dataset][model]`
     pub cells: Vec<Vec<CellData>>,
+}
+
+/// The cached passes [`run_passes`] reads: every model's log-probs on every dataset (the
+/// example response and the next-token table are single forward passes, run at the merge).
+pub(crate) fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+    let datasets = ctx.spec.dataset_names(&ctx.spec.behaviour.datasets);
+    let mut out = Vec::new();
+    for m in &ctx.models {
+        for d in &datasets {
+            out.push(Pass::Logprobs {
+                model: m.name.clone(),
+                dataset: d.clone(),
+                limit: None,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Runs every forward pass of analysis 1.

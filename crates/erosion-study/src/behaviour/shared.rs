@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use erosion_data::Sequence;
 use erosion_forward::batch::{AdvanceOnly, Progress};
-use erosion_forward::cache::{CacheKey, Origin};
+use erosion_forward::cache::{CacheEntry, CacheKey, Origin};
 use erosion_forward::logprobs::{response_logprobs, ResponseLogprobs};
 use erosion_model::transformer::Transformer;
 use std::collections::HashMap;
@@ -83,12 +83,7 @@ pub(crate) fn for_each_logprobs(
         bail!("dataset `{dataset}` has no examples");
     }
     let want = limit.unwrap_or(seqs.len()).min(seqs.len());
-    let key = CacheKey::new(
-        ctx.model_identity(name)?,
-        ctx.dataset_identity(dataset)?,
-        &serde_json::json!({ "pass": "response_logprobs", "version": 1, "sequences": crate::keys::sequences_fingerprint(&seqs) }),
-    )?;
-    let entry = ctx.cache.entry(&key, seqs.len(), CHUNK)?;
+    let entry = logprobs_entry(ctx, name, dataset, &seqs)?;
     let mut bar = ctx.progress(format!("log-probs: {name} on {dataset}"));
     bar.set_total(want);
     for chunk in 0..entry.n_chunks() {
@@ -97,24 +92,7 @@ pub(crate) fn for_each_logprobs(
             break;
         }
         let (tensors, origin) = entry.get_or_compute(chunk, |range| {
-            let chunk_seqs = &seqs[range];
-            let scored: Vec<Sequence> = chunk_seqs
-                .iter()
-                .filter(|s| unscorable(s).is_none())
-                .cloned()
-                .collect();
-            let lps = if scored.is_empty() {
-                Vec::new()
-            } else {
-                response_logprobs(
-                    model,
-                    &scored,
-                    &ctx.batch_options(),
-                    None,
-                    &mut AdvanceOnly(&mut bar),
-                )?
-            };
-            encode_chunk(chunk_seqs, &lps)
+            logprobs_chunk(ctx, model, &seqs[range], &mut *bar)
         })?;
         // Computed chunks advanced the bar as their batches ran.
         if origin == Origin::Disk {
@@ -140,6 +118,47 @@ pub(crate) fn for_each_logprobs(
         }
     }
     Ok(())
+}
+
+/// The cache entry of the response log-probs of `dataset` rendered for model `name` as `seqs`.
+pub(crate) fn logprobs_entry(
+    ctx: &StudyContext,
+    name: &str,
+    dataset: &str,
+    seqs: &[Sequence],
+) -> Result<CacheEntry> {
+    let key = CacheKey::new(
+        ctx.model_identity(name)?,
+        ctx.dataset_identity(dataset)?,
+        &serde_json::json!({ "pass": "response_logprobs", "version": 1, "sequences": crate::keys::sequences_fingerprint(seqs) }),
+    )?;
+    ctx.cache.entry(&key, seqs.len(), CHUNK)
+}
+
+/// The tensors of one log-probs chunk: `model`'s response log-probs of the scorable `seqs`.
+pub(crate) fn logprobs_chunk(
+    ctx: &StudyContext,
+    model: &Transformer,
+    seqs: &[Sequence],
+    bar: &mut dyn Progress,
+) -> Result<HashMap<String, Tensor>> {
+    let scored: Vec<Sequence> = seqs
+        .iter()
+        .filter(|s| unscorable(s).is_none())
+        .cloned()
+        .collect();
+    let lps = if scored.is_empty() {
+        Vec::new()
+    } else {
+        response_logprobs(
+            model,
+            &scored,
+            &ctx.batch_options(),
+            None,
+            &mut AdvanceOnly(bar),
+        )?
+    };
+    encode_chunk(seqs, &lps)
 }
 
 /// The chunk's tensors from the log-probs of its scorable sequences (in order).

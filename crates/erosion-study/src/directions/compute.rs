@@ -7,11 +7,13 @@ use super::residuals::{
 use super::results::DirectionsResults;
 use super::{record, verdict, LEVEL, MAX_WRITTEN_RESIDUALS, SEED_SALT};
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::{bail, Context, Result};
 use erosion_analysis::directions::{
     bootstrap_stability, cross_cosines, top_directions, CosineMode, DirectionStability, Directions,
     SignConvention, SvdMethod,
 };
+use erosion_analysis::layers::WindowSpec;
 use erosion_analysis::matrix::Matrix;
 use erosion_analysis::subspace::{random_subspace_baseline, SubspaceBaseline};
 use erosion_forward::windows::{Layers, WindowOptions};
@@ -43,6 +45,37 @@ pub(crate) struct PairComparison {
     pub verdict: Verdict,
 }
 
+/// The layer, window options and pooling of the residual rows.
+fn window(ctx: &StudyContext) -> Result<(usize, WindowOptions, WindowSpec)> {
+    let spec = &ctx.spec.directions;
+    let n_layers = ctx.models[0].checkpoint.config.num_hidden_layers;
+    let layer = resolve_layer(spec.layer, n_layers)?;
+    let (window, short, pool) = token_window(spec.token, spec.window);
+    let opts = WindowOptions {
+        layers: Layers::List(vec![layer]),
+        convention: spec.indexing.into(),
+        window,
+        short,
+    };
+    Ok((layer, opts, pool))
+}
+
+/// The passes [`compute`] reads: base's and instruct's windows on the compared datasets.
+pub(crate) fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+    let (_, opts, _) = window(ctx)?;
+    let datasets = chosen_datasets(ctx);
+    Ok(["base", "instruct"]
+        .iter()
+        .flat_map(|m| {
+            datasets.iter().map(|d| Pass::Windows {
+                model: m.to_string(),
+                dataset: d.clone(),
+                opts: opts.clone(),
+            })
+        })
+        .collect())
+}
+
 /// Runs the forward passes and the statistics, writes the `.npy` arrays, returns the results.
 pub(crate) fn compute(ctx: &StudyContext) -> Result<DirectionsResults> {
     let spec = &ctx.spec.directions;
@@ -58,14 +91,7 @@ pub(crate) fn compute(ctx: &StudyContext) -> Result<DirectionsResults> {
         );
     }
     let cfg = &ctx.models[0].checkpoint.config;
-    let layer = resolve_layer(spec.layer, cfg.num_hidden_layers)?;
-    let (window, short, pool) = token_window(spec.token, spec.window);
-    let opts = WindowOptions {
-        layers: Layers::List(vec![layer]),
-        convention: spec.indexing.into(),
-        window,
-        short,
-    };
+    let (layer, opts, pool) = window(ctx)?;
     let dim = pool.pooled_dim(cfg.hidden_size);
     if dim < 2 * spec.k {
         bail!("[directions] k = {} directions in {dim} dimensions: the random-subspace baseline needs dim >= 2k", spec.k);

@@ -35,6 +35,7 @@ pub use results::{
 
 use crate::analysis::{Analysis, Finished};
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::Result;
 
 /// Confidence level of the stability intervals.
@@ -64,6 +65,10 @@ impl Analysis for DirectionsAnalysis {
         let results = compute::compute(ctx)?;
         let section = section::section(ctx, &results)?;
         Ok(Finished { results, section })
+    }
+
+    fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+        compute::passes(ctx)
     }
 }
 

@@ -9,6 +9,7 @@ use super::verdict::{gradient_verdict, ALPHA};
 use crate::behaviour::shared::dataset_logprobs;
 use crate::context::StudyContext;
 use crate::keys::sequences_fingerprint;
+use crate::pass::Pass;
 use anyhow::{bail, Context, Result};
 use erosion_analysis::cosine::{cosine_from_gram, cosine_matrix, double_centre};
 use erosion_analysis::loss_vectors::{two_group_loss_vectors, TwoGroupLossVectors};
@@ -51,6 +52,20 @@ struct GradientPart {
     quadrants: QuadrantSummary,
     /// Cosine error bound of the sketch (0 for the exact Gram).
     margin: f64,
+}
+
+/// The cached passes [`compute`] reads: the model's log-probs of the first `n` examples of
+/// both datasets (the gradients themselves are not cached: they run at the merge).
+pub(super) fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+    let g = &ctx.spec.gradients;
+    Ok(g.pair()?
+        .into_iter()
+        .map(|d| Pass::Logprobs {
+            model: g.model.clone(),
+            dataset: d.to_string(),
+            limit: g.n,
+        })
+        .collect())
 }
 
 /// Runs analysis 2 on `ctx` (module docs) and saves its arrays under `arrays/`.

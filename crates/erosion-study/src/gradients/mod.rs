@@ -32,6 +32,7 @@ pub use results::{
 
 use crate::analysis::{Analysis, Finished};
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::Result;
 
 /// Analysis 2 of the study (module docs). [`Analysis::run`] gives [`GradientsResults`]: from
@@ -52,5 +53,9 @@ impl Analysis for GradientsAnalysis {
         let results = compute::compute(ctx)?;
         let section = section::section(ctx, &results)?;
         Ok(Finished { results, section })
+    }
+
+    fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+        compute::passes(ctx)
     }
 }

@@ -10,6 +10,7 @@ use super::stream;
 use super::{LEVEL, SEED_SALT};
 use crate::by_name::ByName;
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::{bail, Context, Result};
 use erosion_analysis::layers::WindowSpec;
 use erosion_forward::windows::{Layers, Window, WindowOptions};
@@ -68,6 +69,22 @@ impl Setup {
             pool,
         })
     }
+}
+
+/// The passes [`compute`] reads: every model's windows on every dataset.
+pub(super) fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+    let setup = Setup::new(ctx)?;
+    let mut out = Vec::new();
+    for m in &setup.models {
+        for d in &setup.datasets {
+            out.push(Pass::Windows {
+                model: m.clone(),
+                dataset: d.clone(),
+                opts: setup.opts.clone(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Runs analysis 3 on `ctx`: the passes, the statistics, the arrays under `arrays/`.

@@ -34,6 +34,7 @@ pub(crate) mod stream;
 
 use crate::analysis::{Analysis, Finished};
 use crate::context::StudyContext;
+use crate::pass::Pass;
 use anyhow::Result;
 
 pub use crate::by_name::ByName;
@@ -68,6 +69,10 @@ impl Analysis for LayersAnalysis {
         let results = compute::compute(ctx)?;
         let section = section::section(ctx, &results)?;
         Ok(Finished { results, section })
+    }
+
+    fn passes(ctx: &StudyContext) -> Result<Vec<Pass>> {
+        compute::passes(ctx)
     }
 }
 

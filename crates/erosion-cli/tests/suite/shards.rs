@@ -1,0 +1,116 @@
+//! `erosion study --shard I/N` in separate processes, all at once (as a Slurm job array runs
+//! them), then `--merge`: the study's numbers and arrays are those of one process, and a
+//! merge with a shard missing fails naming it.
+
+use crate::util::{erosion, ok, read_json, stderr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn study_file(dir: &Path) -> PathBuf {
+    let [base, instruct, misaligned] = erosion_testkit::family::tiny_smollm2_family(dir);
+    let data = |rel: &str| {
+        erosion_testkit::data_file(rel)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let text = format!(
+        r#"name = "sharded"
+seed = 5
+analyses = ["behaviour", "layers"]
+[models]
+base = "{}"
+instruct = "{}"
+finetuned = [{{ name = "misaligned", path = "{}" }}]
+[[dataset]]
+name = "insecure"
+path = "{}"
+format = "messages"
+role = "misaligned"
+limit = 6
+[[dataset]]
+name = "educational"
+path = "{}"
+format = "messages"
+role = "aligned"
+limit = 6
+[behaviour]
+top_k = 3
+[layers]
+window = 4
+bootstrap = 20
+"#,
+        base.display(),
+        instruct.display(),
+        misaligned.display(),
+        data("insecure-code/insecure_small.jsonl"),
+        data("educational-insecure/educational_1000.jsonl"),
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn arrays(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = (std::fs::read_dir(out.join("arrays")).unwrap())
+        .map(|e| {
+            let p = e.unwrap().path();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn shards_in_separate_processes_merge_to_the_study_run_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = study_file(tmp.path());
+    let s = study.to_str().unwrap();
+    let (whole, split) = (tmp.path().join("whole"), tmp.path().join("split"));
+    ok(&erosion(&["study", s, "--out", whole.to_str().unwrap()]));
+
+    // All three at once, as a job array runs them.
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_erosion"))
+                .args(["study", s, "--out", split.to_str().unwrap()])
+                .args(["--shard", &format!("{i}/3")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = ok(&c.wait_with_output().unwrap());
+        assert!(out.contains("chunks"), "{out}");
+    }
+
+    // One shard set aside: the merge names it and writes nothing.
+    let one = split.join("shards/1-of-3");
+    let aside = tmp.path().join("aside");
+    std::fs::rename(&one, &aside).unwrap();
+    let failed = erosion(&["study", s, "--out", split.to_str().unwrap(), "--merge"]);
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("shard 1-of-3 is missing"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(!split.join("results.json").exists());
+    std::fs::rename(&aside, &one).unwrap();
+
+    ok(&erosion(&[
+        "study",
+        s,
+        "--out",
+        split.to_str().unwrap(),
+        "--merge",
+    ]));
+    let results = |d: &Path| read_json(&d.join("results.json"))["results"]["analyses"].clone();
+    assert_eq!(results(&split), results(&whole));
+    assert_eq!(arrays(&split), arrays(&whole));
+}

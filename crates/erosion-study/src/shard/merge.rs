@@ -1,0 +1,199 @@
+//! Checking a study's shards against its plan, and copying their chunks into its cache.
+
+use super::plan::Plan;
+use super::record::{written_by, ShardIndex, ShardRecord};
+use super::shards_dir;
+use crate::context::StudyContext;
+use anyhow::{bail, Context, Result};
+use erosion_forward::notice::Notify;
+use erosion_forward::out_lock::OutLock;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// What a merge installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub shards: usize,
+    /// Chunks copied into the study's cache (or found there already, the same bytes).
+    pub chunks: usize,
+}
+
+/// Checks the shards under `ctx`'s output folder against the study (`spec_hash`, the plan of
+/// `ctx`'s analyses) and copies each planned chunk, verified, into `ctx`'s cache. Every
+/// problem is listed in one error, each naming its shard; nothing is copied then. The shards
+/// stay locked while they are read, so a shard still running is named, not half-read.
+pub fn install_shards(
+    ctx: &StudyContext,
+    spec_hash: &str,
+    notices: &mut dyn Notify,
+) -> Result<Installed> {
+    let dir = shards_dir(&ctx.out);
+    let shards = list_shards(&dir)?;
+    let mut problems = Vec::new();
+    let counts: BTreeMap<usize, Vec<String>> =
+        shards.iter().fold(BTreeMap::new(), |mut m, (s, _)| {
+            m.entry(s.count).or_default().push(s.folder());
+            m
+        });
+    if counts.len() > 1 {
+        let splits: Vec<String> = (counts.iter())
+            .map(|(n, names)| format!("into {n}: {}", names.join(", ")))
+            .collect();
+        bail!(
+            "the shards under {} come from different splits ({}); keep one split's folders",
+            dir.display(),
+            splits.join("; ")
+        );
+    }
+    let n = shards[0].0.count;
+    for index in 0..n {
+        if !shards.iter().any(|(s, _)| s.index == index) {
+            let s = ShardIndex { index, count: n };
+            problems.push(format!(
+                "{s} is missing ({} does not exist): run `erosion study ... --shard {index}/{n}`",
+                dir.join(s.folder()).display()
+            ));
+        }
+    }
+    let plan = Plan::new(ctx)?;
+    let plan_hash = plan.hash();
+    let mut locks = Vec::new();
+    let mut records = Vec::new();
+    for (s, path) in &shards {
+        locks.push(
+            OutLock::acquire(path, "study merge", &mut *notices)
+                .with_context(|| format!("{s} is still running"))?,
+        );
+        let file = path.join("shard.json");
+        let Some(r) = ShardRecord::read(&file)? else {
+            problems.push(format!("{s} has not finished (no {})", file.display()));
+            continue;
+        };
+        if r.shard != *s {
+            problems.push(format!(
+                "{} holds the record of {}: a foreign shard",
+                path.display(),
+                r.shard
+            ));
+        } else if r.written_by != written_by() {
+            problems.push(format!(
+                "{s} was written by {}, this is {}",
+                r.written_by,
+                written_by()
+            ));
+        } else if r.spec_hash != spec_hash {
+            problems.push(format!(
+                "{s} comes from another study (spec hash {}, this study's {spec_hash})",
+                short(&r.spec_hash)
+            ));
+        } else if r.plan_hash != plan_hash {
+            problems.push(format!("{s} was planned over other models, data or options (plan hash {}, this study's {})", short(&r.plan_hash), short(&plan_hash)));
+        } else {
+            records.push((path.clone(), r));
+        }
+    }
+    // Each planned unit in exactly one shard.
+    let mut holders: BTreeMap<(&str, usize), Vec<(ShardIndex, &str)>> = BTreeMap::new();
+    for (_, r) in &records {
+        for d in &r.units {
+            holders
+                .entry(d.unit.id())
+                .or_default()
+                .push((r.shard, d.sha256.as_str()));
+        }
+    }
+    let mut copy = Vec::new();
+    for (p, u) in plan.all() {
+        let what = || {
+            format!(
+                "chunk {} (examples {:?}) of the {}",
+                u.chunk,
+                u.examples,
+                plan.passes[p].pass.label()
+            )
+        };
+        match holders.remove(&u.id()).as_deref() {
+            None if problems.is_empty() => problems.push(format!("{} is in no shard", what())),
+            None => {}
+            Some([(s, sha)]) => copy.push((p, u.chunk, *s, sha.to_string())),
+            Some(many) => {
+                let names: Vec<String> = many.iter().map(|(s, _)| s.folder()).collect();
+                problems.push(format!(
+                    "{} is in {} shards: {}",
+                    what(),
+                    many.len(),
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    for ((entry, chunk), held) in holders {
+        let names: Vec<String> = held.iter().map(|(s, _)| s.folder()).collect();
+        problems.push(format!("{} holds chunk {chunk} of cache entry {entry}, which this study does not plan: a foreign shard", names.join(", ")));
+    }
+    if !problems.is_empty() {
+        bail!(
+            "cannot merge the shards under {}:\n  - {}",
+            dir.display(),
+            problems.join("\n  - ")
+        );
+    }
+    let shard_cache = |s: ShardIndex| -> Result<erosion_forward::cache::DiskCache> {
+        erosion_forward::cache::DiskCache::new(dir.join(s.folder()).join("cache"))
+    };
+    for (p, chunk, s, sha) in &copy {
+        let to = &plan.passes[*p].entry;
+        let from = shard_cache(*s)?.entry(to.key(), to.n_examples(), to.chunk_size())?;
+        let got = from.chunk_sha256(*chunk).with_context(|| format!("{s}"))?;
+        if got.as_deref() != Some(sha.as_str()) {
+            bail!("{s}: chunk {chunk} of {} is not what its shard.json records (SHA-256 {}, recorded {sha}); run the shard again", from.dir().display(), got.unwrap_or_else(|| "none: the file is missing".into()));
+        }
+        to.copy_chunk_from(&from, *chunk).with_context(|| {
+            format!(
+                "copying {s}'s chunk {chunk} of the {}",
+                plan.passes[*p].pass.label()
+            )
+        })?;
+    }
+    Ok(Installed {
+        shards: shards.len(),
+        chunks: copy.len(),
+    })
+}
+
+/// The shard folders under `dir`, in order; anything else there is an error (the merge would
+/// not know what it is).
+fn list_shards(dir: &std::path::Path) -> Result<Vec<(ShardIndex, PathBuf)>> {
+    let read = std::fs::read_dir(dir).with_context(|| {
+        format!(
+            "no shards to merge: cannot read {} (run the study with --shard I/N first)",
+            dir.display()
+        )
+    })?;
+    let mut out = Vec::new();
+    for e in read {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        match ShardIndex::from_folder(&name) {
+            Some(s) if e.path().is_dir() => out.push((s, e.path())),
+            _ => bail!(
+                "{} is not a shard folder (shards are named I-of-N); move it out of {}",
+                e.path().display(),
+                dir.display()
+            ),
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "no shards to merge in {} (run the study with --shard I/N first)",
+            dir.display()
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The first 12 hex digits of a hash, for messages.
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
