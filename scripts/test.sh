@@ -19,6 +19,9 @@ cargo test --workspace --locked "$@"
 # `erosion serve` driven by the official openai client (pip-installed into a venv outside the
 # clone), and `erosion eval --judge-url` against it; reuses the debug build the tests just made.
 ./scripts/test-serve-openai.sh
+# A sharded study as a Slurm job array with a dependent merge, on a one-node cluster started
+# here (installs slurm-wlm and munge as root if missing); reuses the debug build.
+./scripts/test-slurm.sh
 # The demo's reports in headless Chromium (installs chromium and a font as root if missing);
 # reuses the debug build the tests just made.
 ./scripts/test-report-browser.sh
