@@ -380,7 +380,7 @@ fn careless_timeouts_are_refused_before_any_work() {
     let url = "http://127.0.0.1:9/v1";
     let cases: [(Vec<&str>, &str); 3] = [
         (vec!["serve", &model, "--timeout", "0"], "--timeout 0"),
-        (vec!["serve", &model, "--timeout", &huge], "at most"),
+        (vec!["serve", &model, "--timeout", &huge], "it must be 1 to"),
         (
             vec![
                 "eval",
