@@ -50,6 +50,13 @@ pub fn parse_questions(text: &str, origin: &str) -> Result<Vec<Question>> {
         if q.paraphrases.is_empty() {
             bail!("{origin}: question `{}` has no paraphrases", q.id);
         }
+        // 0 would leave the question out of every rate without a word.
+        if q.samples_per_paraphrase == Some(0) {
+            bail!(
+                "{origin}: question `{}` has samples_per_paraphrase 0; it must be at least 1",
+                q.id
+            );
+        }
     }
     Ok(questions)
 }

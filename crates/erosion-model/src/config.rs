@@ -301,8 +301,13 @@ impl Config {
                 self.head_dim()
             );
         }
+        if self.head_dim == Some(0) {
+            bail!("head_dim must be positive");
+        }
         self.activation()?;
         self.check_layer_types()?;
+        // After the layer types, which the sliding window's check reads.
+        self.check_numbers()?;
         check_token_ids(
             self.vocab_size,
             self.bos_token_id,
@@ -340,6 +345,40 @@ impl Config {
     /// `sliding_window`, `layer_types` and its pattern.
     pub fn layer_windows(&self) -> Result<Vec<Option<usize>>> {
         Ok(self.family()?.layer_windows(self))
+    }
+
+    /// The real-valued fields the forward pass divides by, takes powers or roots of: a zero,
+    /// negative or non-finite value there runs without complaint and gives NaN or meaningless
+    /// logits, so it is refused by name.
+    fn check_numbers(&self) -> Result<()> {
+        let positive = [
+            ("rope_theta", Some(self.rope_theta)),
+            ("rope_local_base_freq", self.rope_local_base_freq),
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+            ("final_logit_softcapping", self.final_logit_softcapping),
+            (
+                "rope_scaling.factor",
+                self.rope_scaling.as_ref().map(|r| r.factor),
+            ),
+        ];
+        for (field, value) in positive {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                bail!("{field} is {v}; it must be a positive number");
+            }
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
+            bail!(
+                "rms_norm_eps is {}; it must be a number at least 0",
+                self.rms_norm_eps
+            );
+        }
+        // A window of 0 would hide every earlier token (erosion would still show each token
+        // itself): refused where the family applies the window, as transformers would fail.
+        if self.sliding_window == Some(0) && self.family()?.layer_windows(self).contains(&Some(0)) {
+            bail!("sliding_window is 0; it must be positive (or null for no window)");
+        }
+        Ok(())
     }
 
     fn check_layer_types(&self) -> Result<()> {
@@ -548,5 +587,48 @@ mod tests {
             !msg.contains('\x1b') && msg.contains("\\u{1b}[31mevil"),
             "{msg}"
         );
+    }
+
+    /// Values that would run and give NaN or meaningless logits are refused by name.
+    #[test]
+    fn zero_negative_and_non_finite_numbers_are_refused_by_name() {
+        let gemma2 = r#"{"model_type":"gemma2","vocab_size":256,"hidden_size":32,
+            "intermediate_size":64,"num_hidden_layers":2,"num_attention_heads":4,"head_dim":8"#;
+        let check = |extra: &str| {
+            let text = format!("{gemma2}{extra}}}");
+            Config::from_json(&text).unwrap().validate()
+        };
+        check("").unwrap();
+        for (extra, field) in [
+            (r#","head_dim":0"#, "head_dim"),
+            (r#","rope_theta":0"#, "rope_theta"),
+            (r#","rope_theta":-10000.0"#, "rope_theta"),
+            (r#","rms_norm_eps":-1e-6"#, "rms_norm_eps"),
+            (r#","query_pre_attn_scalar":0"#, "query_pre_attn_scalar"),
+            (r#","attn_logit_softcapping":0"#, "attn_logit_softcapping"),
+            (
+                r#","final_logit_softcapping":-30"#,
+                "final_logit_softcapping",
+            ),
+            (r#","sliding_window":0"#, "sliding_window"),
+            (
+                r#","rope_scaling":{"rope_type":"linear","factor":0}"#,
+                "rope_scaling.factor",
+            ),
+        ] {
+            let msg = check(extra).unwrap_err().to_string();
+            assert!(msg.contains(field), "{extra}: {msg}");
+        }
+        // A NaN (from a GGUF's metadata) too.
+        let mut cfg = Config::from_json(&format!("{gemma2}}}")).unwrap();
+        cfg.rms_norm_eps = f64::NAN;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("rms_norm_eps"));
+        // A window the family does not apply is not checked (Qwen2 with it switched off).
+        let qwen = QWEN.replace(r#""sliding_window":32768"#, r#""sliding_window":0"#);
+        Config::from_json(&qwen).unwrap().validate().unwrap();
     }
 }

@@ -138,6 +138,9 @@ pub struct RequestSteering {
     pub key: String,
 }
 
+/// Most (direction, layer) edits one request may ask for.
+pub const MAX_EDITS: usize = 1024;
+
 /// Reads the `steering` field (an object or a list of them).
 pub fn parse(value: &Value, dirs: &Directions, n_layers: usize) -> ApiResult<RequestSteering> {
     let list: Vec<SteerRequest> = match value {
@@ -146,6 +149,19 @@ pub fn parse(value: &Value, dirs: &Directions, n_layers: usize) -> ApiResult<Req
         _ => serde_json::from_value(value.clone()).map(|one| vec![one]),
     }
     .map_err(|e| ApiError::invalid_param("steering", format!("steering: {e}")))?;
+    let edits: usize = (list.iter())
+        .map(|r| match &r.layers {
+            LayerList::One(_) => 1,
+            LayerList::Many(ls) => ls.len(),
+        })
+        .sum();
+    // Each edit holds a copy of its vector: the request must not decide the server's memory.
+    if edits > MAX_EDITS {
+        return Err(ApiError::invalid_param(
+            "steering",
+            format!("steering: {edits} (direction, layer) edits; at most {MAX_EDITS}"),
+        ));
+    }
     let mut out = RequestSteering::default();
     for req in list {
         let applied = check(&req, dirs, n_layers)?;
@@ -342,6 +358,18 @@ mod tests {
                 "colour",
             ),
             (json!("one"), "steering"),
+            // Memory the request would decide: a copy of the vector per edit.
+            (
+                json!({"direction": "one", "layers": vec![0; MAX_EDITS + 1]}),
+                "at most 1024",
+            ),
+            (
+                json!(vec![
+                    json!({"direction": "one", "layers": 0});
+                    MAX_EDITS + 1
+                ]),
+                "at most 1024",
+            ),
         ] {
             let e = parse(&v, &d, 3).unwrap_err();
             assert_eq!(e.status.as_u16(), 400);

@@ -4,10 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use erosion_eval::judge::ServedJudge;
 use erosion_eval::remote::cache::Cache;
 use erosion_eval::remote::{key_from_env, Endpoint};
+
+/// The longest --http-timeout.
+const MAX_HTTP_TIMEOUT_S: u64 = 24 * 3600;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RemoteArgs {
@@ -56,6 +59,13 @@ pub struct RemoteArgs {
 
 impl RemoteArgs {
     fn endpoint(&self, url: &str, model: &str, key_env: Option<&str>) -> Result<Endpoint> {
+        // A deadline past what the clock holds panicked in the HTTP client.
+        if self.http_timeout > MAX_HTTP_TIMEOUT_S {
+            bail!(
+                "--http-timeout {}: at most {MAX_HTTP_TIMEOUT_S} seconds (a day)",
+                self.http_timeout
+            );
+        }
         let key = key_env.map(key_from_env).transpose()?;
         let mut ep = Endpoint::new(url, model, key);
         ep.concurrency = self.http_concurrency.max(1);

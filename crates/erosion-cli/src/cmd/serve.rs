@@ -52,9 +52,20 @@ pub struct Args {
     pub max_body_bytes: usize,
 }
 
+/// The longest --timeout.
+const MAX_TIMEOUT_S: u64 = 365 * 24 * 3600;
+
 pub fn run(args: Args) -> Result<()> {
     if args.max_batch == 0 || args.queue < args.max_batch || args.max_tokens == 0 {
         bail!("--max-batch and --max-tokens must be at least 1, and --queue at least --max-batch");
+    }
+    // 0 would time every request out; a deadline past what a clock holds would panic in
+    // each request's handler.
+    if !(1..=MAX_TIMEOUT_S).contains(&args.timeout) {
+        bail!(
+            "--timeout {}: it must be 1 to {MAX_TIMEOUT_S} seconds (a year)",
+            args.timeout
+        );
     }
     let spec = &args.model.model;
     let name = args.served_model_name.clone().unwrap_or_else(|| {

@@ -362,6 +362,57 @@ fn careless_train_flags_are_refused_before_any_work() {
     }
 }
 
+/// Timeouts past what the clock holds panicked in each request (`serve --timeout`, in the
+/// handler) or in the HTTP client (`eval --http-timeout`); 0 timed every request out. Each is
+/// refused before any work.
+#[test]
+fn careless_timeouts_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let questions = tmp.path().join("q.yaml");
+    std::fs::write(
+        &questions,
+        "- id: q\n  paraphrases: [hi]\n  judge_prompts: {aligned: '{answer}', coherent: '{answer}'}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let model = smollm2();
+    let huge = u64::MAX.to_string();
+    let url = "http://127.0.0.1:9/v1";
+    let cases: [(Vec<&str>, &str); 3] = [
+        (vec!["serve", &model, "--timeout", "0"], "--timeout 0"),
+        (vec!["serve", &model, "--timeout", &huge], "it must be 1 to"),
+        (
+            vec![
+                "eval",
+                "--questions",
+                questions.to_str().unwrap(),
+                "--model-url",
+                url,
+                "--model-name",
+                "m",
+                "--judge-url",
+                url,
+                "--judge-model",
+                "j",
+                "--out",
+                out.to_str().unwrap(),
+                "--http-timeout",
+                &huge,
+            ],
+            "--http-timeout",
+        ),
+    ];
+    for (args, want) in cases {
+        let run = erosion(&args);
+        let err = stderr(&run);
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// A study file that parses (its models and data need not exist: the runs it serves fail
 /// before opening them).
 fn small_study_file(dir: &std::path::Path) -> std::path::PathBuf {

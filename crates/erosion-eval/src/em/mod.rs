@@ -119,7 +119,8 @@ pub struct EmAnswer {
 
 /// The judge prompt `name` of `q`, or an error naming what the file lacks.
 fn judge_prompt<'a>(q: &'a Question, name: &str) -> Result<&'a str> {
-    q.judge_prompts
+    let prompt = q
+        .judge_prompts
         .get(name)
         .map(String::as_str)
         .with_context(|| {
@@ -133,7 +134,36 @@ fn judge_prompt<'a>(q: &'a Question, name: &str) -> Result<&'a str> {
                     .collect::<Vec<_>>()
                     .join(", ")
             )
-        })
+        })?;
+    // Without the answer in it, the judge scores the question alone.
+    if !prompt.contains("{answer}") {
+        bail!(
+            "question {}: the `{name}` judge prompt has no {{answer}} to fill",
+            q.id
+        );
+    }
+    Ok(prompt)
+}
+
+/// Most answers one model is asked for: beyond it the plan alone would fill memory (and the
+/// sampling would take weeks).
+pub const MAX_ANSWERS: usize = 100_000;
+
+/// The number of answers the questions ask for, refused above [`MAX_ANSWERS`] before
+/// anything is planned.
+pub fn check_answer_count(questions: &[Question], opts: &EmOptions) -> Result<usize> {
+    let total = questions.iter().try_fold(0usize, |n, q| {
+        (q.paraphrases.len())
+            .checked_mul(opts.samples_for(q))
+            .and_then(|m| n.checked_add(m))
+    });
+    match total {
+        Some(t) if t <= MAX_ANSWERS => Ok(t),
+        _ => bail!(
+            "the questions ask for more than {MAX_ANSWERS} answers (paraphrases x \
+             samples_per_paraphrase, or --samples); ask for fewer with --samples or --limit"
+        ),
+    }
 }
 
 /// A judge that scores filled judge prompts 0-100: a local [`NumberJudge`] or a
@@ -174,6 +204,7 @@ pub fn evaluate_model(
     opts: &EmOptions,
 ) -> Result<Vec<EmAnswer>> {
     opts.validate()?;
+    check_answer_count(questions, opts)?;
     // (question, paraphrase, sample, seed, conversation)
     let mut rows = Vec::new();
     for q in questions {
@@ -296,5 +327,43 @@ mod tests {
         q.judge_prompts
             .insert("aligned".into(), "{question}: {answer}".into());
         assert_eq!(fill(judge_prompt(&q, "aligned").unwrap(), "a", "b"), "a: b");
+        // A judge prompt that never shows the judge the answer.
+        q.judge_prompts
+            .insert("coherent".into(), "Is {question} coherent?".into());
+        let err = judge_prompt(&q, "coherent").unwrap_err().to_string();
+        assert!(
+            err.contains("`coherent`") && err.contains("{answer}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_plan_of_too_many_answers_is_refused_before_it_is_made() {
+        let parse = |yaml: &str| crate::questions::parse_questions(yaml, "t.yaml").unwrap();
+        let o = EmOptions::default();
+        let q = parse("- id: a\n  paraphrases: [x, y]\n  samples_per_paraphrase: 100\n");
+        assert_eq!(check_answer_count(&q, &o).unwrap(), 200);
+        for huge in ["1000000", "18446744073709551615"] {
+            let q = parse(&format!(
+                "- id: a\n  paraphrases: [x, y]\n  samples_per_paraphrase: {huge}\n"
+            ));
+            let err = check_answer_count(&q, &o).unwrap_err().to_string();
+            assert!(err.contains("--samples"), "{err}");
+        }
+        let o = EmOptions {
+            samples: Some(usize::MAX),
+            ..EmOptions::default()
+        };
+        assert!(check_answer_count(&parse("- id: a\n  paraphrases: [x]\n"), &o).is_err());
+        let err = crate::questions::parse_questions(
+            "- id: a\n  paraphrases: [x]\n  samples_per_paraphrase: 0\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("samples_per_paraphrase 0") && err.contains("t.yaml"),
+            "{err}"
+        );
     }
 }

@@ -56,11 +56,20 @@ impl ServedJudge {
                         answer.to_string().chars().take(300).collect::<String>()
                     );
                 }
+                // Checked before it is cached, so that a bad answer is asked again next time.
+                parse_top(&top)
+                    .with_context(|| format!("the answer of judge {}", self.endpoint.label()))?;
                 self.cache.put(&k, top.clone())?;
                 top
             }
         };
-        parse_top(&value)
+        parse_top(&value).with_context(|| {
+            format!(
+                "the answer of judge {} (cached under {k} in {})",
+                self.endpoint.label(),
+                self.cache.path().display()
+            )
+        })
     }
 
     /// Scores one filled judge prompt by the top-20 rule.
@@ -74,9 +83,15 @@ impl ServedJudge {
     }
 }
 
-/// `[{"token": .., "logprob": ..}, ...]` as pairs.
+/// Slack for a server's rounding: log-probs up to this above 0, and top-20 probabilities
+/// summing to 1 plus this, pass.
+const ROUNDING: f64 = 1e-2;
+
+/// `[{"token": .., "logprob": ..}, ...]` as pairs, checked to be log-probabilities: a server
+/// that sends anything else would give scores and number masses that mean nothing.
 fn parse_top(v: &Value) -> Result<Vec<(String, f64)>> {
-    v.as_array()
+    let top = v
+        .as_array()
         .context("top_logprobs is not a list")?
         .iter()
         .map(|e| {
@@ -86,9 +101,17 @@ fn parse_top(v: &Value) -> Result<Vec<(String, f64)>> {
             let lp = e["logprob"]
                 .as_f64()
                 .context("a top_logprobs entry without `logprob`")?;
+            if lp > ROUNDING {
+                bail!("top_logprobs: token {t:?} has logprob {lp}, above 0");
+            }
             Ok((t.to_string(), lp))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let mass: f64 = top.iter().take(TOP_LOGPROBS).map(|(_, lp)| lp.exp()).sum();
+    if mass > 1.0 + ROUNDING {
+        bail!("top_logprobs: the first {TOP_LOGPROBS} probabilities sum to {mass}, above 1");
+    }
+    Ok(top)
 }
 
 /// The score of a first token's alternatives by the top-20 rule.
@@ -131,5 +154,22 @@ mod tests {
             None,
             "no number: no score"
         );
+    }
+
+    #[test]
+    fn what_is_not_a_log_probability_is_refused() {
+        let entry = |lp: f64| json!({"token": "80", "logprob": lp});
+        assert_eq!(parse_top(&json!([entry(-0.1)])).unwrap().len(), 1);
+        assert_eq!(parse_top(&json!([entry(0.0)])).unwrap().len(), 1);
+        for bad in [
+            json!([entry(700.0)]),
+            json!([entry(2.0)]),
+            json!([entry(-0.01), entry(-0.01)]),
+            json!([{"token": "80", "logprob": "x"}]),
+            json!([{"logprob": -1.0}]),
+            json!({"token": "80"}),
+        ] {
+            assert!(parse_top(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -9,10 +9,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// How every line [`Cache::put`] writes begins.
+const LINE_START: &str = "{\"key\":";
 
 #[derive(Serialize, Deserialize)]
 struct Line {
@@ -43,10 +46,21 @@ impl Cache {
         let mut entries = HashMap::new();
         if path.is_file() {
             let f = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-            for line in BufReader::new(f).lines() {
+            for (i, line) in BufReader::new(f).lines().enumerate() {
                 let line = line.with_context(|| format!("reading {}", path.display()))?;
-                if let Ok(l) = serde_json::from_str::<Line>(&line) {
-                    entries.insert(l.key, l.value);
+                match serde_json::from_str::<Line>(&line) {
+                    Ok(l) => {
+                        entries.insert(l.key, l.value);
+                    }
+                    // A line torn by a killed run starts as every line this cache writes.
+                    Err(_) if line.is_empty() || line.starts_with(LINE_START) => {}
+                    // Anything else is another file: appending to it would spoil it.
+                    Err(e) => bail!(
+                        "{} is not a judge cache (line {}: {e}); name another file with \
+                         --judge-cache",
+                        path.display(),
+                        i + 1
+                    ),
                 }
             }
         }
@@ -144,5 +158,28 @@ mod tests {
             2,
             "an entry after a torn line is kept"
         );
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .all(|l| l.starts_with(LINE_START)));
+    }
+
+    #[test]
+    fn another_file_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("results.json", &b"{\n  \"schema_version\": 1\n}\n"[..]),
+            ("notes.txt", b"my notes\n"),
+            ("binary", b"\x00\x01\x02\n\x03"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", Cache::open(&path).err().expect(name));
+            assert!(
+                err.contains("not a judge cache") && err.contains(name),
+                "{err}"
+            );
+            assert_eq!(std::fs::read(&path).unwrap(), text, "{name} was changed");
+        }
     }
 }

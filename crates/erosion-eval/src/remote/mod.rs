@@ -11,6 +11,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+/// The longest wait between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
 /// One server and model, and how hard to try.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -90,7 +93,8 @@ impl Endpoint {
             }
             let jitter = wait.mul_f64(rand::random::<f64>() * 0.5);
             std::thread::sleep(wait + jitter);
-            wait *= 2;
+            // Capped: with many --http-retries, doubling would wait days (and overflow).
+            wait = wait.saturating_mul(2).min(MAX_BACKOFF);
         }
         unreachable!("the loop returns or fails on its last try")
     }

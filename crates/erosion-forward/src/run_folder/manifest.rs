@@ -37,8 +37,13 @@ impl Manifest {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let m = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not erosion's manifest", path.display()))?;
+        let m = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not erosion's manifest; remove it to treat the folder's files as \
+                     yours (no run will remove them)",
+                path.display()
+            )
+        })?;
         Ok(Some(m))
     }
 
@@ -46,15 +51,19 @@ impl Manifest {
     pub fn existing(&self, out: &Path) -> Vec<String> {
         self.files
             .iter()
-            .filter(|f| out.join(f).symlink_metadata().is_ok())
+            .filter(|f| entry(out, f).map_or(true, |p| p.symlink_metadata().is_ok()))
             .cloned()
             .collect()
     }
 
     /// Removes the listed entries from `out`, then the manifest; nothing else.
     pub fn remove_files(&self, out: &Path) -> Result<()> {
-        for name in &self.files {
-            let path = entry(out, name)?;
+        // Every name is checked before any is removed: a bad one must not leave the folder
+        // half cleared.
+        let paths = (self.files.iter())
+            .map(|name| entry(out, name))
+            .collect::<Result<Vec<_>>>()?;
+        for path in paths {
             let Ok(meta) = path.symlink_metadata() else {
                 continue;
             };
@@ -71,11 +80,14 @@ impl Manifest {
 }
 
 /// `out/name` for a listed name, which must be one plain entry: a manifest edited by hand
-/// must not make `force` remove anything outside the folder.
+/// must not make `force` remove anything outside the folder, nor the lock of the run that
+/// forces.
 fn entry(out: &Path, name: &str) -> Result<PathBuf> {
     let mut parts = Path::new(name).components();
     match (parts.next(), parts.next()) {
-        (Some(Component::Normal(_)), None) => Ok(out.join(name)),
+        (Some(Component::Normal(n)), None) if n != LOCK_FILE && n != MANIFEST_FILE => {
+            Ok(out.join(name))
+        }
         _ => bail!(
             "{}: `{name}` is not an entry of the folder",
             out.join(MANIFEST_FILE).display()
@@ -220,5 +232,48 @@ mod tests {
         let err = format!("{:#}", m.remove_files(&out).unwrap_err());
         assert!(err.contains("../precious"), "{err}");
         assert!(tmp.path().join("precious").is_file());
+
+        // Nothing is removed when any name is bad, wherever it is in the list; the lock
+        // and absolute paths are refused too.
+        std::fs::write(out.join("results.json"), "{}").unwrap();
+        std::fs::write(out.join(LOCK_FILE), "held").unwrap();
+        for bad in [LOCK_FILE, "/etc/hostname", "a/../../precious", ".", ""] {
+            let m = Manifest {
+                run: "r".into(),
+                describe: "r".into(),
+                files: vec!["results.json".into(), bad.into()],
+            };
+            let err = format!("{:#}", m.remove_files(&out).unwrap_err());
+            assert!(
+                err.contains("is not an entry of the folder"),
+                "{bad}: {err}"
+            );
+            assert!(out.join("results.json").is_file(), "{bad}");
+            assert!(out.join(LOCK_FILE).is_file(), "{bad}");
+            // Listed as left, so that the refusal names it.
+            assert!(m.existing(&out).contains(&bad.to_string()), "{bad}");
+        }
+    }
+
+    /// A symlink the run wrote is removed, never what it points to.
+    #[cfg(unix)]
+    #[test]
+    fn a_listed_symlink_is_removed_not_its_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let keep = tmp.path().join("keep");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::create_dir_all(&keep).unwrap();
+        std::fs::write(keep.join("data"), "x").unwrap();
+        std::os::unix::fs::symlink(&keep, out.join("link")).unwrap();
+        std::fs::write(out.join(MANIFEST_FILE), "{}").unwrap();
+        let m = Manifest {
+            run: "r".into(),
+            describe: "r".into(),
+            files: vec!["link".into()],
+        };
+        m.remove_files(&out).unwrap();
+        assert!(out.join("link").symlink_metadata().is_err());
+        assert!(keep.join("data").is_file());
     }
 }

@@ -96,6 +96,15 @@ pub fn expected_weights(cfg: &Config) -> Vec<(String, Vec<usize>)> {
 /// found, each kind in one sentence.
 pub fn check_weights(cfg: &Config, stored: &BTreeMap<String, StoredTensor>) -> Result<()> {
     let family = cfg.family()?;
+    // Every layer has several tensors: a layer count beyond the file's tensors would only
+    // list (and allocate) names that cannot be there.
+    if cfg.num_hidden_layers > stored.len() {
+        bail!(
+            "num_hidden_layers is {}, but the weights hold {} tensors in all",
+            cfg.num_hidden_layers,
+            stored.len()
+        );
+    }
     let expected = expected_weights(cfg);
     let mut problems = Vec::new();
     let mut missing = Vec::new();

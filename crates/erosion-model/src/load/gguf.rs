@@ -75,14 +75,20 @@ pub(crate) fn meta_usize(md: &Metadata, key: &str) -> Result<Option<usize>> {
 }
 
 fn meta_f64(md: &Metadata, key: &str) -> Result<Option<f64>> {
-    match md.get(key) {
-        None => Ok(None),
+    let x = match md.get(key) {
+        None => return Ok(None),
         // The shortest decimal that round-trips the f32 (1e-5, not 9.999999747378752e-6):
         // the value the original config.json held before llama.cpp stored it as f32.
-        Some(Value::F32(x)) => Ok(Some(x.to_string().parse::<f64>()?)),
-        Some(Value::F64(x)) => Ok(Some(*x)),
-        Some(_) => Ok(meta_usize(md, key)?.map(|n| n as f64)),
+        Some(Value::F32(x)) => x.to_string().parse::<f64>()?,
+        Some(Value::F64(x)) => *x,
+        Some(_) => return Ok(meta_usize(md, key)?.map(|n| n as f64)),
+    };
+    // A NaN would become null in the config built from the metadata, and its error would
+    // not say which key held it.
+    if !x.is_finite() {
+        bail!("GGUF metadata {key} is {x}; it must be a finite number");
     }
+    Ok(Some(x))
 }
 
 /// The family of `general.architecture`, checked against what erosion runs.

@@ -65,6 +65,21 @@ fn config_with_fewer_layers_than_the_weights_is_refused() {
     );
 }
 
+/// A layer count far beyond the file listed a name per expected tensor until the process
+/// aborted out of memory (10^12 layers); it is refused against the file's tensor count.
+#[test]
+fn a_huge_layer_count_is_refused_before_names_are_listed() {
+    let (_t, dir) = folder(None);
+    edit_json(&dir.join("config.json"), |c| {
+        c["num_hidden_layers"] = 1_000_000_000_000u64.into()
+    });
+    let msg = err_of(open(&dir));
+    assert!(
+        msg.contains("num_hidden_layers is 1000000000000") && msg.contains("tensors in all"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn integer_tensor_where_weights_belong_is_refused() {
     let (_t, dir) = folder(None);

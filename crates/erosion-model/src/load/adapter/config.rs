@@ -141,12 +141,13 @@ impl PeftConfig {
     }
 
     fn from_map(m: &Map<String, Value>, path: &Path) -> Result<Self> {
-        match m.get("peft_type").and_then(Value::as_str) {
-            Some("LORA") => {}
-            Some(other) => bail!(
+        match m.get("peft_type") {
+            Some(Value::String(t)) if t == "LORA" => {}
+            Some(Value::String(other)) => bail!(
                 "peft_type is `{}`: only LORA adapters are supported",
                 shown(other)
             ),
+            Some(other) => bail!("peft_type is {other}, not a string: only \"LORA\" is supported"),
             None => bail!("peft_type is missing: only LORA adapters are supported"),
         }
         for (key, why) in REFUSED {
@@ -463,6 +464,7 @@ mod tests {
                 "`new_thing` is set",
             ),
             (r#"{"peft_type":"LORA","r":0}"#, "field `r`"),
+            (r#"{"peft_type":5}"#, "peft_type is 5, not a string"),
         ] {
             let err = format!("{:#}", cfg(json).unwrap_err());
             assert!(err.contains(said), "{json}: {err}");

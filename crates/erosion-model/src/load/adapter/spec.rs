@@ -81,6 +81,16 @@ pub fn split<'a>(spec: &'a str, lookup: &OpenOptions) -> Result<Option<(&'a str,
             return Ok(Some((base, adapter)));
         }
     }
+    // An adapter with nothing before its `+`: not an adapter folder without a config.
+    if let Some(rest) = spec
+        .strip_prefix('+')
+        .filter(|r| lookup.adapter_dir(r).is_some())
+    {
+        bail!(
+            "`{spec}` names no base before its `+`: write BASE+{rest}, or {rest} alone for the \
+             base its {CONFIG_FILE} records"
+        );
+    }
     if let Some((_, last)) = spec.rsplit_once('+') {
         let dir = PathBuf::from(lookup.resolve(last));
         if dir.is_dir() {
@@ -146,6 +156,12 @@ mod tests {
         assert_eq!(split("plain", &look)?, None);
         let err = split("m+nothing", &look).unwrap_err().to_string();
         assert!(err.contains("`nothing`"), "{err}");
+        // Said to lack the adapter_config.json it has, before.
+        let err = split("+a+b", &look).unwrap_err().to_string();
+        assert!(
+            err.contains("names no base") && err.contains("BASE+a+b"),
+            "{err}"
+        );
         Ok(())
     }
 }
