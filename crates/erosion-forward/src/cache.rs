@@ -359,8 +359,9 @@ impl CacheEntry {
     }
 
     /// Copies chunk `chunk` of `from` (an entry of the same key and sizes in another cache),
-    /// verified, into this entry: file first, then its sidecar, each atomically. Returns its
-    /// SHA-256. Nothing is copied when this entry already holds the same bytes.
+    /// verified, into this entry (a hard link where the file system allows): file first, then
+    /// its sidecar, each atomically. Returns its SHA-256. Nothing is copied when this entry
+    /// already holds the same bytes.
     pub fn copy_chunk_from(&self, from: &CacheEntry, chunk: usize) -> Result<String> {
         if from.manifest.hash != self.manifest.hash {
             bail!(
@@ -376,16 +377,24 @@ impl CacheEntry {
             return Ok(sha);
         }
         let ((src, src_side), (data, side)) = (from.paths(chunk), self.paths(chunk));
-        let bytes =
-            std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-        if hex(&Sha256::digest(&bytes)) != sha {
-            bail!("{} changed while it was copied", src.display());
-        }
         if side.exists() {
             std::fs::remove_file(&side)
                 .with_context(|| format!("cannot remove {}", side.display()))?;
         }
-        write_bytes_atomic(&data, &bytes)?;
+        // A hard link where the file system allows it: a merge of shards then needs no second
+        // copy of the activations (both names are later replaced, never written through).
+        let link = data.with_extension("safetensors.link");
+        let _ = std::fs::remove_file(&link);
+        let linked = std::fs::hard_link(&src, &link).and_then(|_| std::fs::rename(&link, &data));
+        if linked.is_err() {
+            let _ = std::fs::remove_file(&link);
+            let bytes =
+                std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            if hex(&Sha256::digest(&bytes)) != sha {
+                bail!("{} changed while it was copied", src.display());
+            }
+            write_bytes_atomic(&data, &bytes)?;
+        }
         let info = std::fs::read(&src_side)
             .with_context(|| format!("cannot read {}", src_side.display()))?;
         write_bytes_atomic(&side, &info)?;
