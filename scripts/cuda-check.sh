@@ -17,7 +17,7 @@ if [[ $status -ne 0 ]]; then
         echo "cuda-check.sh: skipped (the CUDA wheels could not be installed; see above)" >&2
         exit 0
     fi
-    echo "cuda-check.sh: failed to install the CUDA wheels" >&2
+    echo "cuda-check.sh: failed: the CUDA wheels could not be installed${CI:+ (CI=$CI: the check is required)}" >&2
     exit 1
 fi
 export CUDA_HOME="$home" PATH="$home/bin:$PATH" CUDA_COMPUTE_CAP=90
