@@ -25,3 +25,6 @@ cargo test --workspace --locked "$@"
 # The demo's reports in headless Chromium (installs chromium and a font as root if missing);
 # reuses the debug build the tests just made.
 ./scripts/test-report-browser.sh
+# The CUDA build, checked without a GPU (CUDA 13.0 wheels from PyPI, cached outside the clone;
+# skipped with the reason where pip cannot install them, except when CI=true).
+./scripts/cuda-check.sh

@@ -3,6 +3,7 @@
 //!
 //! Each task runs in its own process so that its peak resident memory is its own.
 
+mod fixtures;
 mod flops;
 mod measure;
 mod table;
@@ -87,6 +88,16 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// The GPU check: every tiny transformers fixture in `dir` (crates/erosion-model's
+    /// tests/fixtures) on `device` in f32 and bf16, and the log-probs and gradients there
+    /// against the CPU; one table, failing if any check fails (scripts/gpu-check.sh).
+    Fixtures {
+        #[arg(long)]
+        dir: PathBuf,
+        /// cpu, cuda[:N] or metal (cuda/metal need the matching cargo feature)
+        #[arg(long, default_value = "cuda")]
+        device: String,
+    },
     /// Prints the table from the results in `dir`.
     Table {
         #[arg(long)]
@@ -132,6 +143,7 @@ fn main() -> Result<()> {
             dir,
             reps,
         } => run(task, &tasks::Inputs::read(&inputs)?, &dir, reps),
+        Cmd::Fixtures { dir, device } => fixtures::run(&dir, &device),
         Cmd::Table {
             inputs,
             layers,
