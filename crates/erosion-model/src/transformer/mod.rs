@@ -330,9 +330,10 @@ impl Transformer {
                 self.n_layers()
             );
         }
-        for l in layers {
+        for l in layers.clone() {
             x = self.blocks[l].forward(x, ctx, l, opts, None)?;
         }
+        check_finite(&x, layers)?;
         Ok(x)
     }
 
@@ -396,8 +397,27 @@ impl Transformer {
         for (l, kv) in cache.layers.iter_mut().enumerate() {
             x = self.blocks[l].forward(x, &ctx, l, opts, Some(kv))?;
         }
+        check_finite(&x, 0..self.n_layers())?;
         cache.mask = rows;
         let x = self.final_norm(&x, opts)?;
         self.unembed(&x, opts)
     }
+}
+
+/// An error unless every value of the residual stream `x` after blocks `layers` is finite.
+/// Weights are checked when they load, so a NaN or an infinity here comes from an overflow (an
+/// adapter scaled far beyond its training, a huge steering edit, bf16's range): without this,
+/// it would flow on into log-probs, activations and gradients as numbers. One sum of the
+/// stream per pass (NaN and infinities survive a sum; finite values of a working model do not
+/// add up to f32's 3.4e38).
+fn check_finite(x: &Tensor, layers: Range<usize>) -> Result<()> {
+    let total = x.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    if !total.is_finite() {
+        bail!(
+            "the residual stream after blocks {layers:?} holds NaN or infinite values: the \
+             computation overflowed (an adapter scale, a steering edit or a weight far larger \
+             than the model was trained with; or bf16's range)"
+        );
+    }
+    Ok(())
 }

@@ -259,3 +259,32 @@ fn bad_adapters_are_refused_naming_file_and_field() -> Result<()> {
     assert!(err.contains("names no adapter"), "{err}");
     Ok(())
 }
+
+/// An adapter scaled far beyond its training overflows f32: the forward pass says so, rather
+/// than handing NaN on as log-probs or activations (generation caught it only at the logits).
+#[test]
+fn an_overflowing_adapter_scale_is_an_error_not_nan_numbers() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let base = tiny_base("llama", tmp.path());
+    let opts = OpenOptions {
+        adapter_scale: Some(1e37),
+        ..OpenOptions::default()
+    };
+    let model = Checkpoint::open_with(&spec(&base, "tiny-llama-r8-rslora"), &opts)?
+        .load_model(DType::F32, &Device::Cpu)?;
+    let ids = Tensor::new(&[[1u32, 2, 1, 2]], &Device::Cpu)?;
+    let err = model
+        .forward(&ids, None, &mut ForwardOptions::fast())
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("NaN or infinite") && msg.contains("adapter scale"),
+        "{msg}"
+    );
+    // As trained, the same adapter computes finite logits.
+    let fine = Checkpoint::open(&spec(&base, "tiny-llama-r8-rslora"))?
+        .load_model(DType::F32, &Device::Cpu)?;
+    let l = fine.forward(&ids, None, &mut ForwardOptions::fast())?;
+    assert!(l.sum_all()?.to_scalar::<f32>()?.is_finite());
+    Ok(())
+}
