@@ -128,22 +128,37 @@ pub struct DriftOutcome {
 /// start; each checkpoint's margin goes to `notices`.
 pub fn run_drift(spec: &DriftSpec, notices: &mut dyn Notify) -> Result<DriftOutcome> {
     let _lock = OutLock::acquire(&spec.out, "drift", notices)?;
-    let mut probe: Option<ProbeSet> = None;
+    let probe = fixed_probe(spec)?;
     let mut points = Vec::new();
     for name in &spec.checkpoints {
-        let ck = Checkpoint::open(name)?;
-        let model = ck.load_model(spec.dtype, &spec.device)?;
-        if probe.is_none() {
-            probe = Some(spec.probe.load(&ck.tokenizer)?);
-        }
-        let p = probe.as_ref().expect("loaded above");
-        let point = p
-            .measure(&model, name, step_of(name))
-            .with_context(|| format!("checkpoint {name}"))?;
+        let point = measure(spec, &probe, name)?;
         notices.notice(&format!("{name}: margin {:.3}", point.margin.estimate));
         points.push(point);
     }
-    let n = probe.as_ref().map_or(0, |p| p.toxic.len());
+    finish(spec, points, probe.toxic.len())
+}
+
+/// The probe, rendered once with the first checkpoint's tokenizer: the same token ids for
+/// every checkpoint (and every shard).
+pub(crate) fn fixed_probe(spec: &DriftSpec) -> Result<ProbeSet> {
+    let first = spec
+        .checkpoints
+        .first()
+        .context("no checkpoint to measure")?;
+    spec.probe.load(&Checkpoint::open(first)?.tokenizer)
+}
+
+/// `probe` measured on checkpoint `name`.
+pub(crate) fn measure(spec: &DriftSpec, probe: &ProbeSet, name: &str) -> Result<DriftPoint> {
+    let model = Checkpoint::open(name)?.load_model(spec.dtype, &spec.device)?;
+    probe
+        .measure(&model, name, step_of(name))
+        .with_context(|| format!("checkpoint {name}"))
+}
+
+/// Writes `drift.json` and `report.html` of `points` (one per checkpoint of `spec`, in order;
+/// the probe read `n` examples) into `spec.out`.
+pub(crate) fn finish(spec: &DriftSpec, points: Vec<DriftPoint>, n: usize) -> Result<DriftOutcome> {
     let mut prov = spec.probe.provenance(spec.command_line.clone(), n)?;
     // Every checkpoint measured, as the user named it, with its files hashed.
     let mut cache = HashCache::in_memory();

@@ -17,6 +17,7 @@ pub mod data;
 pub mod directions;
 pub mod drift;
 pub mod drift_series;
+pub mod drift_shards;
 pub mod experiment;
 pub mod export;
 pub mod html;

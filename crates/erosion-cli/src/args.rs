@@ -216,3 +216,8 @@ impl OutArgs {
         .with_context(|| format!("--out {}", self.out.display()))
     }
 }
+
+/// `--shard I/N`.
+pub fn shard_index(s: &str) -> Result<erosion_forward::shard::ShardIndex, String> {
+    erosion_forward::shard::ShardIndex::parse(s).map_err(|e| e.to_string())
+}

@@ -22,4 +22,5 @@ pub mod notice;
 pub mod out_lock;
 pub mod row_store;
 pub mod run_folder;
+pub mod shard;
 pub mod windows;

@@ -5,7 +5,9 @@
 
 use anyhow::Result;
 use erosion_causal::drift_series::{run_drift, DriftSpec};
+use erosion_causal::drift_shards::{merge_drift, run_drift_shard};
 use erosion_forward::run_folder::{model_part, RunIdentity};
+use erosion_forward::shard::ShardIndex;
 use std::path::Path;
 
 use crate::args::{DeviceArgs, OutArgs};
@@ -23,24 +25,45 @@ pub struct Args {
     pub out: OutArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+    /// Measure only shard I of N (0-based) of the checkpoints, into OUT/shards/I-of-N (one
+    /// task of a Slurm job array, say); `--merge` writes the run's files once all N have run.
+    #[arg(long, value_name = "I/N", value_parser = crate::args::shard_index, conflicts_with = "merge")]
+    pub shard: Option<ShardIndex>,
+    /// Check the shards under OUT (every one finished, of these checkpoints and this probe)
+    /// and write drift.json and report.html from them.
+    #[arg(long)]
+    pub merge: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let checkpoints: Vec<String> = (args.checkpoints.iter())
         .map(|c| model_part("checkpoint", c, Path::new(".")))
         .collect();
-    // Before any checkpoint loads (run_drift locks the folder again, sharing this lock).
-    let _folder = args.out.claim(&RunIdentity::new("drift", &checkpoints))?;
     let probe = args.probe.spec()?;
     let spec = DriftSpec {
         checkpoints: args.checkpoints,
         probe,
-        out: args.out.out,
+        out: args.out.out.clone(),
         dtype: args.device.dtype()?,
         device: args.device.device()?,
         command_line: std::env::args().collect(),
     };
-    let outcome = run_drift(&spec, &mut crate::notice_on_stderr)?;
+    if let Some(shard) = args.shard {
+        // Shards run at once: each locks its own folder, not OUT.
+        let n = run_drift_shard(&spec, shard, &mut crate::notice_on_stderr)?;
+        println!(
+            "{shard}: {n} checkpoints measured now, in {}",
+            shard.dir(&spec.out).display()
+        );
+        return Ok(());
+    }
+    // Before any checkpoint loads (the run locks the folder again, sharing this lock).
+    let _folder = args.out.claim(&RunIdentity::new("drift", &checkpoints))?;
+    let outcome = if args.merge {
+        merge_drift(&spec, &mut crate::notice_on_stderr)?
+    } else {
+        run_drift(&spec, &mut crate::notice_on_stderr)?
+    };
     for f in &outcome.files {
         println!("wrote {}", f.display());
     }

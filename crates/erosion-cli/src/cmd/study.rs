@@ -39,16 +39,12 @@ pub struct Args {
     pub force: bool,
     /// Run only shard I of N (0-based) of the study's forward passes, into OUT/shards/I-of-N
     /// (one task of a Slurm job array, say); `--merge` makes the results once all N have run.
-    #[arg(long, value_name = "I/N", value_parser = shard_index, conflicts_with = "merge")]
+    #[arg(long, value_name = "I/N", value_parser = crate::args::shard_index, conflicts_with = "merge")]
     pub shard: Option<ShardIndex>,
     /// Check the shards under the output folder (every one finished, from this study, each
     /// pass held exactly once) and make the study's results and report from them.
     #[arg(long)]
     pub merge: bool,
-}
-
-fn shard_index(s: &str) -> Result<ShardIndex, String> {
-    ShardIndex::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Subcommand, Debug)]

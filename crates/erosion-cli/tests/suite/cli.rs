@@ -180,25 +180,26 @@ pub(crate) struct ProbeFiles {
 }
 
 impl ProbeFiles {
-    /// Runs `erosion drift` over `checkpoints` with this probe (2 pairs) into `out` and
-    /// returns its drift.json.
-    fn drift(&self, checkpoints: &[&str], out: &std::path::Path) -> serde_json::Value {
-        let out_s = out.to_string_lossy();
-        let mut args = vec!["drift"];
-        args.extend_from_slice(checkpoints);
-        args.extend_from_slice(&[
-            "--directions",
-            &self.directions,
-            "--harmful",
-            &self.harmful,
-            "--reject",
-            &self.reject,
-            "--probe-size",
-            "2",
-            "--out",
-            &out_s,
-        ]);
-        let run = erosion(&args);
+    /// The arguments of `erosion drift` over `checkpoints` with this probe (2 pairs) into `out`.
+    pub(crate) fn drift_args(&self, checkpoints: &[&str], out: &std::path::Path) -> Vec<String> {
+        let mut args = vec!["drift".to_string()];
+        args.extend(checkpoints.iter().map(|c| c.to_string()));
+        for (flag, value) in [
+            ("--directions", &self.directions),
+            ("--harmful", &self.harmful),
+            ("--reject", &self.reject),
+        ] {
+            args.extend([flag.to_string(), value.clone()]);
+        }
+        let out = out.to_string_lossy().into_owned();
+        args.extend(["--probe-size".into(), "2".into(), "--out".into(), out]);
+        args
+    }
+
+    /// Runs `erosion drift` ([`Self::drift_args`]) and returns its drift.json.
+    pub(crate) fn drift(&self, checkpoints: &[&str], out: &std::path::Path) -> serde_json::Value {
+        let args = self.drift_args(checkpoints, out);
+        let run = erosion(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(run.status.success(), "{}", stderr(&run));
         assert!(out.join("report.html").is_file());
         read_json(&out.join("drift.json"))

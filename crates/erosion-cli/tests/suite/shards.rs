@@ -1,8 +1,9 @@
-//! `erosion study --shard I/N` in separate processes, all at once (as a Slurm job array runs
-//! them), then `--merge`: the study's numbers and arrays are those of one process, and a
-//! merge with a shard missing fails naming it.
+//! `erosion study` and `erosion drift` with `--shard I/N` in separate processes, all at once
+//! (as a Slurm job array runs them), then `--merge`: the numbers are those of one process, and
+//! a merge with a shard missing fails naming it.
 
-use crate::util::{erosion, ok, read_json, stderr};
+use crate::cli::ProbeFiles;
+use crate::util::{erosion, ok, read_json, smollm2, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -113,4 +114,42 @@ fn shards_in_separate_processes_merge_to_the_study_run_whole() {
     let results = |d: &Path| read_json(&d.join("results.json"))["results"]["analyses"].clone();
     assert_eq!(results(&split), results(&whole));
     assert_eq!(arrays(&split), arrays(&whole));
+}
+
+#[test]
+fn drift_shards_merge_to_the_run_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = ProbeFiles::write(tmp.path());
+    let peft = erosion_testkit::model_fixtures().join("peft");
+    let model = smollm2();
+    let adapted = |a: &str| format!("{model}+{}", peft.join(a).display());
+    let (a, b) = (adapted("smollm2-r8-rslora"), adapted("smollm2-r1-down"));
+    let checkpoints = [model.as_str(), a.as_str(), b.as_str()];
+    let whole = probe.drift(&checkpoints, &tmp.path().join("whole"));
+
+    let split = tmp.path().join("split");
+    let run = |extra: &[&str]| {
+        let mut args = probe.drift_args(&checkpoints, &split);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        erosion(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let out = ok(&run(&["--shard", "0/2"]));
+    assert!(
+        out.contains("shard 0-of-2: 1 checkpoints measured"),
+        "{out}"
+    );
+    let failed = run(&["--merge"]);
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("shard 1-of-2 is missing"),
+        "{}",
+        stderr(&failed)
+    );
+    ok(&run(&["--shard", "1/2"]));
+    // Run again, a finished shard measures nothing.
+    assert!(ok(&run(&["--shard", "1/2"])).contains("0 checkpoints measured"));
+    ok(&run(&["--merge"]));
+    let merged = read_json(&split.join("drift.json"));
+    assert_eq!(merged["points"], whole["points"]);
+    assert_eq!(merged["points"].as_array().unwrap().len(), 3);
 }

@@ -2,13 +2,12 @@
 
 use super::plan::Plan;
 use super::record::{written_by, ShardIndex, ShardRecord};
-use super::shards_dir;
 use crate::context::StudyContext;
 use anyhow::{bail, Context, Result};
 use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
+use erosion_forward::shard::{list_split, shards_dir};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// What a merge installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,33 +27,8 @@ pub fn install_shards(
     notices: &mut dyn Notify,
 ) -> Result<Installed> {
     let dir = shards_dir(&ctx.out);
-    let shards = list_shards(&dir)?;
-    let mut problems = Vec::new();
-    let counts: BTreeMap<usize, Vec<String>> =
-        shards.iter().fold(BTreeMap::new(), |mut m, (s, _)| {
-            m.entry(s.count).or_default().push(s.folder());
-            m
-        });
-    if counts.len() > 1 {
-        let splits: Vec<String> = (counts.iter())
-            .map(|(n, names)| format!("into {n}: {}", names.join(", ")))
-            .collect();
-        bail!(
-            "the shards under {} come from different splits ({}); keep one split's folders",
-            dir.display(),
-            splits.join("; ")
-        );
-    }
-    let n = shards[0].0.count;
-    for index in 0..n {
-        if !shards.iter().any(|(s, _)| s.index == index) {
-            let s = ShardIndex { index, count: n };
-            problems.push(format!(
-                "{s} is missing ({} does not exist): run `erosion study ... --shard {index}/{n}`",
-                dir.join(s.folder()).display()
-            ));
-        }
-    }
+    let split = list_split(&ctx.out, "erosion study ... --shard {shard}")?;
+    let (shards, mut problems) = (split.shards, split.missing);
     let plan = Plan::new(ctx)?;
     let plan_hash = plan.hash();
     let mut locks = Vec::new();
@@ -159,38 +133,6 @@ pub fn install_shards(
         shards: shards.len(),
         chunks: copy.len(),
     })
-}
-
-/// The shard folders under `dir`, in order; anything else there is an error (the merge would
-/// not know what it is).
-fn list_shards(dir: &std::path::Path) -> Result<Vec<(ShardIndex, PathBuf)>> {
-    let read = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "no shards to merge: cannot read {} (run the study with --shard I/N first)",
-            dir.display()
-        )
-    })?;
-    let mut out = Vec::new();
-    for e in read {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        match ShardIndex::from_folder(&name) {
-            Some(s) if e.path().is_dir() => out.push((s, e.path())),
-            _ => bail!(
-                "{} is not a shard folder (shards are named I-of-N); move it out of {}",
-                e.path().display(),
-                dir.display()
-            ),
-        }
-    }
-    if out.is_empty() {
-        bail!(
-            "no shards to merge in {} (run the study with --shard I/N first)",
-            dir.display()
-        );
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// The first 12 hex digits of a hash, for messages.

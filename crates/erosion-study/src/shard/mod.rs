@@ -33,11 +33,6 @@ use std::path::{Path, PathBuf};
 
 pub use record::ShardIndex;
 
-/// The folder of the shards under a study's output folder.
-pub fn shards_dir(out: &Path) -> PathBuf {
-    out.join("shards")
-}
-
 /// A hash of what the study computes: the spec with its output and cache folders left out,
 /// so shards written in one place merge in another.
 pub fn spec_hash(spec: &StudySpec) -> Result<String> {
@@ -74,7 +69,7 @@ pub fn run_shard(
     spec.choose_defaults()?;
     spec.validate()?;
     let hash = spec_hash(&spec)?;
-    let dir = shards_dir(&base_dir.join(&spec.output)).join(shard.folder());
+    let dir = shard.dir(&base_dir.join(&spec.output));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the shard folder {}", dir.display()))?;
     let notices = caller.notices;
