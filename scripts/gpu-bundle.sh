@@ -42,6 +42,9 @@ rm -rf "$out"
 mkdir -p "$out/bin" "$out/fixtures"
 cp "$bin" "$out/bin/"
 strip "$out/bin/erosion-bench" 2>/dev/null || true
+# Stripped, the binary is about 65 MiB (candle's kernels are embedded as PTX text): gzip takes
+# it to about 16 MiB; run.sh unpacks it into a temporary folder.
+gzip -9 "$out/bin/erosion-bench"
 for f in crates/erosion-model/tests/fixtures/tiny-*/; do
     name="$(basename "$f")"
     mkdir -p "$out/fixtures/$name"
@@ -52,7 +55,7 @@ cp scripts/gpu-check.sh "$out/run.sh"
     echo "erosion $(git describe --always --dirty 2>/dev/null || echo unknown), built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "erosion-bench --features cuda, CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP, $(nvcc --version | grep -o 'release [0-9.]*')"
     echo "wheels: $(cat "$cache/link/.complete")"
-    echo "needs: $(readelf -d "$out/bin/erosion-bench" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
+    echo "needs: $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')"
 } >"$out/BUILD.txt"
 size_mib=$(($(du -sk "$out" | cut -f1) / 1024))
 if ((size_mib > 64)); then

@@ -9,7 +9,7 @@
 # Also runs from the repository (scripts/gpu-check.sh [--device D]) when out/gpu-bundle exists.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-if [[ -x "$here/bin/erosion-bench" ]]; then
+if [[ -f "$here/bin/erosion-bench.gz" ]]; then
     bundle="$here"
 else
     bundle="$here/../out/gpu-bundle"
@@ -21,8 +21,14 @@ while [[ $# -gt 0 ]]; do
         *) echo "usage: run.sh [--device cuda|cuda:N|cpu]" >&2; exit 2 ;;
     esac
 done
-bin="$bundle/bin/erosion-bench"
-[[ -x "$bin" ]] || { echo "gpu-check.sh: no $bin (build it with scripts/gpu-bundle.sh)" >&2; exit 1; }
+packed="$bundle/bin/erosion-bench.gz"
+[[ -f "$packed" ]] || { echo "gpu-check.sh: no $packed (build it with scripts/gpu-bundle.sh)" >&2; exit 1; }
+# Unpacked into a temporary folder: the bundle itself may be read-only.
+unpacked="$(mktemp -d)"
+trap 'rm -rf "$unpacked"' EXIT
+bin="$unpacked/erosion-bench"
+gzip -dc "$packed" >"$bin"
+chmod +x "$bin"
 
 # The libraries the binary names, looked for where a CUDA toolkit or PyTorch keeps them; the
 # driver's libcuda.so.1 is left to the system's loader.
