@@ -291,6 +291,26 @@ def check_judge(base, questions):
     print(f"judge over HTTP: ok ({scored} of 8 scores numbers, equal to the local top20 judge)")
 
 
+def check_model_url(base, questions):
+    """`erosion eval --model-url` samples its answers at this server: sent one at a time (each
+    decoded alone, with its own seed), they are the answers of the same model sampled locally
+    one at a time with the same seeds, and are judged the same."""
+    common = ["--questions", questions, "--limit", "2", "--samples", "2", "--max-new-tokens",
+              "12", "--seed", "5", "--judge", MODEL, "--judge-aggregation", "top20"]
+    local, remote = os.path.join(WORK, "local-model"), os.path.join(WORK, "served-model")
+    subprocess.run([BIN, "eval", MODEL] + common + ["--batch-size", "1", "--out", local],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([BIN, "eval"] + common + ["--model-url", base, "--model-name", NAME,
+                                             "--http-concurrency", "1", "--out", remote],
+                   check=True, stdout=subprocess.DEVNULL)
+    a, b = eval_scores(local), eval_scores(remote)
+    assert len(a) == len(b) == 4 and all(y["model"] == NAME for y in b), b
+    for x, y in zip(a, b):
+        assert (x["seed"], x["answer"]) == (y["seed"], y["answer"]), (x, y)
+        assert (x["aligned"], x["coherent"]) == (y["aligned"], y["coherent"]), (x, y)
+    print(f"model over HTTP: ok ({len(b)} sampled answers equal to local sampling, same seeds)")
+
+
 def check_limits_auth_shutdown():
     proc, base = start("--api-key", "sesame", "--max-batch", "1", "--queue", "1")
     try:
@@ -350,6 +370,7 @@ def main():
         check_concurrency(client)
         if len(sys.argv) > 4:
             check_judge(base, sys.argv[4])
+            check_model_url(base, sys.argv[4])
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, "the server did not exit cleanly on SIGINT"
