@@ -38,6 +38,12 @@ def main():
     ap.add_argument("--rate-gflops", type=float, default=5081 * SMOL_FLOP_PER_TOKEN / 10.2 / 1e9)
     a = ap.parse_args()
     total, attn = params()
+    # Independent answers: Qwen2.5-32B's model card counts 32.5 B parameters (31.0 B without
+    # embeddings) for its 64 layers of this width; the untied head and input embedding here are
+    # 2 x 0.78 B. One cached example at T = 64 over 65 layers is 65 * 64 * 5120 * 4 B
+    # (erosion-study's chunk-size test uses the same 85 MB).
+    assert abs((total - 2 * VOCAB * D) - 31.0e9) < 0.3e9, total
+    assert (LAYERS + 1) * 64 * D * 4 == 85_196_800
     flop_tok = 2 * (total - VOCAB * D)  # the input embedding is a lookup
     gb = lambda b: f"{b / 1e9:,.1f} GB"
     per_model = N_PER_DATASET * sum(TOKENS.values())

@@ -263,6 +263,17 @@ impl CacheEntry {
 
     /// The tensors of chunk `chunk` (on the CPU), verified; `Ok(None)` when not written yet.
     fn read(&self, chunk: usize) -> Result<Option<HashMap<String, Tensor>>> {
+        let Some((_, bytes)) = self.verified(chunk)? else {
+            return Ok(None);
+        };
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .with_context(|| format!("cannot parse {}", self.paths(chunk).0.display()))?;
+        Ok(Some(tensors))
+    }
+
+    /// Chunk `chunk`'s record and bytes, checked against each other (examples, length,
+    /// SHA-256); `Ok(None)` when not written yet.
+    fn verified(&self, chunk: usize) -> Result<Option<(ChunkInfo, Vec<u8>)>> {
         self.check_chunk(chunk)?;
         let (data, side) = self.paths(chunk);
         if !side.exists() {
@@ -298,9 +309,7 @@ impl CacheEntry {
                 info.sha256
             );
         }
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .with_context(|| format!("cannot parse {}", data.display()))?;
-        Ok(Some(tensors))
+        Ok(Some((info, bytes)))
     }
 
     fn check_chunk(&self, chunk: usize) -> Result<()> {
@@ -349,20 +358,32 @@ impl CacheEntry {
     /// The SHA-256 of chunk `chunk`'s file when it is complete (read and verified), `None`
     /// when it is not written yet; an error when it is damaged.
     pub fn chunk_sha256(&self, chunk: usize) -> Result<Option<String>> {
+        Ok(self.verified(chunk)?.map(|(info, _)| info.sha256))
+    }
+
+    /// The SHA-256 chunk `chunk`'s record states, unverified: for a chunk that
+    /// [`CacheEntry::get_or_compute`] has just written or verified.
+    pub fn recorded_sha256(&self, chunk: usize) -> Result<String> {
         self.check_chunk(chunk)?;
-        if self.read(chunk)?.is_none() {
-            return Ok(None);
-        }
         let (_, side) = self.paths(chunk);
-        let info: ChunkInfo = serde_json::from_slice(&std::fs::read(&side)?)?;
-        Ok(Some(info.sha256))
+        let info: ChunkInfo = serde_json::from_slice(
+            &std::fs::read(&side).with_context(|| format!("cannot read {}", side.display()))?,
+        )
+        .with_context(|| format!("{} is not a chunk record", side.display()))?;
+        Ok(info.sha256)
     }
 
     /// Copies chunk `chunk` of `from` (an entry of the same key and sizes in another cache),
-    /// verified, into this entry (a hard link where the file system allows): file first, then
-    /// its sidecar, each atomically. Returns its SHA-256. Nothing is copied when this entry
-    /// already holds the same bytes.
-    pub fn copy_chunk_from(&self, from: &CacheEntry, chunk: usize) -> Result<String> {
+    /// verified and, when `expected` is given, refused unless its SHA-256 is that, into this
+    /// entry (a hard link where the file system allows): file first, then its sidecar, each
+    /// atomically. Returns its SHA-256. Nothing is copied when this entry already holds the
+    /// same bytes.
+    pub fn copy_chunk_from(
+        &self,
+        from: &CacheEntry,
+        chunk: usize,
+        expected: Option<&str>,
+    ) -> Result<String> {
         if from.manifest.hash != self.manifest.hash {
             bail!(
                 "{} and {} are entries of different computations",
@@ -370,9 +391,16 @@ impl CacheEntry {
                 self.dir.display()
             );
         }
-        let sha = from
-            .chunk_sha256(chunk)?
+        let (info, bytes) = from
+            .verified(chunk)?
             .with_context(|| format!("chunk {chunk} of {} is not written", from.dir.display()))?;
+        let sha = info.sha256;
+        if let Some(want) = expected.filter(|&w| w != sha) {
+            bail!(
+                "chunk {chunk} of {} has SHA-256 {sha}, not the {want} recorded for it",
+                from.dir.display()
+            );
+        }
         if matches!(self.chunk_sha256(chunk), Ok(Some(s)) if s == sha) {
             return Ok(sha);
         }
@@ -388,11 +416,6 @@ impl CacheEntry {
         let linked = std::fs::hard_link(&src, &link).and_then(|_| std::fs::rename(&link, &data));
         if linked.is_err() {
             let _ = std::fs::remove_file(&link);
-            let bytes =
-                std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-            if hex(&Sha256::digest(&bytes)) != sha {
-                bail!("{} changed while it was copied", src.display());
-            }
             write_bytes_atomic(&data, &bytes)?;
         }
         let info = std::fs::read(&src_side)
