@@ -58,20 +58,3 @@ pub fn best_of<T>(reps: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Vec<
 pub fn min(times: &[f64]) -> f64 {
     times.iter().copied().fold(f64::INFINITY, f64::min)
 }
-
-/// Peak resident set size of this process in MiB, from `VmHWM` in /proc/self/status.
-pub fn peak_rss_mb() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .context("reading /proc/self/status (peak memory is measured on Linux only)")?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("/proc/self/status has no VmHWM line")?;
-    let kb: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM line has no value")?
-        .parse()
-        .with_context(|| format!("VmHWM value in `{line}`"))?;
-    Ok(kb / 1024.0)
-}

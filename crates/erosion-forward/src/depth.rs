@@ -38,16 +38,30 @@ impl Depth {
         }
     }
 
-    /// Runs batch `b` this far with `hooks` (what they record stays in them).
-    pub fn run(&self, model: &Transformer, b: &Batch, hooks: &mut Hooks) -> Result<()> {
-        let mut fo = ForwardOptions::fast().hooks(hooks);
-        let ctx = model.context(b.mask_if_padded(), b.len(), b.seq_len())?;
-        let x = model.embed(&b.ids, &mut fo)?;
-        let x = model.run_layers(x, 0..self.blocks, &ctx, &mut fo)?;
+    /// Runs every batch this far, `hooks[i]` recording batch i. A streamed model
+    /// ([`Transformer::is_streamed`]) runs them layer by layer, reading each block once;
+    /// either way each batch computes what it would alone. A model in memory holds every
+    /// batch's pass at once here: give it one batch at a time.
+    pub fn run_many(
+        &self,
+        model: &Transformer,
+        batches: &[Batch],
+        hooks: &mut [Hooks],
+    ) -> Result<()> {
+        let mut opts: Vec<ForwardOptions> = hooks
+            .iter_mut()
+            .map(|h| ForwardOptions::fast().hooks(h))
+            .collect();
+        let inputs: Vec<_> = (batches.iter())
+            .map(|b| (&b.ids, b.mask_if_padded()))
+            .collect();
+        let xs = model.run_batches(&inputs, self.blocks, &mut opts)?;
         if self.norm {
-            let x = model.final_norm(&x, &mut fo)?;
-            if self.logits {
-                model.unembed(&x, &mut fo)?;
+            for (x, o) in xs.iter().zip(&mut opts) {
+                let x = model.final_norm(x, o)?;
+                if self.logits {
+                    model.unembed(&x, o)?;
+                }
             }
         }
         Ok(())

@@ -89,36 +89,55 @@ pub fn response_logprobs(
     // `response.end - 1` are never needed.
     let lens: Vec<usize> = seqs.iter().map(|s| s.response.end - 1).collect();
     let mut out: Vec<Option<ResponseLogprobs>> = vec![None; seqs.len()];
+    let mut batches = Vec::new();
     for examples in plan_batches(&lens, batch)? {
         let rows: Vec<&[u32]> = examples.iter().map(|&i| &seqs[i].ids[..lens[i]]).collect();
-        let b = Batch::new(examples, &rows, model.device())?;
-        let mut opts = ForwardOptions::fast();
+        batches.push(Batch::new(examples, &rows, model.device())?);
+    }
+    // A streamed model without hooks runs all batches layer by layer (each block read once);
+    // otherwise one batch at a time, so only one batch's pass is in memory (and the one set
+    // of hooks sees one batch at a time).
+    let groups: Vec<&[Batch]> = if model.is_streamed() && hooks.is_none() {
+        vec![&batches]
+    } else {
+        batches.chunks(1).collect()
+    };
+    for group in groups {
+        let mut opts: Vec<ForwardOptions> = group.iter().map(|_| ForwardOptions::fast()).collect();
         if let Some(h) = hooks.as_deref_mut() {
-            opts = opts.hooks(h);
+            opts[0] = ForwardOptions::fast().hooks(h);
         }
-        let hidden = model
-            .final_hidden(&b.ids, b.mask_if_padded(), &mut opts)
-            .with_context(|| format!("forward pass over examples {:?}", b.examples))?; // [b, s, d]
-        let s = b.seq_len();
-        // Row k*s + p of the flattened hidden states predicts token p+1 of row k.
-        let (mut flat_rows, mut targets) = (Vec::new(), Vec::new());
-        for (k, &i) in b.examples.iter().enumerate() {
-            let r = &seqs[i].response;
-            flat_rows.extend((r.start - 1..r.end - 1).map(|p| (k * s + p) as u32));
-            targets.extend_from_slice(seqs[i].response_ids());
+        let inputs: Vec<_> = group.iter().map(|b| (&b.ids, b.mask_if_padded())).collect();
+        let what = || {
+            let examples: Vec<&[usize]> = group.iter().map(|b| b.examples.as_slice()).collect();
+            format!("forward pass over examples {examples:?}")
+        };
+        let xs = model
+            .run_batches(&inputs, model.n_layers(), &mut opts)
+            .with_context(what)?;
+        for ((b, x), o) in group.iter().zip(xs).zip(&mut opts) {
+            let hidden = model.final_norm(&x, o)?; // [b, s, d]
+            let s = b.seq_len();
+            // Row k*s + p of the flattened hidden states predicts token p+1 of row k.
+            let (mut flat_rows, mut targets) = (Vec::new(), Vec::new());
+            for (k, &i) in b.examples.iter().enumerate() {
+                let r = &seqs[i].response;
+                flat_rows.extend((r.start - 1..r.end - 1).map(|p| (k * s + p) as u32));
+                targets.extend_from_slice(seqs[i].response_ids());
+            }
+            let (lp, ent) = logprobs_at_rows(model, &hidden, &flat_rows, &targets)?;
+            let mut at = 0;
+            for &i in &b.examples {
+                let n = seqs[i].response.len();
+                out[i] = Some(ResponseLogprobs {
+                    ids: seqs[i].response_ids().to_vec(),
+                    logprobs: lp[at..at + n].to_vec(),
+                    entropy: ent[at..at + n].to_vec(),
+                });
+                at += n;
+            }
+            progress.advance(b.len());
         }
-        let (lp, ent) = logprobs_at_rows(model, &hidden, &flat_rows, &targets)?;
-        let mut at = 0;
-        for &i in &b.examples {
-            let n = seqs[i].response.len();
-            out[i] = Some(ResponseLogprobs {
-                ids: seqs[i].response_ids().to_vec(),
-                logprobs: lp[at..at + n].to_vec(),
-                entropy: ent[at..at + n].to_vec(),
-            });
-            at += n;
-        }
-        progress.advance(b.len());
     }
     out.into_iter()
         .enumerate()

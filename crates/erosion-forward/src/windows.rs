@@ -257,23 +257,36 @@ pub fn record_windows(
         skipped,
         ..Default::default()
     };
+    let mut batches = Vec::new();
     for examples in plan_batches(&lens, batch)? {
         let rows: Vec<&[u32]> = examples.iter().map(|&i| &seqs[i].ids[..lens[i]]).collect();
-        let b = Batch::new(examples, &rows, model.device())?;
-        let positions: Vec<&Vec<usize>> = b
-            .examples
-            .iter()
+        batches.push(Batch::new(examples, &rows, model.device())?);
+    }
+    let positions_of = |b: &Batch| -> Result<Vec<&Vec<usize>>> {
+        (b.examples.iter())
             .map(|&i| {
                 selection[i]
                     .as_ref()
                     .with_context(|| format!("example {i} was batched without positions"))
             })
-            .collect::<Result<_>>()?;
-        let (per_layer, held) = plan.record_batch(model, &b, &positions)?;
-        report.max_values_held = report.max_values_held.max(held);
-        plan.emit(&b, &positions, &per_layer, sink)?;
-        report.recorded += b.len();
-        progress.advance(b.len());
+            .collect()
+    };
+    // A streamed model runs all batches layer by layer (each block read once); otherwise one
+    // batch at a time, so only one batch's pass is in memory.
+    let groups: Vec<&[Batch]> = if model.is_streamed() {
+        vec![&batches]
+    } else {
+        batches.chunks(1).collect()
+    };
+    for group in groups {
+        let positions = group.iter().map(positions_of).collect::<Result<Vec<_>>>()?;
+        let recorded = plan.record_batches(model, group, &positions)?;
+        for ((b, positions), (per_layer, held)) in group.iter().zip(&positions).zip(recorded) {
+            report.max_values_held = report.max_values_held.max(held);
+            plan.emit(b, positions, &per_layer, sink)?;
+            report.recorded += b.len();
+            progress.advance(b.len());
+        }
     }
     Ok(report)
 }
@@ -303,30 +316,39 @@ impl LayerPlan {
         })
     }
 
-    /// Runs batch `b` as far as the plan needs, with hooks copying out each example's
-    /// `positions`. Returns per layer the selected rows of every example in batch order,
-    /// `[sum_k n_positions_k, d_model]` f32 on the CPU, and the number of values the hooks held.
-    fn record_batch(
+    /// Runs `batches` as far as the plan needs, with hooks copying out each example's
+    /// `positions[i]`. Returns for each batch, per layer, the selected rows of every example in
+    /// batch order, `[sum_k n_positions_k, d_model]` f32 on the CPU, and the number of values
+    /// its hooks held.
+    fn record_batches(
         &self,
         model: &Transformer,
-        b: &Batch,
-        positions: &[&Vec<usize>],
-    ) -> Result<(Vec<Tensor>, usize)> {
-        let per_example = Positions::PerExample(positions.iter().map(|p| p.to_vec()).collect());
-        let mut hooks = model.hooks();
-        for &p in &self.points {
-            hooks.record(p, per_example.clone())?;
+        batches: &[Batch],
+        positions: &[Vec<&Vec<usize>>],
+    ) -> Result<Vec<(Vec<Tensor>, usize)>> {
+        let mut hooks = Vec::with_capacity(batches.len());
+        for p in positions {
+            let per_example = Positions::PerExample(p.iter().map(|p| p.to_vec()).collect());
+            let mut h = model.hooks();
+            for &point in &self.points {
+                h.record(point, per_example.clone())?;
+            }
+            hooks.push(h);
         }
-        self.depth.run(model, b, &mut hooks)?;
-        let cache = hooks.take_cache();
-        let mut held = 0;
-        let mut per_layer = Vec::with_capacity(self.points.len());
-        for p in &self.points {
-            let t = cache.tensor(&p.to_string())?; // [n_rows, d]
-            held += t.elem_count();
-            per_layer.push(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
+        self.depth.run_many(model, batches, &mut hooks)?;
+        let mut out = Vec::with_capacity(batches.len());
+        for mut h in hooks {
+            let cache = h.take_cache();
+            let mut held = 0;
+            let mut per_layer = Vec::with_capacity(self.points.len());
+            for p in &self.points {
+                let t = cache.tensor(&p.to_string())?; // [n_rows, d]
+                held += t.elem_count();
+                per_layer.push(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
+            }
+            out.push((per_layer, held));
         }
-        Ok((per_layer, held))
+        Ok(out)
     }
 
     /// Hands each example's rows of each layer to `sink`, examples in batch order.

@@ -55,8 +55,8 @@ pub struct StudyContext {
     pub datasets: Vec<Dataset>,
     pub cache: DiskCache,
     pub provenance: Provenance,
-    /// The one model held in memory, by name.
-    loaded: RefCell<Option<(String, Rc<Transformer>)>>,
+    /// The one model held in memory, by name, and whether it is streamed.
+    loaded: RefCell<Option<(String, bool, Rc<Transformer>)>>,
     /// Rendered examples per (model, dataset).
     rendered: RefCell<RenderCache>,
     /// Where the forward passes' progress goes (the caller's; nothing by default).
@@ -184,19 +184,30 @@ impl StudyContext {
     /// The model's weights, loaded on first use; the previously loaded model is dropped, so
     /// memory holds one checkpoint at a time.
     pub fn transformer(&self, name: &str) -> Result<Rc<Transformer>> {
-        if let Some((n, t)) = self.loaded.borrow().as_ref() {
-            if n == name {
+        self.load(name, false)
+    }
+
+    /// The model for a pass over a dataset (hidden states, log-probs): streamed, its layers
+    /// read as the pass reaches them, when the study sets `stream_layers`; else
+    /// [`StudyContext::transformer`].
+    pub fn pass_transformer(&self, name: &str) -> Result<Rc<Transformer>> {
+        self.load(name, self.spec.stream_layers)
+    }
+
+    fn load(&self, name: &str, streamed: bool) -> Result<Rc<Transformer>> {
+        if let Some((n, s, t)) = self.loaded.borrow().as_ref() {
+            if n == name && *s == streamed {
                 return Ok(t.clone());
             }
         }
         *self.loaded.borrow_mut() = None;
-        let m = self.model(name)?;
-        let t = Rc::new(
-            m.checkpoint
-                .load_model(self.dtype, &self.device)
-                .with_context(|| format!("loading model `{name}`"))?,
-        );
-        *self.loaded.borrow_mut() = Some((name.to_string(), t.clone()));
+        let ck = &self.model(name)?.checkpoint;
+        let t = match streamed {
+            true => ck.load_streamed(self.dtype, &self.device),
+            false => ck.load_model(self.dtype, &self.device),
+        };
+        let t = Rc::new(t.with_context(|| format!("loading model `{name}`"))?);
+        *self.loaded.borrow_mut() = Some((name.to_string(), streamed, t.clone()));
         Ok(t)
     }
 

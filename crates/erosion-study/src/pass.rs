@@ -117,7 +117,7 @@ impl OpenPass {
         bar: &mut dyn Progress,
     ) -> Result<Origin> {
         let what = || format!("chunk {chunk} of the {}", self.pass.label());
-        let model = ctx.transformer(self.pass.model()).with_context(what)?;
+        let model = ctx.pass_transformer(self.pass.model()).with_context(what)?;
         match &self.pass {
             Pass::Windows { opts, .. } => compute_windows_chunk(
                 &model,

@@ -25,7 +25,8 @@ use erosion_model::load::Checkpoint;
 use erosion_model::transformer::Transformer;
 use serde::{Deserialize, Serialize};
 
-use crate::measure::{min, peak_rss_mb, TaskResult};
+use crate::alloc::peak_rss_mb;
+use crate::measure::{min, TaskResult};
 
 /// One rendered example.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -44,6 +44,12 @@ pub struct Args {
     /// Examples per chunk: a stopped run goes on from its last finished chunk.
     #[arg(long, default_value_t = 256)]
     pub chunk: usize,
+    /// For models larger than memory: read each layer's weights from the checkpoint when the
+    /// pass reaches it, and run every example of a chunk through it before reading the next.
+    /// Memory: one layer, the embeddings, and the chunk's residual streams (--chunk x longest
+    /// example x d_model floats); the same numbers as without.
+    #[arg(long)]
+    pub stream_layers: bool,
     #[command(flatten)]
     pub out: OutArgs,
 }
@@ -79,7 +85,10 @@ pub fn run(args: Args) -> Result<()> {
     let (specs, base_dir) = args.data.specs()?;
     let device = &args.model.device;
     let (dtype, dev) = (device.dtype()?, device.device()?);
-    let model = ck.load_model(dtype, &dev)?;
+    let model = match args.stream_layers {
+        true => ck.load_streamed(dtype, &dev)?,
+        false => ck.load_model(dtype, &dev)?,
+    };
     let mut opts = ActivationOptions::new(hooks, args.positions);
     opts.batch = BatchOptions {
         max_tokens: args.max_tokens,
@@ -170,4 +179,8 @@ fn say(report: &ActivationReport, opts: &ActivationOptions, dir: &Path) {
         opts.hooks.len(),
         dir.display()
     );
+    // What --stream-layers is for, measured (Linux only).
+    if let Ok(mb) = crate::alloc::peak_rss_mb() {
+        eprintln!("peak resident memory {mb:.0} MiB");
+    }
 }

@@ -39,6 +39,10 @@ pub struct Args {
     /// Also draw the heatmap (models x tokens, with the running log joint) into this SVG file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// For models larger than memory: read each layer's weights from the checkpoint when the
+    /// pass reaches it (memory: one layer and the embeddings); the same numbers as without.
+    #[arg(long)]
+    pub stream_layers: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -114,9 +118,11 @@ pub fn run(args: Args) -> Result<()> {
         if let Some((first_name, first_seq, _)) = &first {
             same_tokens((&name, &seq), (first_name, first_seq))?;
         }
-        let model = ck
-            .load_model(dtype, &device)
-            .with_context(|| format!("model {name}"))?;
+        let model = match args.stream_layers {
+            true => ck.load_streamed(dtype, &device),
+            false => ck.load_model(dtype, &device),
+        }
+        .with_context(|| format!("model {name}"))?;
         let r: ResponseLogprobs = response_logprobs(
             &model,
             std::slice::from_ref(&seq),

@@ -8,3 +8,4 @@ mod cli;
 mod eval_em;
 mod quick_looks;
 mod shards;
+mod stream_layers;

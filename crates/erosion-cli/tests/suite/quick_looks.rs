@@ -76,6 +76,13 @@ fn logprobs_prints_the_librarys_scores_and_draws_them() {
         "{drawn:.200}"
     );
 
+    // Streamed layers: the same numbers.
+    let streamed: serde_json::Value = serde_json::from_str(&ok(&erosion(
+        &[&args[..], &["--json", "--stream-layers"]].concat(),
+    )))
+    .unwrap();
+    assert_eq!(streamed["models"], json["models"]);
+
     let table = ok(&erosion(&args));
     assert!(table.contains("log p(response)"), "{table}");
     assert!(

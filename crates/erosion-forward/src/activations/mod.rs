@@ -19,7 +19,10 @@
 //!
 //! Memory: a batch's selected rows per hook (plus the batch's forward pass), never the
 //! dataset's; each sequence runs only up to its last recorded position, and only through the
-//! blocks the deepest hook needs.
+//! blocks the deepest hook needs. A streamed model
+//! ([`Checkpoint::load_streamed`](erosion_model::load::Checkpoint::load_streamed)) runs a chunk
+//! layer by layer instead: one block's weights, plus the chunk's residual streams
+//! (`chunk_examples x longest x d_model` values) and recorded rows.
 
 mod files;
 mod positions;
@@ -220,26 +223,38 @@ fn run_chunk(
         .iter()
         .map(|p| p.last().map_or(0, |&t| t + 1))
         .collect();
+    let batches = (plan_batches(&lens, &opts.batch)?.into_iter())
+        .map(|batch| {
+            let rows: Vec<&[u32]> = batch
+                .iter()
+                .map(|&k| &seqs[examples.start + k].ids[..lens[k]])
+                .collect();
+            Batch::new(batch, &rows, model.device())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // A streamed model runs the whole chunk layer by layer (each block read once); otherwise
+    // batch by batch, so only one batch's pass is in memory.
+    let groups: Vec<&[Batch]> = if model.is_streamed() {
+        vec![&batches]
+    } else {
+        batches.chunks(1).collect()
+    };
     let mut held = 0;
-    for batch in plan_batches(&lens, &opts.batch)? {
-        let rows: Vec<&[u32]> = batch
-            .iter()
-            .map(|&k| &seqs[examples.start + k].ids[..lens[k]])
-            .collect();
-        let b = Batch::new(batch, &rows, model.device())?;
-        let recorded = plan.record(model, &b, &positions)?;
-        held = held.max(recorded.iter().map(Tensor::elem_count).sum());
-        for (hook, t) in opts.hooks.iter().zip(&recorded) {
-            let t = t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?; // [n_rows, ...]
-            let mut at = 0;
-            for &k in &b.examples {
-                let n = positions[k].len();
-                let data = t.narrow(0, at, n)?.flatten_all()?.to_vec1::<f32>()?;
-                files.write_rows(hook, t.dims(), starts[k], &data)?;
-                at += n;
+    for group in groups {
+        for (b, recorded) in group.iter().zip(plan.record(model, group, &positions)?) {
+            held = held.max(recorded.iter().map(Tensor::elem_count).sum());
+            for (hook, t) in opts.hooks.iter().zip(&recorded) {
+                let t = t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?; // [n_rows, ...]
+                let mut at = 0;
+                for &k in &b.examples {
+                    let n = positions[k].len();
+                    let data = t.narrow(0, at, n)?.flatten_all()?.to_vec1::<f32>()?;
+                    files.write_rows(hook, t.dims(), starts[k], &data)?;
+                    at += n;
+                }
             }
+            progress.advance(b.len());
         }
-        progress.advance(b.len());
     }
     // Examples without rows ran in no batch.
     progress.advance(lens.iter().filter(|&&l| l == 0).count());
@@ -260,25 +275,33 @@ impl RunPlan {
         }
     }
 
-    /// Runs batch `b` (rows = chunk-local example indices into `positions`) and returns each
-    /// hook's recorded rows, `[sum_k n_positions_k, ...]` in batch order, model dtype.
+    /// Runs `batches` (rows = chunk-local example indices into `positions`) and returns, per
+    /// batch, each hook's recorded rows, `[sum_k n_positions_k, ...]` in batch order, model
+    /// dtype.
     fn record(
         &self,
         model: &Transformer,
-        b: &Batch,
+        batches: &[Batch],
         positions: &[Vec<usize>],
-    ) -> Result<Vec<Tensor>> {
-        let per_example =
-            Positions::PerExample(b.examples.iter().map(|&k| positions[k].clone()).collect());
-        let mut hooks = model.hooks();
-        for &p in &self.hooks {
-            hooks.record(p, per_example.clone())?;
+    ) -> Result<Vec<Vec<Tensor>>> {
+        let mut hooks = Vec::with_capacity(batches.len());
+        for b in batches {
+            let per_example =
+                Positions::PerExample(b.examples.iter().map(|&k| positions[k].clone()).collect());
+            let mut h = model.hooks();
+            for &p in &self.hooks {
+                h.record(p, per_example.clone())?;
+            }
+            hooks.push(h);
         }
-        self.depth.run(model, b, &mut hooks)?;
-        let cache = hooks.take_cache();
-        self.hooks
-            .iter()
-            .map(|p| Ok(cache.tensor(&p.to_string())?.clone()))
+        self.depth.run_many(model, batches, &mut hooks)?;
+        (hooks.iter_mut())
+            .map(|h| {
+                let cache = h.take_cache();
+                (self.hooks.iter())
+                    .map(|p| Ok(cache.tensor(&p.to_string())?.clone()))
+                    .collect()
+            })
             .collect()
     }
 }

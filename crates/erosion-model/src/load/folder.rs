@@ -183,63 +183,103 @@ fn check_index_against_headers(
 /// A safetensors header: tensor name -> (dtype, shape). Reads only the header, and checks it
 /// against the file size, so a truncated file is reported here with its name.
 pub(crate) fn read_header(path: &Path) -> Result<BTreeMap<String, (String, Vec<usize>)>> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let file_len = file.metadata()?.len();
-    let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes).with_context(|| {
-        format!(
-            "{} is not a safetensors file (shorter than 8 bytes)",
-            path.display()
-        )
-    })?;
-    let header_len = u64::from_le_bytes(len_bytes);
-    if header_len > file_len.saturating_sub(8) || header_len > 100 << 20 {
-        bail!(
-            "{} is not a safetensors file (header length {header_len}, file {file_len} bytes)",
-            path.display()
-        );
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)?;
-    let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .with_context(|| format!("malformed safetensors header in {}", path.display()))?;
-    let data_len = file_len - 8 - header_len;
-    let mut out = BTreeMap::new();
-    for (name, info) in json {
-        if name == "__metadata__" {
-            continue;
-        }
-        let bad = || {
-            anyhow::anyhow!(
-                "malformed header entry for tensor {} in {}",
-                shown(&name),
+    Ok(Header::read(path)?
+        .tensors
+        .into_iter()
+        .map(|(name, e)| (name, (e.dtype, e.shape)))
+        .collect())
+}
+
+/// A safetensors file's header, with where each tensor's bytes are.
+pub(crate) struct Header {
+    /// Byte offset of the data section in the file (tensor offsets count from here).
+    pub data_start: u64,
+    pub tensors: BTreeMap<String, HeaderEntry>,
+}
+
+/// One tensor of a [`Header`].
+pub(crate) struct HeaderEntry {
+    /// Lower-cased safetensors dtype (`bf16`, `f32`, ...).
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// `[begin, end)` in bytes, from the start of the data section; within the file.
+    pub offsets: [u64; 2],
+}
+
+impl Header {
+    /// Reads and checks the header of `path` (every tensor's bytes lie within the file).
+    pub fn read(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let file_len = file.metadata()?.len();
+        let mut len_bytes = [0u8; 8];
+        file.read_exact(&mut len_bytes).with_context(|| {
+            format!(
+                "{} is not a safetensors file (shorter than 8 bytes)",
                 path.display()
             )
-        };
-        let dtype = info
-            .get("dtype")
-            .and_then(|v| v.as_str())
-            .filter(|d| d.len() <= 16 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-            .ok_or_else(bad)?
-            .to_lowercase();
-        let shape: Vec<usize> = serde_json::from_value(info.get("shape").cloned().ok_or_else(bad)?)
-            .map_err(|_| bad())?;
-        let offsets: [u64; 2] =
-            serde_json::from_value(info.get("data_offsets").cloned().ok_or_else(bad)?)
-                .map_err(|_| bad())?;
-        if offsets[1] > data_len || offsets[0] > offsets[1] {
+        })?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > file_len.saturating_sub(8) || header_len > 100 << 20 {
             bail!(
-                "{} is truncated or corrupt: tensor {} ends at byte {} of a {data_len}-byte data section",
-                path.display(),
-                shown(&name),
-                offsets[1]
+                "{} is not a safetensors file (header length {header_len}, file {file_len} bytes)",
+                path.display()
             );
         }
-        out.insert(name, (dtype, shape));
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact(&mut header)?;
+        let json: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
+            .with_context(|| format!("malformed safetensors header in {}", path.display()))?;
+        let data_len = file_len - 8 - header_len;
+        let mut tensors = BTreeMap::new();
+        for (name, info) in json {
+            if name == "__metadata__" {
+                continue;
+            }
+            let bad = || {
+                anyhow::anyhow!(
+                    "malformed header entry for tensor {} in {}",
+                    shown(&name),
+                    path.display()
+                )
+            };
+            let dtype = info
+                .get("dtype")
+                .and_then(|v| v.as_str())
+                .filter(|d| {
+                    d.len() <= 16 && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                })
+                .ok_or_else(bad)?
+                .to_lowercase();
+            let shape: Vec<usize> =
+                serde_json::from_value(info.get("shape").cloned().ok_or_else(bad)?)
+                    .map_err(|_| bad())?;
+            let offsets: [u64; 2] =
+                serde_json::from_value(info.get("data_offsets").cloned().ok_or_else(bad)?)
+                    .map_err(|_| bad())?;
+            if offsets[1] > data_len || offsets[0] > offsets[1] {
+                bail!(
+                    "{} is truncated or corrupt: tensor {} ends at byte {} of a {data_len}-byte data section",
+                    path.display(),
+                    shown(&name),
+                    offsets[1]
+                );
+            }
+            tensors.insert(
+                name,
+                HeaderEntry {
+                    dtype,
+                    shape,
+                    offsets,
+                },
+            );
+        }
+        Ok(Header {
+            data_start: 8 + header_len,
+            tensors,
+        })
     }
-    Ok(out)
 }
 
 /// Every tensor of `files` from their headers, by name; a name stored in two files is an

@@ -329,57 +329,87 @@ pub(crate) fn load_tensors(
     dtype: DType,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
-    let (content, mut reader) = read_content(path)?;
-    let family = architecture(&content.metadata, path)?;
-    let qk_rows_permuted = family.gguf.is_some_and(|g| g.qk_rows_permuted);
-    let mut names: Vec<&String> = (content.tensor_infos.keys())
-        .filter(|n| *n != ROPE_FREQS)
-        .collect();
-    names.sort();
-    let mut out = HashMap::new();
-    for name in names {
-        let hf = hf_tensor_name(name).with_context(|| {
-            format!(
-                "GGUF {}: tensor {} has no counterpart in a {family} model (erosion maps \
-                 token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
-                 ffn_up/ffn_down, output_norm, output)",
-                path.display(),
-                shown(name)
-            )
-        })?;
-        let info = &content.tensor_infos[name];
-        let q = info
-            .read(&mut reader, content.tensor_data_offset, &Device::Cpu)
-            .with_context(|| {
+    let file = GgufTensors::open(path, cfg)?;
+    (file.by_hf.keys())
+        .map(|hf| Ok((hf.clone(), file.load(hf, dtype, device)?)))
+        .collect()
+}
+
+/// The tensors of a GGUF file under their Hugging Face names, each read when asked for: what a
+/// streamed model ([`super::Checkpoint::load_streamed`]) reads one layer at a time.
+pub(crate) struct GgufTensors {
+    path: std::path::PathBuf,
+    content: Content,
+    reader: std::sync::Mutex<BufReader<File>>,
+    /// Hugging Face name -> GGUF name.
+    by_hf: BTreeMap<String, String>,
+    /// Heads of q_proj and k_proj rows, when llama.cpp permuted them (module docs).
+    permuted_heads: Option<(usize, usize)>,
+}
+
+impl GgufTensors {
+    /// Reads the header; every tensor must have a Hugging Face counterpart.
+    pub fn open(path: &Path, cfg: &Config) -> Result<Self> {
+        let (content, reader) = read_content(path)?;
+        let family = architecture(&content.metadata, path)?;
+        let permuted = family.gguf.is_some_and(|g| g.qk_rows_permuted);
+        let mut by_hf = BTreeMap::new();
+        let mut names: Vec<&String> = (content.tensor_infos.keys())
+            .filter(|n| *n != ROPE_FREQS)
+            .collect();
+        names.sort(); // the first unknown name reported is stable
+        for name in names {
+            let hf = hf_tensor_name(name).with_context(|| {
                 format!(
-                    "GGUF {}: cannot read tensor {}",
+                    "GGUF {}: tensor {} has no counterpart in a {family} model (erosion maps \
+                     token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
+                     ffn_up/ffn_down, output_norm, output)",
                     path.display(),
                     shown(name)
                 )
             })?;
+            by_hf.insert(hf, name.clone());
+        }
+        Ok(GgufTensors {
+            path: path.to_path_buf(),
+            content,
+            reader: std::sync::Mutex::new(reader),
+            by_hf,
+            permuted_heads: permuted.then(|| (cfg.num_attention_heads, cfg.num_kv_heads())),
+        })
+    }
+
+    pub fn contains(&self, hf: &str) -> bool {
+        self.by_hf.contains_key(hf)
+    }
+
+    /// Tensor `hf`, dequantised, unpermuted, checked finite, then cast to `dtype` on `device`.
+    pub fn load(&self, hf: &str, dtype: DType, device: &Device) -> Result<Tensor> {
+        let path = self.path.display();
+        let name = self
+            .by_hf
+            .get(hf)
+            .with_context(|| format!("GGUF {path} has no tensor for {}", shown(hf)))?;
+        let info = &self.content.tensor_infos[name];
+        let q = {
+            let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+            info.read(&mut *reader, self.content.tensor_data_offset, &Device::Cpu)
+                .with_context(|| format!("GGUF {path}: cannot read tensor {}", shown(name)))?
+        };
         let mut t = q
             .dequantize(&Device::Cpu)
-            .with_context(|| {
-                format!(
-                    "GGUF {}: cannot dequantise tensor {}",
-                    path.display(),
-                    shown(name)
-                )
-            })?
+            .with_context(|| format!("GGUF {path}: cannot dequantise tensor {}", shown(name)))?
             .to_dtype(DType::F32)?;
-        if qk_rows_permuted {
+        if let Some((q_heads, k_heads)) = self.permuted_heads {
             if hf.contains(".q_proj.") {
-                t = unpermute_rows(&t, cfg.num_attention_heads)
-                    .with_context(|| format!("tensor {name}"))?;
+                t = unpermute_rows(&t, q_heads).with_context(|| format!("tensor {name}"))?;
             } else if hf.contains(".k_proj.") {
-                t = unpermute_rows(&t, cfg.num_kv_heads())
-                    .with_context(|| format!("tensor {name}"))?;
+                t = unpermute_rows(&t, k_heads).with_context(|| format!("tensor {name}"))?;
             }
         }
-        check_finite(&hf, &t).with_context(|| format!("in GGUF {}", path.display()))?;
-        out.insert(hf, t.to_dtype(dtype)?.to_device(device)?);
+        check_finite(hf, &t).with_context(|| format!("in GGUF {path}"))?;
+        Ok(t.to_dtype(dtype)?.to_device(device)?)
     }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod gguf_header;
 pub mod gguf_tokenizer;
 pub mod hub;
 mod open;
+mod per_tensor;
 pub mod save;
 mod source;
 
@@ -233,6 +234,26 @@ impl Checkpoint {
         escaped(|| {
             let vb = self.var_builder(dtype, device)?;
             let mut model = Transformer::new(&self.config, vb)
+                .with_context(|| format!("cannot build the model from {}", self.source))?;
+            if let Some(adapter) = &self.adapter {
+                adapter.attach(&mut model)?;
+            }
+            Ok(model)
+        })
+    }
+
+    /// The transformer with its blocks left in the files ([`Transformer::new_streamed`]): each
+    /// block is read when a pass reaches it (converted to `dtype`, its adapter put on it) and
+    /// dropped after, so the weights never sit in memory whole. Memory: the embeddings, the final
+    /// norm and an untied unembedding in `dtype`, plus one block; the file's pages are read, not
+    /// mapped, so they stay out of the process's resident memory.
+    pub fn load_streamed(&self, dtype: DType, device: &Device) -> Result<Transformer> {
+        escaped(|| {
+            let files =
+                per_tensor::TensorFiles::open(self.format, &self.weight_files, &self.config)
+                    .with_context(|| format!("cannot open the weights of {}", self.source))?;
+            let vb = VarBuilder::from_backend(Box::new(files), dtype, device.clone());
+            let mut model = Transformer::new_streamed(&self.config, vb)
                 .with_context(|| format!("cannot build the model from {}", self.source))?;
             if let Some(adapter) = &self.adapter {
                 adapter.attach(&mut model)?;

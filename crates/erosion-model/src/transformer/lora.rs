@@ -9,6 +9,7 @@
 //! Adapters that PEFT (or `erosion train`) saved are put on a model by `load::adapter`, through
 //! [`Transformer::set_lora`]; [`Transformer::lora`] reads them back.
 
+use super::layers::Linear;
 use super::params::{linear_mut, LINEARS};
 use super::Transformer;
 use anyhow::{bail, Result};
@@ -86,6 +87,7 @@ impl Transformer {
         if cfg.rank == 0 {
             bail!("LoRA rank must be at least 1");
         }
+        self.resident("cannot be trained")?;
         let slots = target_slots(&cfg.targets)?;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let (dtype, device) = (self.dtype, self.device.clone());
@@ -123,6 +125,7 @@ impl Transformer {
     /// Folds every adapter into its weight (`W' = W + s B A`) and removes the adapters: the
     /// model then computes the same function with plain weights, as PEFT's `merge_and_unload`.
     pub fn merge_lora(&mut self) -> Result<()> {
+        self.resident("cannot be merged with its adapters")?;
         for block in &mut self.blocks {
             for j in 0..LINEARS.len() {
                 let lin = linear_mut(block, j);
@@ -139,18 +142,12 @@ impl Transformer {
     /// any there; A and B must fit the module's weight.
     pub fn set_lora(&mut self, module: &str, adapter: LoraAdapter) -> Result<()> {
         let (l, j) = self.lora_slot(module)?;
-        let lin = linear_mut(&mut self.blocks[l], j);
-        let (d_out, d_in) = lin.weight.dims2()?;
-        let (r, a_in) = adapter.a.dims2()?;
-        if adapter.b.dims2()? != (d_out, r) || a_in != d_in {
-            bail!(
-                "adapter for `{module}`: A {:?} and B {:?} do not fit its weight [{d_out}, {d_in}]",
-                adapter.a.dims(),
-                adapter.b.dims()
-            );
+        if let Some(stream) = &mut self.stream {
+            // Put on the block when it is read (and checked against its weight then).
+            stream.loras.insert((l, j), adapter);
+            return Ok(());
         }
-        lin.lora = Some(adapter);
-        Ok(())
+        fit(linear_mut(&mut self.blocks[l], j), module, adapter)
     }
 
     /// The adapter on `module`, if any: its A `[r, in]` and B `[out, r]` (for a rank-1
@@ -158,11 +155,19 @@ impl Transformer {
     /// stream) and its scale.
     pub fn lora(&self, module: &str) -> Result<Option<&LoraAdapter>> {
         let (l, j) = self.lora_slot(module)?;
+        if let Some(stream) = &self.stream {
+            return Ok(stream.loras.get(&(l, j)));
+        }
         Ok(super::params::linear(&self.blocks[l], j).lora.as_ref())
     }
 
     /// The PEFT path of every adapted module, in layer order.
     pub fn lora_modules(&self) -> Vec<String> {
+        if let Some(stream) = &self.stream {
+            return (stream.loras.keys())
+                .map(|&(l, j)| format!("model.layers.{l}.{}", LINEARS[j]))
+                .collect();
+        }
         let mut out = Vec::new();
         for (l, b) in self.blocks.iter().enumerate() {
             for (j, name) in LINEARS.iter().enumerate() {
@@ -184,10 +189,10 @@ impl Transformer {
             ))
         });
         match slot {
-            Some((l, j)) if l < self.blocks.len() => Ok((l, j)),
+            Some((l, j)) if l < self.n_layers() => Ok((l, j)),
             _ => bail!(
                 "no linear map `{module}` for an adapter: modules are model.layers.{{0..{}}}.{{{}}}",
-                self.blocks.len(),
+                self.n_layers(),
                 LINEARS.join(",")
             ),
         }
@@ -217,4 +222,20 @@ fn target_slots(targets: &[String]) -> Result<Vec<usize>> {
                 })
         })
         .collect()
+}
+
+/// Puts `adapter` on `lin` (the linear map `module`), replacing any there; A and B must fit its
+/// weight.
+pub(super) fn fit(lin: &mut Linear, module: &str, adapter: LoraAdapter) -> Result<()> {
+    let (d_out, d_in) = lin.weight.dims2()?;
+    let (r, a_in) = adapter.a.dims2()?;
+    if adapter.b.dims2()? != (d_out, r) || a_in != d_in {
+        bail!(
+            "adapter for `{module}`: A {:?} and B {:?} do not fit its weight [{d_out}, {d_in}]",
+            adapter.a.dims(),
+            adapter.b.dims()
+        );
+    }
+    lin.lora = Some(adapter);
+    Ok(())
 }

@@ -29,6 +29,7 @@ mod mlp;
 mod params;
 mod rope;
 mod softmax;
+mod stream;
 mod swiglu;
 
 pub use attention::Attention;
@@ -131,6 +132,8 @@ pub struct Transformer {
     /// `lm_head.weight` `[vocab, d_model]`; `None` when tied to the embeddings.
     lm_head: Option<Tensor>,
     rope: Rope,
+    /// Where the blocks are read from when the model is streamed (`blocks` is then empty).
+    stream: Option<stream::BlockStream>,
     /// The RoPE and window of sliding-window layers, when the model has any.
     local: Option<LocalAttention>,
     /// `sqrt(d_model)` in the model dtype, when the family scales its embeddings.
@@ -144,6 +147,22 @@ impl Transformer {
     /// device. With `VarBuilder::from_varmap` the weights are `Var`s, initialised as
     /// transformers does (normal(0, 0.02), norms 1, biases 0) when the map lacks them.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Self::build(cfg, vb, None)
+    }
+
+    /// A model whose blocks stay in `vb` (a backend that reads each tensor when asked, see
+    /// [`Checkpoint::load_streamed`](crate::load::Checkpoint::load_streamed)) and are read
+    /// when a pass reaches them; the embeddings, final norm and unembedding are read now.
+    pub fn new_streamed(cfg: &Config, vb: VarBuilder<'static>) -> Result<Self> {
+        Self::build(cfg, vb.clone(), Some(vb.pp("model")))
+    }
+
+    /// The model, its blocks read from `vb` now, or left to `stream_from` (`model`).
+    fn build(
+        cfg: &Config,
+        vb: VarBuilder,
+        stream_from: Option<VarBuilder<'static>>,
+    ) -> Result<Self> {
         cfg.validate()?;
         let family = cfg.family()?;
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
@@ -160,14 +179,21 @@ impl Transformer {
             )
             .context("weight model.embed_tokens.weight")?;
         let windows = family.layer_windows(cfg);
-        let blocks = windows
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                Block::new(cfg, &m.pp(format!("layers.{i}")), w.is_some())
-                    .with_context(|| format!("loading layer {i}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (blocks, stream) = match stream_from {
+            None => {
+                let blocks = (windows.iter().enumerate())
+                    .map(|(i, w)| {
+                        Block::new(cfg, &m.pp(format!("layers.{i}")), w.is_some())
+                            .with_context(|| format!("loading layer {i}"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (blocks, None)
+            }
+            Some(vb) => {
+                let sliding = windows.iter().map(Option::is_some).collect();
+                (Vec::new(), Some(stream::BlockStream::new(vb, sliding)))
+            }
+        };
         let norm = RmsNorm::new(&m.pp("norm"), d, cfg.rms_norm_eps, family.norm_gain)?;
         let lm_head = if cfg.tie_word_embeddings {
             None
@@ -208,6 +234,7 @@ impl Transformer {
             norm,
             lm_head,
             rope: Rope::new(cfg),
+            stream,
             local,
             embed_scale,
             dtype: vb.dtype(),
@@ -222,7 +249,9 @@ impl Transformer {
         self.family
     }
     pub fn n_layers(&self) -> usize {
-        self.blocks.len()
+        self.stream
+            .as_ref()
+            .map_or(self.blocks.len(), |s| s.sliding.len())
     }
     pub fn dtype(&self) -> DType {
         self.dtype
@@ -230,6 +259,7 @@ impl Transformer {
     pub fn device(&self) -> &Device {
         &self.device
     }
+    /// The blocks in memory (none when the model is streamed: see [`Transformer::block`]).
     pub fn blocks(&self) -> &[Block] {
         &self.blocks
     }
@@ -324,17 +354,22 @@ impl Transformer {
         opts: &mut ForwardOptions,
     ) -> Result<Tensor> {
         opts.check(self.n_layers())?;
+        self.check_layers(&layers)?;
+        for l in layers.clone() {
+            x = self.block(l)?.forward(x, ctx, l, opts, None)?;
+        }
+        check_finite(&x, layers)?;
+        Ok(x)
+    }
+
+    fn check_layers(&self, layers: &Range<usize>) -> Result<()> {
         if layers.end > self.n_layers() || layers.start > layers.end {
             bail!(
                 "layers {layers:?} are out of range: the model has {} layers",
                 self.n_layers()
             );
         }
-        for l in layers.clone() {
-            x = self.blocks[l].forward(x, ctx, l, opts, None)?;
-        }
-        check_finite(&x, layers)?;
-        Ok(x)
+        Ok(())
     }
 
     /// `model.norm` (hook `ln_final.hook_normalized`).
@@ -395,7 +430,7 @@ impl Transformer {
         let ctx = self.batch_context(&rows, s)?;
         let mut x = self.embed(ids, opts)?;
         for (l, kv) in cache.layers.iter_mut().enumerate() {
-            x = self.blocks[l].forward(x, &ctx, l, opts, Some(kv))?;
+            x = self.block(l)?.forward(x, &ctx, l, opts, Some(kv))?;
         }
         check_finite(&x, 0..self.n_layers())?;
         cache.mask = rows;

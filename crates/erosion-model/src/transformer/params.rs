@@ -36,11 +36,14 @@ impl Transformer {
     /// Every weight's name, in checkpoint order (`lm_head.weight` only when untied).
     pub fn parameter_names(&self) -> Vec<String> {
         let mut names = vec!["model.embed_tokens.weight".to_string()];
-        for (i, b) in self.blocks.iter().enumerate() {
+        for i in 0..self.n_layers() {
             for (j, n) in LINEARS.iter().enumerate() {
-                let lin = linear(b, j);
                 names.push(format!("model.layers.{i}.{n}.weight"));
-                if lin.bias.is_some() {
+                let bias = match &self.stream {
+                    None => linear(&self.blocks[i], j).bias.is_some(),
+                    Some(s) => s.vb.contains_tensor(&format!("layers.{i}.{n}.bias")),
+                };
+                if bias {
                     names.push(format!("model.layers.{i}.{n}.bias"));
                 }
             }
@@ -72,6 +75,17 @@ impl Transformer {
         t.with_context(|| {
             format!("the model has no `{name}` (its config gives that layer no bias)")
         })
+    }
+
+    /// An error saying the model `cannot` do something when its blocks are streamed.
+    pub(super) fn resident(&self, cannot: &str) -> Result<()> {
+        if self.is_streamed() {
+            bail!(
+                "a streamed model {cannot}: its layers are read from the checkpoint as a pass \
+                 runs them (load it whole to read, set or train its weights)"
+            );
+        }
+        Ok(())
     }
 
     /// The names of a layer's norms, relative to `model.layers.{i}.`.
@@ -152,11 +166,12 @@ impl Transformer {
         };
         match loc {
             None => bail!("unknown weight `{name}`; weights are named {NAME_HELP}"),
-            Some(Loc::Linear(l, ..) | Loc::LayerNorm(l, _)) if l >= self.blocks.len() => {
-                bail!(
-                    "weight `{name}`: the model has {} layers",
-                    self.blocks.len()
-                )
+            Some(Loc::Linear(l, ..) | Loc::LayerNorm(l, _)) if l >= self.n_layers() => {
+                bail!("weight `{name}`: the model has {} layers", self.n_layers())
+            }
+            Some(loc @ (Loc::Linear(..) | Loc::LayerNorm(..))) => {
+                self.resident(&format!("cannot give its layer weight `{name}`"))?;
+                Ok(loc)
             }
             Some(loc) => Ok(loc),
         }

@@ -21,6 +21,7 @@ mod load_save;
 mod npy;
 mod peft_fixtures;
 mod smollm2;
+mod streamed;
 mod transformer_batching;
 mod transformer_kv_cache;
 mod transformer_params;

@@ -3,7 +3,7 @@
 //! a separate low-rank path against `PeftModel`, merged on load against `merge_and_unload`,
 //! both within 1e-4 on every valid logit; and what is refused, by name.
 
-use crate::transformer_util::{load_reference, masked_max_diff, max_abs_diff};
+use crate::transformer_util::{load_reference, masked_max_diff, max_abs_diff, tiny_base};
 use anyhow::Result;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use erosion_model::load::{Checkpoint, OpenOptions};
@@ -24,20 +24,6 @@ fn reference() -> &'static HashMap<String, Tensor> {
         candle_core::safetensors::load(peft_dir().join("reference.safetensors"), &Device::Cpu)
             .expect("tests/fixtures/peft/reference.safetensors")
     })
-}
-
-/// The tiny `arch` fixture as a model folder in `dir` (with a word-level tokenizer, which
-/// `Checkpoint::open` needs and the numbers do not use).
-fn tiny_base(arch: &str, dir: &Path) -> PathBuf {
-    let out = erosion_testkit::tiny_fixture_folder(arch, dir);
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1, "b": 2}, "unk_token": "<unk>"}
-    });
-    std::fs::write(out.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    out
 }
 
 fn spec(base: &Path, adapter: &str) -> String {

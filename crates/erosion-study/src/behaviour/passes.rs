@@ -95,7 +95,7 @@ pub(crate) fn run_passes(ctx: &StudyContext) -> Result<Passes> {
         .collect();
     let (mut example_logprobs, mut next) = (Vec::new(), Vec::new());
     for (mi, m) in models.iter().enumerate() {
-        let t = ctx.transformer(m)?;
+        let t = ctx.pass_transformer(m)?;
         let lp = response_logprobs(
             &t,
             std::slice::from_ref(&example_seqs[mi]),

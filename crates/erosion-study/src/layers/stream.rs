@@ -119,7 +119,7 @@ pub(crate) fn windows_pass(
             from_cache: true,
         });
     }
-    let t = ctx.transformer(model)?;
+    let t = ctx.pass_transformer(model)?;
     Ok(record_windows_cached(&t, seqs, opts, &ctx.batch_options(), &entry, &mut bar, sink)?.into())
 }
 

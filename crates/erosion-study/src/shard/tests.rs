@@ -1,5 +1,6 @@
 //! A study split in three merges to the numbers of the study run whole, bit for bit; a
-//! missing, foreign or duplicated shard is refused by name.
+//! missing, foreign or duplicated shard is refused by name. A study whose passes stream the
+//! layers (`stream_layers`) writes the same numbers too.
 
 use super::*;
 use crate::run::{read_study_file, run_study, Overrides};
@@ -115,4 +116,27 @@ fn three_shards_merge_to_the_whole_study_and_bad_shards_are_named() {
     assert_eq!(analyses(&merged), analyses(&whole));
     assert_eq!(arrays(&split), arrays(&whole_out));
     assert_eq!(merged.chunks_computed, 0);
+}
+
+#[test]
+fn a_study_that_streams_its_layers_writes_the_numbers_of_one_held_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = crate::fixture::four_analyses_study(tmp.path());
+    let streamed_study = tmp.path().join("streamed.toml");
+    let text = std::fs::read_to_string(&study).unwrap();
+    let text = text.replacen("seed = 7", "seed = 7\nstream_layers = true", 1);
+    std::fs::write(&streamed_study, text).unwrap();
+    let run = |study: &Path, out: &str| {
+        let (spec, base) = spec(study, &tmp.path().join(out));
+        let o = run_study(spec, &base, None, Caller::quiet(&mut Silent)).unwrap();
+        assert!(o.failures.is_empty(), "{:?}", o.failures);
+        o
+    };
+    let (whole, streamed) = (run(&study, "whole"), run(&streamed_study, "streamed"));
+    assert!(spec(&streamed_study, tmp.path()).0.stream_layers);
+    assert_eq!(analyses(&streamed), analyses(&whole));
+    assert_eq!(
+        arrays(&tmp.path().join("streamed")),
+        arrays(&tmp.path().join("whole"))
+    );
 }
