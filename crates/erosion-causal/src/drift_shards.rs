@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use erosion_forward::cache::canonical_sha256;
 use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
-use erosion_forward::shard::{list_split, ShardIndex};
+use erosion_forward::shard::{list_split, read_json, ShardIndex};
 use erosion_model::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
 
@@ -40,13 +40,7 @@ impl DriftShard {
     }
 
     fn read(path: &Path) -> Result<Option<Self>> {
-        match std::fs::read(path) {
-            Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                format!("{} is not a drift shard", path.display())
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
+        read_json(path, "a drift shard")
     }
 }
 

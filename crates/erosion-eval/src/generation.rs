@@ -15,6 +15,7 @@ use erosion_model::hooks::Steering;
 use erosion_model::transformer::Transformer;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::ops::Range;
 
 use crate::forward::{rows_for, steered};
 
@@ -47,32 +48,43 @@ pub fn generate_many(
     if let Some(i) = prompts.iter().position(Vec::is_empty) {
         bail!("prompt {i} is empty: cannot generate from an empty prompt");
     }
-    let vocab = model.config().vocab_size;
+    let lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
     let mut out = Vec::with_capacity(prompts.len());
-    let mut start = 0;
-    while start < prompts.len() {
-        let len = prompts[start..]
-            .iter()
-            .take(batch_size.max(1))
-            .map(Vec::len)
-            .max()
-            .unwrap_or(1);
-        let rows = rows_for(len, vocab, batch_size).min(prompts.len() - start);
-        let end = start + rows;
+    for rows in batch_rows(&lens, model.config().vocab_size, batch_size) {
         out.extend(
             generate_chunk(
                 model,
                 steering,
-                &prompts[start..end],
-                &seeds[start..end],
+                &prompts[rows.clone()],
+                &seeds[rows.clone()],
                 stop,
                 opts,
             )
-            .with_context(|| format!("generating answers {start}..{end}"))?,
+            .with_context(|| format!("generating answers {rows:?}"))?,
         );
-        start = end;
     }
     Ok(out)
+}
+
+/// The rows [`generate_many`] decodes together, in order, for prompts of `lens` tokens: at most
+/// `batch_size` consecutive rows, fewer when their logits would be large. An answer depends on
+/// the batch it was decoded in (float rounding of batched matmuls), so a split run generates
+/// whole batches of this plan to give the bits of a whole one.
+pub fn batch_rows(lens: &[usize], vocab: usize, batch_size: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < lens.len() {
+        let len = lens[start..]
+            .iter()
+            .take(batch_size.max(1))
+            .max()
+            .copied()
+            .unwrap_or(1);
+        let end = start + rows_for(len, vocab, batch_size).min(lens.len() - start);
+        out.push(start..end);
+        start = end;
+    }
+    out
 }
 
 /// One batch: left-padded prompts, then one token per row per step.

@@ -10,8 +10,10 @@ use erosion_model::LoadedModel;
 use serde_json::{json, Value};
 
 use crate::chat::{decode, encode_prompt};
-use crate::generation::generate_many;
+use crate::generation::{batch_rows, generate_many};
 use crate::remote::Endpoint;
+use erosion_model::tokenizer::ModelTokenizer;
+use std::ops::Range;
 
 /// One sampled answer.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +104,29 @@ impl Sampler<'_> {
             }
         }
     }
+}
+
+/// How [`Sampler::answers`] batches `conversations`, in order: for a local model (its
+/// `tokenizer` and vocabulary size) the batches of [`batch_rows`] over the encoded prompts,
+/// which decide the answers' bits; for a server (`None`), `batch_size` at a time (each answer
+/// is its own request there, so any split gives the same answers).
+pub fn answer_batches(
+    local: Option<(&ModelTokenizer, usize)>,
+    conversations: &[&[Message]],
+    batch_size: usize,
+) -> Result<Vec<Range<usize>>> {
+    let Some((tokenizer, vocab)) = local else {
+        let n = conversations.len();
+        let size = batch_size.max(1);
+        return Ok((0..n).step_by(size).map(|s| s..(s + size).min(n)).collect());
+    };
+    let lens = (conversations.iter().enumerate())
+        .map(|(i, c)| {
+            let ids = encode_prompt(tokenizer, c).with_context(|| format!("conversation {i}"))?;
+            Ok(ids.len())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(batch_rows(&lens, vocab, batch_size))
 }
 
 /// The first choice of a chat completion.

@@ -56,6 +56,20 @@ impl fmt::Display for ShardIndex {
     }
 }
 
+/// A shard's JSON file (`what` names its kind in the error), or `None` when there is none yet
+/// (the shard has not started, or not finished, depending on when the command writes it).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            Ok(Some(serde_json::from_slice(&b).with_context(|| {
+                format!("{} is not {what}", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// The folder of the shards under an output folder.
 pub fn shards_dir(out: &Path) -> PathBuf {
     out.join("shards")

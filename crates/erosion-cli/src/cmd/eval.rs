@@ -71,6 +71,16 @@ pub struct Args {
     pub judge: Option<String>,
     #[command(flatten)]
     pub em: crate::cmd::eval_em::EmArgs,
+    /// With --questions: answer only shard I of N (0-based) of the work (each model's decoding
+    /// batches, dealt in order), into OUT/shards/I-of-N (one task of a Slurm job array, say);
+    /// `--merge` writes the run's files once all N have run. The answers are those of one run.
+    #[arg(long, value_name = "I/N", value_parser = crate::args::shard_index, conflicts_with = "merge", requires = "questions")]
+    pub shard: Option<erosion_forward::shard::ShardIndex>,
+    /// With --questions: check the shards under OUT (every one finished, of these models,
+    /// questions, options and judge; each problem named) and write eval.json, answers.jsonl and
+    /// report.html as one run would.
+    #[arg(long, requires = "questions")]
+    pub merge: bool,
     #[command(flatten)]
     pub remote: crate::cmd::remote::RemoteArgs,
     #[command(flatten)]

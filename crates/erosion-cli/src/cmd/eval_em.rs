@@ -5,11 +5,17 @@
 use anyhow::{bail, Context, Result};
 use erosion_eval::em::html::em_report;
 use erosion_eval::em::report::assemble;
-use erosion_eval::em::{evaluate_model, EmOptions, ScoreJudge};
+use erosion_eval::em::shards::{merge_em_shards, run_em_shard, Unit};
+use erosion_eval::em::{answer_rows, plan, EmOptions, Planned, ScoreJudge};
 use erosion_eval::judge::{Aggregation, NumberJudge};
 use erosion_eval::prompts::Origin;
 use erosion_eval::questions::{read_questions, Question};
-use erosion_eval::sampler::Sampler;
+use erosion_eval::remote::Endpoint;
+use erosion_eval::sampler::{answer_batches, Sampler};
+use erosion_forward::cache::canonical_sha256;
+use erosion_forward::shard::ShardIndex;
+use erosion_model::chat::Message;
+use erosion_model::load::Checkpoint;
 use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, Provenance};
 
@@ -58,8 +64,11 @@ fn questions(args: &Args) -> Result<(Vec<Question>, Vec<Origin>)> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let _folder = args.out.claim(&run_identity(args))?;
-    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    // Shards run at once: each locks its own folder, not OUT.
+    let _folder = match args.shard {
+        None => Some(args.out.claim(&run_identity(args))?),
+        Some(_) => None,
+    };
     let (questions, origins) = questions(args)?;
     // The protocol samples at 1; an explicit --temperature 0 is refused before any model
     // loads (NaN included).
@@ -67,7 +76,6 @@ pub fn run(args: &Args) -> Result<()> {
     if temperature.is_nan() || temperature <= 0.0 {
         bail!("the protocol samples: --temperature must be above 0 (its default is 1)");
     }
-    let (judge, aggregation) = judge(args)?;
     let opts = EmOptions {
         samples: args.samples,
         max_new_tokens: args.sampling.max_new_tokens,
@@ -77,49 +85,64 @@ pub fn run(args: &Args) -> Result<()> {
         aligned_below: args.em.aligned_below,
         coherent_above: args.em.coherent_above,
         min_number_mass: args.em.min_number_mass,
-        aggregation,
+        aggregation: aggregation(args)?,
         ..Default::default()
     };
     opts.validate()?;
-    let n: usize = questions
-        .iter()
-        .map(|q| q.paraphrases.len() * opts.samples_for(q))
-        .sum();
-    eprintln!(
-        "{} questions, {n} answers per model, judge: {}",
-        questions.len(),
-        judge.describe().name
-    );
-    let (mut answers, mut names) = (Vec::new(), Vec::new());
-    if let Some((endpoint, steering)) = args.remote.model()? {
-        let start = std::time::Instant::now();
-        let sampler = Sampler::Served {
-            endpoint: &endpoint,
-            steering,
-        };
-        answers.extend(evaluate_model(&sampler, &questions, judge.as_ref(), &opts)?);
+    let rows = plan(&questions, &opts)?;
+    let models = models(args)?;
+    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+    let (answers, judge) = if args.merge {
+        let units = units(&models, &rows, &opts)?;
+        merge_em_shards(
+            &args.out.out,
+            &identity(args, &origins, &opts),
+            &units,
+            &mut crate::notice_on_stderr,
+        )?
+    } else {
+        let out = args
+            .shard
+            .map_or(args.out.out.clone(), |s| s.dir(&args.out.out));
+        let judge = judge(args, &out)?;
         eprintln!(
-            "{}: answered and judged in {:.1} s",
-            endpoint.label(),
-            start.elapsed().as_secs_f64()
+            "{} questions, {} answers per model, judge: {}",
+            questions.len(),
+            rows.len(),
+            judge.describe().name
         );
-        names.push(endpoint.model.clone());
-    }
-    for arg in &args.models {
-        let (name, spec) = model_name(arg);
-        let start = std::time::Instant::now();
-        let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
-        answers.extend(
-            evaluate_model(&Sampler::Local(&m), &questions, judge.as_ref(), &opts)
-                .with_context(|| format!("model {name}"))?,
-        );
-        eprintln!(
-            "{name}: answered and judged in {:.1} s",
-            start.elapsed().as_secs_f64()
-        );
-        names.push(name);
-    }
-    let eval = assemble(&names, answers, judge.describe(), origins, &opts)?;
+        if let Some(shard) = args.shard {
+            let units = units(&models, &rows, &opts)?;
+            let n = answer_shard(
+                args,
+                shard,
+                &models,
+                &rows,
+                &units,
+                &origins,
+                judge.as_ref(),
+                &opts,
+            )?;
+            println!("{shard}: {n} batches answered now, in {}", out.display());
+            return Ok(());
+        }
+        let mut answers = Vec::new();
+        for m in &models {
+            let start = std::time::Instant::now();
+            let sampler = m.open(args)?;
+            answers.extend(
+                answer_rows(&sampler.sampler(), &rows, judge.as_ref(), &opts)
+                    .with_context(|| format!("model {}", m.name))?,
+            );
+            eprintln!(
+                "{}: answered and judged in {:.1} s",
+                m.name,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        (answers, judge.describe())
+    };
+    let eval = assemble(&names, answers, judge, origins, &opts)?;
     let mut files = eval.write(&args.out.out)?;
     let html = args.out.out.join("report.html");
     em_report(&eval, provenance(args, &eval.report.question_files, &opts)?)?.write(&html)?;
@@ -141,29 +164,153 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// The 0-100 judge (local, or served at --judge-url) and its aggregation.
-fn judge(args: &Args) -> Result<(Box<dyn ScoreJudge>, Aggregation)> {
-    let asked = args
-        .em
-        .judge_aggregation
-        .as_deref()
+/// An evaluated model: served at --model-url, or a checkpoint named on the command line.
+struct EvalModel {
+    name: String,
+    /// The checkpoint's spec; `None` for the served model.
+    spec: Option<String>,
+}
+
+/// The evaluated models in order: the served one first, then the checkpoints.
+fn models(args: &Args) -> Result<Vec<EvalModel>> {
+    let mut out = Vec::new();
+    if let (Some(_), Some(name)) = (&args.remote.model_url, &args.remote.model_name) {
+        out.push(EvalModel {
+            name: name.clone(),
+            spec: None,
+        });
+    }
+    for arg in &args.models {
+        let (name, spec) = model_name(arg);
+        out.push(EvalModel {
+            name,
+            spec: Some(spec),
+        });
+    }
+    Ok(out)
+}
+
+/// A model ready to answer.
+enum Opened {
+    Local(Box<LoadedModel>),
+    Served(Endpoint, Option<serde_json::Value>),
+}
+
+impl Opened {
+    fn sampler(&self) -> Sampler<'_> {
+        match self {
+            Opened::Local(m) => Sampler::Local(m),
+            Opened::Served(endpoint, steering) => Sampler::Served {
+                endpoint,
+                steering: steering.clone(),
+            },
+        }
+    }
+}
+
+impl EvalModel {
+    fn open(&self, args: &Args) -> Result<Opened> {
+        let Some(spec) = &self.spec else {
+            let (endpoint, steering) = args.remote.model()?.context("--model-url")?;
+            return Ok(Opened::Served(endpoint, steering));
+        };
+        let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+        let m = LoadedModel::open(spec, Some(&self.name), dtype, &device)?;
+        Ok(Opened::Local(Box::new(m)))
+    }
+}
+
+/// The units of a split run: each model's decoding batches over `rows`, in model order. Only
+/// the checkpoints' tokenizers are read (their batches depend on the prompts' lengths).
+fn units(models: &[EvalModel], rows: &[Planned], opts: &EmOptions) -> Result<Vec<Unit>> {
+    let conversations: Vec<&[Message]> = rows.iter().map(|r| r.messages.as_slice()).collect();
+    let mut units = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let batches = match &m.spec {
+            None => answer_batches(None, &conversations, opts.batch_size)?,
+            Some(spec) => {
+                let ck = Checkpoint::open(spec).with_context(|| format!("model {}", m.name))?;
+                let local = (&ck.tokenizer, ck.config.vocab_size);
+                answer_batches(Some(local), &conversations, opts.batch_size)?
+            }
+        };
+        units.extend(batches.into_iter().map(|rows| Unit { model: i, rows }));
+    }
+    Ok(units)
+}
+
+/// Answers shard `shard`'s units, loading each model it needs once (its share is contiguous).
+#[allow(clippy::too_many_arguments)]
+fn answer_shard(
+    args: &Args,
+    shard: ShardIndex,
+    models: &[EvalModel],
+    rows: &[Planned],
+    units: &[Unit],
+    origins: &[Origin],
+    judge: &dyn ScoreJudge,
+    opts: &EmOptions,
+) -> Result<usize> {
+    let mut open: Option<(usize, Opened)> = None;
+    run_em_shard(
+        &args.out.out,
+        &identity(args, origins, opts),
+        units,
+        shard,
+        &judge.describe(),
+        &mut crate::notice_on_stderr,
+        &mut |unit| {
+            if open.as_ref().map(|(i, _)| *i) != Some(unit.model) {
+                open = None; // one model in memory at a time
+                open = Some((unit.model, models[unit.model].open(args)?));
+            }
+            let sampler = open.as_ref().expect("opened above").1.sampler();
+            answer_rows(&sampler, &rows[unit.rows.clone()], judge, opts)
+        },
+    )
+}
+
+/// What decides a split run's answers: the question files, the models as named, the options,
+/// the judge and the dtype (not the device: shards may run on different machines).
+fn identity(args: &Args, origins: &[Origin], opts: &EmOptions) -> String {
+    let files: Vec<_> = origins.iter().map(|o| &o.sha256).collect();
+    let r = &args.remote;
+    canonical_sha256(&serde_json::json!({
+        "questions": files, "limit": args.limit, "models": args.models,
+        "model_url": r.model_url, "model_name": r.model_name, "model_steering": r.model_steering,
+        "judge": args.judge, "judge_url": r.judge_url, "judge_model": r.judge_model,
+        "options": opts, "dtype": args.device.dtype,
+    }))
+}
+
+/// How the judge's score is read: top20 for a served judge (all an endpoint returns), else as
+/// asked (exact by default).
+fn aggregation(args: &Args) -> Result<Aggregation> {
+    let asked = (args.em.judge_aggregation.as_deref())
         .map(Aggregation::parse)
         .transpose()?;
-    if let Some(served) = args.remote.judge(&args.out.out, args.em.min_number_mass)? {
+    if args.remote.judge_url.is_some() {
         if asked == Some(Aggregation::Exact) {
             bail!("--judge-url: an endpoint returns only its top 20 log-probs, so its scores use the top20 rule; --judge-aggregation exact needs a local --judge MODEL");
         }
-        return Ok((Box::new(served), Aggregation::Top20));
+        return Ok(Aggregation::Top20);
+    }
+    Ok(asked.unwrap_or_default())
+}
+
+/// The 0-100 judge, local or served at --judge-url (its cache under `out` unless named).
+fn judge(args: &Args, out: &std::path::Path) -> Result<Box<dyn ScoreJudge>> {
+    if let Some(served) = args.remote.judge(out, args.em.min_number_mass)? {
+        return Ok(Box::new(served));
     }
     let Some(spec) = args.judge.as_deref() else {
         bail!("--questions needs a judge that scores 0-100: pass --judge MODEL or --judge-url URL --judge-model NAME");
     };
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
     let mut judge = NumberJudge::open(spec, dtype, &device)?;
-    judge.aggregation = asked.unwrap_or_default();
+    judge.aggregation = aggregation(args)?;
     judge.min_mass = args.em.min_number_mass;
-    let aggregation = judge.aggregation;
-    Ok((Box::new(judge), aggregation))
+    Ok(Box::new(judge))
 }
 
 /// The models as named (their files hashed), the question files, the options, the command line.

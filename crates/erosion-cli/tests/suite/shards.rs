@@ -1,6 +1,6 @@
-//! `erosion study` and `erosion drift` with `--shard I/N` in separate processes, all at once
-//! (as a Slurm job array runs them), then `--merge`: the numbers are those of one process, and
-//! a merge with a shard missing fails naming it.
+//! `erosion study`, `erosion drift` and `erosion eval --questions` with `--shard I/N` in
+//! separate processes (the study's all at once, as a Slurm job array runs them), then `--merge`:
+//! the numbers are those of one process, and a merge with a shard missing fails naming it.
 
 use crate::cli::ProbeFiles;
 use crate::util::{erosion, ok, read_json, smollm2, stderr};
@@ -152,4 +152,72 @@ fn drift_shards_merge_to_the_run_whole() {
     let merged = read_json(&split.join("drift.json"));
     assert_eq!(merged["points"], whole["points"]);
     assert_eq!(merged["points"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn eval_shards_answer_what_one_process_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = smollm2();
+    let adapter = erosion_testkit::model_fixtures().join("peft/smollm2-r1-down");
+    let questions =
+        erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
+    let (a, b) = (
+        format!("a={model}"),
+        format!("b={model}+{}", adapter.display()),
+    );
+    let q = questions.to_str().unwrap();
+    // Two models of 6 answers in batches of 4: units (a, 0..4), (a, 4..6), (b, 0..4), (b, 4..6),
+    // dealt as 1, 1 and 2 to three shards: shard 1 ends a, shard 2 answers all of b.
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            &a,
+            &b,
+            "--questions",
+            q,
+            "--limit",
+            "3",
+            "--samples",
+            "2",
+        ];
+        args.extend(["--max-new-tokens", "6", "--batch-size", "4", "--seed", "5"]);
+        args.extend(["--judge", &model, "--min-number-mass", "1e-6", "--out"]);
+        args.push(out.to_str().unwrap());
+        args.extend(extra);
+        erosion(&args)
+    };
+    let (whole, split) = (tmp.path().join("whole"), tmp.path().join("split"));
+    ok(&run(&whole, &[]));
+    for i in [0, 2] {
+        let said = ok(&run(&split, &["--shard", &format!("{i}/3")]));
+        let n = if i == 0 { 1 } else { 2 };
+        assert!(
+            said.contains(&format!("shard {i}-of-3: {n} batches answered now")),
+            "{said}"
+        );
+    }
+    let failed = run(&split, &["--merge"]);
+    assert!(!failed.status.success());
+    assert!(
+        stderr(&failed).contains("shard 1-of-3 is missing"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(!split.join("eval.json").exists());
+    ok(&run(&split, &["--shard", "1/3"]));
+    // Run again, a finished shard answers nothing.
+    assert!(ok(&run(&split, &["--shard", "1/3"])).contains("0 batches answered now"));
+    ok(&run(&split, &["--merge"]));
+    let answers = |d: &Path| std::fs::read_to_string(d.join("answers.jsonl")).unwrap();
+    assert_eq!(answers(&split).lines().count(), 12);
+    assert_eq!(answers(&split), answers(&whole));
+    let eval = |d: &Path| read_json(&d.join("eval.json"));
+    assert_eq!(eval(&split), eval(&whole));
+    // Other options: the shards are another evaluation's, named.
+    let other = run(&split, &["--merge", "--aligned-below", "20"]);
+    assert!(
+        stderr(&other).contains("comes from another evaluation"),
+        "{}",
+        stderr(&other)
+    );
 }

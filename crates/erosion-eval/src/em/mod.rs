@@ -13,6 +13,7 @@
 
 pub mod html;
 pub mod report;
+pub mod shards;
 pub mod stats;
 
 use anyhow::{bail, Context, Result};
@@ -196,16 +197,22 @@ impl ScoreJudge for ServedJudge {
     }
 }
 
-/// Samples and judges one model's answers to every question.
-pub fn evaluate_model(
-    sampler: &Sampler,
-    questions: &[Question],
-    judge: &dyn ScoreJudge,
-    opts: &EmOptions,
-) -> Result<Vec<EmAnswer>> {
+/// One answer the protocol asks for: answer `sample` to paraphrase `paraphrase` of
+/// `question`, drawn with `seed`, to `messages` (system prompt, then the paraphrase).
+#[derive(Clone, Debug)]
+pub struct Planned<'q> {
+    pub question: &'q Question,
+    pub paraphrase: usize,
+    pub sample: usize,
+    pub seed: u64,
+    pub messages: Vec<Message>,
+}
+
+/// Every answer `questions` ask of one model, in order (question, paraphrase, sample); the
+/// judge prompts are checked first.
+pub fn plan<'q>(questions: &'q [Question], opts: &EmOptions) -> Result<Vec<Planned<'q>>> {
     opts.validate()?;
     check_answer_count(questions, opts)?;
-    // (question, paraphrase, sample, seed, conversation)
     let mut rows = Vec::new();
     for q in questions {
         judge_prompt(q, "aligned")?;
@@ -217,13 +224,40 @@ pub fn evaluate_model(
             }
             messages.push(Message::user(text));
             for j in 0..opts.samples_for(q) {
-                let seed = seed::for_stream(opts.seed, &format!("em/{}", q.id), k, j);
-                rows.push((q, k, j, seed, messages.clone()));
+                rows.push(Planned {
+                    question: q,
+                    paraphrase: k,
+                    sample: j,
+                    seed: seed::for_stream(opts.seed, &format!("em/{}", q.id), k, j),
+                    messages: messages.clone(),
+                });
             }
         }
     }
-    let conversations: Vec<&[Message]> = rows.iter().map(|r| r.4.as_slice()).collect();
-    let seeds: Vec<u64> = rows.iter().map(|r| r.3).collect();
+    Ok(rows)
+}
+
+/// Samples and judges one model's answers to every question.
+pub fn evaluate_model(
+    sampler: &Sampler,
+    questions: &[Question],
+    judge: &dyn ScoreJudge,
+    opts: &EmOptions,
+) -> Result<Vec<EmAnswer>> {
+    answer_rows(sampler, &plan(questions, opts)?, judge, opts)
+}
+
+/// Samples and judges `rows` of a [`plan`], decoded `opts.batch_size` at a time. Rows are
+/// batched as [`Sampler::batch_rows`] plans them, so a slice that is whole batches of that plan
+/// gets the answers the whole plan gets.
+pub fn answer_rows(
+    sampler: &Sampler,
+    rows: &[Planned],
+    judge: &dyn ScoreJudge,
+    opts: &EmOptions,
+) -> Result<Vec<EmAnswer>> {
+    let conversations: Vec<&[Message]> = rows.iter().map(|r| r.messages.as_slice()).collect();
+    let seeds: Vec<u64> = rows.iter().map(|r| r.seed).collect();
     let sampling = SamplingOptions {
         max_new_tokens: opts.max_new_tokens,
         temperature: opts.temperature,
@@ -235,9 +269,14 @@ pub fn evaluate_model(
     // Both judge prompts of every answer, scored in one call (a served judge runs them
     // concurrently): aligned of answer i at 2i, coherent at 2i + 1.
     let mut prompts = Vec::with_capacity(2 * rows.len());
-    for ((q, k, ..), g) in rows.iter().zip(&gens) {
+    for (r, g) in rows.iter().zip(&gens) {
         for name in ["aligned", "coherent"] {
-            prompts.push(fill(judge_prompt(q, name)?, &q.paraphrases[*k], &g.text));
+            let q = r.question;
+            prompts.push(fill(
+                judge_prompt(q, name)?,
+                &q.paraphrases[r.paraphrase],
+                &g.text,
+            ));
         }
     }
     let mut scores = judge
@@ -245,19 +284,19 @@ pub fn evaluate_model(
         .context("judging the answers")?
         .into_iter();
     let mut out = Vec::with_capacity(rows.len());
-    for ((q, k, j, seed, messages), g) in rows.into_iter().zip(gens) {
+    for (r, g) in rows.iter().zip(gens) {
         let (Some(aligned), Some(coherent)) = (scores.next(), scores.next()) else {
             bail!("the judge returned fewer scores than prompts");
         };
         let em = is_em(&aligned, &coherent, opts);
         out.push(EmAnswer {
             model: sampler.name().to_string(),
-            question: q.id.clone(),
-            group: group_of(&q.id).into(),
-            paraphrase: k,
-            sample: j,
-            seed,
-            messages,
+            question: r.question.id.clone(),
+            group: group_of(&r.question.id).into(),
+            paraphrase: r.paraphrase,
+            sample: r.sample,
+            seed: r.seed,
+            messages: r.messages.clone(),
             answer: g.text,
             tokens: g.tokens,
             stopped: g.stopped,

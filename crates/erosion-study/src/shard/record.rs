@@ -1,7 +1,8 @@
 //! A study shard's record, `shard.json`: written last, so its presence marks the shard finished.
 
 use super::plan::Unit;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use erosion_forward::shard::read_json;
 pub use erosion_forward::shard::ShardIndex;
 use erosion_model::atomic::write_bytes_atomic;
 use serde::{Deserialize, Serialize};
@@ -50,13 +51,9 @@ impl ShardRecord {
 
     /// `None` when the file does not exist (the shard has not finished).
     pub fn read(path: &Path) -> Result<Option<Self>> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        let Some(r) = read_json::<ShardRecord>(path, "a shard record")? else {
+            return Ok(None);
         };
-        let r: ShardRecord = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a shard record", path.display()))?;
         if r.format != FORMAT {
             bail!(
                 "{} has format {}, this erosion reads {FORMAT}",
