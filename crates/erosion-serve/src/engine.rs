@@ -187,10 +187,11 @@ fn step(s: &Served, job: &Job, row: &mut RowRun, logits: &[f32]) -> Result<()> {
     let t = choose(logits, opts, &mut row.rng)?;
     row.last = t;
     row.generated += 1;
-    let logprobs = job
+    let start = row.text.chars();
+    let mut logprobs = job
         .plan
         .logprobs
-        .map(|k| token_logprob(logits, t, k, &s.surfaces));
+        .map(|k| token_logprob(logits, t, k, &s.surfaces, start));
     let reason =
         if s.loaded.stop_ids.contains(&t) || row.text.push(&s.loaded.tokenizer.tokenizer, t)? {
             Some("stop")
@@ -199,6 +200,10 @@ fn step(s: &Served, job: &Job, row: &mut RowRun, logits: &[f32]) -> Result<()> {
         } else {
             None
         };
+    if let Some(lp) = &mut logprobs {
+        // A stop string that began before this token cut the text short of where it starts.
+        lp.offset = lp.offset.min(row.text.chars());
+    }
     let text = row.text.take_ready(reason.is_some());
     let sent = job.send(Event::Delta {
         choice: row.choice,
