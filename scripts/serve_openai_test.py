@@ -141,15 +141,22 @@ def check_logprobs(client):
     lp = c.choices[0].logprobs
     assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 4
     assert all(len(d) <= 3 for d in lp.top_logprobs) and "".join(lp.tokens) == c.choices[0].text
-    # text_offset counts characters of the text: each token (but a piece of a character, which
-    # reads U+FFFD alone) is found at its offset, where summing bytes would drift past "é".
-    c = client.completions.create(
-        model=NAME, prompt="Le café, la crème, le thé et", temperature=0, max_tokens=24, logprobs=1
-    )
-    text, lp = c.choices[0].text, c.choices[0].logprobs
-    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
-    for tok, at in zip(lp.tokens, lp.text_offset):
-        assert "\ufffd" in tok or text[at:at + len(tok)] == tok, (tok, at, text)
+    # text_offset counts characters of the text: each token is found at its offset, and a
+    # byte-level piece of a character (U+FFFD alone) starts at a character past ASCII, where
+    # summing the tokens' bytes drifts from the first "é" or "安" on.
+    for prompt in ("The French word for coffee is caf", "日本語: 東京, 大阪,"):
+        c = client.completions.create(
+            model=NAME, prompt=prompt, temperature=0, max_tokens=12, logprobs=1
+        )
+        text, lp = c.choices[0].text, c.choices[0].logprobs
+        assert any(ord(ch) > 127 for ch in text), (prompt, text)
+        assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset), lp
+        for tok, at in zip(lp.tokens, lp.text_offset):
+            whole = tok.rstrip("\ufffd")
+            assert text[at:at + len(whole)] == whole, (tok, at, text)
+            # (A character still in pieces when max_tokens ran out is not in the text.)
+            if whole != tok and at + len(whole) < len(text):
+                assert ord(text[at + len(whole)]) > 127, (tok, at, text)
     try:
         ask(client, "hi", logprobs=True, top_logprobs=21, max_tokens=1)
         raise AssertionError("top_logprobs 21 was accepted")

@@ -70,12 +70,28 @@ impl RowText {
         false
     }
 
-    /// Characters of the answer so far: where the next token starts, as OpenAI's `text_offset`
-    /// counts (a token that begins inside a character split over several tokens starts where
-    /// that character does). Summing the tokens' own texts would not give it: a byte-level
-    /// piece of a multi-byte character decodes alone to U+FFFD, and a decoder may clean up.
+    /// Characters in the answer so far.
     pub fn chars(&self) -> usize {
         self.chars
+    }
+
+    /// Where the next token starts, in characters of the answer, as OpenAI's `text_offset`
+    /// counts: after the text so far and the characters that tokens held back (the pieces of a
+    /// character not yet whole) have completed; a token that begins inside a character split
+    /// over several tokens starts where that character does. Summing the tokens' own texts
+    /// would not give it: a byte-level piece of a character decodes alone to U+FFFD.
+    pub fn next_start(&self, tok: &Tokenizer) -> anyhow::Result<usize> {
+        if self.read == self.tokens.len() {
+            return Ok(self.chars);
+        }
+        let dec = |ids: &[u32]| {
+            tok.decode(ids, true)
+                .map_err(|e| anyhow::anyhow!("decoding the answer: {e}"))
+        };
+        let before = dec(&self.tokens[self.prefix..self.read])?;
+        let now = dec(&self.tokens[self.prefix..])?;
+        let held = now.trim_end_matches('\u{FFFD}').chars().count();
+        Ok(self.chars + held.saturating_sub(before.chars().count()))
     }
 
     /// Text not handed out yet; unless `finished`, minus a tail that could begin a stop string.
@@ -102,7 +118,7 @@ impl RowText {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenLogprob {
     pub token: String,
-    /// Where the token starts in the answer, in characters ([`RowText::chars`]).
+    /// Where the token starts in the answer, in characters ([`RowText::next_start`]).
     pub offset: usize,
     pub logprob: f32,
     /// (text, log-prob), most probable first (ties: lower id first).
@@ -157,8 +173,8 @@ mod tests {
         assert!(token_logprob(&z, 0, 0, &s, 0).top.is_empty());
     }
 
-    /// A byte-level BPE tokenizer over the pieces "a", "Ã", "©" (the two bytes of "é"),
-    /// "Ġb" (" b") and "x".
+    /// A byte-level BPE tokenizer over the pieces "a", "Ã" and "©" (the two bytes of "é"),
+    /// "Ġb" (" b"), "x" and "ĠÃ" (a space and the first byte of "é").
     fn byte_level() -> Tokenizer {
         let json = serde_json::json!({
             "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
@@ -168,7 +184,8 @@ mod tests {
             "model": {"type": "BPE", "dropout": null, "unk_token": null,
                       "continuing_subword_prefix": null, "end_of_word_suffix": null,
                       "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": {"a": 0, "Ã": 1, "©": 2, "Ġb": 3, "x": 4}, "merges": []}
+                      "vocab": {"a": 0, "Ã": 1, "©": 2, "Ġb": 3, "x": 4, "ĠÃ": 5},
+                      "merges": []}
         });
         json.to_string().parse().unwrap()
     }
@@ -177,22 +194,28 @@ mod tests {
     fn offsets_count_characters_of_the_text_not_token_lengths() {
         let tok = byte_level();
         let mut row = RowText::new(&[]);
+        let ids = [0u32, 1, 2, 3, 5, 2, 4];
         let mut offsets = Vec::new();
-        for id in [0, 1, 2, 3, 0] {
-            offsets.push(row.chars());
+        for &id in &ids {
+            offsets.push(row.next_start(&tok).unwrap());
             row.push(&tok, id).unwrap();
         }
-        assert_eq!(row.text, "aé ba");
-        // "é" is two tokens: the second starts inside it, where it starts.
-        assert_eq!(offsets, [0, 1, 1, 2, 4]);
-        // The naive sum of the tokens' texts (each half of "é" alone is U+FFFD) is wrong.
+        assert_eq!(row.text, "aé b éx");
+        // "é" is two tokens: the second starts inside it, where it starts (1); " é" is a
+        // space and a first byte, then the second byte, inside the "é" at 5.
+        assert_eq!(offsets, [0, 1, 1, 2, 4, 5, 6]);
+        // The naive sum of the tokens' texts (each piece of "é" alone is U+FFFD) drifts.
         let mut naive = vec![0];
-        for id in [0u32, 1, 2, 3] {
+        for &id in &ids[..ids.len() - 1] {
             let t = tok.decode(&[id], false).unwrap();
             naive.push(naive.last().unwrap() + t.len());
         }
         assert_ne!(naive, offsets);
-        assert_eq!(row.text.chars().nth(offsets[3]), Some(' '));
+        assert_eq!(
+            row.next_start(&tok).unwrap(),
+            7,
+            "after the last: the text's end"
+        );
     }
 
     #[test]

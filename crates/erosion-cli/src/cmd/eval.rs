@@ -130,10 +130,10 @@ pub fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(Aggregation::parse)
         .transpose()?;
-    let served = args.remote.yes_no_judge(&args.out.out)?;
-    if served.is_some() && aggregation == Some(Aggregation::Exact) {
+    if args.remote.judge_url.is_some() && aggregation == Some(Aggregation::Exact) {
         bail!("--judge-url: an endpoint returns only its top 20 log-probs, so P(yes) counts the yes and no tokens among them (top20); --judge-aggregation exact needs a local --judge MODEL");
     }
+    let served = args.remote.yes_no_judge(&args.out.out)?;
     let judge: Box<dyn Judge> = match (served, args.judge.as_deref()) {
         (Some(served), _) => Box::new(served),
         (None, Some(j)) => local_judge(j, aggregation, dtype, &device)?,
