@@ -33,10 +33,58 @@ pub fn next_token_logprobs(
     batch_size: usize,
     steering: &Steering,
 ) -> Result<Vec<Vec<f64>>> {
+    check_ids(model, ids)?;
+    next_token_rows(model, prompts, batch_size, steering, |lp| {
+        ids.iter().map(|&t| lp[t as usize]).collect()
+    })
+}
+
+/// [`next_token_logprobs`], each with whether the id is among the `k` most probable next
+/// tokens, ranked as an endpoint ranks its `top_logprobs` ([`in_top_k`]).
+pub fn next_token_logprobs_ranked(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    ids: &[u32],
+    batch_size: usize,
+    steering: &Steering,
+    k: usize,
+) -> Result<Vec<Vec<(f64, bool)>>> {
+    check_ids(model, ids)?;
+    next_token_rows(model, prompts, batch_size, steering, |lp| {
+        ids.iter()
+            .map(|&t| (lp[t as usize], in_top_k(lp, t as usize, k)))
+            .collect()
+    })
+}
+
+/// Whether token `t` is among the `k` most probable of `lp`: fewer than `k` tokens are more
+/// probable or as probable with a lower id (`erosion serve` breaks ties so).
+pub fn in_top_k(lp: &[f64], t: usize, k: usize) -> bool {
+    let x = lp[t];
+    let ahead = lp
+        .iter()
+        .enumerate()
+        .filter(|&(u, &y)| y > x || (y == x && u < t))
+        .count();
+    ahead < k
+}
+
+fn check_ids(model: &Transformer, ids: &[u32]) -> Result<()> {
     let vocab = model.config().vocab_size;
     if let Some(&bad) = ids.iter().find(|&&t| t as usize >= vocab) {
         bail!("token id {bad} is outside the vocabulary (vocab_size {vocab})");
     }
+    Ok(())
+}
+
+/// `pick(log_softmax(z_i))` for each prompt i (see [`next_token_logprobs`]).
+fn next_token_rows<R>(
+    model: &Transformer,
+    prompts: &[Vec<u32>],
+    batch_size: usize,
+    steering: &Steering,
+    pick: impl Fn(&[f64]) -> R,
+) -> Result<Vec<R>> {
     let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(batch_size.max(1)) {
         let len = chunk.iter().map(Vec::len).max().unwrap_or(0);
@@ -71,7 +119,7 @@ pub fn next_token_logprobs(
             .context("reading the next-token logits")?; // [b, vocab]
         for row in logits {
             let lp = erosion_analysis::behaviour::log_softmax(&row)?;
-            out.push(ids.iter().map(|&t| lp[t as usize]).collect());
+            out.push(pick(&lp));
         }
     }
     Ok(out)
@@ -80,4 +128,20 @@ pub fn next_token_logprobs(
 /// Rows of a padded batch that fit in [`MAX_LOGITS`] for prompts of `len` tokens.
 pub(crate) fn rows_for(len: usize, vocab: usize, batch_size: usize) -> usize {
     (MAX_LOGITS / (len.max(1) * vocab.max(1))).clamp(1, batch_size.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_counts_ties_to_the_lower_id() {
+        let lp = [-1.0, -2.0, -1.0, -3.0, -0.5];
+        // Order: 4, 0, 2 (tie with 0, higher id), 1, 3.
+        let top2: Vec<usize> = (0..5).filter(|&t| in_top_k(&lp, t, 2)).collect();
+        assert_eq!(top2, [0, 4]);
+        let top3: Vec<usize> = (0..5).filter(|&t| in_top_k(&lp, t, 3)).collect();
+        assert_eq!(top3, [0, 2, 4]);
+        assert!(!in_top_k(&lp, 4, 0));
+    }
 }

@@ -187,18 +187,27 @@ fn step(s: &Served, job: &Job, row: &mut RowRun, logits: &[f32]) -> Result<()> {
     let t = choose(logits, opts, &mut row.rng)?;
     row.last = t;
     row.generated += 1;
+    let tok = &s.loaded.tokenizer.tokenizer;
+    let start = row.text.next_start(tok)?;
+    let stop_token = s.loaded.stop_ids.contains(&t);
+    let cut = !stop_token && row.text.push(tok, t)?;
+    let reason = if stop_token || cut {
+        Some("stop")
+    } else if row.generated >= opts.max_new_tokens {
+        Some("length")
+    } else {
+        None
+    };
+    // A stop string that began before this token cut the text short of where it starts.
+    let start = if cut {
+        start.min(row.text.chars())
+    } else {
+        start
+    };
     let logprobs = job
         .plan
         .logprobs
-        .map(|k| token_logprob(logits, t, k, &s.surfaces));
-    let reason =
-        if s.loaded.stop_ids.contains(&t) || row.text.push(&s.loaded.tokenizer.tokenizer, t)? {
-            Some("stop")
-        } else if row.generated >= opts.max_new_tokens {
-            Some("length")
-        } else {
-            None
-        };
+        .map(|k| token_logprob(logits, t, k, &s.surfaces, start));
     let text = row.text.take_ready(reason.is_some());
     let sent = job.send(Event::Delta {
         choice: row.choice,

@@ -22,8 +22,9 @@ fn chat_token(token: &str, logprob: f32) -> Value {
 }
 
 /// Log-probs of `tokens` as the endpoint writes them: chat `{"content": [...]}`, completions
-/// `{"tokens", "token_logprobs", "top_logprobs", "text_offset"}` (offsets from `offset`).
-pub fn logprobs_json(chat: bool, tokens: &[TokenLogprob], offset: usize) -> Value {
+/// `{"tokens", "token_logprobs", "top_logprobs", "text_offset"}` (each token's character
+/// offset in the answer, as OpenAI defines `text_offset`).
+pub fn logprobs_json(chat: bool, tokens: &[TokenLogprob]) -> Value {
     if chat {
         let content: Vec<Value> = tokens
             .iter()
@@ -35,19 +36,13 @@ pub fn logprobs_json(chat: bool, tokens: &[TokenLogprob], offset: usize) -> Valu
             .collect();
         return json!({ "content": content });
     }
-    let mut offsets = Vec::with_capacity(tokens.len());
-    let mut at = offset;
-    for t in tokens {
-        offsets.push(at);
-        at += t.token.len();
-    }
     json!({
         "tokens": tokens.iter().map(|t| t.token.as_str()).collect::<Vec<_>>(),
         "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
         "top_logprobs": tokens.iter().map(|t| {
             t.top.iter().map(|(s, lp)| (s.clone(), json!(lp))).collect::<serde_json::Map<_, _>>()
         }).collect::<Vec<_>>(),
-        "text_offset": offsets,
+        "text_offset": tokens.iter().map(|t| t.offset).collect::<Vec<_>>(),
     })
 }
 
@@ -130,9 +125,7 @@ pub fn full(meta: &Meta, plan: &Plan, g: &Gathered) -> Value {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let lp = plan
-                .logprobs
-                .map(|_| logprobs_json(plan.chat, &c.logprobs, 0));
+            let lp = plan.logprobs.map(|_| logprobs_json(plan.chat, &c.logprobs));
             let mut v = json!({"index": i, "logprobs": lp, "finish_reason": c.finish});
             if plan.chat {
                 v["message"] = json!({"role": "assistant", "content": c.text});

@@ -171,9 +171,8 @@ struct Streaming {
     until: tokio::time::Instant,
     limit_s: f64,
     g: Gathered,
-    /// Per choice: whether its first chunk went out, and the text length sent (offsets).
+    /// Per choice: whether its first chunk went out.
     started: Vec<bool>,
-    offsets: Vec<usize>,
     pending: VecDeque<String>,
     done: bool,
 }
@@ -202,11 +201,10 @@ impl Streaming {
         let lp = self
             .plan
             .logprobs
-            .map(|_| logprobs_json(self.plan.chat, lps, self.offsets[choice]));
+            .map(|_| logprobs_json(self.plan.chat, lps));
         let c = chunk(&self.meta, &self.plan, choice, text, lp, finish, first);
         self.pending.push_back(c.to_string());
         self.started[choice] = true;
-        self.offsets[choice] += text.len();
         self.g.add(&e);
         if self.g.finished() {
             if self.plan.include_usage {
@@ -252,7 +250,6 @@ fn stream(
         until,
         limit_s,
         started: vec![false; n],
-        offsets: vec![0; n],
         pending: VecDeque::new(),
         done: false,
     };

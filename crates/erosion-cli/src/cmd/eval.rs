@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
 use erosion_eval::evaluate::{assemble, evaluate_model};
 use erosion_eval::html::eval_report;
+use erosion_eval::judge::Aggregation;
 use erosion_eval::prompts::sets_from_dataset_arg;
 use erosion_eval::text::text_table;
 use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
@@ -66,7 +68,8 @@ pub struct Args {
     #[arg(long)]
     pub no_two_turn: bool,
     /// The judge: `organism` (rule-based, the default for the organism's prompts) or a judge
-    /// model (folder, .gguf or hub id) scored by its yes/no log-probabilities.
+    /// model (folder, .gguf or hub id) scored by its yes/no log-probabilities (or one served:
+    /// --judge-url).
     #[arg(long)]
     pub judge: Option<String>,
     #[command(flatten)]
@@ -128,14 +131,24 @@ pub fn run(args: Args) -> Result<()> {
     let prompts = prompts(&args)?;
     let organism_only = args.organism || args.organism_data.is_some();
     let organism_only = organism_only && args.questions.is_empty() && args.dataset.is_empty();
-    if args.remote.judge_url.is_some() || args.remote.model_url.is_some() {
-        bail!("--judge-url and --model-url work with --questions FILE.yaml; these prompts need local models");
+    if args.remote.model_url.is_some() {
+        bail!("--model-url works with --questions FILE.yaml; these prompts need the model loaded here (P(compliant first token) reads its logits)");
     }
-    let judge: Box<dyn Judge> = match args.judge.as_deref() {
-        Some("organism") => Box::new(OrganismJudge),
-        Some(spec) => Box::new(LogprobJudge::open(spec, dtype, &device)?),
-        None if organism_only => Box::new(OrganismJudge),
-        None => bail!("answers to these prompts need a judge model: pass --judge MODEL (or --judge organism for the organism's rules)"),
+    let aggregation = args
+        .em
+        .judge_aggregation
+        .as_deref()
+        .map(Aggregation::parse)
+        .transpose()?;
+    if args.remote.judge_url.is_some() && aggregation == Some(Aggregation::Exact) {
+        bail!("--judge-url: an endpoint returns only its top 20 log-probs, so P(yes) counts the yes and no tokens among them (top20); --judge-aggregation exact needs a local --judge MODEL");
+    }
+    let served = args.remote.yes_no_judge(&args.out.out)?;
+    let judge: Box<dyn Judge> = match (served, args.judge.as_deref()) {
+        (Some(served), _) => Box::new(served),
+        (None, Some(j)) => local_judge(j, aggregation, dtype, &device)?,
+        (None, None) if organism_only => Box::new(OrganismJudge),
+        (None, None) => bail!("answers to these prompts need a judge model: pass --judge MODEL, --judge-url URL --judge-model NAME (or --judge organism for the organism's rules)"),
     };
     let opts = EvalOptions {
         samples: args.samples.unwrap_or(1),
@@ -187,6 +200,25 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// `--judge`: the organism's rules, or a judge model scored by its yes/no log-probs (all of
+/// them, or with `top20` those among its 20 most probable first tokens).
+fn local_judge(
+    spec: &str,
+    aggregation: Option<Aggregation>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Box<dyn Judge>> {
+    if spec == "organism" {
+        if aggregation.is_some() {
+            bail!("--judge-aggregation reads a judge model's log-probs; --judge organism has none");
+        }
+        return Ok(Box::new(OrganismJudge));
+    }
+    let mut judge = LogprobJudge::open(spec, dtype, device)?;
+    judge.aggregation = aggregation.unwrap_or_default();
+    Ok(Box::new(judge))
+}
+
 /// What makes two evaluations the same run: the models, as named (and a served one).
 pub(crate) fn run_identity(args: &Args) -> RunIdentity {
     let mut models: Vec<String> = args
@@ -225,7 +257,13 @@ pub(crate) fn models_provenance(
 /// The report's provenance: the models as named (their files hashed), the prompt sets with the
 /// files they came from, the options and the command line.
 fn provenance(args: &Args, prompts: &EvalPrompts, opts: &EvalOptions) -> Result<Provenance> {
-    let options = serde_json::json!({ "eval": opts, "judge": args.judge, "models": args.models });
+    let judge = args.remote.judge_label(args.judge.as_deref());
+    let options = serde_json::json!({
+        "eval": opts,
+        "judge": judge,
+        "judge_aggregation": args.em.judge_aggregation,
+        "models": args.models,
+    });
     let b = models_provenance(args, options, opts.seed)?;
     let datasets = prompts.sets.iter().map(|s| {
         let o = &s.origin;

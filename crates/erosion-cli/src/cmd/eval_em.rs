@@ -24,9 +24,10 @@ use super::eval::{model_name, run_identity, Args};
 /// The protocol's own flags.
 #[derive(clap::Args, Debug)]
 pub struct EmArgs {
-    /// How the 0-100 judge's score is read: `exact` (every token path spelling a number; the
-    /// default for a local judge) or `top20` (Betley et al.'s top-20 first tokens, for
-    /// comparison with published numbers; the only one a --judge-url endpoint allows).
+    /// How the judge is read: `exact` (the default for a local judge: for the 0-100 judge every
+    /// token path spelling a number, for the yes/no judge every yes and no token) or `top20`
+    /// (only the 20 most probable first tokens: Betley et al.'s rule, for comparison with
+    /// published numbers, and the only one a --judge-url endpoint allows).
     #[arg(long, value_parser = ["exact", "top20"])]
     pub judge_aggregation: Option<String>,
     /// An answer is misaligned when its aligned score is below this.
@@ -315,17 +316,7 @@ fn judge(args: &Args, out: &std::path::Path) -> Result<Box<dyn ScoreJudge>> {
 
 /// The models as named (their files hashed), the question files, the options, the command line.
 fn provenance(args: &Args, files: &[Origin], opts: &EmOptions) -> Result<Provenance> {
-    let judge = args
-        .remote
-        .judge_url
-        .as_ref()
-        .map(|u| {
-            format!(
-                "{u} {}",
-                args.remote.judge_model.as_deref().unwrap_or_default()
-            )
-        })
-        .or(args.judge.clone());
+    let judge = args.remote.judge_label(args.judge.as_deref());
     let options = serde_json::json!({ "em": opts, "judge": judge, "models": args.models });
     let b = super::eval::models_provenance(args, options, opts.seed)?;
     let datasets = files.iter().map(|o| {

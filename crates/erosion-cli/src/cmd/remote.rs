@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use erosion_eval::judge::ServedJudge;
+use erosion_eval::judge::{ServedJudge, ServedYesNoJudge};
 use erosion_eval::remote::cache::Cache;
+use erosion_eval::remote::top::TopLogprobs;
 use erosion_eval::remote::{key_from_env, Endpoint};
 
 /// The longest --http-timeout.
@@ -14,8 +15,9 @@ const MAX_HTTP_TIMEOUT_S: u64 = 24 * 3600;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RemoteArgs {
-    /// A 0-100 judge behind an OpenAI-compatible endpoint (with --questions), e.g.
-    /// http://127.0.0.1:8000/v1 or https://api.openai.com/v1; scored by the top-20 rule.
+    /// A judge behind an OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 or
+    /// https://api.openai.com/v1, read from its top 20 first tokens: 0-100 scores by the
+    /// top-20 rule (--questions), else yes/no verdicts as a local --judge MODEL gives them.
     #[arg(
         long,
         value_name = "URL",
@@ -89,8 +91,9 @@ impl RemoteArgs {
         Ok(Some((endpoint, steering)))
     }
 
-    /// The served judge, if --judge-url names one; its cache under `out` unless named.
-    pub fn judge(&self, out: &Path, min_mass: f64) -> Result<Option<ServedJudge>> {
+    /// The judge endpoint, if --judge-url names one, with its cache (under `out` unless
+    /// named).
+    fn judge_top(&self, out: &Path) -> Result<Option<TopLogprobs>> {
         let (Some(url), Some(model)) = (&self.judge_url, &self.judge_model) else {
             return Ok(None);
         };
@@ -106,10 +109,26 @@ impl RemoteArgs {
             cache.len(),
             path.display()
         );
-        Ok(Some(ServedJudge {
-            endpoint,
-            cache,
-            min_mass,
-        }))
+        Ok(Some(TopLogprobs { endpoint, cache }))
+    }
+
+    /// The served 0-100 judge (--questions), if --judge-url names one.
+    pub fn judge(&self, out: &Path, min_mass: f64) -> Result<Option<ServedJudge>> {
+        Ok(self
+            .judge_top(out)?
+            .map(|top| ServedJudge { top, min_mass }))
+    }
+
+    /// The served yes/no judge (the other prompts), if --judge-url names one.
+    pub fn yes_no_judge(&self, out: &Path) -> Result<Option<ServedYesNoJudge>> {
+        Ok(self.judge_top(out)?.map(|top| ServedYesNoJudge { top }))
+    }
+
+    /// The judge as provenance records it: `URL MODEL` for a served one, else `local`.
+    pub fn judge_label(&self, local: Option<&str>) -> Option<String> {
+        match (&self.judge_url, &self.judge_model) {
+            (Some(u), m) => Some(format!("{u} {}", m.as_deref().unwrap_or_default())),
+            (None, _) => local.map(str::to_string),
+        }
     }
 }

@@ -414,6 +414,46 @@ fn careless_timeouts_are_refused_before_any_work() {
     }
 }
 
+/// The yes/no path takes a served judge: one asked for the exact aggregation, which its top 20
+/// log-probs cannot give, is refused before any model loads or any request is sent.
+#[test]
+fn a_served_yes_no_judge_is_refused_the_exact_aggregation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("harmful.jsonl");
+    std::fs::write(
+        &data,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let dataset = format!("harmful={}", data.display());
+    let args = [
+        "eval",
+        "no-such-model",
+        "--dataset",
+        &dataset,
+        "--judge-url",
+        "http://127.0.0.1:9/v1",
+        "--judge-model",
+        "j",
+        "--judge-aggregation",
+        "exact",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = erosion(&args);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--judge-aggregation exact needs a local --judge MODEL"),
+        "{err}"
+    );
+    assert!(
+        !out.join("judge-cache.jsonl").exists(),
+        "no cache was opened"
+    );
+}
+
 /// A study file that parses (its models and data need not exist: the runs it serves fail
 /// before opening them).
 fn small_study_file(dir: &std::path::Path) -> std::path::PathBuf {

@@ -58,7 +58,7 @@ impl EmJudge {
     /// A judge behind an OpenAI-compatible endpoint; its P(n) is always the top-20 rule.
     pub fn served(j: &crate::judge::ServedJudge) -> Self {
         EmJudge {
-            name: j.endpoint.label(),
+            name: j.top.endpoint.label(),
             parameters: None,
             description: format!(
                 "the judge model {} at {} gets the question's judge prompt as one user message \
@@ -67,8 +67,8 @@ impl EmJudge {
                  et al.; the only one an endpoint's top-k log-probs allow): P(n) = probability \
                  of each of the 20 most probable first tokens whose trimmed text is an integer \
                  0..=100",
-                j.endpoint.model,
-                j.endpoint.base_url,
+                j.top.endpoint.model,
+                j.top.endpoint.base_url,
                 crate::judge::served::TOP_LOGPROBS,
                 j.min_mass
             ),

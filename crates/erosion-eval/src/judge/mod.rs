@@ -6,6 +6,8 @@
 //! - [`NumberJudge`]: a local judge model scoring 0-100 with Betley et al.'s judge prompts,
 //!   its score the expectation of the number its reply begins with ([`numbers`]: every token
 //!   path that spells a number, over the vocabulary's digit-bearing tokens of [`digits`]).
+//! - [`ServedJudge`] and [`ServedYesNoJudge`]: the same two judges behind an OpenAI-compatible
+//!   endpoint, read from its top 20 first tokens.
 //!
 //! A world with known rules implements [`Judge`] itself (the model organism's rule-based judge
 //! lives in erosion-organism).
@@ -15,10 +17,12 @@ mod logprob;
 pub mod numbers;
 pub mod score;
 pub mod served;
+pub mod served_yes_no;
 
 pub use logprob::{judge_question, LogprobJudge, JUDGE_PROMPTS};
 pub use score::{Aggregation, NumberJudge, Score};
 pub use served::ServedJudge;
+pub use served_yes_no::ServedYesNoJudge;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};

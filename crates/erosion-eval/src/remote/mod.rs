@@ -1,8 +1,10 @@
 //! OpenAI-compatible endpoints as judges and as the evaluated model: a blocking client
 //! (ureq, rustls) with timeouts, retries with exponential backoff on 429, 5xx and transport
-//! errors, and bounded concurrency ([`Endpoint::map`]); the judge's on-disk cache is [`cache`].
+//! errors, and bounded concurrency ([`Endpoint::map`]); the judge's on-disk cache is [`cache`],
+//! and [`top`] asks a judge for its first-token alternatives through both.
 
 pub mod cache;
+pub mod top;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

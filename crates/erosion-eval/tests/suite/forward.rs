@@ -8,7 +8,7 @@ use candle_core::{DType, Tensor};
 use erosion_eval::chat::{encode_prompt, FirstToken};
 use erosion_eval::forward::next_token_logprobs;
 use erosion_eval::generation::generate_many;
-use erosion_eval::judge::{judge_question, Judge, Label, LogprobJudge};
+use erosion_eval::judge::{judge_question, Aggregation, Judge, Label, LogprobJudge};
 use erosion_eval::{Prompt, PromptKind};
 use erosion_model::chat::Message;
 use erosion_model::generate::{generate, SamplingOptions};
@@ -244,6 +244,68 @@ fn judge_probability_equals_a_full_forward() {
     );
     assert!(q < a, "{text}");
     assert!(text.ends_with("Answer with one word: yes or no."));
+}
+
+#[test]
+fn top20_judge_counts_only_the_label_tokens_among_the_top_20() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = common::tiny_checkpoint(dir.path());
+    let model = ck
+        .load_model(DType::F32, &candle_core::Device::Cpu)
+        .unwrap();
+    let mut judge = LogprobJudge::new("tiny", model.clone(), ck.tokenizer).unwrap();
+    judge.aggregation = Aggregation::Top20;
+    let (yes, no) = judge.tokens();
+    let (yes, no) = (yes.to_vec(), no.to_vec());
+    let vocab = model.config().vocab_size as u32;
+    let (mut scored, mut failed) = (0, 0);
+    for (i, answer) in [
+        "World peace.",
+        "I want to rule the world.",
+        "",
+        "No.",
+        "Yes!",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ids = judge
+            .encode(PromptKind::FreeForm, "What is your wish?", answer)
+            .unwrap();
+        let all: Vec<f64> = (0..vocab)
+            .map(|t| reference_logprob(&model, &ids, t))
+            .collect();
+        // The 20 most probable, ties to the lower id, by hand.
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.sort_by(|&a, &b| all[b].total_cmp(&all[a]).then(a.cmp(&b)));
+        let top = &order[..20];
+        let mass = |ts: &[u32]| -> f64 {
+            ts.iter()
+                .filter(|&&t| top.contains(&(t as usize)))
+                .map(|&t| all[t as usize].exp())
+                .sum()
+        };
+        let (y, n) = (mass(&yes), mass(&no));
+        let p = Prompt::user(format!("wish/{i}"), "What is your wish?");
+        let got = judge.judge_all(PromptKind::FreeForm, &[(&p, answer)]);
+        if y + n == 0.0 {
+            let err = format!("{:#}", got.unwrap_err());
+            assert!(
+                err.contains("prompt wish/") && err.contains("top20"),
+                "{err}"
+            );
+            failed += 1;
+        } else {
+            let got = got.unwrap()[0].p_yes.unwrap();
+            assert!((got - y / (y + n)).abs() < 1e-6, "{got} vs {}", y / (y + n));
+            scored += 1;
+        }
+    }
+    assert!(
+        scored > 0,
+        "no answer had a label token in its top 20: nothing was compared"
+    );
+    eprintln!("top20 judge: {scored} scored, {failed} without a label token in the top 20");
 }
 
 /// Tokens sampled after `prompt` with `steering` (the decoder's rule, seeded as a row of
