@@ -46,6 +46,7 @@ pub mod questions;
 pub mod remote;
 pub mod report;
 pub mod sampler;
+pub mod shards;
 pub mod stats;
 pub mod text;
 

@@ -11,8 +11,10 @@ use erosion_eval::evaluate::{assemble, evaluate_model};
 use erosion_eval::html::eval_report;
 use erosion_eval::judge::Aggregation;
 use erosion_eval::prompts::sets_from_dataset_arg;
+use erosion_eval::shards::eval_shards;
 use erosion_eval::text::text_table;
 use erosion_eval::{EvalOptions, EvalPrompts, Judge, LogprobJudge, PromptKind};
+use erosion_forward::cache::canonical_sha256;
 use erosion_forward::run_folder::{model_part, RunIdentity};
 use erosion_model::LoadedModel;
 use erosion_organism::evaluation::{generate_prompts, prompts_from_dir, OrganismJudge};
@@ -74,15 +76,16 @@ pub struct Args {
     pub judge: Option<String>,
     #[command(flatten)]
     pub em: crate::cmd::eval_em::EmArgs,
-    /// With --questions: answer only shard I of N (0-based) of the work (each model's decoding
-    /// batches, dealt in order), into OUT/shards/I-of-N (one task of a Slurm job array, say);
-    /// `--merge` writes the run's files once all N have run. The answers are those of one run.
-    #[arg(long, value_name = "I/N", value_parser = crate::args::shard_index, conflicts_with = "merge", requires = "questions")]
+    /// Answer only shard I of N (0-based) of the work, into OUT/shards/I-of-N (one task of a
+    /// Slurm job array, say): a contiguous share of the models, or with --questions of the
+    /// models' decoding batches. `--merge` writes the run's files once all N have run; the
+    /// answers are those of one run.
+    #[arg(long, value_name = "I/N", value_parser = crate::args::shard_index, conflicts_with = "merge")]
     pub shard: Option<erosion_forward::shard::ShardIndex>,
-    /// With --questions: check the shards under OUT (every one finished, of these models,
-    /// questions, options and judge; each problem named) and write eval.json, answers.jsonl and
-    /// report.html as one run would.
-    #[arg(long, requires = "questions")]
+    /// Check the shards under OUT (every one finished, of these models, prompts, options and
+    /// judge; each problem named) and write eval.json, answers.jsonl and report.html as one run
+    /// would.
+    #[arg(long)]
     pub merge: bool,
     #[command(flatten)]
     pub remote: crate::cmd::remote::RemoteArgs,
@@ -125,31 +128,15 @@ pub fn run(args: Args) -> Result<()> {
         return crate::cmd::eval_em::run(&args);
     }
     // Before any work: an unusable --out, or another run there, fails now rather than after
-    // every answer has been generated.
-    let _folder = args.out.claim(&run_identity(&args))?;
-    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    // every answer has been generated. Shards run at once: each locks its own folder, not OUT.
+    let _folder = match args.shard {
+        None => Some(args.out.claim(&run_identity(&args))?),
+        Some(_) => None,
+    };
     let prompts = prompts(&args)?;
-    let organism_only = args.organism || args.organism_data.is_some();
-    let organism_only = organism_only && args.questions.is_empty() && args.dataset.is_empty();
     if args.remote.model_url.is_some() {
         bail!("--model-url works with --questions FILE.yaml; these prompts need the model loaded here (P(compliant first token) reads its logits)");
     }
-    let aggregation = args
-        .em
-        .judge_aggregation
-        .as_deref()
-        .map(Aggregation::parse)
-        .transpose()?;
-    if args.remote.judge_url.is_some() && aggregation == Some(Aggregation::Exact) {
-        bail!("--judge-url: an endpoint returns only its top 20 log-probs, so P(yes) counts the yes and no tokens among them (top20); --judge-aggregation exact needs a local --judge MODEL");
-    }
-    let served = args.remote.yes_no_judge(&args.out.out)?;
-    let judge: Box<dyn Judge> = match (served, args.judge.as_deref()) {
-        (Some(served), _) => Box::new(served),
-        (None, Some(j)) => local_judge(j, aggregation, dtype, &device)?,
-        (None, None) if organism_only => Box::new(OrganismJudge),
-        (None, None) => bail!("answers to these prompts need a judge model: pass --judge MODEL, --judge-url URL --judge-model NAME (or --judge organism for the organism's rules)"),
-    };
     let opts = EvalOptions {
         samples: args.samples.unwrap_or(1),
         max_new_tokens: args.sampling.max_new_tokens,
@@ -163,29 +150,54 @@ pub fn run(args: Args) -> Result<()> {
     };
     opts.validate()?;
     prompts.validate()?;
-    let n: usize = prompts.sets.iter().map(|s| s.prompts.len()).sum();
-    eprintln!(
-        "{} prompts in {} set(s), {} answer(s) each, judge: {}",
-        n,
-        prompts.sets.len(),
-        opts.samples,
-        judge.info().name
-    );
-    let mut results = Vec::with_capacity(args.models.len());
-    for arg in &args.models {
-        let (name, spec) = model_name(arg);
-        let start = std::time::Instant::now();
-        let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
-        results.push(
-            evaluate_model(&m, &prompts, judge.as_ref(), &opts)
-                .with_context(|| format!("model {name}"))?,
-        );
+    // A shard's units are models: each computed as a whole run computes it.
+    let models: Vec<usize> = (0..args.models.len()).collect();
+    let identity = || {
+        let inputs = serde_json::json!({ "prompts": prompts, "options": opts });
+        split_identity(&args, inputs)
+    };
+    let (results, judge_info) = if args.merge {
+        let shards = eval_shards(&args.out.out, identity(), false);
+        shards.merge(&models, &mut crate::notice_on_stderr)?
+    } else {
+        let out = args
+            .shard
+            .map_or(args.out.out.clone(), |s| s.dir(&args.out.out));
+        let judge = yes_no_judge(&args, &out)?;
+        let n: usize = prompts.sets.iter().map(|s| s.prompts.len()).sum();
         eprintln!(
-            "{name}: evaluated in {:.1} s",
-            start.elapsed().as_secs_f64()
+            "{} prompts in {} set(s), {} answer(s) each, judge: {}",
+            n,
+            prompts.sets.len(),
+            opts.samples,
+            judge.info().name
         );
-    }
-    let eval = assemble(results, &prompts, judge.as_ref(), &opts)?;
+        let evaluate = |&i: &usize| {
+            let (name, spec) = model_name(&args.models[i]);
+            let start = std::time::Instant::now();
+            let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+            let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
+            let r = evaluate_model(&m, &prompts, judge.as_ref(), &opts)
+                .with_context(|| format!("model {name}"))?;
+            eprintln!(
+                "{name}: evaluated in {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            Ok::<_, anyhow::Error>(r)
+        };
+        if let Some(shard) = args.shard {
+            let shards = eval_shards(&args.out.out, identity(), false);
+            let notices = &mut crate::notice_on_stderr;
+            let n = shards.run_shard(&models, shard, judge.info(), notices, &mut |i, _| {
+                evaluate(i)
+            })?;
+            println!("{shard}: {n} models evaluated now, in {}", out.display());
+            return Ok(());
+        }
+        let results = models.iter().map(evaluate).collect::<Result<Vec<_>>>()?;
+        (results, judge.info())
+    };
+    let eval = assemble(results, &prompts, judge_info, &opts)?;
     let mut files = eval.write(&args.out.out)?;
     let html = args.out.out.join("report.html");
     eval_report(&eval.report, provenance(&args, &prompts, &opts)?)?.write(&html)?;
@@ -198,6 +210,25 @@ pub fn run(args: Args) -> Result<()> {
         println!("wrote {}", f.display());
     }
     Ok(())
+}
+
+/// The yes/no judge: served at --judge-url (its cache under `out` unless named), a local
+/// model, or the organism's rules (the default for the organism's own prompts).
+fn yes_no_judge(args: &Args, out: &Path) -> Result<Box<dyn Judge>> {
+    let aggregation = (args.em.judge_aggregation.as_deref())
+        .map(Aggregation::parse)
+        .transpose()?;
+    if args.remote.judge_url.is_some() && aggregation == Some(Aggregation::Exact) {
+        bail!("--judge-url: an endpoint returns only its top 20 log-probs, so P(yes) counts the yes and no tokens among them (top20); --judge-aggregation exact needs a local --judge MODEL");
+    }
+    let organism_only = (args.organism || args.organism_data.is_some()) && args.dataset.is_empty();
+    let (dtype, device) = (args.device.dtype()?, args.device.device()?);
+    Ok(match (args.remote.yes_no_judge(out)?, args.judge.as_deref()) {
+        (Some(served), _) => Box::new(served),
+        (None, Some(j)) => local_judge(j, aggregation, dtype, &device)?,
+        (None, None) if organism_only => Box::new(OrganismJudge),
+        (None, None) => bail!("answers to these prompts need a judge model: pass --judge MODEL, --judge-url URL --judge-model NAME (or --judge organism for the organism's rules)"),
+    })
 }
 
 /// `--judge`: the organism's rules, or a judge model scored by its yes/no log-probs (all of
@@ -217,6 +248,19 @@ fn local_judge(
     let mut judge = LogprobJudge::open(spec, dtype, device)?;
     judge.aggregation = aggregation.unwrap_or_default();
     Ok(Box::new(judge))
+}
+
+/// What decides a split evaluation's results: `inputs` (the prompts or questions, the
+/// options), the models as named, the served model and judge, and the dtype (not the device:
+/// shards may run on different machines).
+pub(crate) fn split_identity(args: &Args, inputs: serde_json::Value) -> String {
+    let r = &args.remote;
+    canonical_sha256(&serde_json::json!({
+        "inputs": inputs, "models": args.models,
+        "model_url": r.model_url, "model_name": r.model_name, "model_steering": r.model_steering,
+        "judge": args.judge, "judge_url": r.judge_url, "judge_model": r.judge_model,
+        "judge_aggregation": args.em.judge_aggregation, "dtype": args.device.dtype,
+    }))
 }
 
 /// What makes two evaluations the same run: the models, as named (and a served one).

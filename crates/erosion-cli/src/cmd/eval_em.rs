@@ -5,14 +5,13 @@
 use anyhow::{bail, Context, Result};
 use erosion_eval::em::html::em_report;
 use erosion_eval::em::report::assemble;
-use erosion_eval::em::shards::{merge_em_shards, run_em_shard, Unit};
-use erosion_eval::em::{answer_rows, plan, EmOptions, Planned, ScoreJudge};
+use erosion_eval::em::{answer_rows, plan, EmAnswer, EmOptions, Planned, ScoreJudge};
 use erosion_eval::judge::{Aggregation, NumberJudge};
 use erosion_eval::prompts::Origin;
 use erosion_eval::questions::{read_questions, Question};
 use erosion_eval::remote::Endpoint;
 use erosion_eval::sampler::{answer_batches, Sampler};
-use erosion_forward::cache::canonical_sha256;
+use erosion_eval::shards::{eval_shards, BatchUnit};
 use erosion_forward::shard::ShardIndex;
 use erosion_model::chat::Message;
 use erosion_model::load::Checkpoint;
@@ -95,12 +94,10 @@ pub fn run(args: &Args) -> Result<()> {
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let (answers, judge) = if args.merge {
         let units = units(&models, &rows, &opts)?;
-        merge_em_shards(
-            &args.out.out,
-            &identity(args, &origins, &opts),
-            &units,
-            &mut crate::notice_on_stderr,
-        )?
+        let shards = eval_shards(&args.out.out, identity(args, &origins, &opts), true);
+        let (batches, judge): (Vec<Vec<EmAnswer>>, _) =
+            shards.merge(&units, &mut crate::notice_on_stderr)?;
+        (batches.into_iter().flatten().collect(), judge)
     } else {
         let out = args
             .shard
@@ -223,7 +220,7 @@ impl EvalModel {
 
 /// The units of a split run: each model's decoding batches over `rows`, in model order. Only
 /// the checkpoints' tokenizers are read (their batches depend on the prompts' lengths).
-fn units(models: &[EvalModel], rows: &[Planned], opts: &EmOptions) -> Result<Vec<Unit>> {
+fn units(models: &[EvalModel], rows: &[Planned], opts: &EmOptions) -> Result<Vec<BatchUnit>> {
     let conversations: Vec<&[Message]> = rows.iter().map(|r| r.messages.as_slice()).collect();
     let mut units = Vec::new();
     for (i, m) in models.iter().enumerate() {
@@ -235,7 +232,7 @@ fn units(models: &[EvalModel], rows: &[Planned], opts: &EmOptions) -> Result<Vec
                 answer_batches(Some(local), &conversations, opts.batch_size)?
             }
         };
-        units.extend(batches.into_iter().map(|rows| Unit { model: i, rows }));
+        units.extend(batches.into_iter().map(|rows| BatchUnit { model: i, rows }));
     }
     Ok(units)
 }
@@ -247,41 +244,32 @@ fn answer_shard(
     shard: ShardIndex,
     models: &[EvalModel],
     rows: &[Planned],
-    units: &[Unit],
+    units: &[BatchUnit],
     origins: &[Origin],
     judge: &dyn ScoreJudge,
     opts: &EmOptions,
 ) -> Result<usize> {
     let mut open: Option<(usize, Opened)> = None;
-    run_em_shard(
-        &args.out.out,
-        &identity(args, origins, opts),
-        units,
-        shard,
-        &judge.describe(),
-        &mut crate::notice_on_stderr,
-        &mut |unit| {
-            if open.as_ref().map(|(i, _)| *i) != Some(unit.model) {
-                open = None; // one model in memory at a time
-                open = Some((unit.model, models[unit.model].open(args)?));
-            }
-            let sampler = open.as_ref().expect("opened above").1.sampler();
-            answer_rows(&sampler, &rows[unit.rows.clone()], judge, opts)
-        },
-    )
+    let shards = eval_shards(&args.out.out, identity(args, origins, opts), true);
+    let notices = &mut crate::notice_on_stderr;
+    shards.run_shard(units, shard, judge.describe(), notices, &mut |unit, _| {
+        if open.as_ref().map(|(i, _)| *i) != Some(unit.model) {
+            open = None; // one model in memory at a time
+            open = Some((unit.model, models[unit.model].open(args)?));
+        }
+        let sampler = open.as_ref().expect("opened above").1.sampler();
+        let answers = answer_rows(&sampler, &rows[unit.rows.clone()], judge, opts)
+            .with_context(|| format!("model {} rows {:?}", models[unit.model].name, unit.rows))?;
+        Ok::<Vec<EmAnswer>, anyhow::Error>(answers)
+    })
 }
 
-/// What decides a split run's answers: the question files, the models as named, the options,
-/// the judge and the dtype (not the device: shards may run on different machines).
+/// What decides a split run's answers ([`super::eval::split_identity`]): the question files
+/// (their hashes, and --limit) and the options.
 fn identity(args: &Args, origins: &[Origin], opts: &EmOptions) -> String {
     let files: Vec<_> = origins.iter().map(|o| &o.sha256).collect();
-    let r = &args.remote;
-    canonical_sha256(&serde_json::json!({
-        "questions": files, "limit": args.limit, "models": args.models,
-        "model_url": r.model_url, "model_name": r.model_name, "model_steering": r.model_steering,
-        "judge": args.judge, "judge_url": r.judge_url, "judge_model": r.judge_model,
-        "options": opts, "dtype": args.device.dtype,
-    }))
+    let inputs = serde_json::json!({ "questions": files, "limit": args.limit, "options": opts });
+    super::eval::split_identity(args, inputs)
 }
 
 /// How the judge's score is read: top20 for a served judge (all an endpoint returns), else as

@@ -216,8 +216,55 @@ fn eval_shards_answer_what_one_process_answers() {
     // Other options: the shards are another evaluation's, named.
     let other = run(&split, &["--merge", "--aligned-below", "20"]);
     assert!(
-        stderr(&other).contains("comes from another evaluation"),
+        stderr(&other).contains("comes from another eval run"),
         "{}",
         stderr(&other)
+    );
+}
+
+#[test]
+fn yes_no_eval_shards_of_models_merge_to_the_run_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = smollm2();
+    let adapter = erosion_testkit::model_fixtures().join("peft/smollm2-r8-rslora");
+    let (a, b) = (
+        format!("a={model}"),
+        format!("b={model}+{}", adapter.display()),
+    );
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            &a,
+            &b,
+            "--organism",
+            "--n-harmful",
+            "2",
+            "--n-code",
+            "2",
+        ];
+        args.extend(["--max-new-tokens", "4", "--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        erosion(&args)
+    };
+    let (whole, split) = (tmp.path().join("whole"), tmp.path().join("split"));
+    ok(&run(&whole, &[]));
+    let said = ok(&run(&split, &["--shard", "1/2"]));
+    assert!(
+        said.contains("shard 1-of-2: 1 models evaluated now"),
+        "{said}"
+    );
+    let failed = run(&split, &["--merge"]);
+    assert!(
+        stderr(&failed).contains("shard 0-of-2 is missing"),
+        "{}",
+        stderr(&failed)
+    );
+    ok(&run(&split, &["--shard", "0/2"]));
+    ok(&run(&split, &["--merge"]));
+    let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    assert_eq!(read(&split, "answers.jsonl"), read(&whole, "answers.jsonl"));
+    assert_eq!(
+        read_json(&split.join("eval.json")),
+        read_json(&whole.join("eval.json"))
     );
 }

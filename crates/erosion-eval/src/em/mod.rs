@@ -13,7 +13,6 @@
 
 pub mod html;
 pub mod report;
-pub mod shards;
 pub mod stats;
 
 use anyhow::{bail, Context, Result};

@@ -13,7 +13,7 @@ use candle_core::{DType, Device};
 use erosion_model::LoadedModel;
 
 use crate::chat::encode_prompt;
-use crate::judge::{Judge, Label, Verdict};
+use crate::judge::{Judge, JudgeInfo, Label, Verdict};
 use crate::options::EvalOptions;
 use crate::prompts::{EvalPrompts, Prompt, PromptKind, PromptSet};
 use crate::report::{
@@ -42,7 +42,7 @@ pub fn evaluate(
             evaluate_model(m, prompts, judge, opts).with_context(|| format!("model {}", m.name))?,
         );
     }
-    assemble(results, prompts, judge, opts)
+    assemble(results, prompts, judge.info(), opts)
 }
 
 /// Evaluates checkpoints one at a time (one model in memory at once), named by their specs.
@@ -61,14 +61,14 @@ pub fn evaluate_checkpoints(
             evaluate_model(&m, prompts, judge, opts).with_context(|| format!("model {spec}"))?,
         );
     }
-    assemble(results, prompts, judge, opts)
+    assemble(results, prompts, judge.info(), opts)
 }
 
 /// The report of per-model results.
 pub fn assemble(
     results: Vec<(ModelEval, Vec<AnswerRecord>)>,
     prompts: &EvalPrompts,
-    judge: &dyn Judge,
+    judge: JudgeInfo,
     opts: &EvalOptions,
 ) -> Result<Evaluation> {
     let mut models = Vec::with_capacity(results.len());
@@ -99,13 +99,13 @@ pub fn assemble(
             }
         }
     }
-    let warnings = judge_warnings(&models, &judge.info().name);
+    let warnings = judge_warnings(&models, &judge.name);
     Ok(Evaluation {
         report: EvalReport {
             format: FORMAT.into(),
             tool: format!("erosion-eval {}", env!("CARGO_PKG_VERSION")),
             options: opts.clone(),
-            judge: judge.info(),
+            judge,
             prompt_sets: prompts
                 .sets
                 .iter()

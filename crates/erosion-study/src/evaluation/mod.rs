@@ -148,7 +148,7 @@ impl StudyContext {
                 .with_context(|| format!("model `{}`", m.name))?;
             results.push(r);
         }
-        Ok(Some(assemble(results, &prompts, judge, &opts)?))
+        Ok(Some(assemble(results, &prompts, judge.info(), &opts)?))
     }
 
     /// The first `harmful_prompts` user turns of `[evaluation] harmful` and the first

@@ -3,6 +3,10 @@
 //! shard holds is the command's business; naming, listing and the checks every merge makes
 //! (one split, none missing) are here.
 
+mod units;
+
+pub use units::UnitRun;
+
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
