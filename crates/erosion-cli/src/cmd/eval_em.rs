@@ -90,7 +90,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     opts.validate()?;
     let rows = plan(&questions, &opts)?;
-    let models = models(args)?;
+    let models = models(args);
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let (answers, judge) = if args.merge {
         let units = units(&models, &rows, &opts)?;
@@ -170,7 +170,7 @@ struct EvalModel {
 }
 
 /// The evaluated models in order: the served one first, then the checkpoints.
-fn models(args: &Args) -> Result<Vec<EvalModel>> {
+fn models(args: &Args) -> Vec<EvalModel> {
     let mut out = Vec::new();
     if let (Some(_), Some(name)) = (&args.remote.model_url, &args.remote.model_name) {
         out.push(EvalModel {
@@ -185,7 +185,7 @@ fn models(args: &Args) -> Result<Vec<EvalModel>> {
             spec: Some(spec),
         });
     }
-    Ok(out)
+    out
 }
 
 /// A model ready to answer.

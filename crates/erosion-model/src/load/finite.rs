@@ -42,6 +42,18 @@ impl CheckedSafetensors {
     }
 }
 
+/// `t` if it has shape `s` (what a `VarBuilder` asked for), else candle's shape error.
+pub(crate) fn of_shape(t: Tensor, s: Shape, name: &str) -> candle_core::Result<Tensor> {
+    if t.shape() != &s {
+        return Err(candle_core::Error::UnexpectedShape {
+            msg: format!("shape mismatch for {name}"),
+            expected: s,
+            got: t.shape().clone(),
+        });
+    }
+    Ok(t)
+}
+
 impl SimpleBackend for CheckedSafetensors {
     fn get(
         &self,
@@ -51,15 +63,7 @@ impl SimpleBackend for CheckedSafetensors {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = self.load(name, dtype, dev)?;
-        if t.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected: s,
-                got: t.shape().clone(),
-            });
-        }
-        Ok(t)
+        of_shape(self.load(name, dtype, dev)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {

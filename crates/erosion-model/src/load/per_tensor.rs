@@ -8,7 +8,7 @@
 //! converted one with the block that holds it. GGUF tensors are read and dequantised the same
 //! way, one at a time ([`GgufTensors`]).
 
-use super::finite::ensure_finite;
+use super::finite::{ensure_finite, of_shape};
 use super::folder::Header;
 use super::gguf::GgufTensors;
 use crate::text::shown;
@@ -118,15 +118,7 @@ impl SimpleBackend for TensorFiles {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = self.get_unchecked(name, dtype, dev)?;
-        if t.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected: s,
-                got: t.shape().clone(),
-            });
-        }
-        Ok(t)
+        of_shape(self.get_unchecked(name, dtype, dev)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
