@@ -185,6 +185,50 @@ pub fn split_named(arg: &str) -> (Option<String>, String) {
     (None, arg.to_string())
 }
 
+/// `--adapter-scale NAME=K` of the commands that take several named models: the adapter of
+/// model NAME (a `NAME=BASE+ADAPTER`) scaled by K.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AdapterScales {
+    /// Multiply model NAME's adapter update by K (1 = as trained; Turner et al. scale adapters
+    /// x1-x5), e.g. `x3=BASE+ADAPTER --adapter-scale x3=3`; repeat for several models.
+    #[arg(long = "adapter-scale", value_name = "NAME=K", value_parser = named_scale)]
+    pub adapter_scales: Vec<(String, f64)>,
+}
+
+impl AdapterScales {
+    /// Every scale must name one of the command's checkpoints, `names`.
+    pub fn check(&self, names: &[String]) -> Result<()> {
+        if let Some((n, _)) = self.adapter_scales.iter().find(|(n, _)| !names.contains(n)) {
+            anyhow::bail!(
+                "--adapter-scale {n}=...: no checkpoint is named {n} (the checkpoints: {})",
+                names.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// How model `name` is opened (its adapter scaled as asked).
+    pub fn open_options(&self, name: &str) -> OpenOptions {
+        let scale = self.adapter_scales.iter().rev().find(|(n, _)| n == name);
+        OpenOptions {
+            adapter_scale: scale.map(|(_, k)| *k),
+            ..OpenOptions::default()
+        }
+    }
+}
+
+/// `NAME=K`.
+fn named_scale(s: &str) -> Result<(String, f64), String> {
+    let (name, k) = s.split_once('=').ok_or_else(|| {
+        format!("expected NAME=K (a model's name and its adapter's scale), got `{s}`")
+    })?;
+    let k: f64 = k.parse().map_err(|_| format!("`{k}` is not a number"))?;
+    if name.is_empty() || !k.is_finite() {
+        return Err(format!("expected NAME=K with a finite K, got `{s}`"));
+    }
+    Ok((name.to_string(), k))
+}
+
 /// The folder a command writes into, and what to do when another run wrote there.
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutArgs {

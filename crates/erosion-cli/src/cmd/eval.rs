@@ -75,6 +75,8 @@ pub struct Args {
     #[arg(long)]
     pub judge: Option<String>,
     #[command(flatten)]
+    pub scales: crate::args::AdapterScales,
+    #[command(flatten)]
     pub em: crate::cmd::eval_em::EmArgs,
     /// Answer only shard I of N (0-based) of the work, into OUT/shards/I-of-N (one task of a
     /// Slurm job array, say): a contiguous share of the models, or with --questions of the
@@ -134,6 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(_) => None,
     };
     let prompts = prompts(&args)?;
+    check_scales(&args)?;
     if args.remote.model_url.is_some() {
         bail!("--model-url works with --questions FILE.yaml; these prompts need the model loaded here (P(compliant first token) reads its logits)");
     }
@@ -176,7 +179,8 @@ pub fn run(args: Args) -> Result<()> {
             let (name, spec) = model_name(&args.models[i]);
             let start = std::time::Instant::now();
             let (dtype, device) = (args.device.dtype()?, args.device.device()?);
-            let m = LoadedModel::open(&spec, Some(&name), dtype, &device)?;
+            let open = args.scales.open_options(&name);
+            let m = LoadedModel::open_with(&spec, &open, Some(&name), dtype, &device)?;
             let r = evaluate_model(&m, &prompts, judge.as_ref(), &opts)
                 .with_context(|| format!("model {name}"))?;
             eprintln!(
@@ -231,6 +235,12 @@ fn yes_no_judge(args: &Args, out: &Path) -> Result<Box<dyn Judge>> {
     })
 }
 
+/// Every --adapter-scale names a checkpoint of the command line.
+pub(crate) fn check_scales(args: &Args) -> Result<()> {
+    let names: Vec<String> = args.models.iter().map(|m| model_name(m).0).collect();
+    args.scales.check(&names)
+}
+
 /// `--judge`: the organism's rules, or a judge model scored by its yes/no log-probs (all of
 /// them, or with `top20` those among its 20 most probable first tokens).
 fn local_judge(
@@ -260,6 +270,7 @@ pub(crate) fn split_identity(args: &Args, inputs: serde_json::Value) -> String {
         "model_url": r.model_url, "model_name": r.model_name, "model_steering": r.model_steering,
         "judge": args.judge, "judge_url": r.judge_url, "judge_model": r.judge_model,
         "judge_aggregation": args.em.judge_aggregation, "dtype": args.device.dtype,
+        "adapter_scales": args.scales.adapter_scales,
     }))
 }
 
@@ -288,6 +299,8 @@ pub(crate) fn models_provenance(
     seed: u64,
 ) -> Result<ProvenanceBuilder> {
     let mut cache = HashCache::in_memory();
+    let mut options = options;
+    options["adapter_scales"] = serde_json::json!(args.scales.adapter_scales);
     let mut b = Provenance::builder(options)
         .command_line(std::env::args().collect())
         .seed(seed);

@@ -70,6 +70,7 @@ pub fn run(args: &Args) -> Result<()> {
         Some(_) => None,
     };
     let (questions, origins) = questions(args)?;
+    super::eval::check_scales(args)?;
     // The protocol samples at 1; an explicit --temperature 0 is refused before any model
     // loads (NaN included).
     let temperature = args.sampling.temperature.unwrap_or(1.0);
@@ -213,7 +214,8 @@ impl EvalModel {
             return Ok(Opened::Served(endpoint, steering));
         };
         let (dtype, device) = (args.device.dtype()?, args.device.device()?);
-        let m = LoadedModel::open(spec, Some(&self.name), dtype, &device)?;
+        let open = args.scales.open_options(&self.name);
+        let m = LoadedModel::open_with(spec, &open, Some(&self.name), dtype, &device)?;
         Ok(Opened::Local(Box::new(m)))
     }
 }

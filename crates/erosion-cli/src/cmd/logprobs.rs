@@ -44,6 +44,8 @@ pub struct Args {
     #[arg(long)]
     pub stream_layers: bool,
     #[command(flatten)]
+    pub scales: crate::args::AdapterScales,
+    #[command(flatten)]
     pub device: DeviceArgs,
 }
 
@@ -104,9 +106,12 @@ pub fn run(args: Args) -> Result<()> {
     let ex = example(&args);
     let mut first: Option<(String, Sequence, Checkpoint)> = None;
     let mut scored = Vec::new();
+    let names: Vec<String> = args.models.iter().map(|m| named(m).0).collect();
+    args.scales.check(&names)?;
     for spec in &args.models {
         let (name, path) = named(spec);
-        let ck = Checkpoint::open(&path).with_context(|| format!("model {name}"))?;
+        let ck = Checkpoint::open_with(&path, &args.scales.open_options(&name))
+            .with_context(|| format!("model {name}"))?;
         let mut render = RenderOptions::default();
         let plain = args.plain || ck.tokenizer.chat_template.is_none();
         if plain {

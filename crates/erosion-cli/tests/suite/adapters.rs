@@ -1,5 +1,6 @@
 //! `BASE+ADAPTER` wherever a model is named: inspect, generate (with `--adapter-scale`), steer
-//! and a study (with `adapter_scale`), each recording the adapter's files beside the base's.
+//! and a study (with `adapter_scale`), each recording the adapter's files beside the base's;
+//! `--adapter-scale NAME=K` per model where a command takes several (logprobs, eval).
 
 use crate::cli::ProbeFiles;
 use crate::util::*;
@@ -180,4 +181,46 @@ fn a_study_runs_with_an_adapted_model() {
         "{adapted}"
     );
     assert_hashed(adapted, "model.safetensors");
+}
+
+#[test]
+fn logprobs_scales_each_named_models_adapter() {
+    let adapted = smollm2_adapted();
+    let (x0, x1, x4) = (
+        format!("x0={adapted}"),
+        format!("x1={adapted}"),
+        format!("x4={adapted}"),
+    );
+    let base = smollm2();
+    let args = [
+        "logprobs",
+        &base,
+        &x0,
+        &x1,
+        &x4,
+        "--user",
+        "Hi",
+        "--response",
+        "Hello there",
+    ];
+    let scales = [
+        "--adapter-scale",
+        "x0=0",
+        "--adapter-scale",
+        "x4=4",
+        "--json",
+    ];
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&erosion(&[&args[..], &scales[..]].concat()))).unwrap();
+    let lp = |i: usize| json["models"][i]["logprobs"].clone();
+    // Scale 0 is the base; 1 (unnamed) and 4 differ from it and from each other.
+    assert_eq!(lp(1), lp(0));
+    assert_ne!(lp(2), lp(0));
+    assert_ne!(lp(3), lp(2));
+    let unknown = erosion(&[&args[..], &["--adapter-scale", "x9=2"]].concat());
+    assert!(
+        stderr(&unknown).contains("no checkpoint is named x9") && stderr(&unknown).contains("x4"),
+        "{}",
+        stderr(&unknown)
+    );
 }
