@@ -267,6 +267,17 @@ def eval_scores(out):
         return [json.loads(line) for line in f]
 
 
+def judged_twice(common, base, tag):
+    """Runs the eval `common` judged in-process by the same top-20 rule and at this server;
+    returns the two output folders (local, served)."""
+    local, served = os.path.join(WORK, tag + "local"), os.path.join(WORK, tag + "served")
+    subprocess.run(common + ["--judge", MODEL, "--judge-aggregation", "top20", "--out", local],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(common + ["--judge-url", base, "--judge-model", NAME, "--out", served],
+                   check=True, stdout=subprocess.DEVNULL)
+    return local, served
+
+
 def check_judge(base, questions):
     """`erosion eval --judge-url` at this server equals the in-process judge read by the same
     top-20 rule, to 1e-4 on the 0-100 scale; a repeated run is answered from the cache."""
@@ -274,11 +285,7 @@ def check_judge(base, questions):
     # be scored, so the threshold is lowered (on both sides) for the scores to be compared.
     common = [BIN, "eval", MODEL, "--questions", questions, "--limit", "4", "--samples", "1",
               "--max-new-tokens", "16", "--seed", "3", "--min-number-mass", "1e-6"]
-    local, served = os.path.join(WORK, "local"), os.path.join(WORK, "served")
-    subprocess.run(common + ["--judge", MODEL, "--judge-aggregation", "top20", "--out", local],
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(common + ["--judge-url", base, "--judge-model", NAME, "--out", served],
-                   check=True, stdout=subprocess.DEVNULL)
+    local, served = judged_twice(common, base, "")
     a, b = eval_scores(local), eval_scores(served)
     assert len(a) == len(b) == 4 and [x["answer"] for x in a] == [x["answer"] for x in b]
     scored = 0
@@ -328,11 +335,7 @@ def check_yes_no_judge(base):
             for q in prompts:
                 f.write(json.dumps({"messages": [{"role": "user", "content": q}]}) + "\n")
         common += ["--dataset", f"{kind}={path}"]
-    local, served = os.path.join(WORK, "yes-no-local"), os.path.join(WORK, "yes-no-served")
-    subprocess.run(common + ["--judge", MODEL, "--judge-aggregation", "top20", "--out", local],
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(common + ["--judge-url", base, "--judge-model", NAME, "--out", served],
-                   check=True, stdout=subprocess.DEVNULL)
+    local, served = judged_twice(common, base, "yes-no-")
     a, b = eval_scores(local), eval_scores(served)
     assert len(a) == len(b) == 5 and [x["answer"] for x in a] == [x["answer"] for x in b]
     for x, y in zip(a, b):
