@@ -303,9 +303,17 @@ pub fn published() -> Vec<String> {
     ]
 }
 
+/// What [`run_em_conditions`] measured.
+pub struct EmRun {
+    pub conditions: Vec<EmCondition>,
+    pub sweep: Option<Sweep>,
+    pub answers: Vec<ConditionAnswer>,
+    /// Origins of every direction steered along (the random controls' seeds included).
+    pub directions: Vec<String>,
+}
+
 /// Measures every condition on `m` (its steering set per condition and cleared after):
-/// the fixed ones of [`plan_conditions`], then the sweep. Returns the section and every
-/// answer.
+/// the fixed ones of [`plan_conditions`], then the sweep.
 pub fn run_em_conditions(
     m: &mut LoadedModel,
     dirs: &EmDirections<'_>,
@@ -313,7 +321,7 @@ pub fn run_em_conditions(
     judge: &dyn ScoreJudge,
     opts: &EmSteerOptions,
     notices: &mut dyn Notify,
-) -> Result<(Vec<EmCondition>, Option<Sweep>, Vec<ConditionAnswer>)> {
+) -> Result<EmRun> {
     opts.validate()?;
     let rows = plan(questions, &opts.em)?;
     let random = dirs.direction.random_like(opts.control_seed);
@@ -372,7 +380,20 @@ pub fn run_em_conditions(
             },
         )?)
     };
-    Ok((run.conditions, sweep, run.answers))
+    let mut directions = vec![
+        format!("direction: {}", dirs.direction.origin),
+        format!("random control: {}", random.origin),
+    ];
+    if let (Some(t), Some(r)) = (dirs.transfer, &transfer_random) {
+        directions.push(format!("transfer: {}", t.origin));
+        directions.push(format!("transfer random control: {}", r.origin));
+    }
+    Ok(EmRun {
+        conditions: run.conditions,
+        sweep,
+        answers: run.answers,
+        directions,
+    })
 }
 
 /// The state of a run through the conditions.

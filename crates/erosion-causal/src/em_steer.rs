@@ -128,15 +128,12 @@ pub fn run_em_steer(
         direction: &dirs,
         transfer: transfer.as_ref(),
     };
-    let (conditions, sweep, answers) =
-        run_em_conditions(&mut m, &d, &spec.questions, judge, &options, notices)?;
+    let run = run_em_conditions(&mut m, &d, &spec.questions, judge, &options, notices)?;
     let described = judge.describe();
     let mut warnings = Vec::new();
     if described.is_small() {
         warnings.push(small_judge_warning(&described));
     }
-    let mut origins = vec![dirs.origin.clone()];
-    origins.extend(transfer.as_ref().map(|t| format!("transfer: {}", t.origin)));
     let mut defs = definitions(&options.em);
     defs.push(format!(
         "change against unsteered: answer i is drawn with the same seed under every condition; \
@@ -168,10 +165,10 @@ pub fn run_em_steer(
                 LayerDirections::random_like(options.control_seed), the transfer's \
                 random_like(seed::for_stream(options.control_seed, \"transfer control\", 0, 0))"
             .into(),
-        directions: origins,
+        directions: run.directions,
         options,
-        conditions,
-        sweep,
+        conditions: run.conditions,
+        sweep: run.sweep,
         published: published(),
         warnings,
     };
@@ -181,7 +178,7 @@ pub fn run_em_steer(
         &spec.out,
         &dirs,
         &[],
-        Some((&em, &answers)),
+        Some((&em, &run.answers)),
         (&prov, None),
         &hint,
         notices,
