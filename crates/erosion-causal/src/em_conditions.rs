@@ -23,7 +23,7 @@ use erosion_eval::prompts::Origin;
 use erosion_eval::questions::Question;
 use erosion_eval::sampler::Sampler;
 use erosion_forward::notice::Notify;
-use erosion_model::hooks::Steering;
+use erosion_model::hooks::{HookPoint, Steering};
 use erosion_model::{seed, LoadedModel};
 use serde::{Deserialize, Serialize};
 
@@ -124,20 +124,18 @@ impl ConditionSpec {
     /// A sweep step: `add scale x v_l` at `layers`.
     pub fn sweep(scale: f64, layers: &[usize]) -> Self {
         let name = format!("sweep: add {scale} x v_l at {}", words(layers));
-        Self::new(
-            name,
-            Along::Direction,
-            Some(Action::Add { scale }),
-            layers,
-        )
+        Self::new(name, Along::Direction, Some(Action::Add { scale }), layers)
     }
 }
 
-/// "layer 3" or "layers 1, 2".
+/// Layer indices by hook name, as the command line names them: "blocks.2.hook_resid_post" or
+/// "hook_embed, blocks.0.hook_resid_post".
 fn words(layers: &[usize]) -> String {
-    let list: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
-    let noun = if layers.len() == 1 { "layer" } else { "layers" };
-    format!("{noun} {}", list.join(", "))
+    let names: Vec<String> = layers
+        .iter()
+        .map(|&l| HookPoint::resid(l).to_string())
+        .collect();
+    names.join(", ")
 }
 
 /// The fixed conditions, in the order measured: unsteered; ablation at every layer of
@@ -469,7 +467,12 @@ pub fn summarise(
     }
     let per_q: Vec<(String, Vec<&EmAnswer>)> = order
         .iter()
-        .map(|q| (q.to_string(), answers.iter().filter(|a| a.question == *q).collect()))
+        .map(|q| {
+            (
+                q.to_string(),
+                answers.iter().filter(|a| a.question == *q).collect(),
+            )
+        })
         .collect();
     let seed = seed::for_stream(opts.seed, "bootstrap/em/all", 0, 0);
     let name = &condition.name;
@@ -511,8 +514,8 @@ mod tests {
                 "unsteered",
                 "ablate at every layer",
                 "ablate at every layer: random control",
-                "ablate at layer 2",
-                "ablate at layer 2: random control",
+                "ablate at blocks.1.hook_resid_post",
+                "ablate at blocks.1.hook_resid_post: random control",
                 "transfer: ablate at every layer",
                 "transfer: ablate at every layer: random control",
             ]
@@ -520,17 +523,24 @@ mod tests {
         assert_eq!((plan[0].action, plan[0].along), (None, Along::Nothing));
         assert_eq!(plan[1].layers, [1, 2, 3]);
         assert_eq!(
-            (plan[2].along, plan[2].layers.as_slice(), plan[2].control_of.as_deref()),
+            (
+                plan[2].along,
+                plan[2].layers.as_slice(),
+                plan[2].control_of.as_deref()
+            ),
             (Along::Random, &[1, 2, 3][..], Some("ablate at every layer"))
         );
         assert_eq!(plan[4].layers, [2]);
-        assert_eq!((plan[5].along, plan[5].layers.as_slice()), (Along::Transfer, &[1, 3][..]));
+        assert_eq!(
+            (plan[5].along, plan[5].layers.as_slice()),
+            (Along::Transfer, &[1, 3][..])
+        );
         assert_eq!(plan[6].along, Along::TransferRandom);
         // Without transfer directions: five conditions.
         assert_eq!(plan_conditions(&[1], &[1, 2], None).len(), 5);
         assert_eq!(
             plan_conditions(&[1], &[1, 2], None)[3].name,
-            "ablate at layers 1, 2"
+            "ablate at blocks.0.hook_resid_post, blocks.1.hook_resid_post"
         );
     }
 
@@ -554,10 +564,17 @@ mod tests {
         assert_eq!(asked, [1.0, 2.0, 4.0]);
         assert_eq!(sweep.measured, [1.0, 2.0, 4.0]);
         assert_eq!(sweep.stopped_at, Some(4.0));
-        assert!(sweep.reason.contains("49.9") && sweep.reason.contains("scale 4"), "{}", sweep.reason);
+        assert!(
+            sweep.reason.contains("49.9") && sweep.reason.contains("scale 4"),
+            "{}",
+            sweep.reason
+        );
         // In the order given, not sorted: a first incoherent scale stops at once.
         let sweep = run_sweep(&[8.0, 4.0], &[5], 50.0, &mut |s| Ok(coherence(s))).unwrap();
-        assert_eq!((sweep.measured.as_slice(), sweep.stopped_at), (&[8.0, 4.0][..], Some(4.0)));
+        assert_eq!(
+            (sweep.measured.as_slice(), sweep.stopped_at),
+            (&[8.0, 4.0][..], Some(4.0))
+        );
         // No coherent score at all stops it.
         let sweep = run_sweep(&[1.0, 2.0], &[5], 0.0, &mut |_| Ok(None)).unwrap();
         assert_eq!(sweep.stopped_at, Some(1.0));

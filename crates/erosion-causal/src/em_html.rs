@@ -7,7 +7,8 @@ use erosion_analysis::stats::ConfidenceInterval;
 use erosion_report::format::{fmt_ci_fixed, fmt_proportion};
 use erosion_report::html::{Section, Table, Verdict};
 
-use crate::em_conditions::{EmCondition, EmSteer};
+use crate::em_conditions::{Along, EmCondition, EmSteer};
+use crate::experiment::Action;
 
 /// Largest relative EM change a random control may make (Soligo et al.: "at most 10%").
 pub const CONTROL_TOLERANCE: f64 = 0.10;
@@ -77,7 +78,13 @@ pub fn em_section(em: &EmSteer) -> Result<Section> {
         rate("ablate at every layer: random control"),
         em.conditions
             .iter()
-            .find(|c| c.condition.name.starts_with("ablate at layer"))
+            // The second ablation along the direction itself (the first is at every layer).
+            .filter(|c| {
+                c.condition.control_of.is_none()
+                    && c.condition.along == Along::Direction
+                    && c.condition.action == Some(Action::Ablate)
+            })
+            .nth(1)
             .map_or("-".into(), |c| format!("{:.3}", c.stats.em.estimate)),
     );
     if let Some(t) = em.condition("transfer: ablate at every layer") {
@@ -131,7 +138,7 @@ pub fn em_section(em: &EmSteer) -> Result<Section> {
     if let Some(sweep) = &em.sweep {
         s.tables.push(Table {
             caption: format!(
-                "Steering sweep: add s x v_l at layers {:?}, scales in the order given, stopped \
+                "Steering sweep: add s x v_l at layer indices {:?}, scales in the order given, stopped \
                  at the first whose mean coherent score is below {} ({}).",
                 sweep.layers, sweep.min_coherence, sweep.reason
             ),
@@ -147,7 +154,7 @@ pub fn em_section(em: &EmSteer) -> Result<Section> {
                     let cond = em.conditions.iter().find(|c| {
                         c.condition.name.starts_with("sweep")
                             && c.condition.action
-                                == Some(crate::experiment::Action::Add { scale })
+                                == Some(Action::Add { scale })
                     });
                     vec![
                         scale.to_string(),

@@ -193,7 +193,10 @@ mod tests {
         let base = [answer("a", 0, Some(5.0), Some(90.0))];
         let cond = [answer("b", 0, Some(5.0), Some(90.0))];
         let err = paired_change(&base, &cond, 10, 0).unwrap_err().to_string();
-        assert!(err.contains("question b") && err.contains("no unsteered twin"), "{err}");
+        assert!(
+            err.contains("question b") && err.contains("no unsteered twin"),
+            "{err}"
+        );
         let err = paired_change(&base, &[], 10, 0).unwrap_err().to_string();
         assert!(err.contains("got 1 and 0"), "{err}");
     }

@@ -109,7 +109,9 @@ pub fn run_em_steer(
     let transfer = spec
         .transfer
         .as_ref()
-        .map(|p| read_safetensors(p).with_context(|| format!("--transfer-directions {}", p.display())))
+        .map(|p| {
+            read_safetensors(p).with_context(|| format!("--transfer-directions {}", p.display()))
+        })
         .transpose()?;
     let opts = erosion_model::load::OpenOptions {
         adapter_scale: spec.adapter_scale,

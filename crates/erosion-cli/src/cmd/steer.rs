@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
 use erosion_causal::em_conditions::EmSteerOptions;
 use erosion_causal::em_steer::{run_em_steer, EmSteerSpec};
+use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
 use erosion_causal::Action;
 use erosion_eval::em::EmOptions;
 use erosion_eval::judge::Aggregation;
@@ -119,7 +119,12 @@ pub struct Args {
     /// With --questions: multiples s of v_l added at --layers, tried in this order, stopping at
     /// the first s whose mean coherent score is under --min-coherence (e.g. `-1,-2,-4,-8`:
     /// negative moves away from alignment).
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, requires = "questions")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        requires = "questions"
+    )]
     pub sweep_scales: Vec<f64>,
     /// The sweep stops at the first scale whose mean coherent score (0-100, over the answers the
     /// judge scored) is below this, or that has none.

@@ -120,11 +120,11 @@ fn steer_questions_measures_every_condition_by_em() {
             "unsteered",
             "ablate at every layer",
             "ablate at every layer: random control",
-            "ablate at layer 15",
-            "ablate at layer 15: random control",
+            "ablate at blocks.14.hook_resid_post",
+            "ablate at blocks.14.hook_resid_post: random control",
             "transfer: ablate at every layer",
             "transfer: ablate at every layer: random control",
-            "sweep: add -2 x v_l at layer 15",
+            "sweep: add -2 x v_l at blocks.14.hook_resid_post",
         ]
     );
     for c in conds {
@@ -149,15 +149,13 @@ fn steer_questions_measures_every_condition_by_em() {
         }
     }
     // The random controls are recorded as such, with their seeds.
-    assert_eq!(
-        conds[2]["condition"]["control_of"],
-        "ablate at every layer"
-    );
+    assert_eq!(conds[2]["condition"]["control_of"], "ablate at every layer");
     assert_eq!(conds[2]["condition"]["along"], "random");
     assert_eq!(conds[6]["condition"]["along"], "transfer_random");
     let origins = em["directions"].to_string();
     assert!(
-        origins.contains("random Gaussian directions (seed 9)") && origins.contains("another fixed pattern"),
+        origins.contains("random Gaussian directions (seed 9)")
+            && origins.contains("another fixed pattern"),
         "{origins}"
     );
 
@@ -190,13 +188,20 @@ fn steer_questions_measures_every_condition_by_em() {
         .collect();
     assert_eq!(lines.len(), 8 * 2);
     for a in &lines {
-        assert!(a["aligned"].get("number_mass").is_some() && a["coherent"].get("number_mass").is_some());
+        assert!(
+            a["aligned"].get("number_mass").is_some() && a["coherent"].get("number_mass").is_some()
+        );
     }
     let texts = |cond: &str| -> Vec<(String, u64)> {
         lines
             .iter()
             .filter(|a| a["condition"] == cond)
-            .map(|a| (a["answer"].as_str().unwrap().to_string(), a["seed"].as_u64().unwrap()))
+            .map(|a| {
+                (
+                    a["answer"].as_str().unwrap().to_string(),
+                    a["seed"].as_u64().unwrap(),
+                )
+            })
             .collect()
     };
     let (base, ablated) = (texts("unsteered"), texts("ablate at every layer"));
@@ -208,7 +213,10 @@ fn steer_questions_measures_every_condition_by_em() {
     assert_ne!(base, ablated, "ablating at every layer changed no answer");
     assert_eq!(
         conds[1]["answers_differing"].as_u64().unwrap() as usize,
-        base.iter().zip(&ablated).filter(|(b, a)| b.0 != a.0).count()
+        base.iter()
+            .zip(&ablated)
+            .filter(|(b, a)| b.0 != a.0)
+            .count()
     );
 
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
@@ -230,8 +238,16 @@ fn steer_questions_flags_are_checked_before_any_model_loads() {
     let out = tmp.path().join("o");
     let out = out.to_str().unwrap();
     let run = erosion(&[
-        "steer", "no/such-model", "--directions", "d", "--organism-data", "o",
-        "--sweep-scales", "1", "--out", out,
+        "steer",
+        "no/such-model",
+        "--directions",
+        "d",
+        "--organism-data",
+        "o",
+        "--sweep-scales",
+        "1",
+        "--out",
+        out,
     ]);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
     assert!(
@@ -240,19 +256,44 @@ fn steer_questions_flags_are_checked_before_any_model_loads() {
         stderr(&run)
     );
     let run = erosion(&[
-        "steer", "no/such-model", "--directions", "d", "--questions", "q.yaml",
-        "--harmful", "h", "--out", out,
+        "steer",
+        "no/such-model",
+        "--directions",
+        "d",
+        "--questions",
+        "q.yaml",
+        "--harmful",
+        "h",
+        "--out",
+        out,
     ]);
     assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
-    assert!(stderr(&run).contains("cannot be used with"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("cannot be used with"),
+        "{}",
+        stderr(&run)
+    );
     // A threshold that is no coherence score: named before the judge or the model loads.
     let questions =
         erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
     let run = erosion(&[
-        "steer", "no/such-model", "--directions", "d", "--questions",
-        questions.to_str().unwrap(), "--judge", "no/such-judge", "--min-coherence", "150",
-        "--out", out,
+        "steer",
+        "no/such-model",
+        "--directions",
+        "d",
+        "--questions",
+        questions.to_str().unwrap(),
+        "--judge",
+        "no/such-judge",
+        "--min-coherence",
+        "150",
+        "--out",
+        out,
     ]);
     assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    assert!(stderr(&run).contains("--min-coherence 150"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("--min-coherence 150"),
+        "{}",
+        stderr(&run)
+    );
 }
