@@ -60,7 +60,8 @@ pub struct Args {
     pub scale: f64,
     /// Residual-stream points to steer, comma-separated: `blocks.L.hook_resid_post`, L (the
     /// same point) or `embed`. Default: the middle block's output for add, every block's output
-    /// for ablate.
+    /// for ablate. With --questions: the layers of the second ablation and of the sweep (default:
+    /// the middle block's output).
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<ResidLayer>,
     /// The organism's corpus folder: eval_toxic, eval_toxic_reject and eval_general, judged
@@ -76,16 +77,18 @@ pub struct Args {
     /// Benign chats, for the KL cost.
     #[arg(long)]
     pub benign: Option<PathBuf>,
-    /// Judge model for the answers (not needed with --organism-data).
+    /// Judge model for the answers (not needed with --organism-data); with --questions, the
+    /// 0-100 judge of `erosion eval --questions`.
     #[arg(long)]
     pub judge: Option<String>,
-    /// Examples of each dataset measured.
+    /// Examples of each dataset measured (with --questions: the first N questions of each file).
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
     /// Most tokens generated per answer.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
-    /// Seed of the bootstraps (answers are greedy).
+    /// Seed of the bootstraps (answers are greedy); with --questions also of every sampled
+    /// answer, the same under every condition.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Seed of the random control direction.
