@@ -266,6 +266,9 @@ pub fn run_em_conditions(
 ) -> Result<EmRun> {
     opts.validate()?;
     let rows = plan(questions, &opts.em)?;
+    if rows.is_empty() {
+        bail!("no question to ask: the question files (after --limit) hold none");
+    }
     let random = dirs.direction.random_like(opts.control_seed);
     let transfer_random = dirs.transfer.map(|t| {
         t.random_like(seed::for_stream(
