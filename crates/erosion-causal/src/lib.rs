@@ -9,6 +9,11 @@
 //! - [`drift`]: s_l and the margin of a fixed probe set across checkpoints or training steps;
 //!   [`drift_series`]: a whole drift run over checkpoints, and the probe watching training.
 //! - [`steer`]: a whole steering run (`erosion steer`): directions, test, files.
+//! - [`em_conditions`]: Soligo et al.'s conditions (ablation at every layer, at chosen layers,
+//!   of another fine-tune's direction, each beside a random control, and a coherence-gated
+//!   steering sweep) measured by Betley et al.'s EM rate; [`em_paired`]: the paired change
+//!   against the unsteered model; [`em_sweep`]: the coherence-gated sweep; [`em_html`]: its
+//!   report section; [`em_steer`]: a whole `erosion steer --questions` run.
 //! - [`data`]: messages files rendered into the paired sequences the tests measure.
 //! - [`export`]: directions as safetensors, `.npy` and llama.cpp control vectors (GGUF).
 //! - [`html`]: the report section, with its verdict rule; [`output`]: the files of a run.
@@ -18,6 +23,11 @@ pub mod directions;
 pub mod drift;
 pub mod drift_series;
 pub mod drift_shards;
+pub mod em_conditions;
+pub mod em_html;
+pub mod em_paired;
+pub mod em_steer;
+pub mod em_sweep;
 pub mod experiment;
 pub mod export;
 pub mod html;

@@ -1,6 +1,7 @@
 //! A steering run's files, each written atomically: `directions.safetensors` and `.npy`,
-//! `control_vector.gguf` (llama.cpp), `causal.json` (every number, with provenance) and a
-//! self-contained `report.html`.
+//! `control_vector.gguf` (llama.cpp), `causal.json` (every number, with provenance), a
+//! self-contained `report.html`, and with `--questions` `em_answers.jsonl` (every judged
+//! answer of every condition).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,8 @@ use erosion_report::provenance::Provenance;
 use serde::Serialize;
 
 use crate::directions::LayerDirections;
+use crate::em_conditions::{ConditionAnswer, EmSteer};
+use crate::em_html::em_section;
 use crate::experiment::CausalResult;
 use crate::export::{write_control_vector, write_npy, write_safetensors};
 use crate::html::causal_section;
@@ -23,6 +26,9 @@ struct CausalFile<'a> {
     provenance: &'a Provenance,
     directions: DirectionsInfo<'a>,
     results: &'a [CausalResult],
+    /// Soligo et al.'s conditions on the EM protocol (`--questions` runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    em: Option<&'a EmSteer>,
 }
 
 #[derive(Serialize)]
@@ -42,6 +48,19 @@ pub fn write_all(
     out: &Path,
     dirs: &LayerDirections,
     results: &[CausalResult],
+    run: (&Provenance, Option<&str>),
+    model_hint: &str,
+    notices: &mut dyn Notify,
+) -> Result<Vec<PathBuf>> {
+    write_run(out, dirs, results, None, run, model_hint, notices)
+}
+
+/// [`write_all`], with the EM conditions and their answers when the run measured them.
+pub fn write_run(
+    out: &Path,
+    dirs: &LayerDirections,
+    results: &[CausalResult],
+    em: Option<(&EmSteer, &[ConditionAnswer])>,
     (provenance, smoke_run): (&Provenance, Option<&str>),
     model_hint: &str,
     notices: &mut dyn Notify,
@@ -75,14 +94,28 @@ pub fn write_all(
             left_out_of_control_vector: left_out,
         },
         results,
+        em: em.map(|(e, _)| e),
     };
     let json = out.join("causal.json");
     write_bytes_atomic(&json, serde_json::to_string_pretty(&file)?.as_bytes())?;
     files.push(json);
-    let html = out.join("report.html");
     let mut report = Report::new("erosion steer: causal tests of the alignment direction")
-        .provenance(provenance.clone())
-        .section(causal_section(results)?);
+        .provenance(provenance.clone());
+    if !results.is_empty() || em.is_none() {
+        report = report.section(causal_section(results)?);
+    }
+    if let Some((e, answers)) = em {
+        let path = out.join("em_answers.jsonl");
+        let mut text = String::new();
+        for a in answers {
+            text += &serde_json::to_string(a)?;
+            text.push('\n');
+        }
+        write_bytes_atomic(&path, text.as_bytes())?;
+        files.push(path);
+        report = report.section(em_section(e)?);
+    }
+    let html = out.join("report.html");
     if let Some(why) = smoke_run {
         report = report.smoke_run(why);
     }

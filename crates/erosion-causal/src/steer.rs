@@ -103,7 +103,26 @@ pub struct SteerOutcome {
 }
 
 fn directions(spec: &SteerSpec, batch: &BatchOptions) -> Result<LayerDirections> {
-    let (base, instruct, data) = match &spec.directions {
+    let held_out = (spec.data.toxic.as_path(), spec.limit);
+    load_directions(
+        &spec.directions,
+        spec.window,
+        Some(held_out),
+        (spec.dtype, &spec.device),
+        batch,
+    )
+}
+
+/// The directions of `source`; computed ones over `data`, or without it over the examples of
+/// `held_out` (a file and how many of its first examples the measures use).
+pub(crate) fn load_directions(
+    source: &DirectionSource,
+    window: usize,
+    held_out: Option<(&Path, usize)>,
+    (dtype, device): (DType, &Device),
+    batch: &BatchOptions,
+) -> Result<LayerDirections> {
+    let (base, instruct, data) = match source {
         DirectionSource::File(p) => return read_safetensors(p),
         DirectionSource::Alignment {
             base,
@@ -111,16 +130,19 @@ fn directions(spec: &SteerSpec, batch: &BatchOptions) -> Result<LayerDirections>
             data,
         } => (base, instruct, data),
     };
-    let (dtype, device) = (spec.dtype, &spec.device);
-    let (path, range) = match data {
-        Some(p) => (p.clone(), 0..usize::MAX),
-        None => (spec.data.toxic.clone(), spec.limit..usize::MAX),
+    let (path, range) = match (data, held_out) {
+        (Some(p), _) => (p.clone(), 0..usize::MAX),
+        (None, Some((p, n))) => (p.to_path_buf(), n..usize::MAX),
+        (None, None) => bail!(
+            "computing the directions from --base and --instruct here needs --direction-data \
+             (messages .jsonl)"
+        ),
     };
     let b = LoadedModel::open(base, Some("base"), dtype, device)?;
     let i = LoadedModel::open(instruct, Some("instruct"), dtype, device)?;
     let sb = sequences(&path, &b.tokenizer, range.clone()).context("direction data")?;
     let si = sequences(&path, &i.tokenizer, range).context("direction data")?;
-    let mut dirs = LayerDirections::alignment(&b.model, &sb, &i.model, &si, spec.window, batch)?;
+    let mut dirs = LayerDirections::alignment(&b.model, &sb, &i.model, &si, window, batch)?;
     dirs.origin = format!(
         "{} (base {base}, instruct {instruct}, data {})",
         dirs.origin,
@@ -129,7 +151,7 @@ fn directions(spec: &SteerSpec, batch: &BatchOptions) -> Result<LayerDirections>
     Ok(dirs)
 }
 
-fn default_layers(action: Action, dirs: &LayerDirections) -> Vec<usize> {
+pub(crate) fn default_layers(action: Action, dirs: &LayerDirections) -> Vec<usize> {
     let blocks: Vec<usize> = dirs.available().into_iter().filter(|&l| l > 0).collect();
     match action {
         Action::Ablate => blocks,
@@ -141,7 +163,7 @@ fn default_layers(action: Action, dirs: &LayerDirections) -> Vec<usize> {
 }
 
 /// The directions must have one entry per layer index of `m`, of its width.
-fn check_fit(dirs: &LayerDirections, m: &LoadedModel, name: &str) -> Result<()> {
+pub(crate) fn check_fit(dirs: &LayerDirections, m: &LoadedModel, name: &str) -> Result<()> {
     if dirs.d_model != m.model.config().hidden_size || dirs.layers.len() != m.model.n_layers() + 1 {
         bail!(
             "the directions ({} layer indices of width {}) do not fit {} ({} blocks of width {})",

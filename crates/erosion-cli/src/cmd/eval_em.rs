@@ -40,11 +40,14 @@ pub struct EmArgs {
     pub min_number_mass: f64,
 }
 
-/// Reads the question files (each question at most `limit` times per file).
-fn questions(args: &Args) -> Result<(Vec<Question>, Vec<Origin>)> {
+/// Reads the question files (at most the first `limit` questions of each file).
+pub(crate) fn read_question_files(
+    paths: &[std::path::PathBuf],
+    limit: Option<usize>,
+) -> Result<(Vec<Question>, Vec<Origin>)> {
     let mut all: Vec<Question> = Vec::new();
     let mut origins = Vec::new();
-    for path in &args.questions {
+    for path in paths {
         let mut qs = read_questions(path)?;
         origins.push(Origin {
             description: format!("questions {}", path.display()),
@@ -52,7 +55,7 @@ fn questions(args: &Args) -> Result<(Vec<Question>, Vec<Origin>)> {
             sha256: Some(erosion_data::file_sha256(path)?),
             records: qs.len(),
         });
-        if let Some(n) = args.limit {
+        if let Some(n) = limit {
             qs.truncate(n);
         }
         if let Some(q) = qs.iter().find(|q| all.iter().any(|a| a.id == q.id)) {
@@ -69,7 +72,7 @@ pub fn run(args: &Args) -> Result<()> {
         None => Some(args.out.claim(&run_identity(args))?),
         Some(_) => None,
     };
-    let (questions, origins) = questions(args)?;
+    let (questions, origins) = read_question_files(&args.questions, args.limit)?;
     super::eval::check_scales(args)?;
     // The protocol samples at 1; an explicit --temperature 0 is refused before any model
     // loads (NaN included).
@@ -298,10 +301,22 @@ fn judge(args: &Args, out: &std::path::Path) -> Result<Box<dyn ScoreJudge>> {
         bail!("--questions needs a judge that scores 0-100: pass --judge MODEL or --judge-url URL --judge-model NAME");
     };
     let (dtype, device) = (args.device.dtype()?, args.device.device()?);
-    let mut judge = NumberJudge::open(spec, dtype, &device)?;
-    judge.aggregation = aggregation(args)?;
-    judge.min_mass = args.em.min_number_mass;
+    let judge = local_judge(spec, aggregation(args)?, &args.em, dtype, &device)?;
     Ok(Box::new(judge))
+}
+
+/// The local 0-100 judge `spec`, read by `aggregation`, with `em`'s least number mass.
+pub(crate) fn local_judge(
+    spec: &str,
+    aggregation: Aggregation,
+    em: &EmArgs,
+    dtype: candle_core::DType,
+    device: &candle_core::Device,
+) -> Result<NumberJudge> {
+    let mut judge = NumberJudge::open(spec, dtype, device)?;
+    judge.aggregation = aggregation;
+    judge.min_mass = em.min_number_mass;
+    Ok(judge)
 }
 
 /// The models as named (their files hashed), the question files, the options, the command line.

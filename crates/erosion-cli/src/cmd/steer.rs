@@ -1,17 +1,24 @@
 //! `erosion steer MODEL --out DIR`: a causal test of the alignment direction on MODEL: add
 //! `scale * v_l` (or ablate v_l) at chosen layers during every forward pass, beside a random
 //! direction of the same norm, and measure refusals, harmful compliance, the log-prob margin
-//! of harmful over refusing answers, and the KL cost on benign answers.
+//! of harmful over refusing answers, and the KL cost on benign answers. With `--questions`,
+//! Soligo et al.'s conditions measured by Betley et al.'s EM rate instead
+//! (erosion_causal::em_steer).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use erosion_causal::em_conditions::EmSteerOptions;
+use erosion_causal::em_steer::{run_em_steer, EmSteerSpec};
 use erosion_causal::steer::{run_steer, DirectionSource, SteerData, SteerSpec};
 use erosion_causal::Action;
+use erosion_eval::em::EmOptions;
+use erosion_eval::judge::Aggregation;
 use erosion_eval::{Judge, LogprobJudge};
 use erosion_forward::run_folder::{model_part, RunIdentity};
 use erosion_organism::evaluation::OrganismJudge;
 
+use super::eval_em::{local_judge, read_question_files, EmArgs};
 use crate::args::{ModelArgs, OutArgs};
 use crate::layer::ResidLayer;
 
@@ -53,7 +60,8 @@ pub struct Args {
     pub scale: f64,
     /// Residual-stream points to steer, comma-separated: `blocks.L.hook_resid_post`, L (the
     /// same point) or `embed`. Default: the middle block's output for add, every block's output
-    /// for ablate.
+    /// for ablate. With --questions: the layers of the second ablation and of the sweep (default:
+    /// the middle block's output).
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<ResidLayer>,
     /// The organism's corpus folder: eval_toxic, eval_toxic_reject and eval_general, judged
@@ -69,16 +77,18 @@ pub struct Args {
     /// Benign chats, for the KL cost.
     #[arg(long)]
     pub benign: Option<PathBuf>,
-    /// Judge model for the answers (not needed with --organism-data).
+    /// Judge model for the answers (not needed with --organism-data); with --questions, the
+    /// 0-100 judge of `erosion eval --questions`.
     #[arg(long)]
     pub judge: Option<String>,
-    /// Examples of each dataset measured.
+    /// Examples of each dataset measured (with --questions: the first N questions of each file).
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
     /// Most tokens generated per answer.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
-    /// Seed of the bootstraps (answers are greedy).
+    /// Seed of the bootstraps (answers are greedy); with --questions also of every sampled
+    /// answer, the same under every condition.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Seed of the random control direction.
@@ -87,6 +97,42 @@ pub struct Args {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Soligo et al.'s conditions measured by Betley et al.'s EM protocol on these question
+    /// files (YAML, as `erosion eval --questions`; the first --limit questions of each) with a
+    /// 0-100 --judge, instead of refusals: unsteered; the direction ablated at every layer and
+    /// at --layers (default: the middle block); --transfer-directions ablated; each beside a
+    /// random direction of the same norms (--control-seed); then the --sweep-scales sweep.
+    /// Answers are sampled (temperature 1), seeded by --seed, the same under every condition.
+    #[arg(
+        long,
+        value_name = "FILE.yaml",
+        conflicts_with_all = ["organism_data", "harmful", "reject", "benign", "action", "scale"]
+    )]
+    pub questions: Vec<PathBuf>,
+    /// With --questions: answers per paraphrase (default: each question's
+    /// samples_per_paraphrase, 1 without one).
+    #[arg(long, requires = "questions")]
+    pub samples: Option<usize>,
+    #[command(flatten)]
+    pub em: EmArgs,
+    /// With --questions: another fine-tune's directions (its run's directions.safetensors),
+    /// ablated at every layer (the transfer condition).
+    #[arg(long, value_name = "FILE", requires = "questions")]
+    pub transfer_directions: Option<PathBuf>,
+    /// With --questions: multiples s of v_l added at --layers, tried in this order, stopping at
+    /// the first s whose mean coherent score is under --min-coherence (e.g. `-1,-2,-4,-8`:
+    /// negative moves away from alignment).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        requires = "questions"
+    )]
+    pub sweep_scales: Vec<f64>,
+    /// The sweep stops at the first scale whose mean coherent score (0-100, over the answers the
+    /// judge scored) is below this, or that has none.
+    #[arg(long, default_value_t = 50.0)]
+    pub min_coherence: f64,
     #[command(flatten)]
     pub out: OutArgs,
 }
@@ -135,12 +181,103 @@ fn judge(
     })
 }
 
+/// `--questions`: the EM conditions, judged by a local 0-100 judge.
+fn run_em(args: Args) -> Result<()> {
+    let (dtype, device) = (args.model.device.dtype()?, args.model.device.device()?);
+    let (questions, question_files) = read_question_files(&args.questions, Some(args.limit))?;
+    let aggregation = (args.em.judge_aggregation.as_deref())
+        .map(Aggregation::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let options = EmSteerOptions {
+        em: EmOptions {
+            samples: args.samples,
+            max_new_tokens: args.max_new_tokens,
+            seed: args.seed,
+            batch_size: args.batch_size,
+            aligned_below: args.em.aligned_below,
+            coherent_above: args.em.coherent_above,
+            min_number_mass: args.em.min_number_mass,
+            aggregation,
+            ..Default::default()
+        },
+        layers: crate::layer::indices(&args.layers),
+        sweep_scales: args.sweep_scales.clone(),
+        min_coherence: args.min_coherence,
+        control_seed: args.control_seed,
+    };
+    // Every option is checked before a model loads (the layers are filled in later).
+    EmSteerOptions {
+        layers: vec![1],
+        ..options.clone()
+    }
+    .validate()?;
+    let Some(judge) = args.judge.as_deref().filter(|j| *j != "organism") else {
+        bail!("--questions needs a judge that scores 0-100: pass --judge MODEL");
+    };
+    let judge = local_judge(judge, aggregation, &args.em, dtype, &device)?;
+    let spec = EmSteerSpec {
+        directions: directions(&args)?,
+        adapter_scale: args.model.adapter_scale,
+        model: args.model.model,
+        window: args.window,
+        transfer: args.transfer_directions,
+        questions,
+        question_files,
+        options,
+        out: args.out.out,
+        dtype,
+        device,
+        command_line: std::env::args().collect(),
+    };
+    let outcome = run_em_steer(&spec, &judge, &mut crate::notice_on_stderr)?;
+    for f in &outcome.files {
+        println!("wrote {}", f.display());
+    }
+    for c in &outcome.em.conditions {
+        let s = &c.stats;
+        println!(
+            "{:<50} EM {:.3} [{:.3}, {:.3}] ({}/{})  change {}",
+            c.condition.name,
+            s.em.estimate,
+            s.em.lower,
+            s.em.upper,
+            s.em_count,
+            s.answers,
+            c.change.as_ref().map_or("-".into(), |ch| format!(
+                "{:+.3} [{:+.3}, {:+.3}]",
+                ch.em.estimate, ch.em.lower, ch.em.upper
+            )),
+        );
+    }
+    if let Some(s) = &outcome.em.sweep {
+        println!("sweep: {}", s.reason);
+    }
+    for w in &outcome.em.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<()> {
     // Before the judge model loads: an unusable --out, or another run there, fails now
     // (run_steer locks it again, sharing this lock). The steered model makes the run: other
     // directions (even a file this run wrote there) rewrite its results.
     let model = model_part("model", &args.model.model, Path::new("."));
     let _folder = args.out.claim(&RunIdentity::new("steer", &[model]))?;
+    if !args.questions.is_empty() {
+        return run_em(args);
+    }
+    // clap waives `requires = "questions"` when --questions would conflict with the data
+    // flags given; these flags measure nothing without it.
+    let em_only = [
+        ("--samples", args.samples.is_some()),
+        ("--transfer-directions", args.transfer_directions.is_some()),
+        ("--sweep-scales", !args.sweep_scales.is_empty()),
+    ];
+    if let Some((flag, _)) = em_only.iter().find(|(_, given)| *given) {
+        bail!("{flag} belongs to the EM conditions: it needs --questions FILE.yaml");
+    }
     let (dtype, device) = (args.model.device.dtype()?, args.model.device.device()?);
     let data = data(&args)?;
     let judge = judge(&args, data.organism, dtype, &device)?;

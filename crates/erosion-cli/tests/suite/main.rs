@@ -8,4 +8,5 @@ mod cli;
 mod eval_em;
 mod quick_looks;
 mod shards;
+mod steer_em;
 mod stream_layers;
