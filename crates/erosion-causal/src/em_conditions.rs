@@ -16,7 +16,7 @@
 //! written by [`crate::output`].
 
 use anyhow::{bail, Context, Result};
-use erosion_eval::em::report::EmJudge;
+use erosion_eval::em::report::{by_question, EmJudge};
 use erosion_eval::em::stats::{group_stats, GroupStats};
 use erosion_eval::em::{answer_rows, plan, EmAnswer, EmOptions, Planned, ScoreJudge};
 use erosion_eval::prompts::Origin;
@@ -406,21 +406,7 @@ pub fn summarise(
     base: &[EmAnswer],
     opts: &EmOptions,
 ) -> Result<EmCondition> {
-    let mut order: Vec<&str> = Vec::new();
-    for a in answers {
-        if !order.contains(&a.question.as_str()) {
-            order.push(&a.question);
-        }
-    }
-    let per_q: Vec<(String, Vec<&EmAnswer>)> = order
-        .iter()
-        .map(|q| {
-            (
-                q.to_string(),
-                answers.iter().filter(|a| a.question == *q).collect(),
-            )
-        })
-        .collect();
+    let per_q = by_question(answers.iter());
     let seed = seed::for_stream(opts.seed, "bootstrap/em/all", 0, 0);
     let name = &condition.name;
     let stats = group_stats("all", &per_q, opts.bootstrap_resamples, seed)

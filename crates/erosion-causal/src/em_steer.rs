@@ -13,7 +13,6 @@ use erosion_eval::questions::Question;
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
-use erosion_model::LoadedModel;
 use erosion_report::provenance::{DatasetHash, HashCache, Provenance};
 
 use crate::em_conditions::{
@@ -21,7 +20,7 @@ use crate::em_conditions::{
 };
 use crate::experiment::Action;
 use crate::export::read_safetensors;
-use crate::steer::{check_fit, default_layers, load_directions, DirectionSource};
+use crate::steer::{check_fit, default_layers, load_directions, open_model, DirectionSource};
 
 /// One `erosion steer --questions` run.
 #[derive(Debug, Clone)]
@@ -113,11 +112,7 @@ pub fn run_em_steer(
             read_safetensors(p).with_context(|| format!("--transfer-directions {}", p.display()))
         })
         .transpose()?;
-    let opts = erosion_model::load::OpenOptions {
-        adapter_scale: spec.adapter_scale,
-        ..Default::default()
-    };
-    let mut m = LoadedModel::open_with(&spec.model, &opts, None, spec.dtype, &spec.device)?;
+    let mut m = open_model(&spec.model, spec.adapter_scale, (spec.dtype, &spec.device))?;
     check_fit(&dirs, &m, &spec.model)?;
     if let Some(t) = &transfer {
         check_fit(t, &m, &spec.model).context("--transfer-directions")?;

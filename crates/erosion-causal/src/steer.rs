@@ -163,6 +163,19 @@ pub(crate) fn default_layers(action: Action, dirs: &LayerDirections) -> Vec<usiz
 }
 
 /// The directions must have one entry per layer index of `m`, of its width.
+/// The steered model, its adapter (if any) scaled by `adapter_scale`.
+pub(crate) fn open_model(
+    model: &str,
+    adapter_scale: Option<f64>,
+    (dtype, device): (DType, &Device),
+) -> Result<LoadedModel> {
+    let opts = erosion_model::load::OpenOptions {
+        adapter_scale,
+        ..Default::default()
+    };
+    LoadedModel::open_with(model, &opts, None, dtype, device)
+}
+
 pub(crate) fn check_fit(dirs: &LayerDirections, m: &LoadedModel, name: &str) -> Result<()> {
     if dirs.d_model != m.model.config().hidden_size || dirs.layers.len() != m.model.n_layers() + 1 {
         bail!(
@@ -223,11 +236,7 @@ pub fn run_steer(
     let _lock = OutLock::acquire(&spec.out, "steer", notices)?;
     let batch = BatchOptions::default();
     let dirs = directions(spec, &batch)?;
-    let opts = erosion_model::load::OpenOptions {
-        adapter_scale: spec.adapter_scale,
-        ..Default::default()
-    };
-    let mut m = LoadedModel::open_with(&spec.model, &opts, None, spec.dtype, &spec.device)?;
+    let mut m = open_model(&spec.model, spec.adapter_scale, (spec.dtype, &spec.device))?;
     check_fit(&dirs, &m, &spec.model)?;
     let layers = if spec.layers.is_empty() {
         default_layers(spec.action, &dirs)

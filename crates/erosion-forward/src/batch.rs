@@ -134,6 +134,15 @@ impl Batch {
     }
 }
 
+/// How a pass runs its batches: all together (`layer_major`, for a streamed model: each block is
+/// read once and runs every batch) or one at a time, so only one batch's pass is in memory.
+pub(crate) fn pass_groups(batches: &[Batch], layer_major: bool) -> Vec<&[Batch]> {
+    match layer_major {
+        true => vec![batches],
+        false => batches.chunks(1).collect(),
+    }
+}
+
 /// Progress of a long pass, counted in examples. `&mut dyn Progress` is passed to every pass
 /// of this crate; [`NoProgress`] ignores it, an `indicatif::ProgressBar` shows it, and
 /// [`ProgressFn`] adapts a closure.

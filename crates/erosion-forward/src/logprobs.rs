@@ -13,7 +13,7 @@
 //! The log-softmax and the entropy run in f32 whatever the model dtype (as transformers'
 //! `logits.float()`).
 
-use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
+use crate::batch::{pass_groups, plan_batches, Batch, BatchOptions, Progress};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, D};
 use erosion_data::Sequence;
@@ -94,15 +94,8 @@ pub fn response_logprobs(
         let rows: Vec<&[u32]> = examples.iter().map(|&i| &seqs[i].ids[..lens[i]]).collect();
         batches.push(Batch::new(examples, &rows, model.device())?);
     }
-    // A streamed model without hooks runs all batches layer by layer (each block read once);
-    // otherwise one batch at a time, so only one batch's pass is in memory (and the one set
-    // of hooks sees one batch at a time).
-    let groups: Vec<&[Batch]> = if model.is_streamed() && hooks.is_none() {
-        vec![&batches]
-    } else {
-        batches.chunks(1).collect()
-    };
-    for group in groups {
+    // The one set of hooks sees one batch at a time.
+    for group in pass_groups(&batches, model.is_streamed() && hooks.is_none()) {
         let mut opts: Vec<ForwardOptions> = group.iter().map(|_| ForwardOptions::fast()).collect();
         if let Some(h) = hooks.as_deref_mut() {
             opts[0] = ForwardOptions::fast().hooks(h);

@@ -16,7 +16,7 @@
 //! blocks the deepest requested layer needs. Rows go to a sink as soon as a batch is done, so
 //! what is held never grows with the number of examples.
 
-use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
+use crate::batch::{pass_groups, plan_batches, Batch, BatchOptions, Progress};
 use crate::depth::Depth;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -271,14 +271,7 @@ pub fn record_windows(
             })
             .collect()
     };
-    // A streamed model runs all batches layer by layer (each block read once); otherwise one
-    // batch at a time, so only one batch's pass is in memory.
-    let groups: Vec<&[Batch]> = if model.is_streamed() {
-        vec![&batches]
-    } else {
-        batches.chunks(1).collect()
-    };
-    for group in groups {
+    for group in pass_groups(&batches, model.is_streamed()) {
         let positions = group.iter().map(positions_of).collect::<Result<Vec<_>>>()?;
         let recorded = plan.record_batches(model, group, &positions)?;
         for ((b, positions), (per_layer, held)) in group.iter().zip(&positions).zip(recorded) {

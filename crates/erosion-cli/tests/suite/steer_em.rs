@@ -237,63 +237,39 @@ fn steer_questions_flags_are_checked_before_any_model_loads() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("o");
     let out = out.to_str().unwrap();
-    let run = erosion(&[
-        "steer",
-        "no/such-model",
-        "--directions",
-        "d",
-        "--organism-data",
-        "o",
-        "--sweep-scales",
-        "1",
-        "--out",
-        out,
-    ]);
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    assert!(
-        stderr(&run).contains("--sweep-scales belongs to the EM conditions: it needs --questions"),
-        "{}",
-        stderr(&run)
-    );
-    let run = erosion(&[
-        "steer",
-        "no/such-model",
-        "--directions",
-        "d",
-        "--questions",
-        "q.yaml",
-        "--harmful",
-        "h",
-        "--out",
-        out,
-    ]);
-    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
-    assert!(
-        stderr(&run).contains("cannot be used with"),
-        "{}",
-        stderr(&run)
-    );
-    // A threshold that is no coherence score: named before the judge or the model loads.
     let questions =
         erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
-    let run = erosion(&[
-        "steer",
-        "no/such-model",
-        "--directions",
-        "d",
-        "--questions",
-        questions.to_str().unwrap(),
-        "--judge",
-        "no/such-judge",
-        "--min-coherence",
-        "150",
-        "--out",
-        out,
-    ]);
-    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
-    assert!(
-        stderr(&run).contains("--min-coherence 150"),
-        "{}",
-        stderr(&run)
-    );
+    let q = questions.to_str().unwrap();
+    // (flags after `steer no/such-model --directions d`, exit code, what stderr must say)
+    let cases: [(&[&str], i32, &str); 3] = [
+        (
+            &["--organism-data", "o", "--sweep-scales", "1"],
+            1,
+            "--sweep-scales belongs to the EM conditions: it needs --questions",
+        ),
+        (
+            &["--questions", "q.yaml", "--harmful", "h"],
+            2,
+            "cannot be used with",
+        ),
+        // A threshold that is no coherence score: named before the judge or the model loads.
+        (
+            &[
+                "--questions",
+                q,
+                "--judge",
+                "no/such-judge",
+                "--min-coherence",
+                "150",
+            ],
+            1,
+            "--min-coherence 150",
+        ),
+    ];
+    for (flags, code, said) in cases {
+        let base = ["steer", "no/such-model", "--directions", "d"];
+        let run = erosion(&[&base[..], flags, &["--out", out]].concat());
+        assert_eq!(run.status.code(), Some(code), "{}", stderr(&run));
+        assert!(stderr(&run).contains(said), "{}", stderr(&run));
+    }
 }

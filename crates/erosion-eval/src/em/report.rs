@@ -114,18 +114,7 @@ pub struct EmEvaluation {
 /// The measures of one model's answers: per question (in file order), then per group (main,
 /// json, template, and all when there are several).
 pub fn model_em(name: &str, answers: &[EmAnswer], opts: &EmOptions) -> Result<ModelEm> {
-    let mut order: Vec<&str> = Vec::new();
-    let mut by_q: BTreeMap<&str, Vec<&EmAnswer>> = BTreeMap::new();
-    for a in answers.iter().filter(|a| a.model == name) {
-        if !by_q.contains_key(a.question.as_str()) {
-            order.push(&a.question);
-        }
-        by_q.entry(&a.question).or_default().push(a);
-    }
-    let per_q: Vec<(String, Vec<&EmAnswer>)> = order
-        .iter()
-        .map(|q| (q.to_string(), by_q[q].clone()))
-        .collect();
+    let per_q = by_question(answers.iter().filter(|a| a.model == name));
     let questions = per_q
         .iter()
         .map(|(q, a)| question_stats(q, a))
@@ -155,6 +144,24 @@ pub fn model_em(name: &str, answers: &[EmAnswer], opts: &EmOptions) -> Result<Mo
         questions,
         groups,
     })
+}
+
+/// `answers` grouped by question, questions in the order they first appear: the clusters of
+/// the protocol's bootstraps.
+pub fn by_question<'a>(
+    answers: impl Iterator<Item = &'a EmAnswer>,
+) -> Vec<(String, Vec<&'a EmAnswer>)> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut by_q: BTreeMap<&str, Vec<&EmAnswer>> = BTreeMap::new();
+    for a in answers {
+        if !by_q.contains_key(a.question.as_str()) {
+            order.push(&a.question);
+        }
+        by_q.entry(&a.question).or_default().push(a);
+    }
+    (order.iter())
+        .map(|q| (q.to_string(), by_q[q].clone()))
+        .collect()
 }
 
 /// The protocol's definitions in words, with the thresholds of `opts`.

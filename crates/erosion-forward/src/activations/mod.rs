@@ -29,7 +29,7 @@ mod positions;
 
 pub use positions::{TokenPositions, POSITIONS_HELP};
 
-use crate::batch::{plan_batches, Batch, BatchOptions, Progress};
+use crate::batch::{pass_groups, plan_batches, Batch, BatchOptions, Progress};
 use crate::depth::Depth;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -232,15 +232,8 @@ fn run_chunk(
             Batch::new(batch, &rows, model.device())
         })
         .collect::<Result<Vec<_>>>()?;
-    // A streamed model runs the whole chunk layer by layer (each block read once); otherwise
-    // batch by batch, so only one batch's pass is in memory.
-    let groups: Vec<&[Batch]> = if model.is_streamed() {
-        vec![&batches]
-    } else {
-        batches.chunks(1).collect()
-    };
     let mut held = 0;
-    for group in groups {
+    for group in pass_groups(&batches, model.is_streamed()) {
         for (b, recorded) in group.iter().zip(plan.record(model, group, &positions)?) {
             held = held.max(recorded.iter().map(Tensor::elem_count).sum());
             for (hook, t) in opts.hooks.iter().zip(&recorded) {
