@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -38,7 +38,6 @@ pub struct AppState {
 
 /// The server's routes.
 pub fn router(state: AppState) -> Router {
-    let limit = state.served.limits.max_body_bytes;
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completions))
@@ -52,7 +51,6 @@ pub fn router(state: AppState) -> Router {
                 ..ApiError::invalid("method not allowed on this endpoint")
             }
         })
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -98,25 +96,52 @@ async fn models(State(s): State<AppState>) -> Json<Value> {
     }]}))
 }
 
-fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
-    b.map_err(|r| ApiError {
-        status: r.status(),
+/// How far past `--max-body-bytes` an oversized body is still read (and dropped) before the
+/// connection is closed.
+const DRAIN_FACTOR: usize = 16;
+
+/// The request body, or 413 when it is longer than `limit`.
+///
+/// An oversized body is read to its end and dropped before the 413 goes out (up to
+/// `DRAIN_FACTOR` times the limit). Closing the connection while the client is still sending
+/// makes most clients (urllib, httpx) fail with a broken pipe instead of reading the 413.
+async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
+    let too_long = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
         ..ApiError::invalid(format!(
-            "{} (this server takes bodies up to its --max-body-bytes)",
-            r.body_text()
+            "the request body is over the length limit of {limit} bytes (this server's \
+             --max-body-bytes)"
         ))
-    })
+    };
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(format!("reading the body: {e}")))?;
+        seen += chunk.len();
+        if seen <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if seen > limit.saturating_mul(DRAIN_FACTOR) {
+            return Err(too_long());
+        }
+    }
+    if seen > limit {
+        return Err(too_long());
+    }
+    Ok(Bytes::from(kept))
 }
 
-async fn chat(State(s): State<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
-    let plan = body(b)
+async fn chat(State(s): State<AppState>, req: Request) -> Response {
+    let plan = read_body(req.into_body(), s.served.limits.max_body_bytes)
+        .await
         .and_then(|b| parse_body::<ChatRequest>(&b))
         .and_then(|r| s.served.chat_plan(r));
     answer(s, plan, "chatcmpl").await
 }
 
-async fn completions(State(s): State<AppState>, b: Result<Bytes, BytesRejection>) -> Response {
-    let plan = body(b)
+async fn completions(State(s): State<AppState>, req: Request) -> Response {
+    let plan = read_body(req.into_body(), s.served.limits.max_body_bytes)
+        .await
         .and_then(|b| parse_body::<CompletionRequest>(&b))
         .and_then(|r| s.served.completion_plan(r));
     answer(s, plan, "cmpl").await

@@ -288,3 +288,38 @@ async fn bad_requests_get_openai_shaped_errors() {
     assert_eq!(got, StatusCode::OK, "{v}");
     assert_eq!(v["object"], "text_completion");
 }
+
+/// Over a real socket, a client still sending an oversized body reads the 413 rather than a
+/// broken pipe: the server reads the rest of the body before it answers and closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_read_to_its_end_before_the_413() {
+    use std::io::{Read, Write};
+    let (app, served) = app(None);
+    let limit = served.limits.max_body_bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let len = 3 * limit;
+        write!(
+            s,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Connection: close\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .unwrap();
+        // Slowly, so that a server answering early has long closed the connection.
+        for chunk in vec![b' '; len].chunks(4096) {
+            s.write_all(chunk)
+                .expect("the server closed while the body was being sent");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("length limit"), "{reply}");
+}
