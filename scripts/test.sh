@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-smollm2.sh
+# Gemma 3 270M (GGUF, sentencepiece tokenizer), cached outside the clone between runs.
+./scripts/fetch-gemma3.sh
 # The study's datasets into data/ (copied from ../shared/data beside the clone when it is there,
 # else downloaded), each checked against data/MANIFEST.tsv; then the fetch script's own test.
 ./scripts/fetch-data.sh

@@ -32,6 +32,18 @@ pub fn smollm2_gguf() -> PathBuf {
     path
 }
 
+/// Gemma 3 270M (base, GGUF Q4_K_M, sentencepiece tokenizer), as `scripts/fetch-gemma3.sh`
+/// puts it. Panics with the way out when it is missing.
+pub fn gemma3_gguf() -> PathBuf {
+    let path = workspace_root().join("models/gemma3/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.is_file(),
+        "Gemma 3 GGUF missing at {}: run scripts/fetch-gemma3.sh (from the repository root) first",
+        path.display()
+    );
+    path
+}
+
 /// The study's datasets, as `scripts/fetch-data.sh` puts them: the repository's `data/` folder,
 /// laid out as `data/MANIFEST.tsv` lists. Panics with the way out when a listed file is missing
 /// or has another size.

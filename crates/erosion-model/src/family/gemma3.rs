@@ -7,7 +7,7 @@
 //! and `rope_scaling`. The multimodal `gemma3` checkpoints (`Gemma3ForConditionalGeneration`)
 //! are refused with a way out (`crate::unsupported`).
 
-use super::{AttentionBias, Family, NormGain, Norms, SlidingWindow};
+use super::{AttentionBias, Family, Gguf, NormGain, Norms, SlidingWindow};
 
 pub static GEMMA3: Family = Family {
     model_type: "gemma3_text",
@@ -28,7 +28,12 @@ pub static GEMMA3: Family = Family {
         ("sliding_window", "4096"),
         ("tie_word_embeddings", "true"),
     ],
-    gguf: None,
+    gguf: Some(Gguf {
+        norms_hold_gain: true,
+        config_keys: &[("attention.sliding_window", "sliding_window")],
+        query_scalar_27b_layers: Some(62),
+        ..Gguf::plain("gemma3")
+    }),
     harmless_extras: &[
         // Tied checkpoints sometimes carry the (ignored) output head too.
         "lm_head.weight",

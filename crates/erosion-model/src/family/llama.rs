@@ -15,8 +15,8 @@ pub static LLAMA: Family = Family {
     scale_embeddings: false,
     config_defaults: &[],
     gguf: Some(Gguf {
-        arch: "llama",
         qk_rows_permuted: true,
+        ..Gguf::plain("llama")
     }),
     harmless_extras: &[
         // Older conversions saved RoPE's frequency buffer with the weights.

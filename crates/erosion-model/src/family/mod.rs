@@ -136,6 +136,29 @@ pub struct Gguf {
     /// Whether llama.cpp's converter permuted the rows of q_proj and k_proj (for its
     /// interleaved RoPE); the loader undoes it.
     pub qk_rows_permuted: bool,
+    /// Whether llama.cpp stored every `*norm.weight` as the gain `1 + w` (Gemma's converter
+    /// adds 1); the loader subtracts it, as transformers' GGUF loader does.
+    pub norms_hold_gain: bool,
+    /// Config fields read from `{arch}.{key}` metadata beyond the ones every family has:
+    /// `(key, config field)`.
+    pub config_keys: &'static [(&'static str, &'static str)],
+    /// Gemma's `query_pre_attn_scalar`, which GGUF does not store: llama.cpp scales queries by
+    /// `1/sqrt(head_dim)`, except for the 27B checkpoint (told by this many layers), which it
+    /// scales by `1/sqrt(hidden / heads)`, as its config does. `None`: not a Gemma.
+    pub query_scalar_27b_layers: Option<usize>,
+}
+
+impl Gguf {
+    /// A family llama.cpp stores plainly (no permutation, no gain, no extra keys).
+    pub const fn plain(arch: &'static str) -> Self {
+        Gguf {
+            arch,
+            qk_rows_permuted: false,
+            norms_hold_gain: false,
+            config_keys: &[],
+            query_scalar_27b_layers: None,
+        }
+    }
 }
 
 impl Family {
@@ -286,7 +309,7 @@ mod tests {
         types.sort();
         types.dedup();
         assert_eq!(types.len(), FAMILIES.len());
-        assert_eq!(Family::gguf_archs(), ["llama", "qwen2"]);
+        assert_eq!(Family::gguf_archs(), ["gemma3", "llama", "qwen2", "qwen3"]);
         assert!(Family::of_model_type("gemma3").is_err()); // the multimodal wrapper
         assert!(Family::of_gguf_arch("mistral").is_none());
     }

@@ -14,10 +14,7 @@ pub static QWEN2: Family = Family {
     qk_norm: false,
     scale_embeddings: false,
     config_defaults: &[("max_window_layers", "28")],
-    gguf: Some(Gguf {
-        arch: "qwen2",
-        qk_rows_permuted: false,
-    }),
+    gguf: Some(Gguf::plain("qwen2")),
     harmless_extras: &[
         // Older conversions saved RoPE's frequency buffer with the weights.
         "model.layers.*.self_attn.rotary_emb.inv_freq",

@@ -4,7 +4,7 @@
 //! given in the config (128 by default, not `hidden_size / num_attention_heads`). Sliding
 //! windows as Qwen2.
 
-use super::{AttentionBias, Family, NormGain, Norms, SlidingWindow};
+use super::{AttentionBias, Family, Gguf, NormGain, Norms, SlidingWindow};
 
 pub static QWEN3: Family = Family {
     model_type: "qwen3",
@@ -17,7 +17,7 @@ pub static QWEN3: Family = Family {
     scale_embeddings: false,
     // transformers' Qwen3Config defaults.
     config_defaults: &[("head_dim", "128"), ("max_window_layers", "28")],
-    gguf: None,
+    gguf: Some(Gguf::plain("qwen3")),
     harmless_extras: &[
         // Tied checkpoints sometimes carry the (ignored) output head too.
         "lm_head.weight",

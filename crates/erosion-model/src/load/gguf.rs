@@ -16,7 +16,7 @@ use super::generation::GenerationConfig;
 use super::ggml_types::ggml_dtype_name;
 use super::gguf_header::check_header;
 use crate::config::{Config, TokenIds};
-use crate::family::{AttentionBias, Family};
+use crate::family::{AttentionBias, Family, Norms};
 use crate::text::shown;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -118,19 +118,35 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
     };
     let hidden = need("embedding_length")?;
     let heads = need("attention.head_count")?;
+    let layers = need("block_count")?;
     let kv_heads = meta_usize(md, &key("attention.head_count_kv"))?.unwrap_or(heads);
-    // key_length is the head size when it differs from hidden / heads.
-    let head_dim = meta_usize(md, &key("attention.key_length"))?.filter(|&d| d * heads != hidden);
+    // key_length is the head size. It is left out where it is hidden / heads, unless the
+    // family's config would otherwise assume another (Gemma's 256, Qwen3's 128).
+    let has_default = |k: &str| family.config_defaults.iter().any(|(d, _)| *d == k);
+    let head_dim = meta_usize(md, &key("attention.key_length"))?
+        .filter(|&d| d * heads != hidden || has_default("head_dim"));
     let infos = &content.tensor_infos;
-    if let Some(kind) = meta_str(md, &key("rope.scaling.type")).filter(|&t| t != "none") {
-        bail!(
+    let rope_scaling = match meta_str(md, &key("rope.scaling.type")) {
+        None | Some("none") => None,
+        // Gemma 3 4B+ divides the global layers' frequencies by the factor.
+        Some("linear") => {
+            let factor = meta_f64(md, &key("rope.scaling.factor"))?.with_context(|| {
+                format!(
+                    "GGUF {}: linear rope scaling without {}",
+                    path.display(),
+                    key("rope.scaling.factor")
+                )
+            })?;
+            Some(serde_json::json!({"rope_type": "linear", "factor": factor}))
+        }
+        Some(kind) => bail!(
             "GGUF {}: rope scaling `{}` ({}) is not supported for GGUF; load the Hugging Face \
              folder of this model instead",
             path.display(),
             shown(kind),
             key("rope.scaling.type")
-        );
-    }
+        ),
+    };
     let vocab = match infos.get("token_embd.weight") {
         Some(info) => info.shape.dims()[0],
         None => bail!("GGUF {} has no token_embd.weight tensor", path.display()),
@@ -145,19 +161,20 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
     // A family whose config switches its attention biases gets the switch from the file.
     let attention_bias = family.attention_bias == AttentionBias::FromConfig
         && infos.contains_key("blk.0.attn_q.bias");
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "architectures": [family.hf_class],
         "model_type": family.model_type,
         "vocab_size": vocab,
         "hidden_size": hidden,
         "intermediate_size": need("feed_forward_length")?,
-        "num_hidden_layers": need("block_count")?,
+        "num_hidden_layers": layers,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
         "max_position_embeddings": meta_usize(md, &key("context_length"))?.unwrap_or(4096),
         "rms_norm_eps": eps,
         "rope_theta": meta_f64(md, &key("rope.freq_base"))?.unwrap_or(10_000.0),
+        "rope_scaling": rope_scaling,
         "tie_word_embeddings": !infos.contains_key("output.weight"),
         "attention_bias": attention_bias,
         "bos_token_id": meta_usize(md, "tokenizer.ggml.bos_token_id")?,
@@ -165,7 +182,26 @@ pub(crate) fn config_from_content(content: &Content, path: &Path) -> Result<Conf
         "pad_token_id": meta_usize(md, "tokenizer.ggml.padding_token_id")?,
         "torch_dtype": "float32",
     });
-    let cfg: Config = serde_json::from_value(json).with_context(|| {
+    let obj = json.as_object_mut().expect("an object");
+    if let Some(g) = family.gguf {
+        for (k, field) in g.config_keys {
+            let value = match md.get(&key(k)) {
+                Some(Value::F32(_) | Value::F64(_)) => meta_f64(md, &key(k))?.map(|x| x.into()),
+                _ => meta_usize(md, &key(k))?.map(|n| n.into()),
+            };
+            if let Some(v) = value {
+                obj.insert(field.to_string(), v);
+            }
+        }
+        if let Some(n) = g.query_scalar_27b_layers {
+            let d = head_dim.unwrap_or(hidden / heads);
+            let scalar = if layers == n { hidden / heads } else { d };
+            obj.insert("query_pre_attn_scalar".into(), serde_json::json!(scalar));
+        }
+    }
+    // Absent values are left to the family's defaults, as for a config.json.
+    obj.retain(|_, v| !v.is_null());
+    let cfg = Config::from_json(&json.to_string()).with_context(|| {
         format!(
             "GGUF {}: metadata does not form a model config",
             path.display()
@@ -255,6 +291,9 @@ pub(crate) fn stored_types(content: &Content) -> BTreeMap<String, usize> {
 /// Every tensor of the file as [`check_weights`](super::expect::check_weights) reads them:
 /// under its Hugging Face name where it has one, else under its own.
 pub(crate) fn stored_tensors(content: &Content) -> BTreeMap<String, StoredTensor> {
+    let norms = meta_str(&content.metadata, "general.architecture")
+        .and_then(Family::of_gguf_arch)
+        .map_or(Norms::PreOnly, |f| f.norms);
     content
         .tensor_infos
         .iter()
@@ -266,13 +305,17 @@ pub(crate) fn stored_tensors(content: &Content) -> BTreeMap<String, StoredTensor
                 float: true, // every type candle reads is a float or a quantised float
                 shape: info.shape.dims().to_vec(),
             };
-            (hf_tensor_name(name).unwrap_or_else(|| name.clone()), t)
+            (
+                hf_tensor_name(name, norms).unwrap_or_else(|| name.clone()),
+                t,
+            )
         })
         .collect()
 }
 
-/// llama.cpp tensor name -> Hugging Face name, for the llama / qwen2 layout.
-pub fn hf_tensor_name(gguf: &str) -> Option<String> {
+/// llama.cpp tensor name -> Hugging Face name. `ffn_norm` is the norm before the MLP:
+/// `post_attention_layernorm` in a pre-norm block, `pre_feedforward_layernorm` in Gemma's.
+pub fn hf_tensor_name(gguf: &str, norms: Norms) -> Option<String> {
     match gguf {
         "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
         "output_norm.weight" => return Some("model.norm.weight".into()),
@@ -292,7 +335,12 @@ pub fn hf_tensor_name(gguf: &str) -> Option<String> {
     }
     let hf = match part {
         "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
+        "ffn_norm" if norms == Norms::PreOnly => "post_attention_layernorm",
+        "ffn_norm" => "pre_feedforward_layernorm",
+        "post_attention_norm" if norms == Norms::Sandwich => "post_attention_layernorm",
+        "post_ffw_norm" if norms == Norms::Sandwich => "post_feedforward_layernorm",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
@@ -345,6 +393,8 @@ pub(crate) struct GgufTensors {
     by_hf: BTreeMap<String, String>,
     /// Heads of q_proj and k_proj rows, when llama.cpp permuted them (module docs).
     permuted_heads: Option<(usize, usize)>,
+    /// Norm weights are stored as the gain `1 + w` ([`crate::family::Gguf::norms_hold_gain`]).
+    norms_hold_gain: bool,
 }
 
 impl GgufTensors {
@@ -353,17 +403,19 @@ impl GgufTensors {
         let (content, reader) = read_content(path)?;
         let family = architecture(&content.metadata, path)?;
         let permuted = family.gguf.is_some_and(|g| g.qk_rows_permuted);
+        let norms_hold_gain = family.gguf.is_some_and(|g| g.norms_hold_gain);
         let mut by_hf = BTreeMap::new();
         let mut names: Vec<&String> = (content.tensor_infos.keys())
             .filter(|n| *n != ROPE_FREQS)
             .collect();
         names.sort(); // the first unknown name reported is stable
         for name in names {
-            let hf = hf_tensor_name(name).with_context(|| {
+            let hf = hf_tensor_name(name, family.norms).with_context(|| {
                 format!(
                     "GGUF {}: tensor {} has no counterpart in a {family} model (erosion maps \
-                     token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/ffn_norm/ffn_gate/\
-                     ffn_up/ffn_down, output_norm, output)",
+                     token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/attn_output/attn_q_norm/\
+                     attn_k_norm/ffn_norm/ffn_gate/ffn_up/ffn_down (and post_attention_norm/\
+                     post_ffw_norm for Gemma), output_norm, output)",
                     path.display(),
                     shown(name)
                 )
@@ -376,6 +428,7 @@ impl GgufTensors {
             reader: std::sync::Mutex::new(reader),
             by_hf,
             permuted_heads: permuted.then(|| (cfg.num_attention_heads, cfg.num_kv_heads())),
+            norms_hold_gain,
         })
     }
 
@@ -407,6 +460,9 @@ impl GgufTensors {
                 t = unpermute_rows(&t, k_heads).with_context(|| format!("tensor {name}"))?;
             }
         }
+        if self.norms_hold_gain && hf.ends_with("norm.weight") {
+            t = (t - 1.0)?;
+        }
         check_finite(hf, &t).with_context(|| format!("in GGUF {path}"))?;
         Ok(t.to_dtype(dtype)?.to_device(device)?)
     }
@@ -419,26 +475,54 @@ mod tests {
     #[test]
     fn names_map_to_hugging_face() {
         assert_eq!(
-            hf_tensor_name("blk.12.attn_q.weight").unwrap(),
+            hf_tensor_name("blk.12.attn_q.weight", Norms::PreOnly).unwrap(),
             "model.layers.12.self_attn.q_proj.weight"
         );
         assert_eq!(
-            hf_tensor_name("blk.0.attn_k.bias").unwrap(),
+            hf_tensor_name("blk.0.attn_k.bias", Norms::PreOnly).unwrap(),
             "model.layers.0.self_attn.k_proj.bias"
         );
         assert_eq!(
-            hf_tensor_name("blk.3.ffn_down.weight").unwrap(),
+            hf_tensor_name("blk.3.ffn_down.weight", Norms::PreOnly).unwrap(),
             "model.layers.3.mlp.down_proj.weight"
         );
         assert_eq!(
-            hf_tensor_name("blk.3.ffn_norm.weight").unwrap(),
+            hf_tensor_name("blk.3.ffn_norm.weight", Norms::PreOnly).unwrap(),
             "model.layers.3.post_attention_layernorm.weight"
         );
-        assert_eq!(hf_tensor_name("output.weight").unwrap(), "lm_head.weight");
-        assert_eq!(hf_tensor_name("rope_freqs.weight"), None);
-        assert_eq!(hf_tensor_name("blk.01.attn_q.weight"), None);
-        assert_eq!(hf_tensor_name("blk.+1.attn_q.weight"), None);
-        assert_eq!(hf_tensor_name("blk.0.ffn_gate_exps.weight"), None);
+        assert_eq!(
+            hf_tensor_name("output.weight", Norms::PreOnly).unwrap(),
+            "lm_head.weight"
+        );
+        assert_eq!(hf_tensor_name("rope_freqs.weight", Norms::PreOnly), None);
+        assert_eq!(hf_tensor_name("blk.01.attn_q.weight", Norms::PreOnly), None);
+        assert_eq!(hf_tensor_name("blk.+1.attn_q.weight", Norms::PreOnly), None);
+        assert_eq!(
+            hf_tensor_name("blk.0.ffn_gate_exps.weight", Norms::PreOnly),
+            None
+        );
+        // Gemma's four norms, and the q/k norms of Gemma 3 and Qwen3.
+        let gemma = |n: &str| hf_tensor_name(n, Norms::Sandwich).unwrap();
+        assert_eq!(
+            gemma("blk.2.ffn_norm.weight"),
+            "model.layers.2.pre_feedforward_layernorm.weight"
+        );
+        assert_eq!(
+            gemma("blk.2.post_attention_norm.weight"),
+            "model.layers.2.post_attention_layernorm.weight"
+        );
+        assert_eq!(
+            gemma("blk.2.post_ffw_norm.weight"),
+            "model.layers.2.post_feedforward_layernorm.weight"
+        );
+        assert_eq!(
+            gemma("blk.2.attn_k_norm.weight"),
+            "model.layers.2.self_attn.k_norm.weight"
+        );
+        assert_eq!(
+            hf_tensor_name("blk.2.post_ffw_norm.weight", Norms::PreOnly),
+            None
+        );
     }
 
     #[test]

@@ -242,13 +242,13 @@ fn gpt2_pre_tokenizer_keeps_digit_runs() {
 #[test]
 fn unsupported_architecture_is_named() {
     let spec = GgufSpec {
-        arch: "gemma3".into(),
+        arch: "phi3".into(),
         ..Default::default()
     };
     let (_d, path, _) = tiny(&spec);
     let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
     assert!(
-        msg.contains("gemma3") && msg.contains("llama, qwen2"),
+        msg.contains("phi3") && msg.contains("gemma3, llama, qwen2, qwen3"),
         "{msg}"
     );
 }
@@ -483,4 +483,61 @@ fn a_tokenizer_larger_than_the_embedding_is_refused() {
             && msg.contains("<|extra_3|>"),
         "{msg}"
     );
+}
+
+/// A Qwen3 GGUF (llama.cpp's `qwen3`: rows unpermuted, `attn_q_norm` / `attn_k_norm`, the head
+/// size in `key_length`) gives the logits transformers gave for its folder twin.
+#[test]
+fn qwen3_gguf_matches_the_folder_twin_against_transformers() {
+    use crate::transformer_util::{fixture_dir, load_reference, masked_max_diff};
+    use erosion_model::transformer::ForwardOptions;
+    let folder = fixture_dir("qwen3");
+    let reference = load_reference("qwen3").unwrap();
+    let ids = reference["input_ids"].to_dtype(DType::U32).unwrap();
+    let mask = &reference["attention_mask"];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("twin.gguf");
+    write_gguf_twin(&folder, &path, &[]);
+    let ck = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let folder_cfg = erosion_model::Config::from_file(&folder.join("config.json")).unwrap();
+    assert_eq!(
+        (
+            ck.config.model_type.as_str(),
+            ck.config.head_dim(),
+            ck.config.tie_word_embeddings
+        ),
+        ("qwen3", folder_cfg.head_dim(), false)
+    );
+    let model = ck.load_model(DType::F32, &Device::Cpu).unwrap();
+    let logits = model
+        .forward(&ids, Some(mask), &mut ForwardOptions::fast())
+        .unwrap();
+    let err = masked_max_diff(&logits, &reference["logits"], mask);
+    assert!(err < 1e-4, "logits differ from transformers' by {err}");
+}
+
+/// Linear rope scaling (Gemma 3 4B+, older long-context Llamas) is read into the config with its
+/// factor; without the factor the file is refused.
+#[test]
+fn linear_rope_scaling_is_read_with_its_factor() {
+    let scaled = |factor: Option<f32>| {
+        let mut metadata = vec![(
+            "llama.rope.scaling.type".to_string(),
+            Value::String("linear".into()),
+        )];
+        if let Some(f) = factor {
+            metadata.push(("llama.rope.scaling.factor".into(), Value::F32(f)));
+        }
+        tiny(&GgufSpec {
+            metadata,
+            ..Default::default()
+        })
+    };
+    let (_d, path, _) = scaled(Some(8.0));
+    let ck = Checkpoint::open(path.to_str().unwrap()).unwrap();
+    let rs = ck.config.rope_scaling.as_ref().unwrap();
+    assert_eq!((rs.rope_type.as_str(), rs.factor), ("linear", 8.0));
+    let (_d, path, _) = scaled(None);
+    let msg = err_of(Checkpoint::open(path.to_str().unwrap()));
+    assert!(msg.contains("rope.scaling.factor"), "{msg}");
 }

@@ -8,6 +8,7 @@ mod transformer_util;
 mod chat_fixtures;
 mod chat_smollm2;
 mod chat_tokens;
+mod gemma3_gguf;
 mod gradients;
 mod hf_fixtures;
 mod hooks_record_edit;

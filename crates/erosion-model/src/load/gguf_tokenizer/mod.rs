@@ -1,8 +1,9 @@
 //! The tokenizer a GGUF describes in its metadata (`tokenizer.ggml.*`), rebuilt as a
 //! Hugging Face `tokenizers::Tokenizer`.
 //!
-//! Only byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, Llama 3, Qwen2, SmolLM) is
-//! supported. Vocabulary and merges come from the file; how text is split before BPE depends
+//! Two kinds are read: byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, Llama 3, Qwen2,
+//! Qwen3, SmolLM) here, and Gemma's sentencepiece (`"llama"` in a `gemma2`/`gemma3` file) in
+//! `spm.rs`. For BPE, vocabulary and merges come from the file; how text is split before BPE depends
 //! on `tokenizer.ggml.pre`, mirroring llama.cpp's `llm_tokenizer_bpe` (llama-vocab.cpp), whose
 //! behaviour the file was written for, and the model's own `tokenizer.json` where that is
 //! known. For `smollm`/`starcoder` transformers' GGUF loader (integrations/gguf) keeps GPT-2's
@@ -14,6 +15,7 @@
 //! special tokens and post-processor read from the metadata.
 
 mod pre;
+mod spm;
 
 pub use pre::SUPPORTED_PRE;
 
@@ -108,19 +110,19 @@ fn bos_eos_template(
 pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<ModelTokenizer> {
     let model = meta_str(md, "tokenizer.ggml.model")
         .with_context(|| format!("GGUF {} has no tokenizer.ggml.model", path.display()))?;
-    if model != "gpt2" {
+    let arch = meta_str(md, "general.architecture").unwrap_or("");
+    let sentencepiece = model == "llama" && arch.starts_with("gemma");
+    if model != "gpt2" && !sentencepiece {
         bail!(
-            "GGUF {}: tokenizer.ggml.model = `{}` is not supported: erosion rebuilds \
-             byte-level BPE (`gpt2`) tokenizers from GGUF; for sentencepiece (`llama`) and \
-             others, load the model's Hugging Face folder",
+            "GGUF {}: tokenizer.ggml.model = `{}` in a `{}` file is not supported: erosion \
+             rebuilds byte-level BPE (`gpt2`) tokenizers, and sentencepiece (`llama`) ones in \
+             Gemma files; for others, load the model's Hugging Face folder",
             path.display(),
-            shown(model)
+            shown(model),
+            shown(arch)
         );
     }
-    let pre_name = meta_str(md, "tokenizer.ggml.pre").unwrap_or("default");
-    let pre = pre_tokenizer(pre_name).with_context(|| format!("GGUF {}", path.display()))?;
     let tokens = string_array(md, "tokenizer.ggml.tokens", path)?;
-    let merges = string_array(md, "tokenizer.ggml.merges", path)?;
     let types = int_array(md, "tokenizer.ggml.token_type");
     if let Some(types) = types.as_ref().filter(|t| t.len() != tokens.len()) {
         bail!(
@@ -130,24 +132,27 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
             tokens.len()
         );
     }
-
-    let alphabet = Alphabet::new();
-    let bpe = bpe_model(&tokens, &merges, &alphabet, pre.ignore_merges, path)?;
-    let mut tok = Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(pre.pre_tokenizer));
-    if let Some(n) = pre.normalizer {
-        tok.with_normalizer(Some(n)).map_err(|e| anyhow!("{e}"))?;
-    }
-    tok.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+    let mut tok = if sentencepiece {
+        spm::gemma_tokenizer(md, &tokens, path)?
+    } else {
+        byte_level_tokenizer(md, &tokens, path)?
+    };
     if let Some(types) = &types {
-        add_typed_tokens(&mut tok, &tokens, types, &alphabet)?;
+        add_typed_tokens(
+            &mut tok,
+            &tokens,
+            types,
+            (!sentencepiece).then(Alphabet::new),
+        )?;
     }
 
     let token_of = |key: &str| special_token(md, &tokens, key, path);
     let bos = token_of("tokenizer.ggml.bos_token_id")?;
     let eos = token_of("tokenizer.ggml.eos_token_id")?;
     let pad = token_of("tokenizer.ggml.padding_token_id")?;
-    tok.with_post_processor(Some(post_processor(md, &bos, &eos, path)?));
+    if let Some(p) = post_processor(md, &bos, &eos, !sentencepiece, path)? {
+        tok.with_post_processor(Some(p));
+    }
 
     let chat_template = meta_str(md, "tokenizer.chat_template")
         .map(|source| {
@@ -157,6 +162,22 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
         .transpose()?;
     ModelTokenizer::with_template(tok, chat_template, bos, eos, pad)
         .with_context(|| format!("GGUF {}: cannot set up the tokenizer", path.display()))
+}
+
+/// The byte-level BPE tokenizer of the vocabulary, merges and pre-tokenizer in the file.
+fn byte_level_tokenizer(md: &Metadata, tokens: &[String], path: &Path) -> Result<Tokenizer> {
+    let pre_name = meta_str(md, "tokenizer.ggml.pre").unwrap_or("default");
+    let pre = pre_tokenizer(pre_name).with_context(|| format!("GGUF {}", path.display()))?;
+    let merges = string_array(md, "tokenizer.ggml.merges", path)?;
+    let alphabet = Alphabet::new();
+    let bpe = bpe_model(tokens, &merges, &alphabet, pre.ignore_merges, path)?;
+    let mut tok = Tokenizer::new(bpe);
+    tok.with_pre_tokenizer(Some(pre.pre_tokenizer));
+    if let Some(n) = pre.normalizer {
+        tok.with_normalizer(Some(n)).map_err(|e| anyhow!("{e}"))?;
+    }
+    tok.with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevel::default())));
+    Ok(tok)
 }
 
 /// The BPE model of the vocabulary (token i has id i) and merges (`"a b"` each).
@@ -191,14 +212,15 @@ fn bpe_model(
 }
 
 /// Adds the tokens GGUF types as control or user-defined (`types[i]` is token i's type).
-/// Control tokens (<|im_start|>, <|endoftext|>) stay whole and are special; user-defined ones
-/// stay whole but are ordinary text. A control token outside the byte alphabet is a
-/// llama.cpp mislabel; transformers skips it and so do we.
+/// Control tokens (<|im_start|>, <start_of_turn>) stay whole and are special; user-defined ones
+/// (Gemma's newline runs) stay whole but are ordinary text. In a byte-level vocabulary
+/// (`alphabet`) a control token outside the byte alphabet is a llama.cpp mislabel, and a
+/// user-defined token must be a piece of the model: transformers skips the others and so do we.
 fn add_typed_tokens(
     tok: &mut Tokenizer,
     tokens: &[String],
     types: &[i64],
-    alphabet: &Alphabet,
+    alphabet: Option<Alphabet>,
 ) -> Result<()> {
     let pick = |kind: i64| -> Vec<&String> {
         tokens
@@ -210,13 +232,14 @@ fn add_typed_tokens(
     };
     let control: Vec<AddedToken> = pick(TOKEN_CONTROL)
         .into_iter()
-        .filter(|t| alphabet.spells(t))
+        .filter(|t| alphabet.as_ref().is_none_or(|a| a.spells(t)))
         .map(|t| AddedToken::from(t.clone(), true).normalized(false))
         .collect();
     tok.add_special_tokens(control)
         .map_err(|e| anyhow!("{e}"))?;
     let user: Vec<AddedToken> = pick(TOKEN_USER_DEFINED)
         .into_iter()
+        .filter(|t| alphabet.is_some() || tok.token_to_id(t).is_some())
         .map(|t| AddedToken::from(t.clone(), false).normalized(false))
         .collect();
     tok.add_tokens(user).map_err(|e| anyhow!("{e}"))?;
@@ -243,16 +266,19 @@ fn special_token(
 }
 
 /// The post-processor: BOS / EOS added around every encoding when the file says so (Llama 3
-/// adds BOS), else byte-level offset trimming only.
+/// and Gemma add BOS), else byte-level offset trimming only (`byte_level`) or none.
 fn post_processor(
     md: &Metadata,
     bos: &Option<String>,
     eos: &Option<String>,
+    byte_level: bool,
     path: &Path,
-) -> Result<PostProcessorWrapper> {
+) -> Result<Option<PostProcessorWrapper>> {
     let added =
         |flag: &str, token: &Option<String>, id_key: &str| -> Result<Option<(String, u32)>> {
-            if !meta_bool(md, flag).unwrap_or(false) {
+            // A sentencepiece file without the flag adds BOS (llama.cpp and transformers).
+            let default = !byte_level && flag == "tokenizer.ggml.add_bos_token";
+            if !meta_bool(md, flag).unwrap_or(default) {
                 return Ok(None);
             }
             match (token, meta_usize(md, id_key)?) {
@@ -274,9 +300,11 @@ fn post_processor(
         "tokenizer.ggml.eos_token_id",
     )?;
     Ok(if add_bos.is_some() || add_eos.is_some() {
-        PostProcessorWrapper::Template(bos_eos_template(add_bos, add_eos)?)
+        Some(PostProcessorWrapper::Template(bos_eos_template(
+            add_bos, add_eos,
+        )?))
     } else {
-        PostProcessorWrapper::ByteLevel(ByteLevel::new(false, false, true))
+        byte_level.then(|| PostProcessorWrapper::ByteLevel(ByteLevel::new(false, false, true)))
     })
 }
 

@@ -163,6 +163,8 @@ pub fn gguf_name(hf: &str) -> String {
     let table = [
         ("input_layernorm", "attn_norm"),
         ("post_attention_layernorm", "ffn_norm"),
+        ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"),
         ("self_attn.q_proj", "attn_q"),
         ("self_attn.k_proj", "attn_k"),
         ("self_attn.v_proj", "attn_v"),
@@ -351,19 +353,25 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-/// Writes the llama-family Hugging Face folder `dir` (config.json + model.safetensors) as
-/// llama.cpp's converter would: Q/K rows permuted, hyper-parameters as metadata, `extra`
-/// tensors (llama.cpp names) beside the weights, and a vocabulary of the first `vocab_size`
-/// byte tokens (the folder has no tokenizer; the twin needs one).
+/// Writes the Llama or Qwen3 Hugging Face folder `dir` (config.json + model.safetensors) as
+/// llama.cpp's converter would: Q/K rows permuted for llama, hyper-parameters as metadata
+/// under the architecture's name, `extra` tensors (llama.cpp names) beside the weights, and a
+/// vocabulary of the first `vocab_size` byte tokens (the folder has no tokenizer; the twin
+/// needs one).
 pub fn write_gguf_twin(dir: &Path, path: &Path, extra: &[(&str, Tensor)]) {
     let cfg = erosion_model::Config::from_file(&dir.join("config.json")).unwrap();
+    let arch = cfg.model_type.as_str();
+    assert!(
+        ["llama", "qwen3"].contains(&arch),
+        "no GGUF twin for {arch}"
+    );
     let weights =
         candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
     let mut tensors: Vec<(String, QTensor)> = Vec::new();
     for (name, t) in &weights {
-        let t = if name.contains("q_proj") {
+        let t = if arch == "llama" && name.contains("q_proj") {
             llama_cpp_permute(t, cfg.num_attention_heads)
-        } else if name.contains("k_proj") {
+        } else if arch == "llama" && name.contains("k_proj") {
             llama_cpp_permute(t, cfg.num_kv_heads())
         } else {
             t.clone()
@@ -383,27 +391,28 @@ pub fn write_gguf_twin(dir: &Path, path: &Path, extra: &[(&str, Tensor)]) {
         .map(|b| Value::String(byte_char(b).to_string()))
         .collect();
     let u = |n: usize| Value::U32(n as u32);
-    let md: Vec<(&str, Value)> = vec![
-        ("general.architecture", Value::String("llama".into())),
-        ("llama.block_count", u(cfg.num_hidden_layers)),
-        ("llama.context_length", u(cfg.max_position_embeddings)),
-        ("llama.embedding_length", u(cfg.hidden_size)),
-        ("llama.feed_forward_length", u(cfg.intermediate_size)),
-        ("llama.attention.head_count", u(cfg.num_attention_heads)),
-        ("llama.attention.head_count_kv", u(cfg.num_kv_heads())),
-        ("llama.attention.key_length", u(cfg.head_dim())),
-        ("llama.rope.dimension_count", u(cfg.head_dim())),
-        ("llama.rope.freq_base", Value::F32(cfg.rope_theta as f32)),
+    let key = |k: &str| format!("{arch}.{k}");
+    let md: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (key("block_count"), u(cfg.num_hidden_layers)),
+        (key("context_length"), u(cfg.max_position_embeddings)),
+        (key("embedding_length"), u(cfg.hidden_size)),
+        (key("feed_forward_length"), u(cfg.intermediate_size)),
+        (key("attention.head_count"), u(cfg.num_attention_heads)),
+        (key("attention.head_count_kv"), u(cfg.num_kv_heads())),
+        (key("attention.key_length"), u(cfg.head_dim())),
+        (key("rope.dimension_count"), u(cfg.head_dim())),
+        (key("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
         (
-            "llama.attention.layer_norm_rms_epsilon",
+            key("attention.layer_norm_rms_epsilon"),
             Value::F32(cfg.rms_norm_eps as f32),
         ),
-        ("tokenizer.ggml.model", Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre", Value::String("smollm".into())),
-        ("tokenizer.ggml.tokens", Value::Array(tokens)),
-        ("tokenizer.ggml.merges", Value::Array(vec![])),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens".into(), Value::Array(tokens)),
+        ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
     ];
-    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    let md_refs: Vec<(&str, &Value)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut file = std::fs::File::create(path).unwrap();
     gguf_file::write(&mut file, &md_refs, &t_refs).unwrap();
