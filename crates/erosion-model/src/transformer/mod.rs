@@ -414,6 +414,8 @@ impl Transformer {
         if opts.mode != ForwardMode::Fast {
             bail!("the KV-cache path computes no gradients: use ForwardMode::Fast");
         }
+        // Each new token would read every block from the checkpoint again.
+        self.resident("cannot decode token by token")?;
         let (b, s) = ids.dims2().context("input ids must be [batch, seq]")?;
         let new_rows = context::mask_rows(mask, b, s)?;
         if cache.is_empty() {

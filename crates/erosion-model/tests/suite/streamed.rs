@@ -131,7 +131,7 @@ fn layer_major_batches_record_what_each_batch_records_alone() -> Result<()> {
 }
 
 #[test]
-fn a_streamed_model_refuses_to_give_set_or_train_its_layer_weights() -> Result<()> {
+fn a_streamed_model_refuses_to_give_set_or_train_its_layer_weights_or_decode() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let ck = Checkpoint::open(tiny_base("llama", tmp.path()).to_str().unwrap())?;
     let mut model = ck.load_streamed(DType::F32, &Device::Cpu)?;
@@ -141,6 +141,11 @@ fn a_streamed_model_refuses_to_give_set_or_train_its_layer_weights() -> Result<(
     assert!(e.contains("streamed") && e.contains(name), "{e}");
     let e = err(model.add_lora(&LoraConfig::default()).map(|_| ()));
     assert!(e.contains("streamed") && e.contains("trained"), "{e}");
+    // Decoding would read every layer again for each new token.
+    let ids = candle_core::Tensor::new(&[[1u32, 2]], &Device::Cpu)?;
+    let opts = &mut erosion_model::transformer::ForwardOptions::fast();
+    let e = err(model.forward_cached(&ids, None, &mut model.new_cache(), opts).map(|_| ()));
+    assert!(e.contains("streamed") && e.contains("token by token"), "{e}");
     // What is held whole is still there.
     assert!(model.parameter("model.embed_tokens.weight").is_ok());
     Ok(())
