@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use erosion_forward::batch::BatchOptions;
 use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
-use erosion_model::load::Checkpoint;
+use erosion_model::load::{Checkpoint, OpenOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_report::html::Report;
@@ -55,21 +55,31 @@ impl ProbeSpec {
         })
     }
 
-    /// What the probe was, for the drift files' provenance: its options, and its two datasets
-    /// hashed with the `n` examples used (what was read, which may be fewer than asked for).
-    pub fn provenance(&self, command_line: Vec<String>, n: usize) -> Result<ProvenanceBuilder> {
+    /// What the probe was, for the drift files' provenance: its options (with the adapter
+    /// scale the checkpoints were opened with, if any), and its two datasets hashed with the `n`
+    /// examples used (what was read, which may be fewer than asked for).
+    pub fn provenance(
+        &self,
+        command_line: Vec<String>,
+        n: usize,
+        adapter_scale: Option<f64>,
+    ) -> Result<ProvenanceBuilder> {
         let mut cache = HashCache::in_memory();
         let datasets = [("toxic", &self.toxic), ("reject", &self.reject)]
             .into_iter()
             .map(|(name, path)| DatasetHash::new(name, path, n, &format!("first {n}"), &mut cache))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Provenance::builder(serde_json::json!({
+        let mut options = serde_json::json!({
             "directions": self.directions, "toxic": self.toxic, "reject": self.reject,
             "probe_size": self.probe_size, "window": self.window,
-        }))
-        .command_line(command_line)
-        .seed(self.seed)
-        .datasets(datasets))
+        });
+        if let Some(k) = adapter_scale {
+            options["adapter_scale"] = k.into();
+        }
+        Ok(Provenance::builder(options)
+            .command_line(command_line)
+            .seed(self.seed)
+            .datasets(datasets))
     }
 }
 
@@ -112,6 +122,9 @@ pub struct DriftSpec {
     pub device: Device,
     /// Recorded in the provenance.
     pub command_line: Vec<String>,
+    /// Every checkpoint's adapter update multiplied by this (checkpoints that are adapters on
+    /// a base, as one LoRA run saves them); `None`: as trained.
+    pub adapter_scale: Option<f64>,
 }
 
 /// What a drift run measured and wrote.
@@ -150,7 +163,11 @@ pub(crate) fn fixed_probe(spec: &DriftSpec) -> Result<ProbeSet> {
 
 /// `probe` measured on checkpoint `name`.
 pub(crate) fn measure(spec: &DriftSpec, probe: &ProbeSet, name: &str) -> Result<DriftPoint> {
-    let model = Checkpoint::open(name)?.load_model(spec.dtype, &spec.device)?;
+    let opts = OpenOptions {
+        adapter_scale: spec.adapter_scale,
+        ..OpenOptions::default()
+    };
+    let model = Checkpoint::open_with(name, &opts)?.load_model(spec.dtype, &spec.device)?;
     probe
         .measure(&model, name, step_of(name))
         .with_context(|| format!("checkpoint {name}"))
@@ -159,7 +176,7 @@ pub(crate) fn measure(spec: &DriftSpec, probe: &ProbeSet, name: &str) -> Result<
 /// Writes `drift.json` and `report.html` of `points` (one per checkpoint of `spec`, in order;
 /// the probe read `n` examples) into `spec.out`.
 pub(crate) fn finish(spec: &DriftSpec, points: Vec<DriftPoint>, n: usize) -> Result<DriftOutcome> {
-    let mut prov = spec.probe.provenance(spec.command_line.clone(), n)?;
+    let mut prov = (spec.probe).provenance(spec.command_line.clone(), n, spec.adapter_scale)?;
     // Every checkpoint measured, as the user named it, with its files hashed.
     let mut cache = HashCache::in_memory();
     for name in &spec.checkpoints {
@@ -192,7 +209,9 @@ impl TrainingMonitor {
     ) -> Result<Self> {
         let probe = spec.load(tok)?;
         // The model being trained changes at every step: the probe's data is what is fixed.
-        let prov = spec.provenance(command_line, probe.toxic.len())?.build();
+        let prov = spec
+            .provenance(command_line, probe.toxic.len(), None)?
+            .build();
         Ok(TrainingMonitor {
             probe,
             log: DriftLog::new(dir, prov.clone()),

@@ -13,14 +13,15 @@ use erosion_forward::shard::{ShardIndex, UnitRun};
 use crate::drift::DriftPoint;
 use crate::drift_series::{finish, fixed_probe, measure, DriftOutcome, DriftSpec};
 
-/// What every shard of one drift run shares: the checkpoints as named, the probe, the dtype.
+/// What every shard of one drift run shares: the checkpoints as named, the probe, the dtype,
+/// the adapter scale.
 /// The device is left out, so shards may run on different machines.
 fn run(spec: &DriftSpec) -> UnitRun<'_> {
     let p = &spec.probe;
     let identity = canonical_sha256(&serde_json::json!({
         "checkpoints": spec.checkpoints, "directions": p.directions, "toxic": p.toxic,
         "reject": p.reject, "probe_size": p.probe_size, "window": p.window, "seed": p.seed,
-        "dtype": format!("{:?}", spec.dtype),
+        "dtype": format!("{:?}", spec.dtype), "adapter_scale": spec.adapter_scale,
     }));
     UnitRun {
         out: &spec.out,

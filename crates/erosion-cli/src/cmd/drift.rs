@@ -21,6 +21,11 @@ pub struct Args {
     pub checkpoints: Vec<String>,
     #[command(flatten)]
     pub probe: ProbeArgs,
+    /// Multiply every checkpoint's adapter update by K (checkpoints that are LoRA adapters on
+    /// their base, as a LoRA run saves them; Turner et al. scale adapters x1-x5). A checkpoint
+    /// that is not an adapter is refused with K other than 1.
+    #[arg(long, value_name = "K")]
+    pub adapter_scale: Option<f64>,
     #[command(flatten)]
     pub out: OutArgs,
     #[command(flatten)]
@@ -47,6 +52,7 @@ pub fn run(args: Args) -> Result<()> {
         dtype: args.device.dtype()?,
         device: args.device.device()?,
         command_line: std::env::args().collect(),
+        adapter_scale: args.adapter_scale,
     };
     if let Some(shard) = args.shard {
         // Shards run at once: each locks its own folder, not OUT.

@@ -224,3 +224,34 @@ fn logprobs_scales_each_named_models_adapter() {
         stderr(&unknown)
     );
 }
+
+/// `erosion drift --adapter-scale K` opens every checkpoint with its adapter scaled: 0 measures
+/// the base, 4 another model; the scale is recorded; a checkpoint with no adapter is refused.
+#[test]
+fn drift_scales_every_checkpoints_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = ProbeFiles::write(tmp.path());
+    let adapted = smollm2_adapted();
+    let margin = |d: &serde_json::Value| d["points"][0]["margin"]["estimate"].as_f64().unwrap();
+    let scaled = |k: &str, model: &str, dir: &str| {
+        let args = probe.drift_args(&[model], &tmp.path().join(dir));
+        let args = [&args[..], &["--adapter-scale".to_string(), k.to_string()]].concat();
+        erosion(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let base = margin(&probe.drift(&[&smollm2()], &tmp.path().join("base")));
+    let run = scaled("0", &adapted, "x0");
+    assert!(run.status.success(), "{}", stderr(&run));
+    let x0: serde_json::Value = read_json(&tmp.path().join("x0/drift.json"));
+    assert_eq!(margin(&x0), base);
+    assert!(scaled("4", &adapted, "x4").status.success());
+    let x4: serde_json::Value = read_json(&tmp.path().join("x4/drift.json"));
+    assert_ne!(margin(&x4), base);
+    assert_eq!(
+        x4["provenance"]["options"]["adapter_scale"], 4.0,
+        "{}",
+        x4["provenance"]
+    );
+    let plain = scaled("2", &smollm2(), "plain");
+    assert!(!plain.status.success());
+    assert!(stderr(&plain).contains("adapter"), "{}", stderr(&plain));
+}

@@ -144,8 +144,13 @@ fn a_streamed_model_refuses_to_give_set_or_train_its_layer_weights_or_decode() -
     // Decoding would read every layer again for each new token.
     let ids = candle_core::Tensor::new(&[[1u32, 2]], &Device::Cpu)?;
     let opts = &mut erosion_model::transformer::ForwardOptions::fast();
-    let e = err(model.forward_cached(&ids, None, &mut model.new_cache(), opts).map(|_| ()));
-    assert!(e.contains("streamed") && e.contains("token by token"), "{e}");
+    let e = err(model
+        .forward_cached(&ids, None, &mut model.new_cache(), opts)
+        .map(|_| ()));
+    assert!(
+        e.contains("streamed") && e.contains("token by token"),
+        "{e}"
+    );
     // What is held whole is still there.
     assert!(model.parameter("model.embed_tokens.weight").is_ok());
     Ok(())
