@@ -14,7 +14,8 @@ use erosion_forward::notice::Notify;
 use erosion_forward::out_lock::OutLock;
 use erosion_forward::run_folder::manifest::{Manifest, Tracker};
 pub use erosion_forward::run_folder::OtherRun;
-use erosion_model::load::{Checkpoint, GenerationConfig};
+use erosion_model::load::adapter::parts;
+use erosion_model::load::{Checkpoint, GenerationConfig, OpenOptions};
 use erosion_model::tokenizer::ModelTokenizer;
 use erosion_model::transformer::Transformer;
 use erosion_model::Config;
@@ -34,23 +35,31 @@ impl Start {
     /// What a run started from, as its checkpoints record it to recognise the same run.
     fn describe(&self) -> Result<String> {
         Ok(match self {
-            // A folder by its absolute path, so that relative and absolute spellings of one
-            // start (`erosion demo --out x` from different directories) are one run.
-            Start::Checkpoint(spec) => {
-                let path = std::fs::canonicalize(spec)
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_else(|_| spec.clone());
-                // A start trained by erosion also by its trainer state (its own start, data,
-                // options and loss history): a model retrained in the same folder is another
-                // start, so what was fine-tuned from the old one is not reused.
-                match checkpoint::state_digest(Path::new(spec))? {
-                    Some(digest) => format!("{path}#{}", &digest[..16]),
-                    None => path,
-                }
-            }
+            // A model with an adapter (BASE+ADAPTER, or an adapter alone on its recorded base)
+            // by both parts, so each spelling of it is one start and a retrained adapter
+            // another.
+            Start::Checkpoint(spec) => (parts(spec, &OpenOptions::default()).iter())
+                .map(|part| describe_part(part))
+                .collect::<Result<Vec<_>>>()?
+                .join("+"),
             Start::Fresh { seed, .. } => format!("fresh:{seed}"),
         })
     }
+}
+
+/// One checkpoint a start is made of. A folder by its absolute path, so that relative and
+/// absolute spellings of one start (`erosion demo --out x` from different directories) are one
+/// run; a folder trained by erosion also by its trainer state (its own start, data, options and
+/// loss history): a model retrained in the same folder is another start, so what was
+/// fine-tuned from the old one is not reused.
+fn describe_part(spec: &str) -> Result<String> {
+    let path = std::fs::canonicalize(spec)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| spec.to_string());
+    Ok(match checkpoint::state_digest(Path::new(spec))? {
+        Some(digest) => format!("{path}#{}", &digest[..16]),
+        None => path,
+    })
 }
 
 /// Whether a recorded start is `current`. States saved before starts carried their trainer
@@ -339,7 +348,39 @@ fn remove_checkpoints_before(out: &Path, step: usize) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::same_start;
+    use super::{same_start, Start};
+
+    /// BASE+ADAPTER and the adapter alone (on its recorded base) are one start, by both
+    /// folders' absolute paths; a retrained adapter (another trainer state) is another.
+    #[test]
+    fn a_start_with_an_adapter_is_described_by_both_parts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (base, adapter) = (tmp.path().join("base"), tmp.path().join("adapter"));
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(adapter.join(super::checkpoint::STATE_DIR)).unwrap();
+        std::fs::write(base.join("config.json"), "{}").unwrap();
+        let config = serde_json::json!({"peft_type": "LORA", "base_model_name_or_path": base});
+        std::fs::write(adapter.join("adapter_config.json"), config.to_string()).unwrap();
+        let state = adapter
+            .join(super::checkpoint::STATE_DIR)
+            .join(super::checkpoint::STATE_FILE);
+        std::fs::write(&state, "{\"step\": 1}").unwrap();
+        let describe = |spec: String| Start::Checkpoint(spec).describe().unwrap();
+        let both = describe(format!("{}+{}", base.display(), adapter.display()));
+        let alone = describe(adapter.display().to_string());
+        assert_eq!(both, alone);
+        let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap();
+        assert!(
+            both.starts_with(&format!(
+                "{}+{}#",
+                canon(&base).display(),
+                canon(&adapter).display()
+            )),
+            "{both}"
+        );
+        std::fs::write(&state, "{\"step\": 2}").unwrap();
+        assert_ne!(describe(adapter.display().to_string()), alone);
+    }
 
     #[test]
     fn a_start_matches_itself_and_a_legacy_record_of_its_path() {
