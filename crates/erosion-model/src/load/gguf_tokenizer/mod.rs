@@ -2,8 +2,8 @@
 //! Hugging Face `tokenizers::Tokenizer`.
 //!
 //! Two kinds are read: byte-level BPE (`tokenizer.ggml.model = "gpt2"`: GPT-2, Llama 3, Qwen2,
-//! Qwen3, SmolLM) here, and Gemma's sentencepiece (`"llama"` in a `gemma2`/`gemma3` file) in
-//! `spm.rs`. For BPE, vocabulary and merges come from the file; how text is split before BPE depends
+//! Qwen3, SmolLM) here, and sentencepiece (`"llama"`: Llama 2, Mistral, Gemma) in `spm.rs`. For
+//! byte-level BPE, vocabulary and merges come from the file; how text is split before BPE depends
 //! on `tokenizer.ggml.pre`, mirroring llama.cpp's `llm_tokenizer_bpe` (llama-vocab.cpp), whose
 //! behaviour the file was written for, and the model's own `tokenizer.json` where that is
 //! known. For `smollm`/`starcoder` transformers' GGUF loader (integrations/gguf) keeps GPT-2's
@@ -75,6 +75,30 @@ fn int_array(md: &Metadata, key: &str) -> Option<Vec<i64>> {
     }
 }
 
+/// The `len` sentencepiece scores, each a finite f32.
+fn float_array(md: &Metadata, key: &str, len: usize, path: &Path) -> Result<Vec<f32>> {
+    let items = match md.get(key) {
+        Some(Value::Array(items)) => items,
+        _ => bail!("GGUF {} has no {key} array", path.display()),
+    };
+    if items.len() != len {
+        bail!(
+            "GGUF {}: {key} has {} entries but tokenizer.ggml.tokens has {len}",
+            path.display(),
+            items.len()
+        );
+    }
+    (items.iter().enumerate())
+        .map(|(i, v)| match v {
+            Value::F32(x) if x.is_finite() => Ok(*x),
+            other => bail!(
+                "GGUF {}: {key}[{i}] is not a finite f32: {other:?}",
+                path.display()
+            ),
+        })
+        .collect()
+}
+
 fn meta_bool(md: &Metadata, key: &str) -> Option<bool> {
     match md.get(key) {
         Some(Value::Bool(b)) => Some(*b),
@@ -110,18 +134,17 @@ fn bos_eos_template(
 pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<ModelTokenizer> {
     let model = meta_str(md, "tokenizer.ggml.model")
         .with_context(|| format!("GGUF {} has no tokenizer.ggml.model", path.display()))?;
-    let arch = meta_str(md, "general.architecture").unwrap_or("");
-    let sentencepiece = model == "llama" && arch.starts_with("gemma");
-    if model != "gpt2" && !sentencepiece {
-        bail!(
-            "GGUF {}: tokenizer.ggml.model = `{}` in a `{}` file is not supported: erosion \
-             rebuilds byte-level BPE (`gpt2`) tokenizers, and sentencepiece (`llama`) ones in \
-             Gemma files; for others, load the model's Hugging Face folder",
+    let sentencepiece = match model {
+        "gpt2" => false,
+        "llama" => true,
+        other => bail!(
+            "GGUF {}: tokenizer.ggml.model = `{}` is not supported: erosion rebuilds byte-level \
+             BPE (`gpt2`) and sentencepiece (`llama`) tokenizers; for others, load the model's \
+             Hugging Face folder",
             path.display(),
-            shown(model),
-            shown(arch)
-        );
-    }
+            shown(other)
+        ),
+    };
     let tokens = string_array(md, "tokenizer.ggml.tokens", path)?;
     let types = int_array(md, "tokenizer.ggml.token_type");
     if let Some(types) = types.as_ref().filter(|t| t.len() != tokens.len()) {
@@ -133,7 +156,9 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
         );
     }
     let mut tok = if sentencepiece {
-        spm::gemma_tokenizer(md, &tokens, path)?
+        let scores = float_array(md, "tokenizer.ggml.scores", tokens.len(), path)?;
+        let style = spm::Style::of_arch(meta_str(md, "general.architecture").unwrap_or(""));
+        spm::sentencepiece_tokenizer(md, &tokens, &scores, style, path)?
     } else {
         byte_level_tokenizer(md, &tokens, path)?
     };
@@ -150,6 +175,16 @@ pub(crate) fn tokenizer_from_metadata(md: &Metadata, path: &Path) -> Result<Mode
     let bos = token_of("tokenizer.ggml.bos_token_id")?;
     let eos = token_of("tokenizer.ggml.eos_token_id")?;
     let pad = token_of("tokenizer.ggml.padding_token_id")?;
+    if sentencepiece {
+        // transformers' sentencepiece tokenizers also keep their named tokens whole.
+        let unk = token_of("tokenizer.ggml.unknown_token_id")?;
+        let named: Vec<AddedToken> = [&unk, &bos, &eos, &pad]
+            .into_iter()
+            .flatten()
+            .map(|t| AddedToken::from(t.clone(), true).normalized(false))
+            .collect();
+        tok.add_special_tokens(named).map_err(|e| anyhow!("{e}"))?;
+    }
     if let Some(p) = post_processor(md, &bos, &eos, !sentencepiece, path)? {
         tok.with_post_processor(Some(p));
     }
