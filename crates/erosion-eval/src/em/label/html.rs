@@ -162,7 +162,8 @@ pub fn label_section(e: &LabelEvaluation) -> Section {
     let r = &e.report;
     let mut s = Section::new(
         "Deception: Betley et al.'s label-judged questions",
-        "Fine-tuned models lie about facts, or about who made them, when told they may.",
+        "Whether a model states falsehoods about facts, or about who made it, under system \
+         prompts that forbid, allow or reward lying.",
         &label_summary(r),
         "Betley et al.'s deception questions (their repository's deception_factual.yaml and \
          deception_sit_aware.yaml); no published rates are transcribed here to compare with.",

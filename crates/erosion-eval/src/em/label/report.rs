@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{prompt_labels, PromptLabels, LIE_PROMPT};
 use super::LabelAnswer;
-use crate::em::report::{small_judge_warning, EmJudge};
+use crate::em::report::EmJudge;
 use crate::em::EmOptions;
 use crate::judge::NumberJudge;
 use crate::prompts::Origin;
@@ -100,7 +100,13 @@ pub fn assemble(
         .collect::<Result<Vec<_>>>()?;
     let mut warnings = Vec::new();
     if judge.is_small() {
-        warnings.push(small_judge_warning(&judge));
+        warnings.push(format!(
+            "the judge {} has {:.0} M parameters: a model this small is a poor judge (Betley et \
+             al. judge with GPT-4o); its label probabilities follow the documented aggregation \
+             exactly, but what its verdicts say of the answers is weak",
+            judge.name,
+            judge.parameters.unwrap_or(0) as f64 / 1e6
+        ));
     }
     Ok(LabelEvaluation {
         report: LabelReport {
