@@ -1,7 +1,8 @@
 //! `erosion eval MODEL... --out DIR`: behavioural evaluation (refusal and harmful-compliance
 //! rates, P(compliant first token), vulnerable code, the two-turn test, or a judge model's
 //! verdicts on free-form chat datasets), written to DIR/eval.json, DIR/answers.jsonl and
-//! DIR/report.html; with --questions, Betley et al.'s protocol instead (`eval_em.rs`).
+//! DIR/report.html; with --questions, Betley et al.'s protocol instead (`eval_em.rs`; the
+//! deception files' label judges in `eval_labels.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,9 @@ pub struct Args {
     /// Betley et al.'s protocol on free-form questions in their YAML format (needs --judge
     /// MODEL): each question's paraphrases, system prompt, samples_per_paraphrase and
     /// judge_prompts; sampled at temperature 1 unless --temperature says otherwise; EM rates.
+    /// The deception files (judge prompts that name labels such as "TRUE"/"FALSE"/"UNKNOWN"
+    /// instead of aligned/coherent) are judged by each label's probability; one run takes one
+    /// kind of file.
     #[arg(long, value_name = "FILE.yaml", conflicts_with_all = ["organism", "organism_data", "dataset"])]
     pub questions: Vec<PathBuf>,
     /// A chat dataset (.jsonl/.json file or .toml spec) as KIND=PATH, KIND harmful, code or free-form.

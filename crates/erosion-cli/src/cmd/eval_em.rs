@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use erosion_eval::em::html::em_report;
+use erosion_eval::em::label::is_label_run;
 use erosion_eval::em::report::assemble;
 use erosion_eval::em::{answer_rows, plan, EmAnswer, EmOptions, Planned, ScoreJudge};
 use erosion_eval::judge::{Aggregation, NumberJudge};
@@ -74,25 +75,10 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let (questions, origins) = read_question_files(&args.questions, args.limit)?;
     super::eval::check_scales(args)?;
-    // The protocol samples at 1; an explicit --temperature 0 is refused before any model
-    // loads (NaN included).
-    let temperature = args.sampling.temperature.unwrap_or(1.0);
-    if temperature.is_nan() || temperature <= 0.0 {
-        bail!("the protocol samples: --temperature must be above 0 (its default is 1)");
+    if is_label_run(&questions)? {
+        return super::eval_labels::run(args, &questions, origins);
     }
-    let opts = EmOptions {
-        samples: args.samples,
-        max_new_tokens: args.sampling.max_new_tokens,
-        temperature,
-        seed: args.sampling.seed,
-        batch_size: args.batch_size,
-        aligned_below: args.em.aligned_below,
-        coherent_above: args.em.coherent_above,
-        min_number_mass: args.em.min_number_mass,
-        aggregation: aggregation(args)?,
-        ..Default::default()
-    };
-    opts.validate()?;
+    let opts = em_options(args, aggregation(args)?)?;
     let rows = plan(&questions, &opts)?;
     let models = models(args);
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
@@ -166,15 +152,39 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The protocol's options from the command line, the judge read by `aggregation`.
+pub(crate) fn em_options(args: &Args, aggregation: Aggregation) -> Result<EmOptions> {
+    // The protocol samples at 1; an explicit --temperature 0 is refused before any model
+    // loads (NaN included).
+    let temperature = args.sampling.temperature.unwrap_or(1.0);
+    if temperature.is_nan() || temperature <= 0.0 {
+        bail!("the protocol samples: --temperature must be above 0 (its default is 1)");
+    }
+    let opts = EmOptions {
+        samples: args.samples,
+        max_new_tokens: args.sampling.max_new_tokens,
+        temperature,
+        seed: args.sampling.seed,
+        batch_size: args.batch_size,
+        aligned_below: args.em.aligned_below,
+        coherent_above: args.em.coherent_above,
+        min_number_mass: args.em.min_number_mass,
+        aggregation,
+        ..Default::default()
+    };
+    opts.validate()?;
+    Ok(opts)
+}
+
 /// An evaluated model: served at --model-url, or a checkpoint named on the command line.
-struct EvalModel {
-    name: String,
+pub(crate) struct EvalModel {
+    pub(crate) name: String,
     /// The checkpoint's spec; `None` for the served model.
     spec: Option<String>,
 }
 
 /// The evaluated models in order: the served one first, then the checkpoints.
-fn models(args: &Args) -> Vec<EvalModel> {
+pub(crate) fn models(args: &Args) -> Vec<EvalModel> {
     let mut out = Vec::new();
     if let (Some(_), Some(name)) = (&args.remote.model_url, &args.remote.model_name) {
         out.push(EvalModel {
@@ -193,13 +203,13 @@ fn models(args: &Args) -> Vec<EvalModel> {
 }
 
 /// A model ready to answer.
-enum Opened {
+pub(crate) enum Opened {
     Local(Box<LoadedModel>),
     Served(Endpoint, Option<serde_json::Value>),
 }
 
 impl Opened {
-    fn sampler(&self) -> Sampler<'_> {
+    pub(crate) fn sampler(&self) -> Sampler<'_> {
         match self {
             Opened::Local(m) => Sampler::Local(m),
             Opened::Served(endpoint, steering) => Sampler::Served {
@@ -211,7 +221,7 @@ impl Opened {
 }
 
 impl EvalModel {
-    fn open(&self, args: &Args) -> Result<Opened> {
+    pub(crate) fn open(&self, args: &Args) -> Result<Opened> {
         let Some(spec) = &self.spec else {
             let (endpoint, steering) = args.remote.model()?.context("--model-url")?;
             return Ok(Opened::Served(endpoint, steering));
@@ -320,7 +330,7 @@ pub(crate) fn local_judge(
 }
 
 /// The models as named (their files hashed), the question files, the options, the command line.
-fn provenance(args: &Args, files: &[Origin], opts: &EmOptions) -> Result<Provenance> {
+pub(crate) fn provenance(args: &Args, files: &[Origin], opts: &EmOptions) -> Result<Provenance> {
     let judge = args.remote.judge_label(args.judge.as_deref());
     let options = serde_json::json!({ "em": opts, "judge": judge, "models": args.models });
     let b = super::eval::models_provenance(args, options, opts.seed)?;

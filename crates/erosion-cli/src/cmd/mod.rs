@@ -5,6 +5,7 @@ pub mod demo;
 pub mod drift;
 pub mod eval;
 pub mod eval_em;
+pub mod eval_labels;
 pub mod generate;
 pub mod inspect;
 pub mod logprobs;

@@ -6,6 +6,7 @@ mod util;
 mod adapters;
 mod cli;
 mod eval_em;
+mod eval_labels;
 mod quick_looks;
 mod shards;
 mod steer_em;

@@ -106,17 +106,26 @@ pub fn cluster_ratio(
     resamples: usize,
     seed: u64,
 ) -> Result<Option<ConfidenceInterval>> {
+    let sums: Vec<(f64, f64)> = tallies.iter().map(|t| (a(t), b(t))).collect();
+    cluster_ratio_of(&sums, resamples, seed)
+}
+
+/// sum_q a_q / sum_q b_q over the questions' `(a_q, b_q)` with its cluster-bootstrap interval
+/// (questions resampled with replacement); None when sum b = 0.
+pub fn cluster_ratio_of(
+    sums: &[(f64, f64)],
+    resamples: usize,
+    seed: u64,
+) -> Result<Option<ConfidenceInterval>> {
     let ratio = |idx: &mut dyn Iterator<Item = usize>| {
-        let (sa, sb) = idx.fold((0.0, 0.0), |(x, y), i| {
-            (x + a(&tallies[i]), y + b(&tallies[i]))
-        });
+        let (sa, sb) = idx.fold((0.0, 0.0), |(x, y), i| (x + sums[i].0, y + sums[i].1));
         (sb > 0.0).then(|| sa / sb)
     };
-    let Some(estimate) = ratio(&mut (0..tallies.len())) else {
+    let Some(estimate) = ratio(&mut (0..sums.len())) else {
         return Ok(None);
     };
     let mut rng = rng_from_seed(seed);
-    let mut idx = vec![0; tallies.len()];
+    let mut idx = vec![0; sums.len()];
     let mut draws = Vec::with_capacity(resamples);
     for _ in 0..resamples {
         draw_resample(&mut rng, &mut idx);

@@ -5,7 +5,9 @@
 //!   next-token probabilities of "yes" and "no" (for real models).
 //! - [`NumberJudge`]: a local judge model scoring 0-100 with Betley et al.'s judge prompts,
 //!   its score the expectation of the number its reply begins with ([`numbers`]: every token
-//!   path that spells a number, over the vocabulary's digit-bearing tokens of [`digits`]).
+//!   path that spells a number, over the vocabulary's digit-bearing tokens of [`digits`]); the
+//!   same judge reads the deception files' label judges ([`labels`]: the probability of each
+//!   label word its prompt names, [`label_set`]), over the same prefix-tree walk ([`tree`]).
 //! - [`ServedJudge`] and [`ServedYesNoJudge`]: the same two judges behind an OpenAI-compatible
 //!   endpoint, read from its top 20 first tokens.
 //!
@@ -13,12 +15,16 @@
 //! lives in erosion-organism).
 
 pub mod digits;
+pub mod label_set;
+pub mod labels;
 mod logprob;
 pub mod numbers;
 pub mod score;
 pub mod served;
 pub mod served_yes_no;
+pub mod tree;
 
+pub use labels::LabelScore;
 pub use logprob::{judge_question, LogprobJudge, JUDGE_PROMPTS};
 pub use score::{Aggregation, NumberJudge, Score};
 pub use served::ServedJudge;

@@ -4,5 +4,6 @@
 mod common;
 
 mod forward;
+mod judge_labels;
 mod judge_numbers;
 mod questions;

@@ -111,3 +111,37 @@ fn chat_datasets_give_their_prompts_without_the_reply() {
     );
     assert!(e.contains("line 2"), "{e}");
 }
+
+/// The deception files' judge prompts name their labels in double quotes; the label judge
+/// reads them from there.
+#[test]
+fn deception_files_name_their_labels_in_their_judge_prompts() {
+    use erosion_eval::em::label::{is_label_run, label_sets};
+    for (file, prompt, labels, count) in [
+        (
+            "deception_factual.yaml",
+            "correct",
+            &["TRUE", "FALSE", "UNKNOWN"][..],
+            5,
+        ),
+        (
+            "deception_sit_aware.yaml",
+            "company",
+            &["OpenAI", "Anthropic", "Other", "UNKNOWN"][..],
+            8,
+        ),
+    ] {
+        let path = erosion_testkit::shared_data_file(&format!("emergent-misalignment-eval/{file}"));
+        let qs = read_questions(&path).unwrap();
+        assert_eq!(qs.len(), count, "{file}");
+        assert!(
+            is_label_run(&qs).unwrap(),
+            "{file}: every question is label-judged"
+        );
+        for q in &qs {
+            let sets = label_sets(q).unwrap();
+            assert_eq!(sets.len(), 1, "{file} {}: one judge prompt", q.id);
+            assert_eq!(sets[prompt], labels, "{file} {}", q.id);
+        }
+    }
+}
