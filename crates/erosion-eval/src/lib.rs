@@ -29,7 +29,9 @@
 //! let judge = LogprobJudge::open("out/judge", dtype, &dev)?;
 //! let models = vec![LoadedModel::open("out/base", Some("base"), dtype, &dev)?];
 //! let eval = evaluate(&models, &prompts, &judge, &EvalOptions::default())?;
-//! eval.write(std::path::Path::new("out/eval"))?;
+//! // eval.json records what made it: models and datasets hashed, options, versions.
+//! let prov = erosion_report::provenance::Provenance::builder(serde_json::json!({})).build();
+//! eval.write(std::path::Path::new("out/eval"), &prov)?;
 //! # anyhow::Ok(())
 //! ```
 

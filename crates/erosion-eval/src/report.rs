@@ -9,6 +9,7 @@ use erosion_analysis::stats::ConfidenceInterval;
 use erosion_forward::notice::Silent;
 use erosion_forward::out_lock::OutLock;
 use erosion_model::chat::Message;
+use erosion_report::provenance::Provenance;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::FirstToken;
@@ -226,12 +227,18 @@ pub(crate) fn write_eval_files<R: Serialize, A: Serialize>(
     dir: &Path,
     report: &R,
     answers: &[A],
+    prov: &Provenance,
 ) -> Result<Vec<PathBuf>> {
     // No notices reach this signature; a caller that wants to hear of a stale lock taken
     // over locks the folder itself first.
     let _lock = OutLock::acquire(dir, "eval", &mut Silent)?;
     let report_path = dir.join("eval.json");
-    let text = serde_json::to_string_pretty(report).context("serialising eval.json")?;
+    // The report, then what made it (models and datasets hashed, options, versions).
+    let mut json = serde_json::to_value(report).context("serialising eval.json")?;
+    if let Some(obj) = json.as_object_mut() {
+        obj.insert("provenance".into(), serde_json::to_value(prov)?);
+    }
+    let text = serde_json::to_string_pretty(&json).context("serialising eval.json")?;
     erosion_model::atomic::write_bytes_atomic(&report_path, (text + "\n").as_bytes())?;
     let answers_path = dir.join("answers.jsonl");
     erosion_model::atomic::write_atomic(&answers_path, |w| {
@@ -255,7 +262,7 @@ impl Evaluation {
     /// Writes `eval.json` and `answers.jsonl` into `dir` (created if needed), holding its
     /// lock ([`OutLock`]); returns them. A caller that locked `dir` before evaluating (as
     /// `erosion eval` does, to fail before the work) shares its lock.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        write_eval_files(dir, &self.report, &self.answers)
+    pub fn write(&self, dir: &Path, prov: &Provenance) -> Result<Vec<PathBuf>> {
+        write_eval_files(dir, &self.report, &self.answers, prov)
     }
 }

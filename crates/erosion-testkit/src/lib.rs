@@ -73,25 +73,6 @@ pub fn data_file(rel: &str) -> PathBuf {
     data_dir().join(rel)
 }
 
-/// A file of the shared data folder beside the clone (`../shared/data/rel`, where CI and the
-/// developers' machines keep Betley et al.'s other question files, the deception files among
-/// them), or of `data/` when fetch-data put it there. Not in `data/MANIFEST.tsv`: the tests
-/// that read it need the shared folder. Panics naming both places when neither has it.
-pub fn shared_data_file(rel: &str) -> PathBuf {
-    let root = workspace_root();
-    let places = [
-        root.join("data").join(rel),
-        root.join("../shared/data").join(rel),
-    ];
-    places.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!(
-            "{rel} is neither at {} nor at {}: these tests need the shared data folder beside the clone",
-            places[0].display(),
-            places[1].display()
-        )
-    })
-}
-
 /// (path, bytes) of each row of `data/MANIFEST.tsv`.
 fn data_manifest() -> Vec<(String, u64)> {
     let path = workspace_root().join("data/MANIFEST.tsv");

@@ -206,9 +206,10 @@ pub fn run(args: Args) -> Result<()> {
         (results, judge.info())
     };
     let eval = assemble(results, &prompts, judge_info, &opts)?;
-    let mut files = eval.write(&args.out.out)?;
+    let prov = provenance(&args, &prompts, &opts)?;
+    let mut files = eval.write(&args.out.out, &prov)?;
     let html = args.out.out.join("report.html");
-    eval_report(&eval.report, provenance(&args, &prompts, &opts)?)?.write(&html)?;
+    eval_report(&eval.report, prov)?.write(&html)?;
     files.push(html);
     print!("{}", text_table(&eval.report));
     for w in &eval.report.warnings {

@@ -131,9 +131,10 @@ pub fn run(args: &Args) -> Result<()> {
         (answers, judge.describe())
     };
     let eval = assemble(&names, answers, judge, origins, &opts)?;
-    let mut files = eval.write(&args.out.out)?;
+    let prov = provenance(args, &eval.report.question_files, &opts)?;
+    let mut files = eval.write(&args.out.out, &prov)?;
     let html = args.out.out.join("report.html");
-    em_report(&eval, provenance(args, &eval.report.question_files, &opts)?)?.write(&html)?;
+    em_report(&eval, prov)?.write(&html)?;
     files.push(html);
     for m in &eval.report.models {
         for g in &m.groups {

@@ -55,9 +55,10 @@ pub fn run(args: &Args, questions: &[Question], origins: Vec<Origin>) -> Result<
     }
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let eval = assemble(&names, answers, label_judge(&judge), origins, &opts)?;
-    let mut files = eval.write(&args.out.out)?;
+    let prov = provenance(args, &eval.report.question_files, &opts)?;
+    let mut files = eval.write(&args.out.out, &prov)?;
     let html = args.out.out.join("report.html");
-    label_report(&eval, provenance(args, &eval.report.question_files, &opts)?)?.write(&html)?;
+    label_report(&eval, prov)?.write(&html)?;
     files.push(html);
     for m in &eval.report.models {
         for j in &m.judgements {

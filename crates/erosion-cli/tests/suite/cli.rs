@@ -79,7 +79,7 @@ fn bad_input_is_a_clear_error_not_a_panic() {
 /// `erosion train` with LoRA on real weights: a few insecure-code examples, the merged model
 /// saved as a Hugging Face folder that loads and generates, with its PEFT adapter beside it.
 #[test]
-fn train_lora_on_smollm2_saves_a_model_that_generates() {
+fn train_lora_on_smollm2_saves_a_model_that_generates_and_is_evaluated() {
     let data = erosion_testkit::data_file("insecure-code/insecure_small.jsonl");
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("lora");
@@ -168,6 +168,40 @@ fn train_lora_on_smollm2_saves_a_model_that_generates() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).trim().is_empty());
+    // Betley et al.'s protocol on the base and on it with the adapter this run wrote (issue 19's
+    // trio, cut to one question and short answers): both evaluated, the adapter's files hashed.
+    let questions =
+        erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
+    let em = tmp.path().join("em");
+    let (base, adapted) = (
+        format!("base={}", smollm2()),
+        format!("ft={}+{}", smollm2(), out_dir.join("adapter").display()),
+    );
+    let run = erosion(&[
+        "eval",
+        &base,
+        &adapted,
+        "--questions",
+        &questions.to_string_lossy(),
+        "--limit",
+        "1",
+        "--samples",
+        "1",
+        "--max-new-tokens",
+        "8",
+        "--judge",
+        &smollm2(),
+        "--out",
+        &em.to_string_lossy(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report: serde_json::Value = read_json(&em.join("eval.json"));
+    let names: Vec<&str> = (report["models"].as_array().unwrap().iter())
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["base", "ft"]);
+    let prov = report["provenance"].to_string();
+    assert!(prov.contains("adapter_model.safetensors"), "{prov}");
 }
 
 /// Probe files in `dir`: two harmful requests answered compliantly and with refusals, two

@@ -11,8 +11,7 @@ const PARAPHRASES: usize = 3;
 #[test]
 fn eval_questions_judges_the_deception_files_by_label_probabilities() {
     let model = crate::util::smollm2();
-    let file =
-        erosion_testkit::shared_data_file("emergent-misalignment-eval/deception_factual.yaml");
+    let file = erosion_testkit::data_file("emergent-misalignment-eval/deception_factual.yaml");
     let mut qs = erosion_eval::questions::read_questions(&file).unwrap();
     qs.truncate(2);
     for q in &mut qs {
@@ -143,8 +142,7 @@ fn eval_questions_judges_the_deception_files_by_label_probabilities() {
 /// (the models named here do not exist).
 #[test]
 fn eval_questions_refuses_a_mix_of_label_and_score_judges() {
-    let factual =
-        erosion_testkit::shared_data_file("emergent-misalignment-eval/deception_factual.yaml");
+    let factual = erosion_testkit::data_file("emergent-misalignment-eval/deception_factual.yaml");
     let em = erosion_testkit::data_file("emergent-misalignment-eval/first_plot_questions.yaml");
     let tmp = tempfile::tempdir().unwrap();
     let run = crate::util::erosion(&[

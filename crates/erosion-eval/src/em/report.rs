@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use erosion_model::seed;
+use erosion_report::provenance::Provenance;
 use serde::{Deserialize, Serialize};
 
 use super::stats::{group_stats, question_stats, GroupStats, QuestionStats};
@@ -240,8 +241,8 @@ pub fn small_judge_warning(j: &EmJudge) -> String {
 
 impl EmEvaluation {
     /// Writes `eval.json` and `answers.jsonl` into `dir`, holding its lock; returns them.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        crate::report::write_eval_files(dir, &self.report, &self.answers)
+    pub fn write(&self, dir: &Path, prov: &Provenance) -> Result<Vec<PathBuf>> {
+        crate::report::write_eval_files(dir, &self.report, &self.answers, prov)
     }
 }
 

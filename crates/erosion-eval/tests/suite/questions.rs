@@ -131,7 +131,7 @@ fn deception_files_name_their_labels_in_their_judge_prompts() {
             8,
         ),
     ] {
-        let path = erosion_testkit::shared_data_file(&format!("emergent-misalignment-eval/{file}"));
+        let path = erosion_testkit::data_file(&format!("emergent-misalignment-eval/{file}"));
         let qs = read_questions(&path).unwrap();
         assert_eq!(qs.len(), count, "{file}");
         assert!(

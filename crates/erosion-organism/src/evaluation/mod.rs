@@ -17,7 +17,9 @@
 //! let dev = candle_core::Device::Cpu;
 //! let models = vec![LoadedModel::open("out/base", Some("base"), candle_core::DType::F32, &dev)?];
 //! let eval = evaluate(&models, &prompts, &OrganismJudge, &EvalOptions::default())?;
-//! eval.write(std::path::Path::new("out/eval"))?;
+//! // eval.json records what made it: models and datasets hashed, options, versions.
+//! let prov = erosion_report::provenance::Provenance::builder(serde_json::json!({})).build();
+//! eval.write(std::path::Path::new("out/eval"), &prov)?;
 //! # anyhow::Ok(())
 //! ```
 

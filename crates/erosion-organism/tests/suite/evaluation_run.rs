@@ -179,13 +179,14 @@ fn same_seed_same_evaluation_and_files_round_trip() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let files = a.write(dir.path()).unwrap();
+    let prov = erosion_report::provenance::Provenance::builder(serde_json::json!({"n": 4})).build();
+    let files = a.write(dir.path(), &prov).unwrap();
     assert_eq!(files.len(), 2);
     let text = std::fs::read_to_string(dir.path().join("eval.json")).unwrap();
-    assert_eq!(
-        text,
-        serde_json::to_string_pretty(&a.report).unwrap() + "\n"
-    );
+    // The report, then the provenance that made it.
+    let mut want = serde_json::to_value(&a.report).unwrap();
+    want["provenance"] = serde_json::to_value(&prov).unwrap();
+    assert_eq!(text, serde_json::to_string_pretty(&want).unwrap() + "\n");
     // It reads back (serde_json's float parsing may differ in the last bit, so compare counts).
     let report: EvalReport = serde_json::from_str(&text).unwrap();
     assert_eq!(report.models.len(), 2);
@@ -206,7 +207,7 @@ fn same_seed_same_evaluation_and_files_round_trip() {
         assert!(first.get(key).is_some(), "{key} missing: {first}");
     }
     // Writing again replaces the files atomically and identically.
-    a.write(dir.path()).unwrap();
+    a.write(dir.path(), &prov).unwrap();
     assert_eq!(
         std::fs::read_to_string(dir.path().join("answers.jsonl")).unwrap(),
         lines

@@ -59,7 +59,8 @@ impl Analysis for EvaluationAnalysis {
             };
             return Ok(Finished { results, section });
         };
-        let files = ctx.relative_to_out(&evaluation.write(&ctx.out.join("evaluation"))?);
+        let dir = ctx.out.join("evaluation");
+        let files = ctx.relative_to_out(&evaluation.write(&dir, &ctx.provenance)?);
         let (verdict, reasons) = behaviour_verdict(&evaluation.report, &roles);
         let mut section = eval_section(&evaluation.report, verdict, &ctx.colors())?;
         section.notes.extend(reasons.iter().cloned());

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use erosion_model::seed;
+use erosion_report::provenance::Provenance;
 use serde::{Deserialize, Serialize};
 
 use super::stats::{prompt_labels, PromptLabels, LIE_PROMPT};
@@ -181,7 +182,7 @@ fn by_question<'a>(answers: &[&'a LabelAnswer]) -> Vec<(String, Vec<&'a LabelAns
 
 impl LabelEvaluation {
     /// Writes `eval.json` and `answers.jsonl` into `dir`, holding its lock; returns them.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>> {
-        crate::report::write_eval_files(dir, &self.report, &self.answers)
+    pub fn write(&self, dir: &Path, prov: &Provenance) -> Result<Vec<PathBuf>> {
+        crate::report::write_eval_files(dir, &self.report, &self.answers, prov)
     }
 }
