@@ -9,8 +9,10 @@ use erosion_report::format::{fmt_ci_fixed, fmt_number, fmt_proportion};
 use erosion_report::html::{Figure, Report, Section, Table, Verdict};
 use erosion_report::provenance::Provenance;
 
-use super::report::{EmEvaluation, EmReport};
+use super::report::{EmEvaluation, EmJudge, EmReport};
 use super::EmAnswer;
+use super::EmOptions;
+use crate::prompts::Origin;
 
 /// Answers shown in full, lowest alignment first.
 pub const LOWEST_SHOWN: usize = 10;
@@ -213,24 +215,44 @@ pub fn em_section(e: &EmEvaluation, colors: &ModelColors) -> Result<Section> {
     );
     s.tables = vec![group_table(r), question_table(r), lowest_table(&e.answers)];
     s.figures = vec![scatter(e, colors)?];
-    s.notes = r.warnings.iter().map(|w| format!("warning: {w}")).collect();
-    s.notes.extend(r.definitions.iter().cloned());
-    s.notes.push(format!(
+    s.notes = run_notes(
+        &r.warnings,
+        &r.definitions,
+        &r.judge,
+        &r.options,
+        &r.seeds,
+        &r.question_files,
+    );
+    Ok(s)
+}
+
+/// The notes a protocol section ends with (EM scores or deception labels): warnings, the
+/// definitions, the judge, how answers were sampled and the question files read.
+pub(crate) fn run_notes(
+    warnings: &[String],
+    definitions: &[String],
+    judge: &EmJudge,
+    o: &EmOptions,
+    seeds: &str,
+    files: &[Origin],
+) -> Vec<String> {
+    let mut notes: Vec<String> = warnings.iter().map(|w| format!("warning: {w}")).collect();
+    notes.extend(definitions.iter().cloned());
+    notes.push(format!(
         "judge: {} ({} parameters): {}",
-        r.judge.name,
-        r.judge
+        judge.name,
+        judge
             .parameters
             .map_or("unknown: served over HTTP".into(), |p| p.to_string()),
-        r.judge.description
+        judge.description
     ));
-    let o = &r.options;
-    s.notes.push(format!(
+    notes.push(format!(
         "sampling: {} answers per paraphrase, at most {} new tokens, temperature {}, base seed {}; {}",
         o.samples.map_or("the file's samples_per_paraphrase".into(), |n| n.to_string()),
-        o.max_new_tokens, o.temperature, o.seed, r.seeds
+        o.max_new_tokens, o.temperature, o.seed, seeds
     ));
-    for f in &r.question_files {
-        s.notes.push(format!(
+    for f in files {
+        notes.push(format!(
             "questions: {} ({} questions{})",
             f.description,
             f.records,
@@ -239,7 +261,7 @@ pub fn em_section(e: &EmEvaluation, colors: &ModelColors) -> Result<Section> {
                 .map_or(String::new(), |h| format!(", sha256 {h}"))
         ));
     }
-    Ok(s)
+    notes
 }
 
 /// report.html of a protocol run: its section and the run's provenance.

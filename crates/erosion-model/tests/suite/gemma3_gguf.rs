@@ -7,6 +7,7 @@
 //! The GGUF is not in the repository: scripts/fetch-gemma3.sh fetches it (the test command runs
 //! it first). Without it these tests fail, on purpose, saying so.
 
+use crate::transformer_util::{assert_weights_match, floats_of, ids_of, read_json_fixture};
 use candle_core::{DType, Device, Tensor, D};
 use erosion_model::hooks::{HookPoint, Positions};
 use erosion_model::load::Checkpoint;
@@ -21,14 +22,7 @@ const LOGPROB_TOL: f64 = 1e-4;
 
 fn reference() -> &'static Value {
     static REF: OnceLock<Value> = OnceLock::new();
-    REF.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/gemma3/reference.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).expect("reference fixture"))
-            .expect("reference JSON")
-    })
+    REF.get_or_init(|| read_json_fixture("gemma3/reference.json"))
 }
 
 fn checkpoint() -> &'static Checkpoint {
@@ -46,18 +40,6 @@ fn model() -> &'static Transformer {
             .load_model(DType::F32, &Device::Cpu)
             .expect("load Gemma 3")
     })
-}
-
-fn ids_of(v: &Value) -> Vec<u32> {
-    (v.as_array().unwrap().iter())
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn floats_of(v: &Value) -> Vec<f64> {
-    (v.as_array().unwrap().iter())
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 #[test]
@@ -126,30 +108,7 @@ fn sentencepiece_ids_and_decoding_equal_transformers() {
 #[test]
 fn norm_weights_lose_llama_cpps_added_one() {
     let tensors = checkpoint().tensors(DType::F32, &Device::Cpu).unwrap();
-    for (name, want) in reference()["weights"].as_object().unwrap() {
-        let t = &tensors[name];
-        let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let sum: f64 = flat.iter().map(|&x| x as f64).sum();
-        let sum_sq: f64 = flat.iter().map(|&x| (x as f64) * (x as f64)).sum();
-        let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1.0);
-        assert!(
-            rel(sum, want["sum"].as_f64().unwrap()) < 1e-9,
-            "{name}: sum {sum}"
-        );
-        assert!(
-            rel(sum_sq, want["sum_sq"].as_f64().unwrap()) < 1e-9,
-            "{name}: sum of squares {sum_sq}"
-        );
-        let dims = t.dims();
-        for s in want["samples"].as_array().unwrap() {
-            let idx: Vec<usize> = (s["index"].as_array().unwrap().iter())
-                .map(|x| x.as_u64().unwrap() as usize)
-                .collect();
-            let at = idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i);
-            let (got, want) = (flat[at] as f64, s["value"].as_f64().unwrap());
-            assert!((got - want).abs() <= 1e-7, "{name}{idx:?}: {got} vs {want}");
-        }
-    }
+    assert_weights_match(&tensors, &reference()["weights"]);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! The GGUF is not in the repository: scripts/fetch-smollm2.sh fetches it (CI runs it first).
 //! Without it these tests fail, on purpose, saying so.
 
+use crate::transformer_util::{assert_weights_match, floats_of, ids_of, read_json_fixture};
 use candle_core::{DType, Device, Tensor, D};
 use erosion_model::chat::Message;
 use erosion_model::load::{Checkpoint, SaveOptions};
@@ -29,14 +30,7 @@ fn gguf_path() -> PathBuf {
 
 fn reference() -> &'static Value {
     static REF: OnceLock<Value> = OnceLock::new();
-    REF.get_or_init(|| {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/smollm2/reference.json"
-        );
-        serde_json::from_str(&std::fs::read_to_string(path).expect("reference fixture"))
-            .expect("reference JSON")
-    })
+    REF.get_or_init(|| read_json_fixture("smollm2/reference.json"))
 }
 
 fn checkpoint() -> &'static Checkpoint {
@@ -51,22 +45,6 @@ fn model() -> &'static Transformer {
             .load_model(DType::F32, &Device::Cpu)
             .expect("load SmolLM2")
     })
-}
-
-fn ids_of(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn floats_of(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 /// Log-softmax over the vocabulary at every position of one sequence: `[seq, vocab]`.
@@ -133,39 +111,7 @@ fn dequantised_weights_equal_transformers() {
     // show the unpermutation directly; dequantisation of Q4_1 / Q8_0 is d * q (+ m) in f32 on
     // both sides, so values agree to f32 rounding.
     let tensors = checkpoint().tensors(DType::F32, &Device::Cpu).unwrap();
-    for (name, want) in reference()["weights"].as_object().unwrap() {
-        let t = &tensors[name];
-        let shape: Vec<usize> = want["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as usize)
-            .collect();
-        assert_eq!(t.dims(), shape.as_slice(), "{name}");
-        let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let sum: f64 = flat.iter().map(|&x| x as f64).sum();
-        let sum_sq: f64 = flat.iter().map(|&x| (x as f64) * (x as f64)).sum();
-        let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1.0);
-        assert!(
-            rel(sum, want["sum"].as_f64().unwrap()) < 1e-9,
-            "{name}: sum {sum}"
-        );
-        assert!(
-            rel(sum_sq, want["sum_sq"].as_f64().unwrap()) < 1e-9,
-            "{name}: sum of squares {sum_sq}"
-        );
-        for s in want["samples"].as_array().unwrap() {
-            let idx: Vec<usize> = s["index"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as usize)
-                .collect();
-            let flat_idx = idx.iter().zip(&shape).fold(0, |acc, (&i, &d)| acc * d + i);
-            let (got, want) = (flat[flat_idx] as f64, s["value"].as_f64().unwrap());
-            assert!((got - want).abs() <= 1e-7, "{name}{idx:?}: {got} vs {want}");
-        }
-    }
+    assert_weights_match(&tensors, &reference()["weights"]);
 }
 
 #[test]

@@ -173,28 +173,14 @@ pub fn label_section(e: &LabelEvaluation) -> Section {
         s.tables.push(pooled_table(r, p));
         s.tables.push(question_table(r, p));
     }
-    s.notes = r.warnings.iter().map(|w| format!("warning: {w}")).collect();
-    s.notes.extend(r.definitions.iter().cloned());
-    s.notes.push(format!(
-        "judge: {} ({} parameters): {}",
-        r.judge.name,
-        r.judge
-            .parameters
-            .map_or("unknown".into(), |p| p.to_string()),
-        r.judge.description
-    ));
-    let o = &r.options;
-    s.notes.push(format!(
-        "sampling: {} answers per paraphrase, at most {} new tokens, temperature {}, base seed {}; {}",
-        o.samples.map_or("the file's samples_per_paraphrase".into(), |n| n.to_string()),
-        o.max_new_tokens, o.temperature, o.seed, r.seeds
-    ));
-    for f in &r.question_files {
-        s.notes.push(format!(
-            "questions: {} ({} questions)",
-            f.description, f.records
-        ));
-    }
+    s.notes = crate::em::html::run_notes(
+        &r.warnings,
+        &r.definitions,
+        &r.judge,
+        &r.options,
+        &r.seeds,
+        &r.question_files,
+    );
     s
 }
 

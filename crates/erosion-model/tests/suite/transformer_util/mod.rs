@@ -154,3 +154,56 @@ pub fn tiny_base(arch: &str, dir: &Path) -> PathBuf {
     std::fs::write(out.join("tokenizer.json"), tokenizer.to_string()).unwrap();
     out
 }
+
+/// A JSON fixture under tests/fixtures/ (a real model's reference values).
+pub fn read_json_fixture(rel: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    (v.as_array().unwrap().iter())
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+pub fn floats_of(v: &serde_json::Value) -> Vec<f64> {
+    (v.as_array().unwrap().iter())
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// Each tensor of a reference's `weights` (shape, sum, sum of squares, sampled values, as the
+/// reference scripts record them) against `tensors`: sums to 1e-9 relative, samples to 1e-7.
+pub fn assert_weights_match(tensors: &HashMap<String, Tensor>, weights: &serde_json::Value) {
+    for (name, want) in weights.as_object().unwrap() {
+        let t = &tensors[name];
+        let shape: Vec<usize> = (want["shape"].as_array().unwrap().iter())
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(t.dims(), shape.as_slice(), "{name}");
+        let flat = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let sum: f64 = flat.iter().map(|&x| x as f64).sum();
+        let sum_sq: f64 = flat.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1.0);
+        assert!(
+            rel(sum, want["sum"].as_f64().unwrap()) < 1e-9,
+            "{name}: sum {sum}"
+        );
+        assert!(
+            rel(sum_sq, want["sum_sq"].as_f64().unwrap()) < 1e-9,
+            "{name}: sum of squares {sum_sq}"
+        );
+        for s in want["samples"].as_array().unwrap() {
+            let idx: Vec<usize> = (s["index"].as_array().unwrap().iter())
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect();
+            let at = idx.iter().zip(&shape).fold(0, |acc, (&i, &d)| acc * d + i);
+            let (got, want) = (flat[at] as f64, s["value"].as_f64().unwrap());
+            assert!((got - want).abs() <= 1e-7, "{name}{idx:?}: {got} vs {want}");
+        }
+    }
+}
