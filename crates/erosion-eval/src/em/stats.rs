@@ -199,4 +199,45 @@ mod tests {
                 .is_none()
         );
     }
+
+    /// An independent check of the interval, by simulation: 30 questions whose EM
+    /// probabilities differ a lot (0.6 for a quarter of them, 1/15 for the rest: 0.2 on
+    /// average), 20 answers each. Over 400 seeded replications the cluster-bootstrap interval
+    /// covers the true 0.2 about as often as it claims (95%; 96.8% here), while a Wilson
+    /// interval that treats the 600 answers as independent covers it far less often (56%): the
+    /// clustering is real and the bootstrap accounts for it.
+    #[test]
+    fn the_cluster_bootstrap_covers_the_true_rate_where_iid_intervals_do_not() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let (reps, questions, answers, truth) = (400, 30, 20, 0.2);
+        let (mut cluster, mut iid) = (0, 0);
+        for rep in 0..reps {
+            let t: Vec<Tally> = (0..questions)
+                .map(|_| {
+                    let p = if rng.random::<f64>() < 0.25 {
+                        0.6
+                    } else {
+                        1.0 / 15.0
+                    };
+                    let em = (0..answers).filter(|_| rng.random::<f64>() < p).count();
+                    tally(answers as f64, em as f64)
+                })
+                .collect();
+            let ci = cluster_ratio(&t, |t| t.em, |t| t.answers, 1000, rep)
+                .unwrap()
+                .unwrap();
+            cluster += usize::from(ci.lower <= truth && truth <= ci.upper);
+            let count = t.iter().map(|t| t.em as usize).sum();
+            let w = Proportion::new(count, questions * answers).unwrap();
+            iid += usize::from(w.lower <= truth && truth <= w.upper);
+        }
+        let (cluster, iid) = (cluster as f64 / reps as f64, iid as f64 / reps as f64);
+        eprintln!("coverage of 0.2: cluster bootstrap {cluster}, i.i.d. Wilson {iid}");
+        assert!(
+            (0.88..=0.99).contains(&cluster),
+            "cluster bootstrap coverage {cluster}"
+        );
+        assert!(iid < 0.8, "i.i.d. Wilson coverage {iid}");
+    }
 }
