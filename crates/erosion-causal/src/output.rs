@@ -106,12 +106,7 @@ pub fn write_run(
     }
     if let Some((e, answers)) = em {
         let path = out.join("em_answers.jsonl");
-        let mut text = String::new();
-        for a in answers {
-            text += &serde_json::to_string(a)?;
-            text.push('\n');
-        }
-        write_bytes_atomic(&path, text.as_bytes())?;
+        erosion_model::atomic::write_jsonl_atomic(&path, answers)?;
         files.push(path);
         report = report.section(em_section(e)?);
     }

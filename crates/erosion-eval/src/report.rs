@@ -241,13 +241,7 @@ pub(crate) fn write_eval_files<R: Serialize, A: Serialize>(
     let text = serde_json::to_string_pretty(&json).context("serialising eval.json")?;
     erosion_model::atomic::write_bytes_atomic(&report_path, (text + "\n").as_bytes())?;
     let answers_path = dir.join("answers.jsonl");
-    erosion_model::atomic::write_atomic(&answers_path, |w| {
-        for (i, a) in answers.iter().enumerate() {
-            serde_json::to_writer(&mut *w, a).with_context(|| format!("answer {i}"))?;
-            w.write_all(b"\n")?;
-        }
-        Ok(())
-    })?;
+    erosion_model::atomic::write_jsonl_atomic(&answers_path, answers)?;
     Ok(vec![report_path, answers_path])
 }
 

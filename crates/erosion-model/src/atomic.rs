@@ -42,6 +42,19 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes `rows` to `path` atomically as JSON Lines: one compact JSON object per row, each
+/// followed by a newline (an error names the row that failed to serialise).
+pub fn write_jsonl_atomic<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    write_atomic(path, |w| {
+        for (i, row) in rows.iter().enumerate() {
+            serde_json::to_writer(&mut *w, row)
+                .with_context(|| format!("{}: row {i}", path.display()))?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
 /// Writes `path` atomically through a library call that can only write to a path (a
 /// safetensors file streamed tensor by tensor, a tokenizer's `save`): `write` gets the
 /// temporary file's path and fills it; then as [`write_atomic`].
@@ -142,6 +155,21 @@ mod tests {
         write_bytes_atomic(&p, b"second, longer").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second, longer");
         assert_eq!(entries(dir.path()), vec!["out.txt"]);
+    }
+
+    #[test]
+    fn json_lines_are_one_compact_object_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("rows.jsonl");
+        let rows = [
+            serde_json::json!({"a": 1, "b": "x\ny"}),
+            serde_json::json!({"a": 2}),
+        ];
+        write_jsonl_atomic(&p, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(text, "{\"a\":1,\"b\":\"x\\ny\"}\n{\"a\":2}\n");
+        write_jsonl_atomic::<serde_json::Value>(&p, &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
     }
 
     #[test]
