@@ -7,6 +7,7 @@ mod adapters;
 mod cli;
 mod eval_em;
 mod eval_labels;
+mod out_folder;
 mod quick_looks;
 mod shards;
 mod steer_em;
