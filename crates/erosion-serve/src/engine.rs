@@ -1,12 +1,18 @@
-//! The engine: one thread that takes batches from the [`Queue`] and decodes them together.
+//! The engine: one thread that decodes requests together, continuously.
 //!
-//! A batch is every waiting job with the same steering (up to `max_batch` rows): the prompts
-//! are left-padded under an attention mask and fed through the KV cache (in column chunks, so
-//! the prompt logits stay under [`MAX_LOGITS`] values), then one token per row per step. Each
-//! row picks its token by `erosion_model::generate::choose` with its own options and its own
-//! ChaCha8 stream (seeded with the row's seed), as `generate` does alone: a row decoded in a
-//! batch gives the tokens it gives alone, up to the float rounding of batched matmuls. Rows
-//! that finish are fed their last token (outputs ignored) until the batch is done.
+//! A run starts with the oldest waiting job and every other job of the same steering (up to
+//! `max_batch` rows). Each step feeds one token per row through one KV cache. Between steps,
+//! rows that finished leave the batch (their cache rows are dropped) and jobs of the same
+//! steering that are next in the queue join it: their prompts are prefilled on their own
+//! (left-padded under an attention mask, in column chunks so the logits stay under
+//! [`MAX_LOGITS`] values) and their cache is joined to the running one. A job of another
+//! steering at the head of the queue stops admission, so the run drains and that job goes
+//! next: no steering waits behind an endless stream of another.
+//!
+//! Each row picks its token by `erosion_model::generate::choose` with its own options and its
+//! own ChaCha8 stream (seeded with the row's seed), as `generate` does alone; positions count
+//! real tokens and pads are never attended to, so a row gives the tokens it gives alone, up to
+//! the float rounding of batched matmuls.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::ApiError;
-use crate::plan::{Row, Served};
+use crate::plan::{Plan, Served};
 use crate::queue::{Event, Job, Queue};
 use crate::text::{token_logprob, RowText};
 
@@ -37,9 +43,10 @@ pub fn spawn(
         .name("erosion-engine".into())
         .spawn(move || {
             let lim = &served.limits;
-            while let Some(jobs) = queue.next_batch(lim.max_batch, lim.gather) {
-                // A failure (or a panic in a kernel) fails this batch's requests, not the server.
-                let outcome = catch_unwind(AssertUnwindSafe(|| decode_batch(&served, &jobs)));
+            while let Some(first) = queue.next_batch(lim.max_batch, lim.gather) {
+                let mut run = Run::new(first);
+                // A failure (or a panic in a kernel) fails the run's requests, not the server.
+                let outcome = catch_unwind(AssertUnwindSafe(|| run.decode(&served, &queue)));
                 let message = match outcome {
                     Ok(Ok(())) => continue,
                     Ok(Err(e)) => format!("{e:#}"),
@@ -51,7 +58,7 @@ pub fn spawn(
                             .unwrap_or("(no message)")
                     ),
                 };
-                for j in &jobs {
+                for j in run.jobs.iter().flatten() {
                     j.send(Event::Error(ApiError::internal(message.clone())));
                 }
             }
@@ -59,15 +66,25 @@ pub fn spawn(
 }
 
 /// One row in flight.
-struct RowRun<'a> {
+struct RowRun {
+    /// Its job's index in [`Run::jobs`].
     job: usize,
     choice: usize,
-    row: &'a Row,
+    plan: Arc<Plan>,
     rng: ChaCha8Rng,
     text: RowText,
     generated: usize,
     last: u32,
     done: bool,
+}
+
+/// The jobs of one steering decoded together, and their rows in the order of the cache's.
+struct Run {
+    /// Every job admitted; `None` once all its rows have finished (its handler is answered).
+    jobs: Vec<Option<Job>>,
+    /// Jobs whose client left or whose time ran out: their rows stop.
+    failed: Vec<bool>,
+    rows: Vec<RowRun>,
 }
 
 fn options(hooks: &mut Hooks) -> ForwardOptions<'_> {
@@ -78,66 +95,133 @@ fn options(hooks: &mut Hooks) -> ForwardOptions<'_> {
     }
 }
 
-/// Decodes every row of `jobs` (one steering) to its end, sending events as tokens come.
-fn decode_batch(s: &Served, jobs: &[Job]) -> Result<()> {
-    let model = &s.loaded.model;
-    let mut rows: Vec<RowRun> = jobs
-        .iter()
-        .enumerate()
-        .flat_map(|(j, job)| {
-            job.plan
-                .rows
-                .iter()
-                .enumerate()
-                .map(move |(c, row)| RowRun {
+impl Run {
+    fn new(first: Vec<Job>) -> Self {
+        Run {
+            failed: vec![false; first.len()],
+            jobs: first.into_iter().map(Some).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Decodes until no row is left, admitting jobs of the same steering between steps.
+    fn decode(&mut self, s: &Served, queue: &Queue) -> Result<()> {
+        let Some(first) = self.jobs.first().and_then(Option::as_ref) else {
+            return Ok(());
+        };
+        let model = &s.loaded.model;
+        let key = first.plan.steering.key.clone();
+        let mut hooks = first.plan.steering.steering.hooks(model.n_layers())?;
+        let mut cache = model.new_cache();
+        let mut waiting: Vec<usize> = (0..self.jobs.len()).collect();
+        loop {
+            if !waiting.is_empty() {
+                let joined = self.admit(s, &waiting, &mut hooks)?;
+                cache = cache.append_rows(&joined)?;
+            }
+            cache = self.leave(cache)?;
+            let room = s.limits.max_batch.saturating_sub(self.rows.len());
+            waiting = queue
+                .join(&key, room)
+                .into_iter()
+                .map(|job| {
+                    self.jobs.push(Some(job));
+                    self.failed.push(false);
+                    self.jobs.len() - 1
+                })
+                .collect();
+            if self.rows.is_empty() {
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let next: Vec<u32> = self.rows.iter().map(|r| r.last).collect();
+            let input = Tensor::from_vec(next, (self.rows.len(), 1), model.device())?;
+            let out = model.forward_cached(&input, None, &mut cache, &mut options(&mut hooks))?;
+            let logits = out.i((.., 0, ..))?;
+            self.step_all(s, &logits, 0)?;
+        }
+    }
+
+    /// Prefills the prompts of jobs `new` on their own, picks each new row's first token and
+    /// returns their cache.
+    fn admit(&mut self, s: &Served, new: &[usize], hooks: &mut Hooks) -> Result<KvCache> {
+        let from = self.rows.len();
+        for &j in new {
+            let job = self.jobs[j].as_ref().expect("a job just admitted");
+            for (c, row) in job.plan.rows.iter().enumerate() {
+                self.rows.push(RowRun {
                     job: j,
                     choice: c,
-                    row,
+                    plan: job.plan.clone(),
                     rng: ChaCha8Rng::seed_from_u64(row.opts.seed),
                     text: RowText::new(&job.plan.stop),
                     generated: 0,
                     last: 0,
                     done: false,
-                })
-        })
-        .collect();
-    let mut hooks = jobs[0].plan.steering.steering.hooks(model.n_layers())?;
-    let mut cache = model.new_cache();
-    let prompts: Vec<&[u32]> = rows.iter().map(|r| r.row.prompt.as_slice()).collect();
-    let mut last = prefill(model, &prompts, &mut cache, &mut hooks)?;
-    let mut failed = vec![false; jobs.len()];
-    loop {
-        let logits = last.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        drop_gone(jobs, &mut failed, s.limits.timeout.as_secs_f64());
-        for (r, row) in rows.iter_mut().enumerate() {
-            row.done |= failed[row.job];
+                });
+            }
+        }
+        let model = &s.loaded.model;
+        let prompts: Vec<&[u32]> = self.rows[from..]
+            .iter()
+            .map(|r| r.plan.rows[r.choice].prompt.as_slice())
+            .collect();
+        let mut cache = model.new_cache();
+        let logits = prefill(model, &prompts, &mut cache, hooks)?;
+        self.step_all(s, &logits, from)?;
+        Ok(cache)
+    }
+
+    /// Picks the next token of rows `from..` from `logits` `[rows - from, vocab]`.
+    fn step_all(&mut self, s: &Served, logits: &Tensor, from: usize) -> Result<()> {
+        let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        self.drop_gone(s.limits.timeout.as_secs_f64());
+        for (row, logits) in self.rows[from..].iter_mut().zip(&logits) {
+            row.done |= self.failed[row.job];
             if !row.done {
-                step(s, &jobs[row.job], row, &logits[r])
+                let job = self.jobs[row.job]
+                    .as_ref()
+                    .expect("a job with rows running");
+                step(s, job, row, logits)
                     .with_context(|| format!("choice {} of a request", row.choice))?;
             }
         }
-        if rows.iter().all(|r| r.done) {
-            return Ok(());
-        }
-        let next: Vec<u32> = rows.iter().map(|r| r.last).collect();
-        let input = Tensor::from_vec(next, (rows.len(), 1), model.device())?;
-        let out = model.forward_cached(&input, None, &mut cache, &mut options(&mut hooks))?;
-        last = out.i((.., 0, ..))?;
+        Ok(())
     }
-}
 
-/// Marks jobs whose client has gone or whose time is up; the latter get a 504 error.
-fn drop_gone(jobs: &[Job], failed: &mut [bool], limit_s: f64) {
-    let now = Instant::now();
-    for (j, job) in jobs.iter().enumerate() {
-        if failed[j] {
-            continue;
+    /// Drops finished rows from the batch and the cache, and answered jobs from the run.
+    fn leave(&mut self, cache: KvCache) -> Result<KvCache> {
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&r| !self.rows[r].done)
+            .collect();
+        if keep.len() == self.rows.len() {
+            return Ok(cache);
         }
-        if job.events.is_closed() {
-            failed[j] = true;
-        } else if now > job.deadline {
-            job.send(Event::Error(ApiError::timeout(limit_s)));
-            failed[j] = true;
+        let cache = cache.keep_rows(&keep)?;
+        self.rows.retain(|r| !r.done);
+        for (j, job) in self.jobs.iter_mut().enumerate() {
+            if job.is_some() && !self.rows.iter().any(|r| r.job == j) {
+                *job = None;
+            }
+        }
+        Ok(cache)
+    }
+
+    /// Marks jobs whose client has gone or whose time is up; the latter get a 504 error.
+    fn drop_gone(&mut self, limit_s: f64) {
+        let now = Instant::now();
+        for (job, failed) in self.jobs.iter().zip(&mut self.failed) {
+            let Some(job) = job.as_ref().filter(|_| !*failed) else {
+                continue;
+            };
+            if job.events.is_closed() {
+                *failed = true;
+            } else if now > job.deadline {
+                job.send(Event::Error(ApiError::timeout(limit_s)));
+                *failed = true;
+            }
         }
     }
 }
@@ -183,7 +267,7 @@ fn prefill(
 
 /// Picks one row's next token and tells its handler.
 fn step(s: &Served, job: &Job, row: &mut RowRun, logits: &[f32]) -> Result<()> {
-    let opts = &row.row.opts;
+    let opts = &row.plan.rows[row.choice].opts;
     let t = choose(logits, opts, &mut row.rng)?;
     row.last = t;
     row.generated += 1;

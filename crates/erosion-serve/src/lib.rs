@@ -14,7 +14,8 @@
 //! steering extension `steering` ([`steer`]), which the openai clients pass with `extra_body`.
 //!
 //! Requests go through a bounded [`queue`] (full: 429) to one [`engine`] thread, which decodes
-//! waiting requests with the same steering together with one KV cache. [`plan`] checks every
+//! requests with the same steering together with one KV cache, continuously: requests join a
+//! running batch between two steps and leave it as they finish. [`plan`] checks every
 //! field and limit first, so bad input is a 4xx with an OpenAI-shaped body ([`error`]).
 
 pub mod engine;

@@ -1,6 +1,6 @@
 //! The bounded queue between the HTTP handlers and the engine: handlers submit jobs (a full
 //! queue answers 429 at once, a closed one 503), the engine takes batches of jobs that share
-//! one steering, oldest first.
+//! one steering, oldest first, and lets more of that steering join a batch as it runs.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -50,6 +50,16 @@ struct State {
     jobs: VecDeque<Job>,
     rows: usize,
     closed: bool,
+    counts: Counts,
+}
+
+/// What the engine has taken so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Batches started ([`Queue::next_batch`]).
+    pub runs: usize,
+    /// Jobs that joined a running batch ([`Queue::join`]).
+    pub joined: usize,
 }
 
 /// Jobs waiting, bounded by their rows.
@@ -100,6 +110,10 @@ impl Queue {
         self.lock().rows
     }
 
+    pub fn counts(&self) -> Counts {
+        self.lock().counts
+    }
+
     /// The next batch: waits for a job (None once closed and empty), then `gather` for more,
     /// and takes the oldest job with every later one of the same steering, up to `max_rows`.
     pub fn next_batch(&self, max_rows: usize, gather: Duration) -> Option<Vec<Job>> {
@@ -130,7 +144,28 @@ impl Queue {
         }
         s.jobs = rest;
         s.rows -= rows;
+        s.counts.runs += 1;
         Some(batch)
+    }
+
+    /// Jobs that may join a running batch of steering `key` without waiting: the oldest ones,
+    /// while they have that steering and fit in `room` rows. A job of another steering at the
+    /// head stops it, so that steering goes next once the running batch drains.
+    pub fn join(&self, key: &str, room: usize) -> Vec<Job> {
+        let mut s = self.lock();
+        let mut joined = Vec::new();
+        let mut rows = 0;
+        while let Some(job) = s.jobs.front() {
+            let n = job.plan.rows.len();
+            if job.plan.steering.key != key || rows + n > room {
+                break;
+            }
+            rows += n;
+            joined.extend(s.jobs.pop_front());
+        }
+        s.rows -= rows;
+        s.counts.joined += joined.len();
+        joined
     }
 }
 
@@ -204,7 +239,32 @@ mod tests {
             [a(3)],
             "a job larger than max_rows still goes, alone"
         );
+        for (rows, key) in [(2, "a"), (1, "a"), (1, "b"), (1, "a")] {
+            let (j, rx) = job(rows, key);
+            q.submit(j).unwrap();
+            keep.push(rx);
+        }
+        let joined = |key, room| {
+            q.join(key, room)
+                .iter()
+                .map(|j| j.plan.rows.len())
+                .collect::<Vec<_>>()
+        };
+        assert!(joined("b", 4).is_empty(), "a's job is older");
+        assert_eq!(
+            joined("a", 2),
+            [2],
+            "the next job does not fit in what is left"
+        );
+        assert_eq!(joined("a", 4), [1], "b's job at the head stops the joining");
+        assert_eq!(q.waiting_rows(), 2);
+        assert_eq!(take(4), [b(1)], "b goes next, before the later a");
         q.close();
+        assert_eq!(
+            joined("a", 4),
+            [1],
+            "a closed queue still hands out what it holds"
+        );
         let (j, _rx) = job(1, "a");
         assert_eq!(q.submit(j).unwrap_err().status.as_u16(), 503);
         assert!(

@@ -26,7 +26,7 @@ fn direction() -> Vec<f32> {
     (0..576).map(|i| if i < 25 { 1.0 } else { 0.0 }).collect()
 }
 
-fn app(key: Option<&str>) -> (Router, Arc<Served>) {
+fn app(key: Option<&str>) -> (Router, Arc<Served>, Arc<Queue>) {
     let gguf = erosion_testkit::smollm2_gguf();
     let loaded = LoadedModel::open(
         gguf.to_str().unwrap(),
@@ -56,11 +56,11 @@ fn app(key: Option<&str>) -> (Router, Arc<Served>) {
     erosion_serve::engine::spawn(served.clone(), queue.clone()).unwrap();
     let state = AppState {
         served: served.clone(),
-        queue,
+        queue: queue.clone(),
         api_key: key.map(Arc::from),
         counter: Arc::new(AtomicU64::new(0)),
     };
-    (router(state), served)
+    (router(state), served, queue)
 }
 
 async fn call(app: &Router, path: &str, body: Vec<u8>, key: Option<&str>) -> (StatusCode, Value) {
@@ -86,6 +86,7 @@ async fn call(app: &Router, path: &str, body: Vec<u8>, key: Option<&str>) -> (St
 fn chat(q: &str, extra: Value) -> Vec<u8> {
     let mut v = json!({"model": "smol", "messages": [{"role": "user", "content": q}],
                        "temperature": 0, "max_tokens": 12, "logprobs": true, "top_logprobs": 2});
+    // Fields of `extra` replace the defaults.
     v.as_object_mut()
         .unwrap()
         .extend(extra.as_object().cloned().unwrap_or_default());
@@ -112,7 +113,7 @@ fn same_up_to_near_tie(served: &Served, got: &Value, want: &[u32]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_decoded_together_equal_each_decoded_alone() {
-    let (app, served) = app(None);
+    let (app, served, _) = app(None);
     let m = &served.loaded;
     let questions = [
         "What is 2 + 2?",
@@ -133,15 +134,9 @@ async fn answers_decoded_together_equal_each_decoded_alone() {
         ));
     }
     let answers = futures_util::future::join_all(calls).await;
-    let greedy = SamplingOptions {
-        max_new_tokens: 12,
-        ..Default::default()
-    };
+    let greedy = greedy(12);
     for (i, q) in questions.iter().enumerate() {
-        let ids = m
-            .tokenizer
-            .encode_chat_prompt(&[Message::user(*q)], true)
-            .unwrap();
+        let ids = prompt(m, q);
         let alone = generate(&m.model, &ids, &m.stop_ids, &greedy).unwrap();
         let (status, plain) = &answers[2 * i];
         assert_eq!(*status, StatusCode::OK, "{plain}");
@@ -170,9 +165,58 @@ async fn answers_decoded_together_equal_each_decoded_alone() {
     }
 }
 
+fn greedy(max_new_tokens: usize) -> SamplingOptions {
+    SamplingOptions {
+        max_new_tokens,
+        ..Default::default()
+    }
+}
+
+fn prompt(m: &LoadedModel, q: &str) -> Vec<u32> {
+    m.tokenizer
+        .encode_chat_prompt(&[Message::user(q)], true)
+        .unwrap()
+}
+
+/// Continuous batching: requests that arrive while a batch decodes join it between steps (and
+/// leave it as they finish), and every answer equals its question decoded alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_mid_run_join_it_and_decode_as_alone() {
+    let (app, served, queue) = app(None);
+    let m = &served.loaded;
+    let long = "Count from 1 to 100, separated by commas.";
+    let first = tokio::spawn({
+        let app = app.clone();
+        async move {
+            let body = chat(long, json!({"max_tokens": 40}));
+            call(&app, "/v1/chat/completions", body, None).await
+        }
+    });
+    while queue.counts().runs == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let late = ["Name a fruit.", "Say hello."];
+    let calls = late.map(|q| call(&app, "/v1/chat/completions", chat(q, json!({})), None));
+    let answers = futures_util::future::join_all(calls).await;
+    let (status, first) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let counts = queue.counts();
+    assert_eq!(
+        (counts.runs, counts.joined),
+        (1, 2),
+        "both joined the running batch"
+    );
+    let alone = |q: &str, n| generate(&m.model, &prompt(m, q), &m.stop_ids, &greedy(n)).unwrap();
+    same_up_to_near_tie(&served, &first, &alone(long, 40).tokens);
+    for (q, (status, got)) in late.iter().zip(&answers) {
+        assert_eq!(*status, StatusCode::OK, "{got}");
+        same_up_to_near_tie(&served, got, &alone(q, 12).tokens);
+    }
+}
+
 #[tokio::test]
 async fn bad_requests_get_openai_shaped_errors() {
-    let (app, _) = app(Some("k"));
+    let (app, _, _) = app(Some("k"));
     let ok = chat("hi", json!({}));
     // (path, body, key, status, text the message holds)
     type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
@@ -294,7 +338,7 @@ async fn bad_requests_get_openai_shaped_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_read_to_its_end_before_the_413() {
     use std::io::{Read, Write};
-    let (app, served) = app(None);
+    let (app, served, _) = app(None);
     let limit = served.limits.max_body_bytes;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -4,7 +4,7 @@ use crate::transformer_util;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use erosion_model::hooks::{Edit, HookPoint, Positions};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::transformer::{ForwardOptions, KvCache, Transformer};
 use transformer_util::*;
 
 /// Feeds the left-padded prompts, then the continuation one token at a time, and compares
@@ -150,4 +150,99 @@ fn cached_path_refuses_gradients_and_mismatched_batches() {
     model
         .forward_cached(&two, None, &mut cache, &mut ForwardOptions::fast())
         .unwrap();
+}
+
+/// The last-position logits of `ids` run alone, without cache or padding `[1, vocab]`.
+fn alone(model: &Transformer, ids: &[u32]) -> Tensor {
+    let t = Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let out = model
+        .forward(&t, None, &mut ForwardOptions::fast())
+        .unwrap();
+    out.i((.., ids.len() - 1..ids.len())).unwrap()
+}
+
+/// Feeds one token per row and holds each row's logits to its sequence run alone.
+fn step_rows(
+    model: &Transformer,
+    cache: &mut KvCache,
+    seqs: &mut [Vec<u32>],
+    next: &[u32],
+    tol: f64,
+) {
+    for (s, &t) in seqs.iter_mut().zip(next) {
+        s.push(t);
+    }
+    let ids = Tensor::from_vec(next.to_vec(), (next.len(), 1), &Device::Cpu).unwrap();
+    let got = model
+        .forward_cached(&ids, None, cache, &mut ForwardOptions::fast())
+        .unwrap();
+    for (r, s) in seqs.iter().enumerate() {
+        let err = max_abs_diff(&got.i(r..r + 1).unwrap(), &alone(model, s));
+        assert!(
+            err < tol,
+            "row {r} after {} tokens differs by {err}",
+            s.len()
+        );
+    }
+}
+
+/// Continuous batching: a row that joins a running cache (`append_rows`, left-padded to the
+/// longer one) and rows left behind when others finish (`keep_rows`, leading pads dropped)
+/// decode as each sequence would alone.
+fn joined_and_left_rows_decode_as_alone(model: &Transformer, tol: f64) {
+    let vocab = model.config().vocab_size as u32;
+    let ids = random_ids(3, 9, vocab, 61);
+    let prefill = |prompt: &[u32]| {
+        let mut c = model.new_cache();
+        let t = Tensor::new(prompt, &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        model
+            .forward_cached(&t, None, &mut c, &mut ForwardOptions::fast())
+            .unwrap();
+        c
+    };
+    // Row 0 has decoded 2 tokens after a prompt of 5 (7 columns) when row 1 (prompt 2) joins.
+    let mut seqs = vec![ids[0][..5].to_vec()];
+    let mut cache = prefill(&seqs[0]);
+    step_rows(model, &mut cache, &mut seqs, &[ids[0][5]], tol);
+    step_rows(model, &mut cache, &mut seqs, &[ids[0][6]], tol);
+    cache = cache.append_rows(&prefill(&ids[1][..2])).unwrap();
+    seqs.push(ids[1][..2].to_vec());
+    assert_eq!((cache.len(), cache.tokens()), (7, vec![7, 2]));
+    step_rows(model, &mut cache, &mut seqs, &[ids[0][7], ids[1][2]], tol);
+    // Row 2 (a prompt of 9, longer than the cache) joins: the running rows are padded.
+    cache = cache.append_rows(&prefill(&ids[2])).unwrap();
+    seqs.push(ids[2].clone());
+    assert_eq!((cache.len(), cache.tokens()), (9, vec![8, 3, 9]));
+    step_rows(
+        model,
+        &mut cache,
+        &mut seqs,
+        &[ids[0][8], ids[1][3], 1],
+        tol,
+    );
+    // Row 2 finishes, then row 0: row 1's leading pads go with them.
+    cache = cache.keep_rows(&[1, 0]).unwrap();
+    seqs = vec![seqs[1].clone(), seqs[0].clone()];
+    step_rows(model, &mut cache, &mut seqs, &[ids[1][4], 2], tol);
+    cache = cache.keep_rows(&[0]).unwrap();
+    seqs.truncate(1);
+    assert_eq!((cache.len(), cache.tokens()), (5, vec![5]));
+    step_rows(model, &mut cache, &mut seqs, &[ids[1][5]], tol);
+    assert!(cache.keep_rows(&[1]).is_err());
+    assert!(cache.keep_rows(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn joined_and_left_rows_decode_as_alone_in_qwen2_and_gemma() {
+    for arch in ["qwen2", "gemma3"] {
+        joined_and_left_rows_decode_as_alone(&load_fixture(arch, DType::F32).unwrap(), 1e-4);
+    }
+    let (model, _) = random_model(&tiny_config("mistral"), DType::F64, 3).unwrap();
+    joined_and_left_rows_decode_as_alone(&model, 1e-12);
 }
