@@ -1,6 +1,6 @@
 """Throughput of `erosion serve` (bench/serve.sh runs it): the same greedy chat requests answered
-one by one, then from 1, 4 and 16 client threads at once (requests that arrive together are
-decoded together). Prints one table row per mode: requests, generated tokens, wall time,
+one by one, then from 1, 4 and 16 client threads at once (the server decodes requests together,
+continuously: each joins the running batch). Prints one table row per mode: requests, generated tokens, wall time,
 tokens/s, and the speed-up over one by one. Every answer is checked against the one-by-one
 answer (greedy: the same text up to f32 rounding of a batch; a differing count is printed).
 

@@ -108,6 +108,19 @@ pub fn tiny_fixture_folder(arch: &str, dir: &Path) -> PathBuf {
     out
 }
 
+/// [`tiny_fixture_folder`] with a three-word tokenizer: a checkpoint `Checkpoint::open` takes.
+pub fn tiny_checkpoint(arch: &str, dir: &Path) -> PathBuf {
+    let out = tiny_fixture_folder(arch, dir);
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1, "b": 2}, "unk_token": "<unk>"}
+    });
+    std::fs::write(out.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    out
+}
+
 /// The tiny `arch` fixture model (2 layers, d_model 32, vocab 128) in `dtype`, read straight
 /// from its weights (it has no tokenizer: tests that need one build a folder).
 pub fn tiny_fixture_model(arch: &str, dtype: DType) -> Transformer {

@@ -38,7 +38,9 @@ pub struct ExampleGradient {
 ///
 /// Holds a working copy of the model (its tensors are shared, not copied) in which every
 /// weight is detached from any graph and the chosen ones are fresh `Var`s (copies): gradients
-/// flow to nothing else, and the caller's model is untouched.
+/// flow to nothing else, and the caller's model is untouched. A streamed model's copy holds
+/// the blocks from the first chosen one on and the unembedding; the lower blocks stay in the
+/// files and are read as each batch's lower part runs.
 pub struct GradientComputer {
     model: Transformer,
     /// The chosen weights, in layout order.
@@ -59,31 +61,49 @@ pub struct GradientComputer {
 impl GradientComputer {
     pub fn new(model: &Transformer, params: &ParamSelection, loss: LossSpec) -> Result<Self> {
         let names = params.resolve(model)?;
-        let layout = GradientLayout::new(model, &names)?;
-        let mut work = model.clone();
-        for name in work.parameter_names() {
-            // A VarMap-built model's weights are Vars: detach them all so that only the
-            // chosen ones are leaves of the graph.
-            let t = work.parameter(&name)?.detach();
-            work.set_parameter(&name, t)?;
-        }
-        let vars = names
-            .iter()
-            .map(|n| work.var(n))
-            .collect::<Result<Vec<_>>>()?;
         let first = names.iter().map(|n| stage(n)).min().unwrap_or(Stage::Head);
         let (start, embed_in_graph) = match first {
             Stage::Embed => (0, true),
             Stage::Layer(l) => (l, false),
-            Stage::Head => (work.n_layers(), false),
+            Stage::Head => (model.n_layers(), false),
         };
-        let tied = !work.parameter_names().iter().any(|n| n == "lm_head.weight");
+        let tied = !model
+            .parameter_names()
+            .iter()
+            .any(|n| n == "lm_head.weight");
         let unembed_name = if tied {
             "model.embed_tokens.weight"
         } else {
             "lm_head.weight"
         };
-        let unembed = work.parameter("lm_head.weight")?.detach();
+        let mut work = model.clone();
+        let unembed = work.unembedding()?.detach();
+        if work.is_streamed() {
+            if embed_in_graph {
+                bail!(
+                    "a streamed model reads its embedding row by row, so gradients cannot \
+                     reach it: load the model whole (no --stream-layers / stream_layers)"
+                );
+            }
+            work.hold_layers_from(start)?;
+            if names.iter().any(|n| n == unembed_name) {
+                work.set_parameter(unembed_name, unembed.clone())?;
+            }
+        }
+        for name in work.parameter_names() {
+            // A VarMap-built model's weights are Vars: detach them all so that only the
+            // chosen ones are leaves of the graph. (A streamed model's lower blocks are read
+            // from the files, detached.)
+            if work.holds(&name) {
+                let t = work.parameter(&name)?.detach();
+                work.set_parameter(&name, t)?;
+            }
+        }
+        let layout = GradientLayout::new(&work, &names)?;
+        let vars = names
+            .iter()
+            .map(|n| work.var(n))
+            .collect::<Result<Vec<_>>>()?;
         let unembed_var = names.iter().position(|n| n == unembed_name);
         Ok(GradientComputer {
             model: work,

@@ -233,3 +233,51 @@ fn a_file_store_holds_the_same_rows_as_memory() {
         "model.layers.2.self_attn.o_proj.weight"
     );
 }
+
+/// A streamed model's gradients (the lower blocks read from the files as each batch runs, the
+/// blocks from the first chosen one on and the unembedding held) are the bits of the model
+/// loaded whole; its embedding cannot be differentiated.
+#[test]
+fn a_streamed_model_gives_the_gradients_of_the_whole_one() {
+    use candle_core::Device;
+    use erosion_model::load::Checkpoint;
+    let tmp = tempfile::tempdir().unwrap();
+    let named =
+        |names: &[&str]| ParamSelection::Named(names.iter().map(|n| n.to_string()).collect());
+    let seqs = sequences(&[(9, 3..9), (12, 4..12), (6, 2..6)], 128, 5);
+    for (arch, params) in [
+        ("llama", ParamSelection::LastAttention),
+        (
+            "llama",
+            named(&["model.layers.1.mlp.down_proj.weight", "lm_head.weight"]),
+        ),
+        ("qwen2", ParamSelection::LastOProj),
+    ] {
+        let folder = erosion_testkit::tiny_checkpoint(arch, tmp.path());
+        let ck = Checkpoint::open(folder.to_str().unwrap()).unwrap();
+        let rows = |model: &erosion_model::transformer::Transformer| {
+            let gc = GradientComputer::new(model, &params, LossSpec::default()).unwrap();
+            let mut sink = MemoryRows::new(gc.dim()).unwrap();
+            gc.run(&seqs, 2, &mut sink, &mut |_| {}).unwrap();
+            sink.data().to_vec()
+        };
+        let whole = rows(&ck.load_model(DType::F32, &Device::Cpu).unwrap());
+        let streamed = ck.load_streamed(DType::F32, &Device::Cpu).unwrap();
+        assert!(
+            whole == rows(&streamed),
+            "{arch} {params:?}: the gradients differ"
+        );
+        assert!(whole.iter().any(|&g| g != 0.0));
+        if arch == "qwen2" {
+            let e = GradientComputer::new(
+                &streamed,
+                &named(&["model.embed_tokens.weight"]),
+                LossSpec::default(),
+            )
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(e.contains("streamed") && e.contains("embedding"), "{e}");
+        }
+    }
+}

@@ -18,6 +18,7 @@ use super::gguf_header::check_header;
 use crate::config::{Config, TokenIds};
 use crate::family::{AttentionBias, Family, Norms};
 use crate::text::shown;
+use crate::transformer::matrix::check_rows;
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 
@@ -25,6 +26,7 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::BufReader;
+use std::ops::Range;
 use std::path::Path;
 
 pub(crate) type Metadata = HashMap<String, Value>;
@@ -436,14 +438,78 @@ impl GgufTensors {
         self.by_hf.contains_key(hf)
     }
 
+    /// The GGUF name and entry of tensor `hf`.
+    fn info(&self, hf: &str) -> Result<(&str, &candle_core::quantized::gguf_file::TensorInfo)> {
+        let name = self.by_hf.get(hf).with_context(|| {
+            format!(
+                "GGUF {} has no tensor for {}",
+                self.path.display(),
+                shown(hf)
+            )
+        })?;
+        Ok((name, &self.content.tensor_infos[name]))
+    }
+
+    /// The shape of tensor `hf` (rows first, as Hugging Face's).
+    pub fn shape(&self, hf: &str) -> Result<Vec<usize>> {
+        Ok(self.info(hf)?.1.shape.dims().to_vec())
+    }
+
+    /// Rows `rows` of the matrix `hf`, dequantised (a row is whole quantisation blocks, so
+    /// they are the rows of [`GgufTensors::load`]), checked finite, cast to `dtype` on `device`.
+    /// Only for matrices stored as Hugging Face's: not the permuted q/k rows, not norms.
+    pub fn rows(
+        &self,
+        hf: &str,
+        rows: Range<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let path = self.path.display();
+        let (name, info) = self.info(hf)?;
+        let &[total, cols] = info.shape.dims() else {
+            bail!("GGUF {path}: tensor {} is not a matrix", shown(name));
+        };
+        if hf.contains(".q_proj.") || hf.contains(".k_proj.") || hf.ends_with("norm.weight") {
+            bail!(
+                "GGUF {path}: rows of {} are not read on their own",
+                shown(hf)
+            );
+        }
+        check_rows(hf, &rows, total)?;
+        let (block, size) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+        if cols % block != 0 {
+            bail!(
+                "GGUF {path}: rows of {} are not whole blocks of {block}",
+                shown(name)
+            );
+        }
+        let row_bytes = cols / block * size;
+        let start = self.content.tensor_data_offset + info.offset + (rows.start * row_bytes) as u64;
+        let mut bytes = vec![0u8; rows.len() * row_bytes];
+        {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+            reader.seek(SeekFrom::Start(start))?;
+            reader.read_exact(&mut bytes).with_context(|| {
+                format!("GGUF {path}: cannot read rows {rows:?} of {}", shown(name))
+            })?;
+        }
+        let q = candle_core::quantized::ggml_file::qtensor_from_ggml(
+            info.ggml_dtype,
+            &bytes,
+            vec![rows.len(), cols],
+            &Device::Cpu,
+        )?;
+        let t = q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?;
+        check_finite(hf, &t).with_context(|| format!("in GGUF {path}"))?;
+        Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+
     /// Tensor `hf`, dequantised, unpermuted, checked finite, then cast to `dtype` on `device`.
     pub fn load(&self, hf: &str, dtype: DType, device: &Device) -> Result<Tensor> {
         let path = self.path.display();
-        let name = self
-            .by_hf
-            .get(hf)
-            .with_context(|| format!("GGUF {path} has no tensor for {}", shown(hf)))?;
-        let info = &self.content.tensor_infos[name];
+        let (name, info) = self.info(hf)?;
         let q = {
             let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
             info.read(&mut *reader, self.content.tensor_data_offset, &Device::Cpu)

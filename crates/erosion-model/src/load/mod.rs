@@ -249,11 +249,13 @@ impl Checkpoint {
     /// mapped, so they stay out of the process's resident memory.
     pub fn load_streamed(&self, dtype: DType, device: &Device) -> Result<Transformer> {
         escaped(|| {
-            let files =
+            let files = std::sync::Arc::new(
                 per_tensor::TensorFiles::open(self.format, &self.weight_files, &self.config)
-                    .with_context(|| format!("cannot open the weights of {}", self.source))?;
-            let vb = VarBuilder::from_backend(Box::new(files), dtype, device.clone());
-            let mut model = Transformer::new_streamed(&self.config, vb)
+                    .with_context(|| format!("cannot open the weights of {}", self.source))?,
+            );
+            let backend = Box::new(per_tensor::SharedFiles(files.clone()));
+            let vb = VarBuilder::from_backend(backend, dtype, device.clone());
+            let mut model = Transformer::new_streamed(&self.config, vb, files)
                 .with_context(|| format!("cannot build the model from {}", self.source))?;
             if let Some(adapter) = &self.adapter {
                 adapter.attach(&mut model)?;

@@ -9,16 +9,19 @@
 //! way, one at a time ([`GgufTensors`]).
 
 use super::finite::{ensure_finite, of_shape};
-use super::folder::Header;
+use super::folder::{Header, HeaderEntry};
 use super::gguf::GgufTensors;
 use crate::text::shown;
+use crate::transformer::matrix::{check_rows, MatrixRows};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The tensors of safetensors files, read on demand.
 pub(crate) struct SafetensorsTensors {
@@ -41,22 +44,80 @@ impl SafetensorsTensors {
         Ok(SafetensorsTensors { files, home })
     }
 
-    /// Tensor `name`, converted to `dtype` and checked finite, on `device`.
-    pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
+    /// The file and header entry of tensor `name`.
+    fn entry(&self, name: &str) -> Result<(&Path, &File, u64, &HeaderEntry)> {
         let &i = (self.home.get(name))
             .with_context(|| format!("no tensor {} in the weights", shown(name)))?;
         let (path, file, header) = &self.files[i];
-        let entry = &header.tensors[name];
-        let stored = stored_dtype(&entry.dtype)
-            .with_context(|| format!("tensor {} in {}", shown(name), path.display()))?;
-        let mut bytes = vec![0u8; (entry.offsets[1] - entry.offsets[0]) as usize];
-        file.read_exact_at(&mut bytes, header.data_start + entry.offsets[0])
-            .with_context(|| format!("cannot read tensor {} of {}", shown(name), path.display()))?;
-        let t = Tensor::from_raw_buffer(&bytes, stored, &entry.shape, &Device::Cpu)
-            .with_context(|| format!("tensor {} of {}", shown(name), path.display()))?;
-        drop(bytes);
+        Ok((path, file, header.data_start, &header.tensors[name]))
+    }
+
+    /// Tensor `name`, converted to `dtype` and checked finite, on `device`.
+    pub fn load(&self, name: &str, dtype: DType, device: &Device) -> Result<Tensor> {
+        let (path, _, _, entry) = self.entry(name)?;
+        self.read(
+            name,
+            0..entry.offsets[1] - entry.offsets[0],
+            &entry.shape,
+            dtype,
+            device,
+        )
+        .with_context(|| format!("tensor {} of {}", shown(name), path.display()))
+    }
+
+    /// Rows `rows` of the matrix `name` `[rows.len(), cols]`, as [`SafetensorsTensors::load`]
+    /// would give them.
+    pub fn rows(
+        &self,
+        name: &str,
+        rows: Range<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let (path, _, _, entry) = self.entry(name)?;
+        let &[total, cols] = entry.shape.as_slice() else {
+            bail!(
+                "tensor {} of {} is not a matrix",
+                shown(name),
+                path.display()
+            );
+        };
+        check_rows(name, &rows, total)?;
+        let row_bytes = (cols * stored_dtype(&entry.dtype)?.size_in_bytes()) as u64;
+        if entry.offsets[1] - entry.offsets[0] != total as u64 * row_bytes {
+            bail!(
+                "tensor {} of {} holds {} bytes, not the {} of its shape {:?}",
+                shown(name),
+                path.display(),
+                entry.offsets[1] - entry.offsets[0],
+                total as u64 * row_bytes,
+                entry.shape
+            );
+        }
+        let bytes = rows.start as u64 * row_bytes..rows.end as u64 * row_bytes;
+        self.read(name, bytes, &[rows.len(), cols], dtype, device)
+            .with_context(|| format!("rows {rows:?} of {} in {}", shown(name), path.display()))
+    }
+
+    /// Bytes `bytes` of tensor `name`'s data, as a tensor of `shape`, converted to `dtype`,
+    /// checked finite, on `device`.
+    fn read(
+        &self,
+        name: &str,
+        bytes: Range<u64>,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let (_, file, data_start, entry) = self.entry(name)?;
+        let stored = stored_dtype(&entry.dtype)?;
+        let mut buf = vec![0u8; (bytes.end - bytes.start) as usize];
+        file.read_exact_at(&mut buf, data_start + entry.offsets[0] + bytes.start)
+            .context("cannot read it")?;
+        let t = Tensor::from_raw_buffer(&buf, stored, shape, &Device::Cpu)?;
+        drop(buf);
         let t = t.to_dtype(dtype)?;
-        ensure_finite(name, &t).with_context(|| format!("in {}", path.display()))?;
+        ensure_finite(name, &t)?;
         Ok(t.to_device(device)?)
     }
 }
@@ -109,7 +170,33 @@ fn only(files: &[PathBuf]) -> Result<&Path> {
     }
 }
 
-impl SimpleBackend for TensorFiles {
+impl MatrixRows for TensorFiles {
+    fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        match self {
+            Self::Safetensors(f) => Ok(f.entry(name)?.3.shape.clone()),
+            Self::Gguf(f) => f.shape(name),
+        }
+    }
+
+    fn rows(
+        &self,
+        name: &str,
+        rows: Range<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        match self {
+            Self::Safetensors(f) => f.rows(name, rows, dtype, device),
+            Self::Gguf(f) => f.rows(name, rows, dtype, device),
+        }
+    }
+}
+
+/// The files as the streamed model's `VarBuilder` reads them; the same files give it the
+/// embedding rows ([`MatrixRows`]).
+pub(crate) struct SharedFiles(pub Arc<TensorFiles>);
+
+impl SimpleBackend for SharedFiles {
     fn get(
         &self,
         s: Shape,
@@ -122,14 +209,15 @@ impl SimpleBackend for TensorFiles {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.load(name, dtype, dev)
+        self.0
+            .load(name, dtype, dev)
             .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        match self {
-            Self::Safetensors(f) => f.home.contains_key(name),
-            Self::Gguf(f) => f.contains(name),
+        match &*self.0 {
+            TensorFiles::Safetensors(f) => f.home.contains_key(name),
+            TensorFiles::Gguf(f) => f.contains(name),
         }
     }
 }

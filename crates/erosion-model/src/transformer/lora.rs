@@ -142,12 +142,15 @@ impl Transformer {
     /// any there; A and B must fit the module's weight.
     pub fn set_lora(&mut self, module: &str, adapter: LoraAdapter) -> Result<()> {
         let (l, j) = self.lora_slot(module)?;
+        let held = self.held_index(l);
         if let Some(stream) = &mut self.stream {
             // Put on the block when it is read (and checked against its weight then).
-            stream.loras.insert((l, j), adapter);
-            return Ok(());
+            stream.loras.insert((l, j), adapter.clone());
         }
-        fit(linear_mut(&mut self.blocks[l], j), module, adapter)
+        match held {
+            Some(i) => fit(linear_mut(&mut self.blocks[i], j), module, adapter),
+            None => Ok(()),
+        }
     }
 
     /// The adapter on `module`, if any: its A `[r, in]` and B `[out, r]` (for a rank-1

@@ -25,6 +25,7 @@ mod cpu_kernel;
 mod kv_cache;
 mod layers;
 mod lora;
+pub mod matrix;
 mod mlp;
 mod params;
 mod rope;
@@ -38,6 +39,7 @@ pub use context::{BatchContext, LocalAttention};
 pub use kv_cache::KvCache;
 pub use layers::{Linear, RmsNorm};
 pub use lora::{LoraAdapter, LoraConfig, LoraVars};
+pub use matrix::MatrixRows;
 pub use mlp::Mlp;
 pub use rope::Rope;
 
@@ -47,7 +49,9 @@ use crate::hooks::{HookPoint, Hooks, Site};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, VarBuilder};
+use matrix::Matrix;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Which kernels a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -125,12 +129,12 @@ pub struct Transformer {
     cfg: Config,
     family: &'static Family,
     /// `model.embed_tokens.weight` `[vocab, d_model]`
-    embed_tokens: Tensor,
+    embed_tokens: Matrix,
     blocks: Vec<Block>,
     /// `model.norm`
     norm: RmsNorm,
     /// `lm_head.weight` `[vocab, d_model]`; `None` when tied to the embeddings.
-    lm_head: Option<Tensor>,
+    lm_head: Option<Matrix>,
     rope: Rope,
     /// Where the blocks are read from when the model is streamed (`blocks` is then empty).
     stream: Option<stream::BlockStream>,
@@ -152,34 +156,57 @@ impl Transformer {
 
     /// A model whose blocks stay in `vb` (a backend that reads each tensor when asked, see
     /// [`Checkpoint::load_streamed`](crate::load::Checkpoint::load_streamed)) and are read
-    /// when a pass reaches them; the embeddings, final norm and unembedding are read now.
-    pub fn new_streamed(cfg: &Config, vb: VarBuilder<'static>) -> Result<Self> {
-        Self::build(cfg, vb.clone(), Some(vb.pp("model")))
+    /// when a pass reaches them; the embedding and unembedding rows are read from `rows` as a
+    /// pass needs them ([`matrix`]); the final norm is read now.
+    pub fn new_streamed(
+        cfg: &Config,
+        vb: VarBuilder<'static>,
+        rows: Arc<dyn MatrixRows>,
+    ) -> Result<Self> {
+        Self::build(cfg, vb.clone(), Some((vb.pp("model"), rows)))
     }
 
-    /// The model, its blocks read from `vb` now, or left to `stream_from` (`model`).
+    /// The model, its blocks read from `vb` now, or left to `stream_from` (`model`, and the
+    /// embeddings' rows).
     fn build(
         cfg: &Config,
         vb: VarBuilder,
-        stream_from: Option<VarBuilder<'static>>,
+        stream_from: Option<(VarBuilder<'static>, Arc<dyn MatrixRows>)>,
     ) -> Result<Self> {
         cfg.validate()?;
         let family = cfg.family()?;
         let (d, v) = (cfg.hidden_size, cfg.vocab_size);
         let m = vb.pp("model");
-        let embed_tokens = m
-            .pp("embed_tokens")
-            .get_with_hints(
-                (v, d),
-                "weight",
-                Init::Randn {
+        // `[vocab, d_model]` `name`: held, or left in the checkpoint when streamed.
+        let matrix = |name: &'static str, context: &'static str| -> Result<Matrix> {
+            let Some((_, rows)) = &stream_from else {
+                let (module, leaf) = name.rsplit_once('.').expect("a dotted name");
+                let init = Init::Randn {
                     mean: 0.0,
                     stdev: 0.02,
-                },
-            )
-            .context("weight model.embed_tokens.weight")?;
+                };
+                let vb = vb.pp(module);
+                return Ok(Matrix::Held(
+                    vb.get_with_hints((v, d), leaf, init).context(context)?,
+                ));
+            };
+            let shape = rows.shape(name).context(context)?;
+            if shape != [v, d] {
+                bail!("{context}: its shape is {shape:?}, the config gives [{v}, {d}]");
+            }
+            Ok(Matrix::Streamed {
+                name,
+                rows: v,
+                cols: d,
+                source: rows.clone(),
+            })
+        };
+        let embed_tokens = matrix(
+            "model.embed_tokens.weight",
+            "weight model.embed_tokens.weight",
+        )?;
         let windows = family.layer_windows(cfg);
-        let (blocks, stream) = match stream_from {
+        let (blocks, stream) = match stream_from.as_ref().map(|(vb, _)| vb.clone()) {
             None => {
                 let blocks = (windows.iter().enumerate())
                     .map(|(i, w)| {
@@ -195,24 +222,14 @@ impl Transformer {
             }
         };
         let norm = RmsNorm::new(&m.pp("norm"), d, cfg.rms_norm_eps, family.norm_gain)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            None
-        } else {
-            Some(
-                vb.pp("lm_head")
-                    .get_with_hints(
-                        (v, d),
-                        "weight",
-                        Init::Randn {
-                            mean: 0.0,
-                            stdev: 0.02,
-                        },
-                    )
-                    .context(
-                        "weight lm_head.weight (the config says the embeddings are not tied)",
-                    )?,
-            )
-        };
+        let lm_head = (!cfg.tie_word_embeddings)
+            .then(|| {
+                matrix(
+                    "lm_head.weight",
+                    "weight lm_head.weight (the config says the embeddings are not tied)",
+                )
+            })
+            .transpose()?;
         let local = windows
             .iter()
             .flatten()
@@ -258,10 +275,6 @@ impl Transformer {
     }
     pub fn device(&self) -> &Device {
         &self.device
-    }
-    /// The blocks in memory (none when the model is streamed: see [`Transformer::block`]).
-    pub fn blocks(&self) -> &[Block] {
-        &self.blocks
     }
     pub fn rope(&self) -> &Rope {
         &self.rope
@@ -336,7 +349,7 @@ impl Transformer {
         }
         let x = self
             .embed_tokens
-            .index_select(&ids.flatten_all()?, 0)?
+            .gather(&ids.flatten_all()?, self.dtype)?
             .reshape((b, s, ()))?;
         let x = match &self.embed_scale {
             Some(scale) => x.broadcast_mul(scale)?,
@@ -382,17 +395,19 @@ impl Transformer {
     /// (hook `hook_logits`).
     pub fn unembed(&self, x: &Tensor, opts: &mut ForwardOptions) -> Result<Tensor> {
         let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        let logits = Linear {
-            weight: w.clone(),
-            bias: None,
-            lora: None,
-        }
-        .forward(x)?;
+        let logits = w.project(x, self.dtype)?;
         let logits = match self.cfg.final_logit_softcapping {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,
         };
         opts.hook(HookPoint::Logits, logits)
+    }
+
+    /// The unembedding matrix `[vocab, d_model]` (`lm_head.weight`, or the tied embedding),
+    /// read whole from the files when the model is streamed.
+    pub fn unembedding(&self) -> Result<Tensor> {
+        let w = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
+        w.whole(self.dtype, &self.device)
     }
 
     /// An empty KV cache for [`Transformer::forward_cached`].

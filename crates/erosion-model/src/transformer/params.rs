@@ -2,6 +2,7 @@
 //! gradients reach them.
 
 use super::layers::Linear;
+use super::matrix::Matrix;
 use super::Transformer;
 use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, Var};
@@ -65,12 +66,17 @@ impl Transformer {
     pub fn parameter(&self, name: &str) -> Result<&Tensor> {
         let loc = self.locate(name)?;
         let t = match loc {
-            Loc::Embed => Some(&self.embed_tokens),
+            Loc::Embed | Loc::LmHead => {
+                let m = match loc {
+                    Loc::Embed => &self.embed_tokens,
+                    _ => self.lm_head.as_ref().unwrap_or(&self.embed_tokens),
+                };
+                return m.held().with_context(|| streamed_matrix(name));
+            }
             Loc::Norm => Some(&self.norm.weight),
-            Loc::LmHead => Some(self.lm_head.as_ref().unwrap_or(&self.embed_tokens)),
-            Loc::Linear(l, j, false) => Some(&linear(&self.blocks[l], j).weight),
-            Loc::Linear(l, j, true) => linear(&self.blocks[l], j).bias.as_ref(),
-            Loc::LayerNorm(l, j) => Some(&self.blocks[l].norms()[j].weight),
+            Loc::Linear(l, j, false) => Some(&linear(self.held(l), j).weight),
+            Loc::Linear(l, j, true) => linear(self.held(l), j).bias.as_ref(),
+            Loc::LayerNorm(l, j) => Some(&self.held(l).norms()[j].weight),
         };
         t.with_context(|| {
             format!("the model has no `{name}` (its config gives that layer no bias)")
@@ -88,6 +94,22 @@ impl Transformer {
         Ok(())
     }
 
+    /// Whether the model holds the weight `name` in memory ([`Transformer::parameter`] gives
+    /// it): always, unless the model is streamed.
+    pub fn holds(&self, name: &str) -> bool {
+        self.parameter(name).is_ok()
+    }
+
+    /// Held block `l` (`locate` has checked that it is held).
+    fn held(&self, l: usize) -> &super::Block {
+        &self.blocks[self.held_index(l).expect("a located layer is held")]
+    }
+
+    fn held_mut(&mut self, l: usize) -> &mut super::Block {
+        let i = self.held_index(l).expect("a located layer is held");
+        &mut self.blocks[i]
+    }
+
     /// The names of a layer's norms, relative to `model.layers.{i}.`.
     fn norm_names(&self) -> Vec<&'static str> {
         self.family
@@ -100,21 +122,52 @@ impl Transformer {
     fn parameter_mut(&mut self, name: &str) -> Result<&mut Tensor> {
         let loc = self.locate(name)?;
         let t = match loc {
-            Loc::Embed => Some(&mut self.embed_tokens),
+            Loc::Embed | Loc::LmHead => {
+                return (self.matrix_mut(loc).and_then(Matrix::held_mut))
+                    .with_context(|| streamed_matrix(name));
+            }
             Loc::Norm => Some(&mut self.norm.weight),
-            Loc::LmHead => Some(self.lm_head.as_mut().unwrap_or(&mut self.embed_tokens)),
-            Loc::Linear(l, j, false) => Some(&mut linear_mut(&mut self.blocks[l], j).weight),
-            Loc::Linear(l, j, true) => linear_mut(&mut self.blocks[l], j).bias.as_mut(),
-            Loc::LayerNorm(l, j) => Some(&mut self.blocks[l].norms_mut().swap_remove(j).weight),
+            Loc::Linear(l, j, false) => Some(&mut linear_mut(self.held_mut(l), j).weight),
+            Loc::Linear(l, j, true) => linear_mut(self.held_mut(l), j).bias.as_mut(),
+            Loc::LayerNorm(l, j) => Some(&mut self.held_mut(l).norms_mut().swap_remove(j).weight),
         };
         t.with_context(|| {
             format!("the model has no `{name}` (its config gives that layer no bias)")
         })
     }
 
+    /// The embedding or unembedding matrix at `loc` (the embedding when tied).
+    fn matrix_mut(&mut self, loc: Loc) -> Option<&mut Matrix> {
+        match loc {
+            Loc::Embed => Some(&mut self.embed_tokens),
+            Loc::LmHead => Some(self.lm_head.as_mut().unwrap_or(&mut self.embed_tokens)),
+            _ => None,
+        }
+    }
+
     /// Replaces a weight by a tensor of the same shape and dtype (moved to the model's device).
+    /// A streamed model's embedding or unembedding so replaced (an adapter's `modules_to_save`)
+    /// is held from then on.
     pub fn set_parameter(&mut self, name: &str, value: Tensor) -> Result<()> {
         let device = self.device.clone();
+        let dtype = self.dtype;
+        let loc = self.locate(name)?;
+        let streamed = match self.matrix_mut(loc) {
+            Some(Matrix::Streamed { rows, cols, .. }) => Some((*rows, *cols)),
+            _ => None,
+        };
+        if let Some((rows, cols)) = streamed {
+            if value.dims() != [rows, cols] || value.dtype() != dtype {
+                bail!(
+                    "`{name}` is [{rows}, {cols}] {dtype:?}; cannot set it to {:?} {:?}",
+                    value.dims(),
+                    value.dtype()
+                );
+            }
+            let held = Matrix::Held(value.to_device(&device)?);
+            *self.matrix_mut(loc).expect("located above") = held;
+            return Ok(());
+        }
         let slot = self.parameter_mut(name)?;
         if value.dims() != slot.dims() || value.dtype() != slot.dtype() {
             bail!(
@@ -169,8 +222,10 @@ impl Transformer {
             Some(Loc::Linear(l, ..) | Loc::LayerNorm(l, _)) if l >= self.n_layers() => {
                 bail!("weight `{name}`: the model has {} layers", self.n_layers())
             }
-            Some(loc @ (Loc::Linear(..) | Loc::LayerNorm(..))) => {
-                self.resident(&format!("cannot give its layer weight `{name}`"))?;
+            Some(loc @ (Loc::Linear(l, ..) | Loc::LayerNorm(l, _))) => {
+                if self.held_index(l).is_none() {
+                    self.resident(&format!("cannot give its layer weight `{name}`"))?;
+                }
                 Ok(loc)
             }
             Some(loc) => Ok(loc),
@@ -200,4 +255,12 @@ pub(super) fn linear_mut(b: &mut super::Block, j: usize) -> &mut Linear {
         5 => &mut b.mlp.up_proj,
         _ => &mut b.mlp.down_proj,
     }
+}
+
+/// Why a streamed model's embedding or unembedding `name` cannot be given.
+fn streamed_matrix(name: &str) -> String {
+    format!(
+        "a streamed model reads `{name}` from the checkpoint as a pass needs it (load it whole \
+         to read, set or train its weights)"
+    )
 }

@@ -25,12 +25,15 @@ pub(super) struct BlockStream {
     pub sliding: Vec<bool>,
     /// Adapters to put on a block when it is read: (layer, index into `LINEARS`) -> adapter.
     pub loras: BTreeMap<(usize, usize), LoraAdapter>,
+    /// Blocks from this layer on are held in the model's `blocks` ([`Transformer::hold_layers_from`]).
+    pub held_from: usize,
 }
 
 impl BlockStream {
     pub fn new(vb: VarBuilder<'static>, sliding: Vec<bool>) -> Self {
         BlockStream {
             vb,
+            held_from: sliding.len(),
             sliding,
             loras: BTreeMap::new(),
         }
@@ -42,6 +45,7 @@ impl std::fmt::Debug for BlockStream {
         f.debug_struct("BlockStream")
             .field("layers", &self.sliding.len())
             .field("adapted", &self.loras.keys().collect::<Vec<_>>())
+            .field("held_from", &self.held_from)
             .finish()
     }
 }
@@ -53,10 +57,21 @@ impl Transformer {
         self.stream.is_some()
     }
 
+    /// Where block `l` is in `blocks`, when the model holds it.
+    pub(super) fn held_index(&self, l: usize) -> Option<usize> {
+        match &self.stream {
+            None => Some(l),
+            Some(s) => l.checked_sub(s.held_from),
+        }
+    }
+
     /// Block `l`: the model's own, or for a streamed model read from the files now.
     pub fn block(&self, l: usize) -> Result<Cow<'_, Block>> {
+        if let Some(i) = self.held_index(l) {
+            return Ok(Cow::Borrowed(&self.blocks[i]));
+        }
         let Some(stream) = &self.stream else {
-            return Ok(Cow::Borrowed(&self.blocks[l]));
+            unreachable!("a model without a stream holds every block")
         };
         let mut block = Block::new(
             &self.cfg,
@@ -69,6 +84,30 @@ impl Transformer {
             super::lora::fit(linear_mut(&mut block, j), &module, lora.clone())?;
         }
         Ok(Cow::Owned(block))
+    }
+
+    /// Reads blocks `from..` of a streamed model into memory, so that their weights can be
+    /// read, set and made `Var`s (gradients through the upper blocks) while the lower blocks
+    /// stay in the files. A model loaded whole holds every block already.
+    pub fn hold_layers_from(&mut self, from: usize) -> Result<()> {
+        let Some(held_from) = self.stream.as_ref().map(|s| s.held_from) else {
+            return Ok(());
+        };
+        if from > self.n_layers() {
+            bail!(
+                "layer {from} is past the model's {} layers",
+                self.n_layers()
+            );
+        }
+        let mut blocks = (from..held_from)
+            .map(|l| Ok(self.block(l)?.into_owned()))
+            .collect::<Result<Vec<_>>>()?;
+        blocks.append(&mut self.blocks);
+        self.blocks = blocks;
+        if let Some(s) = &mut self.stream {
+            s.held_from = s.held_from.min(from);
+        }
+        Ok(())
     }
 
     /// Runs blocks `layers` on several batches, layer by layer: each block is read once (from

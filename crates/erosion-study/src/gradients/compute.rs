@@ -77,7 +77,9 @@ pub(super) fn compute(ctx: &StudyContext) -> Result<GradientsResults> {
         gradient_permutations: seed::mix(ctx.spec.seed, SALT_GRAD_PERM),
         sketch: seed::mix(ctx.spec.seed, SALT_SKETCH),
     };
-    let model = ctx.transformer(&g.model)?;
+    // Streamed when the study streams its layers: the gradients then hold only the blocks
+    // from the first chosen weight on and the unembedding (`GradientComputer`).
+    let model = ctx.pass_transformer(&g.model)?;
     let scored = score(ctx, &model)?;
     let loss = loss_part(ctx, &scored, seeds.loss_vector_permutations)?;
     let grad = gradient_part(ctx, &model, &scored, loss.loss.loss.window, &seeds)?;

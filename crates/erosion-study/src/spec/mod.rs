@@ -64,8 +64,10 @@ pub struct StudySpec {
     /// For models larger than memory: the passes over datasets (the layers' and directions'
     /// hidden states, the behaviour's log-probs) read each layer from the checkpoint when they
     /// reach it and run a whole cache chunk through it before reading the next, so memory holds
-    /// one layer, not the model. The same numbers as without. The gradients analysis, the
-    /// evaluation and the causal, drift and protection analyses still load the model whole.
+    /// one layer, not the model. The gradients analysis streams its lower blocks too, holding
+    /// the blocks from the first chosen weight on and the unembedding. The same numbers as
+    /// without. The evaluation and the causal, drift and protection analyses still load the
+    /// model whole.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream_layers: bool,
     /// Set when the run cannot support verdicts (`erosion demo --reduced`: an organism too

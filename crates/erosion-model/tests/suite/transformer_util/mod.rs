@@ -144,15 +144,7 @@ pub fn masked_mean_diff(a: &Tensor, b: &Tensor, mask: &Tensor) -> f64 {
 /// The tiny `arch` fixture as a model folder in `dir` (with a word-level tokenizer, which
 /// `Checkpoint::open` needs and the numbers do not use).
 pub fn tiny_base(arch: &str, dir: &Path) -> PathBuf {
-    let out = erosion_testkit::tiny_fixture_folder(arch, dir);
-    let tokenizer = serde_json::json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
-        "decoder": null,
-        "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1, "b": 2}, "unk_token": "<unk>"}
-    });
-    std::fs::write(out.join("tokenizer.json"), tokenizer.to_string()).unwrap();
-    out
+    erosion_testkit::tiny_checkpoint(arch, dir)
 }
 
 /// A JSON fixture under tests/fixtures/ (a real model's reference values).
