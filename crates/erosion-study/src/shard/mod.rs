@@ -4,7 +4,7 @@
 //!
 //! What is split: the cached forward passes the analyses name ([`crate::pass::Pass`]: every
 //! model's hidden-state windows and response log-probs over every dataset). Each pass's cache
-//! chunks are units of work, dealt to the shards by tokens ([`plan::Plan::deal`]). A shard
+//! chunks are units of work, dealt to the shards by tokens, each model's kept together ([`plan::Plan::deal`]). A shard
 //! computes its units into its own folder, `OUT/shards/i-of-n/` (under its own lock; a shard
 //! that is stopped resumes from its finished chunks), and writes `shard.json` last: the spec's
 //! hash, the plan's hash, every unit with its chunk's SHA-256.
@@ -82,11 +82,11 @@ pub fn run_shard(
     let ctx =
         StudyContext::open(own, base_dir, caller.command_line)?.with_progress(caller.progress);
     let plan = Plan::new(&ctx)?;
-    let deal = plan.deal(shard.count);
     let model_order = |p: usize| {
         let m = plan.passes[p].pass.model();
         ctx.models.iter().position(|x| x.name == m)
     };
+    let deal = plan.deal(shard.count, model_order);
     // One model loaded at a time: a shard's units grouped by model.
     let mut mine: Vec<(usize, &plan::Unit)> = (plan.all())
         .filter(|(_, u)| deal[&(u.entry.clone(), u.chunk)] == shard.index)
