@@ -41,6 +41,19 @@ pub struct EmArgs {
     pub min_number_mass: f64,
 }
 
+impl EmArgs {
+    /// `opts` with the judge's reading and the thresholds these flags set.
+    pub(crate) fn judged(&self, aggregation: Aggregation, opts: EmOptions) -> EmOptions {
+        EmOptions {
+            aligned_below: self.aligned_below,
+            coherent_above: self.coherent_above,
+            min_number_mass: self.min_number_mass,
+            aggregation,
+            ..opts
+        }
+    }
+}
+
 /// Reads the question files (at most the first `limit` questions of each file).
 pub(crate) fn read_question_files(
     paths: &[std::path::PathBuf],
@@ -161,18 +174,15 @@ pub(crate) fn em_options(args: &Args, aggregation: Aggregation) -> Result<EmOpti
     if temperature.is_nan() || temperature <= 0.0 {
         bail!("the protocol samples: --temperature must be above 0 (its default is 1)");
     }
-    let opts = EmOptions {
+    let sampling = EmOptions {
         samples: args.samples,
         max_new_tokens: args.sampling.max_new_tokens,
         temperature,
         seed: args.sampling.seed,
         batch_size: args.batch_size,
-        aligned_below: args.em.aligned_below,
-        coherent_above: args.em.coherent_above,
-        min_number_mass: args.em.min_number_mass,
-        aggregation,
         ..Default::default()
     };
+    let opts = args.em.judged(aggregation, sampling);
     opts.validate()?;
     Ok(opts)
 }

@@ -190,17 +190,16 @@ fn run_em(args: Args) -> Result<()> {
         .transpose()?
         .unwrap_or_default();
     let options = EmSteerOptions {
-        em: EmOptions {
-            samples: args.samples,
-            max_new_tokens: args.max_new_tokens,
-            seed: args.seed,
-            batch_size: args.batch_size,
-            aligned_below: args.em.aligned_below,
-            coherent_above: args.em.coherent_above,
-            min_number_mass: args.em.min_number_mass,
+        em: args.em.judged(
             aggregation,
-            ..Default::default()
-        },
+            EmOptions {
+                samples: args.samples,
+                max_new_tokens: args.max_new_tokens,
+                seed: args.seed,
+                batch_size: args.batch_size,
+                ..Default::default()
+            },
+        ),
         layers: crate::layer::indices(&args.layers),
         sweep_scales: args.sweep_scales.clone(),
         min_coherence: args.min_coherence,

@@ -74,8 +74,10 @@ pub(super) fn sentencepiece_tokenizer(
         Style::Llama => Box::new(|i| scores[i] as f64),
         Style::Gemma => Box::new(|i| -(i as f64)),
     };
+    let merges = recovered_merges(&pieces, &vocab, rank);
+    let has_unk = vocab.contains_key("<unk>");
     let mut bpe = BPE::builder()
-        .vocab_and_merges(vocab.clone(), recovered_merges(&pieces, &vocab, rank))
+        .vocab_and_merges(vocab, merges)
         .fuse_unk(true)
         .byte_fallback(true);
     let mut decoders = vec![
@@ -103,7 +105,7 @@ pub(super) fn sentencepiece_tokenizer(
                     path.display()
                 );
             }
-            if !vocab.contains_key("<unk>") {
+            if !has_unk {
                 bail!(
                     "GGUF {}: a Gemma vocabulary must hold `<unk>`",
                     path.display()
