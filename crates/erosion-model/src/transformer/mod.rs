@@ -136,7 +136,8 @@ pub struct Transformer {
     /// `lm_head.weight` `[vocab, d_model]`; `None` when tied to the embeddings.
     lm_head: Option<Matrix>,
     rope: Rope,
-    /// Where the blocks are read from when the model is streamed (`blocks` is then empty).
+    /// Where the blocks are read from when the model is streamed (`blocks` then holds only
+    /// those from [`Transformer::hold_layers_from`]'s layer on, none at first).
     stream: Option<stream::BlockStream>,
     /// The RoPE and window of sliding-window layers, when the model has any.
     local: Option<LocalAttention>,
