@@ -14,7 +14,9 @@
 //! real tokens and pads are never attended to, so a row gives the tokens it gives alone, up to
 //! the float rounding of batched matmuls.
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,7 +29,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::ApiError;
-use crate::plan::{Plan, Served};
+use crate::plan::Served;
 use crate::queue::{Event, Job, Queue};
 use crate::text::{token_logprob, RowText};
 
@@ -44,7 +46,10 @@ pub fn spawn(
         .spawn(move || {
             let lim = &served.limits;
             while let Some(first) = queue.next_batch(lim.max_batch, lim.gather) {
-                let mut run = Run::new(first);
+                let mut run = Run {
+                    waiting: first.into_iter().map(Live::new).collect(),
+                    rows: Vec::new(),
+                };
                 // A failure (or a panic in a kernel) fails the run's requests, not the server.
                 let outcome = catch_unwind(AssertUnwindSafe(|| run.decode(&served, &queue)));
                 let message = match outcome {
@@ -58,19 +63,34 @@ pub fn spawn(
                             .unwrap_or("(no message)")
                     ),
                 };
-                for j in run.jobs.iter().flatten() {
-                    j.send(Event::Error(ApiError::internal(message.clone())));
+                for live in run.live() {
+                    live.job.send(Event::Error(ApiError::internal(message.clone())));
                 }
             }
         })
 }
 
+/// A job in a run, shared by its rows: it is dropped (and its handler's channel closed) when
+/// its last row leaves.
+struct Live {
+    job: Job,
+    /// Its client left or its time ran out: its rows stop.
+    failed: Cell<bool>,
+}
+
+impl Live {
+    fn new(job: Job) -> Rc<Live> {
+        Rc::new(Live {
+            job,
+            failed: Cell::new(false),
+        })
+    }
+}
+
 /// One row in flight.
 struct RowRun {
-    /// Its job's index in [`Run::jobs`].
-    job: usize,
+    job: Rc<Live>,
     choice: usize,
-    plan: Arc<Plan>,
     rng: ChaCha8Rng,
     text: RowText,
     generated: usize,
@@ -78,12 +98,10 @@ struct RowRun {
     done: bool,
 }
 
-/// The jobs of one steering decoded together, and their rows in the order of the cache's.
+/// The jobs of one steering decoded together: their rows in the order of the cache's, and the
+/// jobs taken from the queue that are not yet prefilled.
 struct Run {
-    /// Every job admitted; `None` once all its rows have finished (its handler is answered).
-    jobs: Vec<Option<Job>>,
-    /// Jobs whose client left or whose time ran out: their rows stop.
-    failed: Vec<bool>,
+    waiting: Vec<Rc<Live>>,
     rows: Vec<RowRun>,
 }
 
@@ -96,42 +114,36 @@ fn options(hooks: &mut Hooks) -> ForwardOptions<'_> {
 }
 
 impl Run {
-    fn new(first: Vec<Job>) -> Self {
-        Run {
-            failed: vec![false; first.len()],
-            jobs: first.into_iter().map(Some).collect(),
-            rows: Vec::new(),
+    /// Every job in the run, once each.
+    fn live(&self) -> Vec<Rc<Live>> {
+        let mut live: Vec<Rc<Live>> = Vec::new();
+        for job in self.rows.iter().map(|r| &r.job).chain(&self.waiting) {
+            if !live.iter().any(|l| Rc::ptr_eq(l, job)) {
+                live.push(job.clone());
+            }
         }
+        live
     }
 
     /// Decodes until no row is left, admitting jobs of the same steering between steps.
     fn decode(&mut self, s: &Served, queue: &Queue) -> Result<()> {
-        let Some(first) = self.jobs.first().and_then(Option::as_ref) else {
+        let Some(first) = self.waiting.first() else {
             return Ok(());
         };
         let model = &s.loaded.model;
-        let key = first.plan.steering.key.clone();
-        let mut hooks = first.plan.steering.steering.hooks(model.n_layers())?;
+        let key = first.job.plan.steering.key.clone();
+        let mut hooks = first.job.plan.steering.steering.hooks(model.n_layers())?;
         let mut cache = model.new_cache();
-        let mut waiting: Vec<usize> = (0..self.jobs.len()).collect();
         loop {
-            if !waiting.is_empty() {
-                let joined = self.admit(s, &waiting, &mut hooks)?;
+            if !self.waiting.is_empty() {
+                let joined = self.admit(s, &mut hooks)?;
                 cache = cache.append_rows(&joined)?;
             }
             cache = self.leave(cache)?;
             let room = s.limits.max_batch.saturating_sub(self.rows.len());
-            waiting = queue
-                .join(&key, room)
-                .into_iter()
-                .map(|job| {
-                    self.jobs.push(Some(job));
-                    self.failed.push(false);
-                    self.jobs.len() - 1
-                })
-                .collect();
+            self.waiting = queue.join(&key, room).into_iter().map(Live::new).collect();
             if self.rows.is_empty() {
-                if waiting.is_empty() {
+                if self.waiting.is_empty() {
                     return Ok(());
                 }
                 continue;
@@ -144,19 +156,18 @@ impl Run {
         }
     }
 
-    /// Prefills the prompts of jobs `new` on their own, picks each new row's first token and
-    /// returns their cache.
-    fn admit(&mut self, s: &Served, new: &[usize], hooks: &mut Hooks) -> Result<KvCache> {
+    /// Prefills the prompts of the waiting jobs on their own, picks each new row's first token
+    /// and returns their cache.
+    fn admit(&mut self, s: &Served, hooks: &mut Hooks) -> Result<KvCache> {
         let from = self.rows.len();
-        for &j in new {
-            let job = self.jobs[j].as_ref().expect("a job just admitted");
-            for (c, row) in job.plan.rows.iter().enumerate() {
+        for live in std::mem::take(&mut self.waiting) {
+            let plan = &live.job.plan;
+            for (c, row) in plan.rows.iter().enumerate() {
                 self.rows.push(RowRun {
-                    job: j,
+                    job: live.clone(),
                     choice: c,
-                    plan: job.plan.clone(),
                     rng: ChaCha8Rng::seed_from_u64(row.opts.seed),
-                    text: RowText::new(&job.plan.stop),
+                    text: RowText::new(&plan.stop),
                     generated: 0,
                     last: 0,
                     done: false,
@@ -166,7 +177,7 @@ impl Run {
         let model = &s.loaded.model;
         let prompts: Vec<&[u32]> = self.rows[from..]
             .iter()
-            .map(|r| r.plan.rows[r.choice].prompt.as_slice())
+            .map(|r| r.job.job.plan.rows[r.choice].prompt.as_slice())
             .collect();
         let mut cache = model.new_cache();
         let logits = prefill(model, &prompts, &mut cache, hooks)?;
@@ -179,19 +190,16 @@ impl Run {
         let logits = logits.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         self.drop_gone(s.limits.timeout.as_secs_f64());
         for (row, logits) in self.rows[from..].iter_mut().zip(&logits) {
-            row.done |= self.failed[row.job];
+            row.done |= row.job.failed.get();
             if !row.done {
-                let job = self.jobs[row.job]
-                    .as_ref()
-                    .expect("a job with rows running");
-                step(s, job, row, logits)
+                step(s, row, logits)
                     .with_context(|| format!("choice {} of a request", row.choice))?;
             }
         }
         Ok(())
     }
 
-    /// Drops finished rows from the batch and the cache, and answered jobs from the run.
+    /// Drops finished rows from the batch and the cache (a job goes with its last row).
     fn leave(&mut self, cache: KvCache) -> Result<KvCache> {
         let keep: Vec<usize> = (0..self.rows.len())
             .filter(|&r| !self.rows[r].done)
@@ -201,26 +209,21 @@ impl Run {
         }
         let cache = cache.keep_rows(&keep)?;
         self.rows.retain(|r| !r.done);
-        for (j, job) in self.jobs.iter_mut().enumerate() {
-            if job.is_some() && !self.rows.iter().any(|r| r.job == j) {
-                *job = None;
-            }
-        }
         Ok(cache)
     }
 
     /// Marks jobs whose client has gone or whose time is up; the latter get a 504 error.
-    fn drop_gone(&mut self, limit_s: f64) {
+    fn drop_gone(&self, limit_s: f64) {
         let now = Instant::now();
-        for (job, failed) in self.jobs.iter().zip(&mut self.failed) {
-            let Some(job) = job.as_ref().filter(|_| !*failed) else {
+        for live in self.rows.iter().map(|r| &r.job) {
+            if live.failed.get() {
                 continue;
-            };
-            if job.events.is_closed() {
-                *failed = true;
-            } else if now > job.deadline {
-                job.send(Event::Error(ApiError::timeout(limit_s)));
-                *failed = true;
+            }
+            if live.job.events.is_closed() {
+                live.failed.set(true);
+            } else if now > live.job.deadline {
+                live.job.send(Event::Error(ApiError::timeout(limit_s)));
+                live.failed.set(true);
             }
         }
     }
@@ -266,8 +269,9 @@ fn prefill(
 }
 
 /// Picks one row's next token and tells its handler.
-fn step(s: &Served, job: &Job, row: &mut RowRun, logits: &[f32]) -> Result<()> {
-    let opts = &row.plan.rows[row.choice].opts;
+fn step(s: &Served, row: &mut RowRun, logits: &[f32]) -> Result<()> {
+    let job = &row.job.job;
+    let opts = &job.plan.rows[row.choice].opts;
     let t = choose(logits, opts, &mut row.rng)?;
     row.last = t;
     row.generated += 1;
