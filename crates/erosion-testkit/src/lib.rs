@@ -160,8 +160,9 @@ pub struct RandomInit {
     pub lm_head_as_embedding: bool,
 }
 
-/// A model whose every weight is a `Var` of a `VarMap`, drawn in sorted-name order from a seeded
-/// ChaCha8 stream so that the weights depend on the seed only. Linear weights are
+/// A model whose weights are drawn into a `VarMap` in sorted-name order from a seeded ChaCha8
+/// stream, so that they depend on the seed only; the model's weights are those `Var`s, except
+/// linear maps' weights, which it holds as copies in its own layout (see `Linear`). Linear weights are
 /// `U(-sqrt(3 / fan_in), sqrt(3 / fan_in))` (variance 1 / fan_in), which keeps activations of
 /// order one, so outputs and gradients are far from zero.
 pub fn random_model(
@@ -171,7 +172,7 @@ pub fn random_model(
     init: RandomInit,
 ) -> (Transformer, VarMap) {
     let varmap = VarMap::new();
-    let model = Transformer::new(cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))
+    let mut model = Transformer::new(cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu))
         .expect("a tiny model from a valid config");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let vars = varmap.data().lock().unwrap();
@@ -198,6 +199,8 @@ pub fn random_model(
             .and_then(|t| t.to_dtype(dtype))
             .unwrap();
         var.set(&tensor).unwrap();
+        // The model copied linear weights into its W^T layout when it was built.
+        model.set_parameter(name, var.as_tensor().clone()).unwrap();
     }
     drop(vars);
     (model, varmap)

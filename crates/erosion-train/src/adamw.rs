@@ -11,7 +11,8 @@
 //! transformers' Trainer and nanoGPT do).
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Tensor};
+use erosion_model::transformer::WeightVar;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -37,7 +38,7 @@ impl Default for AdamWConfig {
 
 struct Slot {
     name: String,
-    var: Var,
+    var: WeightVar,
     decay: bool,
     /// First and second moments, f32 (f64 for f64 weights).
     m: Tensor,
@@ -52,15 +53,18 @@ pub struct AdamW {
 }
 
 impl AdamW {
-    pub fn new(params: &[(String, Var)], cfg: AdamWConfig) -> Result<Self> {
+    /// The moments live in each `Var`'s layout (updates are element-wise) and are saved and
+    /// restored in Hugging Face's orientation, as torch's would be.
+    pub fn new(params: &[(String, WeightVar)], cfg: AdamWConfig) -> Result<Self> {
         let slots = params
             .iter()
-            .map(|(name, var)| {
+            .map(|(name, w)| {
+                let var = w.var();
                 let dtype = moment_dtype(var.dtype());
                 let zeros = Tensor::zeros(var.shape(), dtype, var.device())?;
                 Ok(Slot {
                     name: name.clone(),
-                    var: var.clone(),
+                    var: w.clone(),
                     decay: var.rank() >= 2,
                     m: zeros.clone(),
                     v: zeros,
@@ -99,26 +103,27 @@ impl AdamW {
             slot.v = ((&slot.v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
             let denom = ((slot.v.sqrt()? / bc2_sqrt)? + eps)?;
             let update = ((&slot.m / &denom)? * (lr / bc1))?;
-            let theta = slot.var.as_tensor().detach().to_dtype(dtype)?;
+            let var = slot.var.var();
+            let theta = var.as_tensor().detach().to_dtype(dtype)?;
             let theta = if slot.decay && wd > 0.0 {
                 (theta * (1.0 - lr * wd))?
             } else {
                 theta
             };
-            let new = (theta - update)?.to_dtype(slot.var.dtype())?;
-            slot.var.set(&new)?;
+            let new = (theta - update)?.to_dtype(var.dtype())?;
+            var.set(&new)?;
         }
         Ok(())
     }
 
     /// The moments, as `exp_avg.{name}` and `exp_avg_sq.{name}` (torch's names).
-    pub fn state(&self) -> HashMap<String, Tensor> {
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for s in &self.slots {
-            out.insert(format!("exp_avg.{}", s.name), s.m.clone());
-            out.insert(format!("exp_avg_sq.{}", s.name), s.v.clone());
+            out.insert(format!("exp_avg.{}", s.name), s.var.oriented(&s.m)?);
+            out.insert(format!("exp_avg_sq.{}", s.name), s.var.oriented(&s.v)?);
         }
-        out
+        Ok(out)
     }
 
     /// Restores moments saved by [`AdamW::state`] after `t` steps.
@@ -129,14 +134,15 @@ impl AdamW {
                 let saved = state
                     .get(&name)
                     .with_context(|| format!("the optimizer state has no `{name}`"))?;
+                let saved = s.var.oriented(saved)?;
                 if saved.dims() != slot.dims() {
                     bail!(
                         "optimizer state `{name}` is {:?}, the parameter {:?}",
-                        saved.dims(),
-                        slot.dims()
+                        s.var.oriented(&saved)?.dims(),
+                        s.var.oriented(slot)?.dims()
                     );
                 }
-                *slot = saved.to_dtype(slot.dtype())?.to_device(slot.device())?;
+                *slot = (saved.to_dtype(slot.dtype())?.to_device(slot.device())?).contiguous()?;
             }
         }
         self.t = t;
@@ -155,7 +161,7 @@ fn moment_dtype(param: DType) -> DType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Var};
 
     /// Two steps on f(x) = sum(x^2) checked against the formulas worked by hand (f64).
     #[test]
@@ -163,13 +169,17 @@ mod tests {
         let dev = Device::Cpu;
         let w = Var::from_tensor(&Tensor::new(&[[1.0f64, -2.0]], &dev)?)?;
         let b = Var::from_tensor(&Tensor::new(&[0.5f64], &dev)?)?;
+        let params = [
+            ("w".to_string(), WeightVar::plain(w.clone())),
+            ("b".to_string(), WeightVar::plain(b.clone())),
+        ];
         let cfg = AdamWConfig {
             beta1: 0.9,
             beta2: 0.99,
             eps: 1e-8,
             weight_decay: 0.1,
         };
-        let mut opt = AdamW::new(&[("w".into(), w.clone()), ("b".into(), b.clone())], cfg)?;
+        let mut opt = AdamW::new(&params, cfg)?;
         let (lr, mut x, mut y) = (0.01, [1.0f64, -2.0], 0.5f64);
         let (mut m, mut v) = ([0.0f64; 3], [0.0f64; 3]);
         for t in 1..=2 {
@@ -196,8 +206,8 @@ mod tests {
         );
         assert!((b.as_tensor().to_vec1::<f64>()?[0] - y).abs() < 1e-14);
         // Restoring the state into a fresh optimizer continues identically.
-        let mut again = AdamW::new(&[("w".into(), w.clone()), ("b".into(), b.clone())], cfg)?;
-        again.load_state(&opt.state(), opt.steps_taken())?;
+        let mut again = AdamW::new(&params, cfg)?;
+        again.load_state(&opt.state()?, opt.steps_taken())?;
         assert_eq!(again.steps_taken(), 2);
         Ok(())
     }

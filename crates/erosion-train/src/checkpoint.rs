@@ -85,14 +85,14 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
         let adapter = dir.join(ADAPTER_DIR);
         std::fs::create_dir_all(&adapter)?;
         // PEFT's names: the module path under its wrapper's `base_model.model.`.
-        let params: Vec<(String, &Tensor)> = trainer
+        let params: Vec<(String, Tensor)> = trainer
             .params()
             .iter()
-            .map(|(n, v)| (format!("{PEFT_PREFIX}{n}"), v.as_tensor()))
-            .collect();
+            .map(|(n, v)| Ok((format!("{PEFT_PREFIX}{n}"), v.value()?)))
+            .collect::<Result<_>>()?;
         write_safetensors(
             &adapter.join("adapter_model.safetensors"),
-            params.iter().map(|(n, t)| (n.as_str(), *t)),
+            params.iter().map(|(n, t)| (n.as_str(), t)),
         )?;
         let config = serde_json::json!({
             "peft_type": "LORA",
@@ -111,7 +111,7 @@ pub fn save(trainer: &Trainer, dir: &Path, files: &FolderFiles, state: &TrainSta
     }
     let state_dir = dir.join(STATE_DIR);
     std::fs::create_dir_all(&state_dir)?;
-    let moments = trainer.optimizer().state();
+    let moments = trainer.optimizer().state()?;
     write_safetensors(
         &state_dir.join("optimizer.safetensors"),
         moments.iter().map(|(k, v)| (k.as_str(), v)),
@@ -204,15 +204,16 @@ pub fn restore(
                 .get(&format!("{PEFT_PREFIX}{name}"))
                 .or_else(|| saved.get(name))
                 .with_context(|| format!("{} has no `{PEFT_PREFIX}{name}`", path.display()))?;
-            if t.dims() != var.dims() {
+            let now = var.value()?;
+            if t.dims() != now.dims() {
                 bail!(
                     "{}: `{name}` is {:?}, expected {:?}",
                     path.display(),
                     t.dims(),
-                    var.dims()
+                    now.dims()
                 );
             }
-            var.set(&t.to_dtype(var.dtype())?)?;
+            var.set(&t.to_dtype(now.dtype())?)?;
         }
     }
     let path = dir.join(STATE_DIR).join("optimizer.safetensors");

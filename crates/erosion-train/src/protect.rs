@@ -19,10 +19,10 @@
 use std::ops::Range;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use erosion_data::Sequence;
 use erosion_model::hooks::{Edit, HookPoint, Hooks, Positions};
-use erosion_model::transformer::{ForwardMode, ForwardOptions, Transformer};
+use erosion_model::transformer::{ForwardMode, ForwardOptions, Transformer, WeightVar};
 use serde::{Deserialize, Serialize};
 
 /// How the directions are protected.
@@ -185,7 +185,7 @@ pub(crate) struct Protector {
 }
 
 impl Protector {
-    pub fn new(p: Protection, params: &[(String, Var)], model: &Transformer) -> Result<Self> {
+    pub fn new(p: Protection, params: &[(String, WeightVar)], model: &Transformer) -> Result<Self> {
         let d = model.config().hidden_size;
         let n_layers = model.n_layers();
         if p.directions.is_empty() {
@@ -241,18 +241,19 @@ impl Protector {
     }
 
     /// Copies of the parameters whose updates are projected (before a step).
-    pub fn snapshot(&self, params: &[(String, Var)]) -> Result<Vec<Tensor>> {
+    pub fn snapshot(&self, params: &[(String, WeightVar)]) -> Result<Vec<Tensor>> {
         self.targets
             .iter()
-            .map(|(i, _, _)| Ok(params[*i].1.as_tensor().detach().copy()?))
+            .map(|(i, _, _)| Ok(params[*i].1.value()?.detach().copy()?))
             .collect()
     }
 
     /// Projects the protected span out of each target's change since `before`.
-    pub fn project(&self, params: &[(String, Var)], before: &[Tensor]) -> Result<()> {
+    /// (Both in Hugging Face's orientation, which `side` refers to.)
+    pub fn project(&self, params: &[(String, WeightVar)], before: &[Tensor]) -> Result<()> {
         for ((i, u, side), old) in self.targets.iter().zip(before) {
             let var = &params[*i].1;
-            let new = var.as_tensor().detach();
+            let new = var.value()?.detach();
             let dtype = new.dtype();
             let delta = (&new - old)?.to_dtype(DType::F32)?;
             let removed = match side {

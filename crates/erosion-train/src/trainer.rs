@@ -18,10 +18,10 @@ use crate::options::{Method, TrainOptions};
 use crate::protect::Protector;
 use crate::surrogate::surrogate;
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Tensor};
 use erosion_forward::batch::Progress;
 use erosion_forward::gradients::{cross_entropy, Reduction};
-use erosion_model::transformer::{ForwardOptions, LoraVars, Transformer};
+use erosion_model::transformer::{ForwardOptions, LoraVars, Transformer, WeightVar};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -51,7 +51,7 @@ pub struct Trainer {
     model: Transformer,
     /// Trained tensors by name (Hugging Face names; for LoRA, PEFT's
     /// `{module}.lora_A.weight` / `.lora_B.weight`).
-    params: Vec<(String, Var)>,
+    params: Vec<(String, WeightVar)>,
     lora: Vec<LoraVars>,
     opt: AdamW,
     opts: TrainOptions,
@@ -85,8 +85,14 @@ impl Trainer {
                     .iter()
                     .flat_map(|l| {
                         [
-                            (format!("{}.lora_A.weight", l.module), l.a.clone()),
-                            (format!("{}.lora_B.weight", l.module), l.b.clone()),
+                            (
+                                format!("{}.lora_A.weight", l.module),
+                                WeightVar::plain(l.a.clone()),
+                            ),
+                            (
+                                format!("{}.lora_B.weight", l.module),
+                                WeightVar::plain(l.b.clone()),
+                            ),
                         ]
                     })
                     .collect();
@@ -120,7 +126,7 @@ impl Trainer {
     pub fn model(&self) -> &Transformer {
         &self.model
     }
-    pub fn params(&self) -> &[(String, Var)] {
+    pub fn params(&self) -> &[(String, WeightVar)] {
         &self.params
     }
     pub fn lora(&self) -> &[LoraVars] {
@@ -165,7 +171,8 @@ impl Trainer {
     }
 
     /// The step's mean loss per target token, tokens fed, and the gradient of each trained
-    /// tensor (in `params()` order), summed over micro-batches of `batch_size`.
+    /// tensor (in `params()` order, each in its `Var`'s layout), summed over micro-batches of
+    /// `batch_size`.
     pub fn loss_and_grads(&self, examples: &[&TrainExample]) -> Result<(f64, usize, Vec<Tensor>)> {
         let n_targets: usize = examples.iter().map(|e| e.n_targets()).sum();
         if n_targets == 0 {
@@ -213,7 +220,7 @@ impl Trainer {
             .zip(&self.params)
             .map(|(g, (_, var))| match g {
                 Some(g) => Ok(g),
-                None => Ok(var.zeros_like()?),
+                None => Ok(var.var().zeros_like()?),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((loss, tokens, grads))
@@ -245,7 +252,7 @@ impl Trainer {
             let g = (ce.dlogits * weight)?;
             let grads = surrogate(&logits, &g)?.backward()?;
             for ((_, var), slot) in self.params.iter().zip(part.grads.iter_mut()) {
-                add_into(slot, grads.get(var).cloned())?;
+                add_into(slot, grads.get(var.var()).cloned())?;
             }
         }
         Ok(part)
@@ -263,7 +270,7 @@ impl Trainer {
                 Some((pen, value)) => {
                     let g = pen.backward()?;
                     for (acc, (_, var)) in grads.iter_mut().zip(&self.params) {
-                        if let Some(gp) = g.get(var) {
+                        if let Some(gp) = g.get(var.var()) {
                             *acc = (&*acc + gp)?;
                         }
                     }

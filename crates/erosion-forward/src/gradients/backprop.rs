@@ -16,8 +16,8 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor, Var};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use candle_core::{DType, Tensor};
+use erosion_model::transformer::{ForwardOptions, Transformer, WeightVar};
 use std::ops::Range;
 
 use super::loss::{cross_entropy, LossSpec};
@@ -44,7 +44,7 @@ pub struct ExampleGradient {
 pub struct GradientComputer {
     model: Transformer,
     /// The chosen weights, in layout order.
-    vars: Vec<Var>,
+    vars: Vec<WeightVar>,
     layout: GradientLayout,
     /// Blocks `start..` run with a graph.
     start: usize,
@@ -259,7 +259,10 @@ impl GradientComputer {
     fn gradient_row(&self, grads: Option<&GradStore>, g: &Tensor, h: &Tensor) -> Result<Vec<f32>> {
         let mut row = vec![0f32; self.layout.dim];
         for (i, (var, slice)) in self.vars.iter().zip(&self.layout.params).enumerate() {
-            let upstream = grads.and_then(|store| store.get(var)).cloned();
+            let upstream = match grads {
+                Some(store) => var.grad(store)?, // in Hugging Face's orientation
+                None => None,
+            };
             let closed = if self.unembed_var == Some(i) {
                 Some(g.t()?.matmul(h)?) // [vocab, d]
             } else {

@@ -98,7 +98,7 @@ impl Transformer {
                 if lin.lora.is_some() {
                     bail!("layer {l} {} already has an adapter", LINEARS[j]);
                 }
-                let (d_out, d_in) = lin.weight.dims2()?;
+                let (d_out, d_in) = lin.weight().dims2()?;
                 let bound = 1.0 / (d_in as f64).sqrt();
                 let a: Vec<f32> = (0..cfg.rank * d_in)
                     .map(|_| rng.random_range(-bound..bound) as f32)
@@ -130,8 +130,8 @@ impl Transformer {
             for j in 0..LINEARS.len() {
                 let lin = linear_mut(block, j);
                 if let Some(lora) = lin.lora.take() {
-                    let delta = lora.delta()?.detach().to_dtype(lin.weight.dtype())?;
-                    lin.weight = (lin.weight.detach() + delta)?;
+                    let delta = lora.delta()?.detach().to_dtype(lin.weight().dtype())?;
+                    lin.set_weight(&(lin.weight().detach() + delta)?)?;
                 }
             }
         }
@@ -230,7 +230,7 @@ fn target_slots(targets: &[String]) -> Result<Vec<usize>> {
 /// Puts `adapter` on `lin` (the linear map `module`), replacing any there; A and B must fit its
 /// weight.
 pub(super) fn fit(lin: &mut Linear, module: &str, adapter: LoraAdapter) -> Result<()> {
-    let (d_out, d_in) = lin.weight.dims2()?;
+    let (d_out, d_in) = lin.weight().dims2()?;
     let (r, a_in) = adapter.a.dims2()?;
     if adapter.b.dims2()? != (d_out, r) || a_in != d_in {
         bail!(

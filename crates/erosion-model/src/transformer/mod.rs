@@ -39,6 +39,7 @@ pub use context::{BatchContext, LocalAttention};
 pub use kv_cache::KvCache;
 pub use layers::{Linear, RmsNorm};
 pub use lora::{LoraAdapter, LoraConfig, LoraVars};
+pub use params::WeightVar;
 pub use matrix::MatrixRows;
 pub use mlp::Mlp;
 pub use rope::Rope;

@@ -5,6 +5,7 @@ use super::layers::Linear;
 use super::matrix::Matrix;
 use super::Transformer;
 use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 
 pub(super) const LINEARS: [&str; 7] = [
@@ -74,7 +75,7 @@ impl Transformer {
                 return m.held().with_context(|| streamed_matrix(name));
             }
             Loc::Norm => Some(&self.norm.weight),
-            Loc::Linear(l, j, false) => Some(&linear(self.held(l), j).weight),
+            Loc::Linear(l, j, false) => Some(linear(self.held(l), j).weight()),
             Loc::Linear(l, j, true) => linear(self.held(l), j).bias.as_ref(),
             Loc::LayerNorm(l, j) => Some(&self.held(l).norms()[j].weight),
         };
@@ -127,7 +128,7 @@ impl Transformer {
                     .with_context(|| streamed_matrix(name));
             }
             Loc::Norm => Some(&mut self.norm.weight),
-            Loc::Linear(l, j, false) => Some(&mut linear_mut(self.held_mut(l), j).weight),
+            Loc::Linear(_, _, false) => unreachable!("a linear map's weight is set through `Linear`"),
             Loc::Linear(l, j, true) => linear_mut(self.held_mut(l), j).bias.as_mut(),
             Loc::LayerNorm(l, j) => Some(&mut self.held_mut(l).norms_mut().swap_remove(j).weight),
         };
@@ -168,7 +169,7 @@ impl Transformer {
             *self.matrix_mut(loc).expect("located above") = held;
             return Ok(());
         }
-        let slot = self.parameter_mut(name)?;
+        let slot = self.parameter(name)?;
         if value.dims() != slot.dims() || value.dtype() != slot.dtype() {
             bail!(
                 "`{name}` is {:?} {:?}; cannot set it to {:?} {:?}",
@@ -178,19 +179,30 @@ impl Transformer {
                 value.dtype()
             );
         }
-        *slot = value.to_device(&device)?;
+        let value = value.to_device(&device)?;
+        if let Loc::Linear(l, j, false) = loc {
+            return linear_mut(self.held_mut(l), j).set_weight(&value);
+        }
+        *self.parameter_mut(name)? = value;
         Ok(())
     }
 
     /// Makes the weight `name` a `Var` (a leaf of the autograd graph; a copy unless it already
     /// is one, e.g. when the model was built from a `VarMap`) and returns it. Gradients of a
-    /// differentiable forward then reach it: `loss.backward()?.get(&var)`. `var.set(..)`
+    /// differentiable forward then reach it: `w.grad(&loss.backward()?)`. `w.set(..)`
     /// changes the model's weight in place.
-    pub fn var(&mut self, name: &str) -> Result<Var> {
+    pub fn var(&mut self, name: &str) -> Result<WeightVar> {
+        if let Loc::Linear(l, j, false) = self.locate(name)? {
+            let var = linear_mut(self.held_mut(l), j).train_weight()?;
+            return Ok(WeightVar {
+                var,
+                transposed: true,
+            });
+        }
         let slot = self.parameter_mut(name)?;
         let var = Var::from_tensor(slot)?;
         *slot = var.as_tensor().clone();
-        Ok(var)
+        Ok(WeightVar::plain(var))
     }
 
     fn locate(&self, name: &str) -> Result<Loc> {
@@ -263,4 +275,49 @@ fn streamed_matrix(name: &str) -> String {
         "a streamed model reads `{name}` from the checkpoint as a pass needs it (load it whole \
          to read, set or train its weights)"
     )
+}
+
+/// A weight made a leaf of the autograd graph by [`Transformer::var`]: its `Var`, which holds it
+/// as the model computes with it (a linear map's weight as W^T `[in, out]`, see
+/// [`Linear`]), and the way back to Hugging Face's orientation.
+#[derive(Debug, Clone)]
+pub struct WeightVar {
+    var: Var,
+    transposed: bool,
+}
+
+impl WeightVar {
+    /// A `Var` held as Hugging Face orients it (a LoRA factor, a norm's gain).
+    pub fn plain(var: Var) -> Self {
+        WeightVar {
+            var,
+            transposed: false,
+        }
+    }
+
+    /// The `Var` itself, in the model's layout: what an element-wise optimizer updates.
+    pub fn var(&self) -> &Var {
+        &self.var
+    }
+
+    /// `t`, given in the `Var`'s layout, in Hugging Face's orientation (a view), or the other
+    /// way round: the map is its own inverse.
+    pub fn oriented(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(if self.transposed { t.t()? } else { t.clone() })
+    }
+
+    /// The weight, in Hugging Face's orientation.
+    pub fn value(&self) -> Result<Tensor> {
+        self.oriented(self.var.as_tensor())
+    }
+
+    /// Its gradient in `grads`, in Hugging Face's orientation.
+    pub fn grad(&self, grads: &GradStore) -> Result<Option<Tensor>> {
+        grads.get(&self.var).map(|g| self.oriented(g)).transpose()
+    }
+
+    /// Sets the weight (in place) to `value`, given in Hugging Face's orientation.
+    pub fn set(&self, value: &Tensor) -> Result<()> {
+        Ok(self.var.set(&self.oriented(value)?)?)
+    }
 }

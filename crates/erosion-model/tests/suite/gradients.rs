@@ -6,7 +6,7 @@ use crate::transformer_util;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{VarBuilder, VarMap};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::transformer::{ForwardOptions, Transformer, WeightVar};
 use transformer_util::*;
 
 /// A left-padded batch and next-token targets: (ids, mask, targets).
@@ -43,14 +43,17 @@ fn scalar(t: &Tensor) -> f64 {
 }
 
 /// Central difference of `f` at entry `i` of `var`, step h.
-fn finite_difference(var: &Var, i: usize, h: f64, f: &dyn Fn() -> f64) -> f64 {
+/// Perturbs entry `i` of the weight in Hugging Face's orientation (so the backprop gradient
+/// must come back in that orientation too).
+fn finite_difference(var: &WeightVar, i: usize, h: f64, f: &dyn Fn() -> f64) -> f64 {
     let orig = var
-        .as_tensor()
+        .value()
+        .unwrap()
         .flatten_all()
         .unwrap()
         .to_vec1::<f64>()
         .unwrap();
-    let shape = var.shape().clone();
+    let shape = var.value().unwrap().shape().clone();
     let at = |delta: f64| {
         let mut v = orig.clone();
         v[i] += delta;
@@ -81,11 +84,12 @@ fn assert_close(what: &str, analytic: f64, numeric: f64) {
 fn check_weight_gradients(cfg: &erosion_model::Config, seed: u64, names: &[&str]) {
     let (mut model, _varmap) = random_model(cfg, DType::F64, seed).unwrap();
     let data = batch(cfg.vocab_size as u32);
-    let vars: Vec<Var> = names.iter().map(|n| model.var(n).unwrap()).collect();
+    let vars: Vec<WeightVar> = names.iter().map(|n| model.var(n).unwrap()).collect();
     let grads = loss(&model, &data).backward().unwrap();
     for (name, var) in names.iter().zip(&vars) {
-        let g = grads
-            .get(var)
+        let g = var
+            .grad(&grads)
+            .unwrap()
             .unwrap_or_else(|| panic!("{}: no gradient for {name}", cfg.model_type));
         let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let mut largest = 0f64;
@@ -215,7 +219,7 @@ fn activation_gradient_matches_finite_differences_and_pads_get_none() {
     let d = cfg.hidden_size;
     // (example, position, feature): real tokens of each example, and its left pads.
     for (b, p, j) in [(0, 0, 0), (0, 5, 7), (1, 2, 3), (1, 4, 15), (2, 5, 9)] {
-        let fd = finite_difference(&act, (b * 6 + p) * d + j, 1e-5, &|| {
+        let fd = finite_difference(&WeightVar::plain(act.clone()), (b * 6 + p) * d + j, 1e-5, &|| {
             scalar(&upper_loss(&model, act.as_tensor(), 1, &data))
         });
         assert_close(&format!("d loss / d resid[{b}, {p}, {j}]"), g[b][p][j], fd);
@@ -242,7 +246,10 @@ fn split_forward_gives_the_full_backprop_gradient() {
         format!("model.layers.{last}.self_attn.o_proj.weight"),
         format!("model.layers.{last}.self_attn.v_proj.weight"),
     ];
-    let vars: Vec<Var> = names.iter().map(|n| model.var(n).unwrap()).collect();
+    let vars: Vec<Var> = names
+        .iter()
+        .map(|n| model.var(n).unwrap().var().clone())
+        .collect();
 
     let full = loss(&model, &data).backward().unwrap();
     let below = lower_activation(&model, last, &data);
@@ -294,7 +301,11 @@ fn fast_mode_loses_gradients_that_the_differentiable_mode_keeps() {
     let cfg = tiny_config("qwen2");
     let (mut model, _varmap) = random_model(&cfg, DType::F32, 11).unwrap();
     let data = batch(cfg.vocab_size as u32);
-    let q = model.var("model.layers.0.self_attn.q_proj.weight").unwrap();
+    let q = model
+        .var("model.layers.0.self_attn.q_proj.weight")
+        .unwrap()
+        .var()
+        .clone();
     let (ids, mask, targets) = &data;
     let logits = model
         .forward(ids, Some(mask), &mut ForwardOptions::fast())

@@ -102,9 +102,32 @@ fn var_set_changes_the_model_in_place() {
         ),
         0.0
     );
-    var.set(&(var.as_tensor() * 2.0).unwrap()).unwrap();
+    var.set(&(var.value().unwrap() * 2.0).unwrap()).unwrap();
     let after = model
         .forward(&ids, None, &mut ForwardOptions::fast())
         .unwrap();
     assert!(max_abs_diff(&after, &before) > 1e-2);
+}
+
+/// A linear map's `Var` is W^T `[in, out]` (the layout the kernel reads), while `value`, `set`
+/// and `parameter` speak Hugging Face's W `[out, in]`.
+#[test]
+fn a_linear_weight_trains_as_its_transpose_and_reads_as_hugging_face_stores_it() {
+    let mut model = load_fixture("qwen2", DType::F32).unwrap();
+    let name = "model.layers.0.mlp.up_proj.weight";
+    let before = model.parameter(name).unwrap().to_vec2::<f32>().unwrap();
+    let (d_out, d_in) = (before.len(), before[0].len());
+    assert_ne!(d_out, d_in, "a square weight would not tell the orientations apart");
+    let w = model.var(name).unwrap();
+    assert_eq!(w.var().dims(), [d_in, d_out]);
+    assert_eq!(w.value().unwrap().to_vec2::<f32>().unwrap(), before);
+    let mut changed = before.clone();
+    changed[1][2] += 1.0;
+    w.set(&Tensor::new(changed.clone(), &candle_core::Device::Cpu).unwrap())
+        .unwrap();
+    assert_eq!(
+        model.parameter(name).unwrap().to_vec2::<f32>().unwrap(),
+        changed
+    );
+    assert_eq!(w.var().as_tensor().to_vec2::<f32>().unwrap()[2][1], changed[1][2]);
 }

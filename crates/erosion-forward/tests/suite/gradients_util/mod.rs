@@ -3,11 +3,11 @@
 //! its gradient by plain autograd through the whole model.
 #![allow(dead_code)]
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarMap;
 use erosion_data::{Sequence, ShortResponse};
 use erosion_forward::gradients::{LossSpan, LossSpec, ParamSelection, Reduction};
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_model::transformer::{ForwardOptions, Transformer, WeightVar};
 use erosion_model::Config;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -100,7 +100,7 @@ pub fn reference_gradient(
     reduction: Reduction,
 ) -> (f64, Vec<f64>) {
     let mut m = model.clone();
-    let all: Vec<(String, Var)> = m
+    let all: Vec<(String, WeightVar)> = m
         .parameter_names()
         .into_iter()
         .map(|n| {
@@ -119,8 +119,9 @@ pub fn reference_gradient(
     let mut flat = Vec::new();
     for name in names {
         let var = &all.iter().find(|(n, _)| n == name).unwrap().1;
-        let g = grads
-            .get(var)
+        let g = var
+            .grad(&grads)
+            .unwrap()
             .unwrap_or_else(|| panic!("no reference gradient for {name}"));
         flat.extend(
             g.to_dtype(DType::F64)
