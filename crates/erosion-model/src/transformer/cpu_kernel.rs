@@ -4,12 +4,32 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use num_traits::Float;
 
+/// The float types the kernels take, with the `exp` they use: the vectorising one for f32
+/// (see `fast_exp.rs`), libm's for f64, the reference precision.
+pub(crate) trait Real: Float + Send + Sync {
+    fn exp_fast(self) -> Self;
+}
+
+impl Real for f32 {
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        super::fast_exp::exp(self)
+    }
+}
+
+impl Real for f64 {
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
+}
+
 /// A kernel over two contiguous float slices, with its gradients.
 pub(crate) trait Float2Kernel: Send + Sync + 'static {
     /// Names the kernel in errors and in candle's graph.
     const NAME: &'static str;
     /// `a` and `b` as stored; `row` is the last dimension of `a`.
-    fn run<T: Float + Send + Sync>(&self, a: &[T], b: &[T], row: usize) -> Vec<T>;
+    fn run<T: Real>(&self, a: &[T], b: &[T], row: usize) -> Vec<T>;
     /// The gradients for `a` and `b` from the output `res` and its gradient `grad`.
     fn bwd(
         &self,

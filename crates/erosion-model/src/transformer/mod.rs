@@ -22,6 +22,7 @@ mod attention;
 mod block;
 mod context;
 mod cpu_kernel;
+mod fast_exp;
 mod kv_cache;
 mod layers;
 mod lora;

@@ -11,7 +11,8 @@
 //! the model width; in inference they were a tenth of the forward pass. Each row is scaled, biased
 //! and normalised in one pass here, rows in parallel.
 
-use super::cpu_kernel::{self, Float2Kernel};
+use super::cpu_kernel::{self, Float2Kernel, Real};
+use super::fast_exp::widest;
 use super::ForwardMode;
 use anyhow::{ensure, Result};
 use candle_core::{Tensor, D};
@@ -56,14 +57,14 @@ impl Float2Kernel for AttentionSoftmax {
     /// Each `k`-wide row of `x` scaled, plus its bias row, normalised, rows in parallel. The
     /// passes are written so that the compiler vectorises them (lane-wise max and sum), and
     /// masked keys skip the exponential.
-    fn run<T: Float + Send + Sync>(&self, x: &[T], bias: &[T], k: usize) -> Vec<T> {
+    fn run<T: Real>(&self, x: &[T], bias: &[T], k: usize) -> Vec<T> {
         let scale = T::from(self.scale).expect("a float scale");
         let mut out = Vec::with_capacity(x.len());
         // Only the first x.len() slots: Vec may reserve more than asked.
         out.spare_capacity_mut()[..x.len()]
             .par_chunks_mut(k)
             .enumerate()
-            .for_each(|(r, y)| {
+            .for_each(|(r, y)| widest(|| {
                 let xr = &x[r * k..(r + 1) * k];
                 let br = &bias[self.bias_row(r) * k..][..k];
                 for ((y, &a), &b) in y.iter_mut().zip(xr).zip(br) {
@@ -76,12 +77,12 @@ impl Float2Kernel for AttentionSoftmax {
                     *y = if *y == T::neg_infinity() {
                         T::zero()
                     } else {
-                        (*y - max).exp()
+                        (*y - max).exp_fast()
                     };
                 }
                 let inv = T::one() / lanes(y, T::zero(), |s, v| s + v);
                 y.iter_mut().for_each(|y| *y = *y * inv);
-            });
+            }));
         // SAFETY: the rows cover the first x.len() slots, and each was written.
         unsafe { out.set_len(x.len()) };
         out

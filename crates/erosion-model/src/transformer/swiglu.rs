@@ -8,10 +8,10 @@
 //! candle computes `silu(g)` and the product as two ops, each a fresh `[n, d_mlp]` tensor (the
 //! widest activation of the block) and a pass over it; here it is one.
 
-use super::cpu_kernel::{self, Float2Kernel};
+use super::cpu_kernel::{self, Float2Kernel, Real};
+use super::fast_exp::widest;
 use anyhow::Result;
 use candle_core::Tensor;
-use num_traits::Float;
 use rayon::prelude::*;
 
 /// Elements per rayon task: enough that scheduling is noise.
@@ -22,14 +22,16 @@ struct SwiGlu;
 impl Float2Kernel for SwiGlu {
     const NAME: &'static str = "swiglu";
 
-    fn run<T: Float + Send + Sync>(&self, g: &[T], u: &[T], _row: usize) -> Vec<T> {
+    fn run<T: Real>(&self, g: &[T], u: &[T], _row: usize) -> Vec<T> {
         let mut out = vec![T::zero(); g.len()];
         out.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
             .for_each(|(y, (g, u))| {
-                for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                    *y = g / (T::one() + (-g).exp()) * u;
-                }
+                widest(|| {
+                    for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                        *y = g / (T::one() + (-g).exp_fast()) * u;
+                    }
+                })
             });
         out
     }
