@@ -241,6 +241,52 @@ def task_layers(inputs, reps, erosion_dir):
     return r
 
 
+def task_generate(inputs, reps, batch, erosion_dir):
+    """Greedy decoding with transformers' generate: the first 4 prompts one at a time
+    (batch 1) or 16 prompts left-padded in one batch; as many new tokens as erosion decoded
+    (its values file), no stop token, so both sides do the same work."""
+    with open(os.path.join(erosion_dir, f"erosion-generate-b{batch}-values.json")) as f:
+        theirs = json.load(f)
+    t = theirs["new_tokens"]
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32).eval()
+    model.generation_config.eos_token_id = None  # decode every token, as erosion does here
+    n = 4 if batch == 1 else batch
+    prompts = [e["ids"][: e["response"]["start"]] for e in inputs["examples"][:n]]
+    groups = [prompts[i : i + batch] for i in range(0, n, batch)]
+
+    def left_padded(rows):
+        width = max(len(r) for r in rows)
+        ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            ids[k, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[k, width - len(r) :] = 1
+        return ids, mask
+
+    batches = [left_padded(g) for g in groups]
+
+    def run():
+        out = []
+        with torch.inference_mode():
+            for ids, mask in batches:
+                g = model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=t,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
+                out.extend(g[:, ids.shape[1] :].tolist())
+        return out
+
+    times, out = best_of(reps, run)
+    r = result(f"generate-b{batch}", times, n * t)
+    mine = theirs["ids"]
+    r["extra"]["first_tokens_equal"] = all(a[:1] == b[:1] for a, b in zip(out, mine)) and len(out) == len(mine)
+    r["extra"]["rows_equal"] = sum(a == b for a, b in zip(out, mine))
+    return r
+
+
 def ids_match(inputs):
     """Renders every example with the tokenizer's chat template and compares with erosion's ids."""
     tok = AutoTokenizer.from_pretrained(inputs["model"])
@@ -256,7 +302,7 @@ def ids_match(inputs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs", "gradients", "layers"])
+    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs", "gradients", "layers", "generate1", "generate16"])
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--reps", type=int, default=3)
@@ -273,6 +319,8 @@ def main():
         r = task_gradients(inputs, a.reps, a.dir)
     elif a.task == "layers":
         r = task_layers(inputs, a.reps, a.dir)
+    elif a.task.startswith("generate"):
+        r = task_generate(inputs, a.reps, int(a.task[len("generate") :]), a.dir)
     else:
         path = os.path.join(a.dir, "erosion-logprobs-values.json")
         values = json.load(open(path)) if os.path.exists(path) else None

@@ -32,6 +32,10 @@ enum Task {
     Logprobs,
     Gradients,
     Layers,
+    /// Greedy decoding, one prompt at a time.
+    Generate1,
+    /// Greedy decoding, sixteen prompts in one batch.
+    Generate16,
 }
 
 #[derive(Subcommand)]
@@ -160,7 +164,7 @@ fn main() -> Result<()> {
 
 /// Runs one task and writes `dir/erosion-<name>.json`.
 fn run(task: Task, inputs: &tasks::Inputs, dir: &Path, reps: usize) -> Result<()> {
-    use tasks::{forward, gradients, layers};
+    use tasks::{forward, generate, gradients, layers};
     let r = match task {
         Task::Matmul => forward::matmul(reps)?,
         Task::Forward => forward::forward(inputs, reps)?,
@@ -177,6 +181,15 @@ fn run(task: Task, inputs: &tasks::Inputs, dir: &Path, reps: usize) -> Result<()
                 reps,
                 &dir.join(format!("erosion-{name}-values.json")),
             )?
+        }
+        Task::Generate1 | Task::Generate16 => {
+            let batch = if matches!(task, Task::Generate1) {
+                1
+            } else {
+                16
+            };
+            let values = dir.join(format!("erosion-generate-b{batch}-values.json"));
+            generate::generate(inputs, reps, batch, &values)?
         }
     };
     r.write(&dir.join(format!("erosion-{}.json", r.task)))

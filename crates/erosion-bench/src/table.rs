@@ -90,6 +90,17 @@ fn task_rows(
             flops: gradient_flops(cfg, &fed, &targets),
         },
     ];
+    for batch in [1, 16] {
+        // With a KV cache, prefill and decoding do the work of one forward pass over the
+        // prompt and the new tokens, plus an unembedding per new token.
+        let prompts = crate::tasks::generate::prompts(inputs, batch)?;
+        let t = crate::tasks::generate::NEW_TOKENS;
+        let lens: Vec<usize> = prompts.iter().map(|p| p.len() + t).collect();
+        rows.push(Row {
+            task: format!("generate-b{batch}"),
+            flops: forward_flops(cfg, &lens) + (lens.len() * t) as f64 * unembed_flops(cfg, 1),
+        });
+    }
     for li in layers {
         let t = li.window.context("layers inputs without a window")?;
         let fed: Vec<usize> = li.examples.iter().map(|e| e.response.start + t).collect();
@@ -191,6 +202,19 @@ impl Checks {
                 GRADIENT_TOL,
                 "max over examples of |g_erosion - g_peer| / |g_peer|",
             ),
+            t if t.starts_with("generate-") => {
+                // Greedy: the first token follows from the prompt's logits alone; later ones
+                // may part at a near-tie that f32 rounding swaps.
+                let first = p.extra.get("first_tokens_equal").and_then(|v| v.as_bool());
+                let rows = p.extra.get("rows_equal").and_then(|v| v.as_u64());
+                self.lines.push(format!(
+                    "{t}: first new token equal on every row: {first:?}; rows equal to the end: {rows:?}"
+                ));
+                if first != Some(true) {
+                    self.failed
+                        .push(format!("{t}: the sides chose different first tokens"));
+                }
+            }
             t if t.starts_with("layers-") => {
                 check(
                     "max_rel_diff",

@@ -126,9 +126,8 @@ fn generate_chunk(
     }
     let mut cache = model.new_cache();
     let mut hooks = steering.hooks(model.n_layers())?;
-    let logits = model.forward_cached(&ids, Some(&mask), &mut cache, &mut steered(&mut hooks))?;
     // Left padding puts every row's last real token in the last column.
-    let mut last = logits.i((.., len - 1, ..))?; // [b, vocab]
+    let mut last = model.prefill(&ids, Some(&mask), &mut cache, &mut steered(&mut hooks))?; // [b, vocab]
     for step in 0..opts.max_new_tokens {
         let rows = last.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let mut next = Vec::with_capacity(b);

@@ -7,9 +7,11 @@
 //! - [`forward`]: `matmul`, `forward` (a), `logprobs` (b);
 //! - [`gradients`]: `gradients` (c), per-example gradients at the last layer's `o_proj`;
 //! - [`layers`]: `layers` (d), the layer-wise alignment direction, and the perturbed "base"
-//!   model it needs.
+//!   model it needs;
+//! - [`generate`]: `generate-b1` and `generate-b16`, greedy decoding.
 
 pub mod forward;
+pub mod generate;
 pub mod gradients;
 pub mod layers;
 

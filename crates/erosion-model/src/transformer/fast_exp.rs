@@ -100,7 +100,9 @@ mod tests {
             worst = worst.max(((got - want) / want).abs() / f32::EPSILON as f64);
             x += 0.000_37;
         }
-        for x in [0.0f32, -0.0, 1.0, -1.0, 1e-30, -1e-30, 0.5, LO, HI, 20.0, -20.0] {
+        for x in [
+            0.0f32, -0.0, 1.0, -1.0, 1e-30, -1e-30, 0.5, LO, HI, 20.0, -20.0,
+        ] {
             let (got, want) = (exp(x) as f64, (x as f64).exp());
             worst = worst.max(((got - want) / want).abs() / f32::EPSILON as f64);
         }

@@ -40,9 +40,9 @@ pub use context::{BatchContext, LocalAttention};
 pub use kv_cache::KvCache;
 pub use layers::{Linear, RmsNorm};
 pub use lora::{LoraAdapter, LoraConfig, LoraVars};
-pub use params::WeightVar;
 pub use matrix::MatrixRows;
 pub use mlp::Mlp;
+pub use params::WeightVar;
 pub use rope::Rope;
 
 use crate::config::Config;
@@ -429,6 +429,34 @@ impl Transformer {
         cache: &mut KvCache,
         opts: &mut ForwardOptions,
     ) -> Result<Tensor> {
+        let x = self.feed_cached(ids, mask, cache, opts)?;
+        self.unembed(&x, opts)
+    }
+
+    /// [`Transformer::forward_cached`] that unembeds only the last column: the logits
+    /// `[batch, vocab]` a decoder needs after a (left-padded) prompt, without the
+    /// `[batch, seq, vocab]` of every prompt position.
+    pub fn prefill(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        let x = self.feed_cached(ids, mask, cache, opts)?; // [b, s, d]
+        let last = x.dim(1)? - 1;
+        let logits = self.unembed(&x.narrow(1, last, 1)?, opts)?; // [b, 1, vocab]
+        Ok(logits.squeeze(1)?)
+    }
+
+    /// The final-normed hidden states `[batch, seq, d]` of `ids` fed after `cache`.
+    fn feed_cached(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
         if opts.mode != ForwardMode::Fast {
             bail!("the KV-cache path computes no gradients: use ForwardMode::Fast");
         }
@@ -454,8 +482,7 @@ impl Transformer {
         }
         check_finite(&x, 0..self.n_layers())?;
         cache.mask = rows;
-        let x = self.final_norm(&x, opts)?;
-        self.unembed(&x, opts)
+        self.final_norm(&x, opts)
     }
 }
 

@@ -128,7 +128,9 @@ impl Transformer {
                     .with_context(|| streamed_matrix(name));
             }
             Loc::Norm => Some(&mut self.norm.weight),
-            Loc::Linear(_, _, false) => unreachable!("a linear map's weight is set through `Linear`"),
+            Loc::Linear(_, _, false) => {
+                unreachable!("a linear map's weight is set through `Linear`")
+            }
             Loc::Linear(l, j, true) => linear_mut(self.held_mut(l), j).bias.as_mut(),
             Loc::LayerNorm(l, j) => Some(&mut self.held_mut(l).norms_mut().swap_remove(j).weight),
         };

@@ -219,9 +219,12 @@ fn activation_gradient_matches_finite_differences_and_pads_get_none() {
     let d = cfg.hidden_size;
     // (example, position, feature): real tokens of each example, and its left pads.
     for (b, p, j) in [(0, 0, 0), (0, 5, 7), (1, 2, 3), (1, 4, 15), (2, 5, 9)] {
-        let fd = finite_difference(&WeightVar::plain(act.clone()), (b * 6 + p) * d + j, 1e-5, &|| {
-            scalar(&upper_loss(&model, act.as_tensor(), 1, &data))
-        });
+        let fd = finite_difference(
+            &WeightVar::plain(act.clone()),
+            (b * 6 + p) * d + j,
+            1e-5,
+            &|| scalar(&upper_loss(&model, act.as_tensor(), 1, &data)),
+        );
         assert_close(&format!("d loss / d resid[{b}, {p}, {j}]"), g[b][p][j], fd);
         assert!(g[b][p][j].abs() > 1e-6);
     }

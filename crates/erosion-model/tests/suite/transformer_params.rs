@@ -117,7 +117,10 @@ fn a_linear_weight_trains_as_its_transpose_and_reads_as_hugging_face_stores_it()
     let name = "model.layers.0.mlp.up_proj.weight";
     let before = model.parameter(name).unwrap().to_vec2::<f32>().unwrap();
     let (d_out, d_in) = (before.len(), before[0].len());
-    assert_ne!(d_out, d_in, "a square weight would not tell the orientations apart");
+    assert_ne!(
+        d_out, d_in,
+        "a square weight would not tell the orientations apart"
+    );
     let w = model.var(name).unwrap();
     assert_eq!(w.var().dims(), [d_in, d_out]);
     assert_eq!(w.value().unwrap().to_vec2::<f32>().unwrap(), before);
@@ -129,5 +132,8 @@ fn a_linear_weight_trains_as_its_transpose_and_reads_as_hugging_face_stores_it()
         model.parameter(name).unwrap().to_vec2::<f32>().unwrap(),
         changed
     );
-    assert_eq!(w.var().as_tensor().to_vec2::<f32>().unwrap()[2][1], changed[1][2]);
+    assert_eq!(
+        w.var().as_tensor().to_vec2::<f32>().unwrap()[2][1],
+        changed[1][2]
+    );
 }
