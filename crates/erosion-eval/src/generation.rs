@@ -10,7 +10,7 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, IndexOp, Tensor};
-use erosion_model::generate::{choose, SamplingOptions};
+use erosion_model::generate::{choose, left_padded, SamplingOptions};
 use erosion_model::hooks::Steering;
 use erosion_model::transformer::Transformer;
 use rand::SeedableRng;
@@ -97,19 +97,8 @@ fn generate_chunk(
     opts: &SamplingOptions,
 ) -> Result<Vec<Generated>> {
     let b = prompts.len();
-    let len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let device = model.device();
-    let mut ids = Vec::with_capacity(b * len);
-    let mut mask = Vec::with_capacity(b * len);
-    for p in prompts {
-        let pad = len - p.len();
-        ids.extend(std::iter::repeat_n(0u32, pad));
-        ids.extend_from_slice(p);
-        mask.extend(std::iter::repeat_n(0f32, pad));
-        mask.extend(std::iter::repeat_n(1f32, p.len()));
-    }
-    let ids = Tensor::from_vec(ids, (b, len), device)?;
-    let mask = Tensor::from_vec(mask, (b, len), device)?;
+    let (ids, mask) = left_padded(prompts, device)?;
     let mut rngs: Vec<ChaCha8Rng> = seeds
         .iter()
         .map(|&s| ChaCha8Rng::seed_from_u64(s))

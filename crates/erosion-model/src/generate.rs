@@ -3,7 +3,7 @@
 
 use crate::transformer::{ForwardOptions, Transformer};
 use anyhow::{bail, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,26 @@ pub fn generate(
         tokens,
         stopped: false,
     })
+}
+
+/// Prompts left-padded to the longest: ids `[batch, longest]` (pads 0) and the attention mask
+/// (1 on real tokens), so every row's last real token sits in the last column, where a batched
+/// decoder reads its next-token logits.
+pub fn left_padded<P: AsRef<[u32]>>(prompts: &[P], device: &Device) -> Result<(Tensor, Tensor)> {
+    let b = prompts.len();
+    let len = prompts.iter().map(|p| p.as_ref().len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::with_capacity(b * len), Vec::with_capacity(b * len));
+    for p in prompts {
+        let (p, pad) = (p.as_ref(), len - p.as_ref().len());
+        ids.extend(std::iter::repeat_n(0u32, pad));
+        ids.extend_from_slice(p);
+        mask.extend(std::iter::repeat_n(0f32, pad));
+        mask.extend(std::iter::repeat_n(1f32, p.len()));
+    }
+    Ok((
+        Tensor::from_vec(ids, (b, len), device)?,
+        Tensor::from_vec(mask, (b, len), device)?,
+    ))
 }
 
 /// Picks the next token from `logits` `[vocab]`: the argmax at temperature 0, else a draw

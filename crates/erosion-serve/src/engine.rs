@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::{DType, IndexOp, Tensor};
-use erosion_model::generate::choose;
+use erosion_model::generate::{choose, left_padded};
 use erosion_model::hooks::Hooks;
 use erosion_model::transformer::{ForwardOptions, KvCache, Transformer};
 use rand::SeedableRng;
@@ -64,7 +64,8 @@ pub fn spawn(
                     ),
                 };
                 for live in run.live() {
-                    live.job.send(Event::Error(ApiError::internal(message.clone())));
+                    live.job
+                        .send(Event::Error(ApiError::internal(message.clone())));
                 }
             }
         })
@@ -237,19 +238,11 @@ fn prefill(
     cache: &mut KvCache,
     hooks: &mut Hooks,
 ) -> Result<Tensor> {
-    let b = prompts.len();
-    let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-    let (mut ids, mut mask) = (Vec::with_capacity(b * len), Vec::with_capacity(b * len));
-    for p in prompts {
-        let pad = len - p.len();
-        ids.extend(std::iter::repeat_n(0u32, pad));
-        ids.extend_from_slice(p);
-        mask.extend(std::iter::repeat_n(0f32, pad));
-        mask.extend(std::iter::repeat_n(1f32, p.len()));
-    }
-    let dev = model.device();
-    let ids = Tensor::from_vec(ids, (b, len), dev)?;
-    let mask = Tensor::from_vec(mask, (b, len), dev)?;
+    let (b, len) = (
+        prompts.len(),
+        prompts.iter().map(|p| p.len()).max().unwrap_or(0),
+    );
+    let (ids, mask) = left_padded(prompts, model.device())?;
     let width = (MAX_LOGITS / (b * model.config().vocab_size).max(1)).max(1);
     let mut start = 0;
     loop {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
+use erosion_model::generate::left_padded;
 use erosion_model::transformer::{ForwardOptions, Transformer};
 
 use super::{load, result, Inputs};
@@ -57,22 +58,10 @@ pub fn generate(inputs: &Inputs, reps: usize, batch: usize, ids_out: &Path) -> R
 /// left-padded under a mask, then one token per row per step through one KV cache (what
 /// `erosion eval` and `erosion serve` do, without their batch-size policies).
 fn greedy(model: &Transformer, prompts: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
-    let (b, len) = (
-        prompts.len(),
-        prompts.iter().map(Vec::len).max().unwrap_or(0),
-    );
-    let (mut ids, mut mask) = (Vec::with_capacity(b * len), Vec::with_capacity(b * len));
-    for p in prompts {
-        ids.extend(std::iter::repeat_n(0u32, len - p.len()).chain(p.iter().copied()));
-        mask.extend((0..len).map(|i| f32::from(u8::from(i >= len - p.len()))));
-    }
-    let dev = model.device();
+    let (b, dev) = (prompts.len(), model.device());
     let mut cache = model.new_cache();
     let mut opts = ForwardOptions::fast();
-    let (ids, mask) = (
-        Tensor::from_vec(ids, (b, len), dev)?,
-        Tensor::from_vec(mask, (b, len), dev)?,
-    );
+    let (ids, mask) = left_padded(prompts, dev)?;
     let mut logits = model.prefill(&ids, Some(&mask), &mut cache, &mut opts)?; // [b, vocab]
     let mut out = vec![Vec::with_capacity(NEW_TOKENS); b];
     for step in 0..NEW_TOKENS {

@@ -49,6 +49,19 @@ fn cached_equals_full(model: &Transformer, tol: f64) {
         .unwrap();
     let err = masked_max_diff(&first, &full.i((.., ..5)).unwrap(), &prompt_mask);
     assert!(err < tol, "prompt logits differ by {err}");
+    // `prefill` gives the last column's logits and leaves the same cache.
+    let mut other = model.new_cache();
+    let last = model
+        .prefill(
+            &prompt_ids,
+            Some(&prompt_mask),
+            &mut other,
+            &mut ForwardOptions::fast(),
+        )
+        .unwrap(); // [3, vocab]
+    let err = max_abs_diff(&last, &first.i((.., 4)).unwrap());
+    assert!(err < tol, "prefill's logits differ by {err}");
+    assert_eq!(other.tokens(), cache.tokens());
     for t in 0..4 {
         let step: Vec<u32> = cont.iter().map(|c| c[t]).collect();
         let step = Tensor::from_vec(step, (3, 1), &Device::Cpu).unwrap();
