@@ -52,7 +52,7 @@ pub fn generate_many(
     let mut out = Vec::with_capacity(prompts.len());
     for rows in batch_rows(&lens, model.config().vocab_size, batch_size) {
         out.extend(
-            generate_chunk(
+            generate_batch(
                 model,
                 steering,
                 &prompts[rows.clone()],
@@ -87,8 +87,10 @@ pub fn batch_rows(lens: &[usize], vocab: usize, batch_size: usize) -> Vec<Range<
     out
 }
 
-/// One batch: left-padded prompts, then one token per row per step.
-fn generate_chunk(
+/// `prompts` decoded as one batch, whatever their size: left-padded under a mask, then one
+/// token per row per step through one KV cache; row i draws from its own stream seeded with
+/// `seeds[i]`. [`generate_many`] cuts its prompts into such batches.
+pub fn generate_batch(
     model: &Transformer,
     steering: &Steering,
     prompts: &[Vec<u32>],

@@ -162,8 +162,8 @@ pub struct RandomInit {
 
 /// A model whose weights are drawn into a `VarMap` in sorted-name order from a seeded ChaCha8
 /// stream, so that they depend on the seed only; the model's weights are those `Var`s, except
-/// linear maps' weights, which it holds as copies in its own layout (see `Linear`). Linear weights are
-/// `U(-sqrt(3 / fan_in), sqrt(3 / fan_in))` (variance 1 / fan_in), which keeps activations of
+/// linear maps' weights, which it holds as copies in its own layout (see `Linear`). Linear
+/// weights are `U(-sqrt(3 / fan_in), sqrt(3 / fan_in))` (variance 1 / fan_in), which keeps activations of
 /// order one, so outputs and gradients are far from zero.
 pub fn random_model(
     cfg: &Config,

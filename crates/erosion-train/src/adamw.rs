@@ -134,14 +134,16 @@ impl AdamW {
                 let saved = state
                     .get(&name)
                     .with_context(|| format!("the optimizer state has no `{name}`"))?;
-                let saved = s.var.oriented(saved)?;
-                if saved.dims() != slot.dims() {
+                // Saved in Hugging Face's orientation, held in the Var's layout.
+                let want = s.var.oriented(slot)?;
+                if saved.dims() != want.dims() {
                     bail!(
                         "optimizer state `{name}` is {:?}, the parameter {:?}",
-                        s.var.oriented(&saved)?.dims(),
-                        s.var.oriented(slot)?.dims()
+                        saved.dims(),
+                        want.dims()
                     );
                 }
+                let saved = s.var.oriented(saved)?;
                 *slot = (saved.to_dtype(slot.dtype())?.to_device(slot.device())?).contiguous()?;
             }
         }

@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use candle_core::Tensor;
-use erosion_model::generate::left_padded;
-use erosion_model::transformer::{ForwardOptions, Transformer};
+use erosion_eval::generation::generate_batch;
+use erosion_model::generate::SamplingOptions;
+use erosion_model::hooks::Steering;
+use erosion_model::transformer::Transformer;
 
 use super::{load, result, Inputs};
 use crate::measure::{best_of, TaskResult};
@@ -54,40 +55,16 @@ pub fn generate(inputs: &Inputs, reps: usize, batch: usize, ids_out: &Path) -> R
     )
 }
 
-/// [`NEW_TOKENS`] greedy tokens after each of `prompts`, decoded as one batch: the prompts
-/// left-padded under a mask, then one token per row per step through one KV cache (what
-/// `erosion eval` and `erosion serve` do, without their batch-size policies).
+/// [`NEW_TOKENS`] greedy tokens after each of `prompts`, decoded as one batch by eval's
+/// decoder (left-padded prompts, then one token per row per step through one KV cache), with
+/// no stop token.
 fn greedy(model: &Transformer, prompts: &[Vec<u32>]) -> Result<Vec<Vec<u32>>> {
-    let (b, dev) = (prompts.len(), model.device());
-    let mut cache = model.new_cache();
-    let mut opts = ForwardOptions::fast();
-    let (ids, mask) = left_padded(prompts, dev)?;
-    let mut logits = model.prefill(&ids, Some(&mask), &mut cache, &mut opts)?; // [b, vocab]
-    let mut out = vec![Vec::with_capacity(NEW_TOKENS); b];
-    for step in 0..NEW_TOKENS {
-        let next: Vec<u32> = logits
-            .to_vec2::<f32>()?
-            .iter()
-            .map(|row| argmax(row))
-            .collect();
-        out.iter_mut().zip(&next).for_each(|(o, &t)| o.push(t));
-        if step + 1 < NEW_TOKENS {
-            let input = Tensor::from_vec(next, (b, 1), dev)?;
-            logits = model
-                .forward_cached(&input, None, &mut cache, &mut opts)?
-                .squeeze(1)?;
-        }
-    }
-    Ok(out)
-}
-
-/// The first index of the largest logit (torch's argmax and `generate`'s greedy rule).
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
+    let opts = SamplingOptions {
+        max_new_tokens: NEW_TOKENS,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let seeds = vec![0; prompts.len()]; // unused at temperature 0
+    let out = generate_batch(model, &Steering::default(), prompts, &seeds, &[], &opts)?;
+    Ok(out.into_iter().map(|g| g.tokens).collect())
 }
