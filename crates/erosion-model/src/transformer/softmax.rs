@@ -25,6 +25,7 @@ const LANES: usize = 16;
 
 /// `v` folded with `f` from `init` in [`LANES`] independent accumulators, so the compiler can
 /// keep them in one vector register (a plain fold is a serial chain of float operations).
+#[inline(always)]
 fn lanes<T: Float>(v: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     let mut acc = [init; LANES];
     let chunks = v.chunks_exact(LANES);
@@ -65,25 +66,28 @@ impl Float2Kernel for AttentionSoftmax {
             .par_chunks_mut(k)
             .enumerate()
             .for_each(|(r, y)| {
-                widest(|| {
-                    let xr = &x[r * k..(r + 1) * k];
-                    let br = &bias[self.bias_row(r) * k..][..k];
-                    for ((y, &a), &b) in y.iter_mut().zip(xr).zip(br) {
-                        y.write(scale * a + b);
-                    }
-                    // SAFETY: every element of the row was written just above.
-                    let y = unsafe { &mut *(y as *mut [MaybeUninit<T>] as *mut [T]) };
-                    let max = lanes(y, T::neg_infinity(), |m, v| if v > m { v } else { m });
-                    for y in y.iter_mut() {
-                        *y = if *y == T::neg_infinity() {
-                            T::zero()
-                        } else {
-                            (*y - max).exp_fast()
-                        };
-                    }
-                    let inv = T::one() / lanes(y, T::zero(), |s, v| s + v);
-                    y.iter_mut().for_each(|y| *y = *y * inv);
-                })
+                widest(
+                    #[inline(always)]
+                    || {
+                        let xr = &x[r * k..(r + 1) * k];
+                        let br = &bias[self.bias_row(r) * k..][..k];
+                        for ((y, &a), &b) in y.iter_mut().zip(xr).zip(br) {
+                            y.write(scale * a + b);
+                        }
+                        // SAFETY: every element of the row was written just above.
+                        let y = unsafe { &mut *(y as *mut [MaybeUninit<T>] as *mut [T]) };
+                        let max = lanes(y, T::neg_infinity(), |m, v| if v > m { v } else { m });
+                        for y in y.iter_mut() {
+                            *y = if *y == T::neg_infinity() {
+                                T::zero()
+                            } else {
+                                (*y - max).exp_fast()
+                            };
+                        }
+                        let inv = T::one() / lanes(y, T::zero(), |s, v| s + v);
+                        y.iter_mut().for_each(|y| *y = *y * inv);
+                    },
+                )
             });
         // SAFETY: the rows cover the first x.len() slots, and each was written.
         unsafe { out.set_len(x.len()) };

@@ -27,11 +27,14 @@ impl Float2Kernel for SwiGlu {
         out.par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
             .for_each(|(y, (g, u))| {
-                widest(|| {
-                    for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
-                        *y = g / (T::one() + (-g).exp_fast()) * u;
-                    }
-                })
+                widest(
+                    #[inline(always)]
+                    || {
+                        for ((y, &g), &u) in y.iter_mut().zip(g).zip(u) {
+                            *y = g / (T::one() + (-g).exp_fast()) * u;
+                        }
+                    },
+                )
             });
         out
     }
