@@ -287,6 +287,71 @@ def task_generate(inputs, reps, batch, erosion_dir):
     return r
 
 
+def task_train(inputs, reps, erosion_dir, lora):
+    """Optimizer steps with PyTorch + peft, as erosion's values file says: the same examples
+    per step (right-padded, one batch), transformers' own loss (`labels`, -100 off the
+    targets: the mean over the step's target tokens), the global norm clipped, torch's AdamW.
+    LoRA starts from erosion's A matrices (B = 0 on both sides). A fresh model per run;
+    loading is not timed."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
+    name = "train-lora" if lora else "train-full"
+    with open(os.path.join(erosion_dir, f"erosion-{name}-values.json")) as f:
+        theirs = json.load(f)
+    opts, steps, batch = theirs["options"], theirs["steps"], theirs["batch"]
+    ex = inputs["examples"][: steps * batch]
+    batches = []
+    for k in range(steps):
+        rows = list(zip(ex[k * batch : (k + 1) * batch], theirs["targets"][k * batch : (k + 1) * batch]))
+        ids, mask = padded([e["ids"] for e, _ in rows])
+        labels = torch.full_like(ids, -100)
+        for r, (e, (start, end)) in enumerate(rows):
+            labels[r, start:end] = ids[r, start:end]
+        batches.append((ids, mask, labels))
+    a_init = load_file(os.path.join(erosion_dir, theirs["adapters"])) if lora else None
+
+    def fresh():
+        model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
+        if lora:
+            m = opts["method"]
+            cfg = LoraConfig(r=m["rank"], lora_alpha=m["alpha"], target_modules=m["targets"], lora_dropout=0.0, bias="none")
+            model = get_peft_model(model, cfg)
+            set_a = 0
+            with torch.no_grad():
+                for mod_name, mod in model.named_modules():
+                    if hasattr(mod, "lora_A") and "default" in mod.lora_A:
+                        key = mod_name.split("base_model.model.", 1)[1] + ".lora_A.weight"
+                        mod.lora_A["default"].weight.copy_(a_init[key])
+                        set_a += 1
+            if set_a != len(a_init):
+                raise RuntimeError(f"set {set_a} adapters, erosion saved {len(a_init)}")
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        ad = opts["adamw"]
+        opt = torch.optim.AdamW(params, lr=opts["lr"], betas=(ad["beta1"], ad["beta2"]), eps=ad["eps"], weight_decay=ad["weight_decay"])
+        return model, params, opt
+
+    times, losses = [], []
+    for rep in range(max(1, reps) + 1):
+        model, params, opt = fresh()
+        t0 = time.perf_counter()
+        losses = []
+        for ids, mask, labels in batches:
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, opts["max_grad_norm"])
+            opt.step()
+            losses.append(loss.item())
+        if rep > 0:
+            times.append(time.perf_counter() - t0)
+    r = result(name, times, sum(len(e["ids"]) for e in ex))
+    rel = [abs(a - b) / abs(b) for a, b in zip(theirs["losses"], losses)]
+    r["extra"].update({"losses": losses, "erosion_losses": theirs["losses"], "max_rel_diff": max(rel)})
+    return r
+
+
 def ids_match(inputs):
     """Renders every example with the tokenizer's chat template and compares with erosion's ids."""
     tok = AutoTokenizer.from_pretrained(inputs["model"])
@@ -302,7 +367,7 @@ def ids_match(inputs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs", "gradients", "layers", "generate1", "generate16"])
+    ap.add_argument("--task", required=True, choices=["matmul", "forward", "logprobs", "gradients", "layers", "generate1", "generate16", "train-lora", "train-full"])
     ap.add_argument("--inputs", required=True)
     ap.add_argument("--dir", required=True)
     ap.add_argument("--reps", type=int, default=3)
@@ -319,6 +384,8 @@ def main():
         r = task_gradients(inputs, a.reps, a.dir)
     elif a.task == "layers":
         r = task_layers(inputs, a.reps, a.dir)
+    elif a.task.startswith("train-"):
+        r = task_train(inputs, a.reps, a.dir, a.task == "train-lora")
     elif a.task.startswith("generate"):
         r = task_generate(inputs, a.reps, int(a.task[len("generate") :]), a.dir)
     else:

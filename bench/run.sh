@@ -47,7 +47,7 @@ rm -f "$out"/erosion-*.json "$out"/erosion-*.f32 "$out"/peer-*.json
 # Same thread count on both sides: candle reads RAYON/CANDLE_NUM_THREADS, torch set_num_threads.
 export RAYON_NUM_THREADS="$threads" CANDLE_NUM_THREADS="$threads" OMP_NUM_THREADS="$threads" BENCH_THREADS="$threads"
 # Each run: task and inputs file.
-runs=(matmul:inputs forward:inputs logprobs:inputs gradients:inputs "layers:layers-$n" "layers:layers-$((4 * n))" generate1:inputs generate16:inputs)
+runs=(matmul:inputs forward:inputs logprobs:inputs gradients:inputs "layers:layers-$n" "layers:layers-$((4 * n))" generate1:inputs generate16:inputs train-lora:inputs train-full:inputs)
 for r in "${runs[@]}"; do
   task="${r%%:*}" inputs="$out/${r#*:}.json"
   echo "running $task on $(basename "$inputs") (erosion, then peer)..." >&2

@@ -36,6 +36,10 @@ enum Task {
     Generate1,
     /// Greedy decoding, sixteen prompts in one batch.
     Generate16,
+    /// Optimizer steps, LoRA adapters.
+    TrainLora,
+    /// Optimizer steps, every weight.
+    TrainFull,
 }
 
 #[derive(Subcommand)]
@@ -164,7 +168,7 @@ fn main() -> Result<()> {
 
 /// Runs one task and writes `dir/erosion-<name>.json`.
 fn run(task: Task, inputs: &tasks::Inputs, dir: &Path, reps: usize) -> Result<()> {
-    use tasks::{forward, generate, gradients, layers};
+    use tasks::{forward, generate, gradients, layers, train};
     let r = match task {
         Task::Matmul => forward::matmul(reps)?,
         Task::Forward => forward::forward(inputs, reps)?,
@@ -190,6 +194,16 @@ fn run(task: Task, inputs: &tasks::Inputs, dir: &Path, reps: usize) -> Result<()
             };
             let values = dir.join(format!("erosion-generate-b{batch}-values.json"));
             generate::generate(inputs, reps, batch, &values)?
+        }
+        Task::TrainLora | Task::TrainFull => {
+            let lora = matches!(task, Task::TrainLora);
+            let name = if lora { "train-lora" } else { "train-full" };
+            train::train(
+                inputs,
+                reps,
+                lora,
+                &dir.join(format!("erosion-{name}-values.json")),
+            )?
         }
     };
     r.write(&dir.join(format!("erosion-{}.json", r.task)))

@@ -18,6 +18,8 @@ const GRADIENT_TOL: f64 = 1e-3;
 const DIRECTION_TOL: f64 = 1e-4;
 /// Largest |log-prob erosion - peer|.
 const LOGPROB_TOL: f64 = 1e-3;
+/// Largest |loss erosion - loss peer| / loss peer over the training steps.
+const LOSS_TOL: f64 = 1e-4;
 
 /// One task's row pair: its name and nominal FLOPs (matmul reports its own GFLOP/s).
 struct Row {
@@ -99,6 +101,21 @@ fn task_rows(
         rows.push(Row {
             task: format!("generate-b{batch}"),
             flops: forward_flops(cfg, &lens) + (lens.len() * t) as f64 * unembed_flops(cfg, 1),
+        });
+    }
+    // Training: forward and backward. Full fine-tuning also forms every weight's gradient
+    // (3x the forward pass in all); LoRA only the activations' (2x, adapters negligible).
+    let n_train = crate::tasks::train::STEPS * crate::tasks::train::BATCH;
+    let data = inputs
+        .examples
+        .get(..n_train)
+        .with_context(|| format!("training needs {n_train} examples"))?;
+    let lens: Vec<usize> = data.iter().map(|e| e.ids.len()).collect();
+    let n_targets: usize = data.iter().map(|e| e.response.len()).sum();
+    for (task, passes) in [("train-lora", 2.0), ("train-full", 3.0)] {
+        rows.push(Row {
+            task: task.into(),
+            flops: passes * (forward_flops(cfg, &lens) + unembed_flops(cfg, n_targets)),
         });
     }
     for li in layers {
@@ -215,6 +232,11 @@ impl Checks {
                         .push(format!("{t}: the sides chose different first tokens"));
                 }
             }
+            t if t.starts_with("train-") => check(
+                "max_rel_diff",
+                LOSS_TOL,
+                "max over steps of |loss erosion - loss peer| / loss peer",
+            ),
             t if t.starts_with("layers-") => {
                 check(
                     "max_rel_diff",

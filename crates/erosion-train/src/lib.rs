@@ -22,6 +22,7 @@ pub mod examples;
 pub mod init;
 pub mod options;
 pub mod protect;
+mod recompute;
 pub mod run;
 pub mod schedule;
 mod surrogate;

@@ -9,19 +9,19 @@
 //! ```
 //! The surrogate's gradient at the logits is exactly G, so candle's autograd never builds the
 //! softmax over the vocabulary. Only the rows that carry loss are unembedded (a chat's prompt
-//! costs no unembedding).
+//! costs no unembedding). Backward runs block by block, recomputing each block's forward pass
+//! (recompute.rs), so a step holds one block's graph at a time.
 
 use crate::adamw::AdamW;
 use crate::batch::MicroBatch;
 use crate::examples::TrainExample;
 use crate::options::{Method, TrainOptions};
 use crate::protect::Protector;
-use crate::surrogate::surrogate;
+use crate::recompute;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
 use erosion_forward::batch::Progress;
-use erosion_forward::gradients::{cross_entropy, Reduction};
-use erosion_model::transformer::{ForwardOptions, LoraVars, Transformer, WeightVar};
+use erosion_model::transformer::{LoraVars, Transformer, WeightVar};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -240,19 +240,10 @@ impl Trainer {
             if mb.targets.is_empty() {
                 continue;
             }
-            let mut fo = ForwardOptions::differentiable();
-            let h = self
-                .model
-                .final_hidden(&mb.ids, mb.mask.as_ref(), &mut fo)?; // [b, s, d]
-            let (b, s, d) = h.dims3()?;
-            let h = h.reshape((b * s, d))?.index_select(&mb.rows, 0)?; // [n, d]
-            let logits = self.model.unembed(&h, &mut fo)?; // [n, vocab]
-            let ce = cross_entropy(&logits, &mb.targets, Reduction::Sum)?;
-            part.loss += ce.loss * weight;
-            let g = (ce.dlogits * weight)?;
-            let grads = surrogate(&logits, &g)?.backward()?;
-            for ((_, var), slot) in self.params.iter().zip(part.grads.iter_mut()) {
-                add_into(slot, grads.get(var.var()).cloned())?;
+            let (loss, grads) = recompute::loss_and_grads(&self.model, &mb, weight, &self.params)?;
+            part.loss += loss;
+            for (slot, g) in part.grads.iter_mut().zip(grads) {
+                add_into(slot, g)?;
             }
         }
         Ok(part)

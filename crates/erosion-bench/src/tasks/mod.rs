@@ -8,12 +8,14 @@
 //! - [`gradients`]: `gradients` (c), per-example gradients at the last layer's `o_proj`;
 //! - [`layers`]: `layers` (d), the layer-wise alignment direction, and the perturbed "base"
 //!   model it needs;
-//! - [`generate`]: `generate-b1` and `generate-b16`, greedy decoding.
+//! - [`generate`]: `generate-b1` and `generate-b16`, greedy decoding;
+//! - [`train`]: `train-lora` and `train-full`, optimizer steps.
 
 pub mod forward;
 pub mod generate;
 pub mod gradients;
 pub mod layers;
+pub mod train;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

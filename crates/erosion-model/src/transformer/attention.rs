@@ -17,7 +17,7 @@
 use super::context::{softmax_dtype, BatchContext};
 use super::layers::{Linear, RmsNorm};
 use super::softmax::attention_softmax;
-use super::{rope, ForwardOptions};
+use super::{block_attention, rope, ForwardOptions};
 use crate::config::Config;
 use crate::hooks::{HookPoint, Site};
 use anyhow::Result;
@@ -135,8 +135,35 @@ impl Attention {
                 (k, v)
             }
         };
-        let sk = k.dim(2)?;
+        // The block kernel where it applies: scores in the model's dtype and uncapped, no hook
+        // on the pattern (it never forms there).
+        let blocked = self.softcap.is_none()
+            && softmax_dtype(x.dtype()) == x.dtype()
+            && !opts.is_active(at(Site::Pattern));
+        let z = match blocked {
+            true => block_attention::attend(&q, &k, &v, &inputs.bias, self.scale)?,
+            false => None,
+        };
+        let z = match z {
+            Some(z) => z,
+            None => self.full(&q, &k, &v, &inputs.bias, layer, opts)?,
+        }; // [b, s, Hq, d]
+        let z = opts.hook(at(Site::Z), z)?;
+        self.o_proj.forward(&z.reshape((b, s, hq * hd))?)
+    }
 
+    /// z through the whole `[b, Hq, s, s_k]` pattern (hooked at `attn.hook_pattern`).
+    fn full(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: &Tensor,
+        layer: usize,
+        opts: &mut ForwardOptions,
+    ) -> Result<Tensor> {
+        let (b, hq, s, hd) = q.dims4()?;
+        let (hk, sk) = (k.dim(1)?, k.dim(2)?);
         // Query heads grouped by the kv head they read: [b, Hkv, (Hq/Hkv) * s, d], so keys and
         // values are used as they are instead of being repeated per query head.
         let group = hq / hk;
@@ -144,23 +171,26 @@ impl Attention {
         let scores = scores.reshape((b, hq, s, sk))?;
         // Half-precision scores are scaled (and capped) before the cast to f32, as
         // transformers does.
-        let (scores, scale) = match (self.softcap, softmax_dtype(x.dtype())) {
-            (None, dt) if dt == x.dtype() => (scores, self.scale),
+        let dtype = q.dtype();
+        let (scores, scale) = match (self.softcap, softmax_dtype(dtype)) {
+            (None, dt) if dt == dtype => (scores, self.scale),
             (None, dt) => ((scores * self.scale)?.to_dtype(dt)?, 1.0),
             (Some(cap), dt) => {
                 let scaled = (scores * (self.scale / cap))?;
                 ((scaled.tanh()? * cap)?.to_dtype(dt)?, 1.0)
             }
         };
-        let pattern = attention_softmax(&scores, &inputs.bias, scale, opts.mode)?;
-        let pattern = opts.hook(at(Site::Pattern), pattern.to_dtype(x.dtype())?)?; // [b, Hq, s, sk]
-        let z = pattern
+        let pattern = attention_softmax(&scores, bias, scale, opts.mode)?;
+        let at = HookPoint::Block {
+            layer,
+            site: Site::Pattern,
+        };
+        let pattern = opts.hook(at, pattern.to_dtype(dtype)?)?; // [b, Hq, s, sk]
+        Ok(pattern
             .reshape((b, hk, group * s, sk))?
-            .matmul(&v)?
+            .matmul(v)?
             .reshape((b, hq, s, hd))?
             .transpose(1, 2)?
-            .contiguous()?; // [b, s, Hq, d]
-        let z = opts.hook(at(Site::Z), z)?;
-        self.o_proj.forward(&z.reshape((b, s, hq * hd))?)
+            .contiguous()?)
     }
 }

@@ -6,7 +6,7 @@ use num_traits::Float;
 
 /// The float types the kernels take, with the `exp` they use: the vectorising one for f32
 /// (see `fast_exp.rs`), libm's for f64, the reference precision.
-pub(crate) trait Real: Float + Send + Sync {
+pub(crate) trait Real: Float + Send + Sync + 'static {
     fn exp_fast(self) -> Self;
 }
 

@@ -1,5 +1,6 @@
 //! The two building blocks with weights: linear maps and RMS norms.
 
+use super::frozen_product::{self, FrozenProduct};
 use super::ForwardMode;
 use crate::family::NormGain;
 use anyhow::{Context, Result};
@@ -69,7 +70,12 @@ impl Linear {
         let mut dims = x.dims().to_vec();
         let d_in = dims.pop().context("linear layer on a scalar")?;
         let x = x.contiguous()?.reshape(((), d_in))?; // [n, in]
-        let y = x.matmul(&self.weight.t()?)?; // [n, out]; W^T is contiguous
+        let wt = self.weight.t()?; // [in, out], contiguous
+        let y = if frozen_product::applies(&x, &wt) {
+            x.apply_op1(FrozenProduct { wt })?
+        } else {
+            x.matmul(&wt)?
+        }; // [n, out]
         let y = match &self.lora {
             Some(lora) => (y + lora.forward(&x)?)?,
             None => y,

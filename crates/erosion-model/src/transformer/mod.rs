@@ -20,9 +20,11 @@
 
 mod attention;
 mod block;
+mod block_attention;
 mod context;
 mod cpu_kernel;
 mod fast_exp;
+mod frozen_product;
 mod kv_cache;
 mod layers;
 mod lora;
@@ -100,6 +102,11 @@ impl<'h> ForwardOptions<'h> {
             None => Ok(x),
             Some(h) => h.run(point, x),
         }
+    }
+
+    /// Whether a hook is registered at `point`.
+    fn is_active(&self, point: HookPoint) -> bool {
+        self.hooks.as_deref().is_some_and(|h| h.is_active(point))
     }
 
     /// Like `hook`, for an `[b, H, s, d]` tensor hooked in the `[b, s, H, d]` layout.

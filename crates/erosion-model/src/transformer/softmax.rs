@@ -38,6 +38,22 @@ fn lanes<T: Float>(v: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
     acc.into_iter().fold(tail, &f)
 }
 
+/// `y <- softmax(y)` in place, where `y` already holds `scale x + bias`: keys at -inf get 0 and
+/// skip the exponential. Inline into a caller run under [`widest`], so that it vectorises there.
+#[inline(always)]
+pub(super) fn normalise<T: Real>(y: &mut [T]) {
+    let max = lanes(y, T::neg_infinity(), |m, v| if v > m { v } else { m });
+    for y in y.iter_mut() {
+        *y = if *y == T::neg_infinity() {
+            T::zero()
+        } else {
+            (*y - max).exp_fast()
+        };
+    }
+    let inv = T::one() / lanes(y, T::zero(), |s, v| s + v);
+    y.iter_mut().for_each(|y| *y = *y * inv);
+}
+
 struct AttentionSoftmax {
     scale: f64,
     /// Query heads: rows of x per row of bias are `heads` blocks of `s` rows.
@@ -76,16 +92,7 @@ impl Float2Kernel for AttentionSoftmax {
                         }
                         // SAFETY: every element of the row was written just above.
                         let y = unsafe { &mut *(y as *mut [MaybeUninit<T>] as *mut [T]) };
-                        let max = lanes(y, T::neg_infinity(), |m, v| if v > m { v } else { m });
-                        for y in y.iter_mut() {
-                            *y = if *y == T::neg_infinity() {
-                                T::zero()
-                            } else {
-                                (*y - max).exp_fast()
-                            };
-                        }
-                        let inv = T::one() / lanes(y, T::zero(), |s, v| s + v);
-                        y.iter_mut().for_each(|y| *y = *y * inv);
+                        normalise(y);
                     },
                 )
             });
