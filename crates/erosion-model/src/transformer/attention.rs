@@ -13,6 +13,8 @@
 //! base where the family has one).
 //! The scores and the softmax are computed in f32 for half-precision models (transformers does
 //! the same; f64 models stay in f64), then cast back before multiplying the values.
+//! On CPU in f32 and f64 (uncapped, pattern not hooked) the same is computed by blocks of
+//! queries over only the keys they see, without forming A (block_attention/).
 
 use super::context::{softmax_dtype, BatchContext};
 use super::layers::{Linear, RmsNorm};
@@ -137,14 +139,15 @@ impl Attention {
         };
         // The block kernel where it applies: scores in the model's dtype and uncapped, no hook
         // on the pattern (it never forms there).
-        let blocked = self.softcap.is_none()
+        let blocked = if self.softcap.is_none()
             && softmax_dtype(x.dtype()) == x.dtype()
-            && !opts.is_active(at(Site::Pattern));
-        let z = match blocked {
-            true => block_attention::attend(&q, &k, &v, &inputs.bias, self.scale)?,
-            false => None,
+            && !opts.is_active(at(Site::Pattern))
+        {
+            block_attention::attend(&q, &k, &v, &inputs.bias, self.scale)?
+        } else {
+            None
         };
-        let z = match z {
+        let z = match blocked {
             Some(z) => z,
             None => self.full(&q, &k, &v, &inputs.bias, layer, opts)?,
         }; // [b, s, Hq, d]
