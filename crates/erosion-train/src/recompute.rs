@@ -16,6 +16,7 @@
 
 use crate::batch::MicroBatch;
 use crate::surrogate::surrogate;
+use crate::trainer::add_into;
 use anyhow::{Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
@@ -33,12 +34,7 @@ pub(crate) fn loss_and_grads(
     let mut grads: Vec<Option<Tensor>> = vec![None; params.len()];
     let mut collect = |store: &GradStore| -> Result<()> {
         for ((_, var), slot) in params.iter().zip(grads.iter_mut()) {
-            if let Some(g) = store.get(var.var()) {
-                *slot = Some(match slot.take() {
-                    Some(a) => (a + g)?,
-                    None => g.clone(),
-                });
-            }
+            add_into(slot, store.get(var.var()).cloned())?;
         }
         Ok(())
     };

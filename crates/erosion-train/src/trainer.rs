@@ -362,7 +362,7 @@ struct Part {
     grads: Vec<Option<Tensor>>,
 }
 
-fn add_into(slot: &mut Option<Tensor>, g: Option<Tensor>) -> Result<()> {
+pub(crate) fn add_into(slot: &mut Option<Tensor>, g: Option<Tensor>) -> Result<()> {
     if let Some(g) = g {
         *slot = Some(match slot.take() {
             Some(a) => (a + g)?,
